@@ -1,0 +1,131 @@
+"""Access-token claims (RFC 9068 profile) and their validation, separate from decoding.
+
+Rules (RFC 7519 §4.1, RFC 9068 §2.2, RFC 8725 §3.8–3.9):
+
+* ``iss``, ``sub``, ``aud``, ``exp``, ``iat``, ``jti`` and ``client_id`` are required;
+* ``iss`` is compared as an exact string (a list or a prefix never matches);
+* ``aud`` is a string or a non-empty list of strings that contains our audience;
+* NumericDates are JSON numbers (never booleans, strings, NaN or infinities);
+* ``exp``: rejected on or after ``exp + leeway``; ``nbf``: rejected while ``now + leeway < nbf``;
+  ``iat``: rejected when more than ``leeway`` in the future;
+* ``scope`` (space-separated), ``sid`` and ``nbf`` are optional but typed when present.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import ExpiredToken, ImmatureToken, InvalidClaims
+
+__all__ = ["AccessTokenClaims", "format_time", "validate_claims"]
+
+_REQUIRED = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")
+
+
+def format_time(ts: float) -> str:
+    """ISO 8601 UTC, second precision: ``2026-11-28T10:00:00Z``."""
+    try:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return repr(ts)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessTokenClaims:
+    """The verified claims of an access token. ``raw`` holds every claim as received."""
+
+    iss: str
+    sub: str
+    aud: tuple[str, ...]
+    exp: float
+    iat: float
+    jti: str
+    client_id: str
+    scope: str | None = None
+    sid: str | None = None
+    nbf: float | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return frozenset(self.scope.split()) if self.scope else frozenset()
+
+    def has_scopes(self, *wanted: str) -> bool:
+        return self.scopes.issuperset(wanted)
+
+
+def _number(payload: dict[str, Any], name: str) -> float:
+    v = payload[name]
+    t = type(v)
+    if (t is not int and t is not float) or not math.isfinite(v):
+        raise InvalidClaims(f"claim {name!r} must be a NumericDate (a finite JSON number)")
+    return float(v)
+
+
+def _string(payload: dict[str, Any], name: str) -> str:
+    v = payload[name]
+    if type(v) is not str or not v:
+        raise InvalidClaims(f"claim {name!r} must be a non-empty string")
+    return v
+
+
+def _opt_string(payload: dict[str, Any], name: str) -> str | None:
+    v = payload.get(name)
+    if v is None:
+        return None
+    if type(v) is not str:
+        raise InvalidClaims(f"claim {name!r} must be a string")
+    return v
+
+
+def validate_claims(
+    payload: dict[str, Any],
+    *,
+    issuer: str,
+    audience: str,
+    now: float,
+    leeway: float = 30.0,
+) -> AccessTokenClaims:
+    """Check ``payload`` against the profile; return typed claims or raise ``InvalidClaims``."""
+    for name in _REQUIRED:
+        if name not in payload:
+            raise InvalidClaims(f"required claim {name!r} is missing (RFC 9068 §2.2)")
+    iss = payload["iss"]
+    if type(iss) is not str or iss != issuer:
+        raise InvalidClaims("iss does not match the expected issuer")
+    aud = payload["aud"]
+    if type(aud) is str:
+        auds: tuple[str, ...] = (aud,)
+    elif type(aud) is list and aud and all(type(a) is str for a in aud):
+        auds = tuple(aud)
+    else:
+        raise InvalidClaims("aud must be a string or a non-empty array of strings")
+    if audience not in auds:
+        raise InvalidClaims("aud does not contain this audience")
+    exp = _number(payload, "exp")
+    if now >= exp + leeway:
+        raise ExpiredToken(f"token expired at {format_time(exp)}")
+    iat = _number(payload, "iat")
+    if iat > now + leeway:
+        raise ImmatureToken(f"token issued in the future ({format_time(iat)})")
+    nbf: float | None = None
+    if "nbf" in payload:
+        nbf = _number(payload, "nbf")
+        if nbf > now + leeway:
+            raise ImmatureToken(f"token not valid before {format_time(nbf)}")
+    return AccessTokenClaims(
+        iss=iss,
+        sub=_string(payload, "sub"),
+        aud=auds,
+        exp=exp,
+        iat=iat,
+        jti=_string(payload, "jti"),
+        client_id=_string(payload, "client_id"),
+        scope=_opt_string(payload, "scope"),
+        sid=_opt_string(payload, "sid"),
+        nbf=nbf,
+        raw=payload,
+    )

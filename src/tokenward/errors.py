@@ -1,0 +1,184 @@
+"""The one error tree of tokenward.
+
+Every exception tokenward raises on purpose derives from :class:`TokenwardError`.
+Each class carries the OAuth 2.0 ``error`` code (RFC 6749 §5.2, RFC 6750 §3.1,
+RFC 7009 §2.2.1) and the HTTP status a server should answer with, so that one
+exception handler can map all of them::
+
+    TokenwardError
+    ├── InvalidToken              invalid_token        401
+    │   ├── MalformedToken        (not a compact JWS of our profile)
+    │   ├── TokenTooLarge         (size cap, checked before decoding)
+    │   ├── UnsupportedAlgorithm  (alg not allowed / does not match the key)
+    │   ├── UnknownKey            (no key with that kid)
+    │   ├── InvalidSignature
+    │   ├── InvalidClaims         (missing / wrong iss, aud, typ ...)
+    │   │   ├── ExpiredToken
+    │   │   └── ImmatureToken     (nbf / iat in the future)
+    │   └── RevokedToken          (jti, sid or subject watermark)
+    ├── InvalidRequest            invalid_request      400
+    ├── InvalidGrant              invalid_grant        400
+    │   └── RefreshTokenReused    (reuse detected; the family was revoked)
+    ├── InvalidClient             invalid_client       401
+    ├── UnauthorizedClient        unauthorized_client  400
+    ├── InvalidScope              invalid_scope        400
+    ├── InsufficientScope         insufficient_scope   403
+    ├── RateLimited               slow_down            429
+    ├── StoreUnavailable          temporarily_unavailable 503
+    ├── KeyRingError              server_error         500
+    └── ConfigurationError        server_error         500
+
+Messages say what is wrong ("token expired at 2026-11-28T10:00:00Z", "unknown
+kid", "alg does not match key") and never contain token values or key material.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "ExpiredToken",
+    "ImmatureToken",
+    "InsufficientScope",
+    "InvalidClaims",
+    "InvalidClient",
+    "InvalidGrant",
+    "InvalidRequest",
+    "InvalidScope",
+    "InvalidSignature",
+    "InvalidToken",
+    "KeyRingError",
+    "MalformedToken",
+    "RateLimited",
+    "RefreshTokenReused",
+    "RevokedToken",
+    "StoreUnavailable",
+    "TokenTooLarge",
+    "TokenwardError",
+    "UnauthorizedClient",
+    "UnknownKey",
+    "UnsupportedAlgorithm",
+]
+
+
+class TokenwardError(Exception):
+    """Base of every error tokenward raises on purpose."""
+
+    error: str = "server_error"
+    status_code: int = 500
+
+    def __init__(self, description: str = "") -> None:
+        super().__init__(description or self.__class__.__name__)
+        self.description = description or self.error.replace("_", " ")
+
+    def to_dict(self) -> dict[str, str]:
+        """The RFC 6749 §5.2 JSON error body."""
+        return {"error": self.error, "error_description": self.description}
+
+
+class InvalidToken(TokenwardError):
+    """The token is not acceptable (RFC 6750 §3.1 ``invalid_token``)."""
+
+    error = "invalid_token"
+    status_code = 401
+
+
+class MalformedToken(InvalidToken):
+    """Not a compact serialisation of our profile (segments, base64url, JSON)."""
+
+
+class TokenTooLarge(InvalidToken):
+    """Larger than the configured cap; refused before any decoding."""
+
+
+class UnsupportedAlgorithm(InvalidToken):
+    """``alg`` is not allowed, or does not equal the key's one algorithm."""
+
+
+class UnknownKey(InvalidToken):
+    """No key with this ``kid`` in the key set."""
+
+
+class InvalidSignature(InvalidToken):
+    """The signature does not verify."""
+
+
+class InvalidClaims(InvalidToken):
+    """A required claim is missing or has the wrong value or type."""
+
+
+class ExpiredToken(InvalidClaims):
+    """``exp`` is in the past (beyond the leeway)."""
+
+
+class ImmatureToken(InvalidClaims):
+    """``nbf`` or ``iat`` is in the future (beyond the leeway)."""
+
+
+class RevokedToken(InvalidToken):
+    """The token was revoked (by ``jti``, by session ``sid`` or by subject)."""
+
+
+class InvalidRequest(TokenwardError):
+    error = "invalid_request"
+    status_code = 400
+
+
+class InvalidGrant(TokenwardError):
+    """RFC 6749 §5.2: the grant (refresh token, password) is invalid."""
+
+    error = "invalid_grant"
+    status_code = 400
+
+
+class RefreshTokenReused(InvalidGrant):
+    """A consumed refresh token came back: the whole family has been revoked."""
+
+
+class InvalidClient(TokenwardError):
+    error = "invalid_client"
+    status_code = 401
+
+
+class UnauthorizedClient(TokenwardError):
+    error = "unauthorized_client"
+    status_code = 400
+
+
+class InvalidScope(TokenwardError):
+    error = "invalid_scope"
+    status_code = 400
+
+
+class InsufficientScope(TokenwardError):
+    """RFC 6750 §3.1: the token lacks a scope the resource needs."""
+
+    error = "insufficient_scope"
+    status_code = 403
+
+
+class RateLimited(TokenwardError):
+    error = "slow_down"
+    status_code = 429
+
+    def __init__(self, description: str = "", retry_after: int = 1) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+
+class StoreUnavailable(TokenwardError):
+    """The store cannot be reached; tokenward fails closed (RFC 7009 §2.2.1)."""
+
+    error = "temporarily_unavailable"
+    status_code = 503
+
+    def __init__(self, description: str = "", retry_after: int = 5) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+
+class KeyRingError(TokenwardError):
+    """A key cannot be used as asked (wrong type, too small, no active key ...)."""
+
+
+class ConfigurationError(TokenwardError):
+    """Settings or arguments that cannot work."""

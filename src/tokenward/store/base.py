@@ -1,0 +1,312 @@
+"""The one storage contract: :class:`Store`, and the records it keeps.
+
+Every backend (``memory://``, ``sqlite://``, ``redis://``, ``postgresql://``) implements this
+ABC and passes the one conformance suite (``tests/store/test_conformance.py``).
+
+Atomicity is the backend's job: each method is one transaction (or one Lua script). The
+lifecycle *policy* (expiry, client binding, scope) lives in :mod:`tokenward.sessions`; the
+store only decides what must be decided atomically, which is :meth:`Store.rotate`:
+
+* ``ROTATED`` — the presented token was the family's live leaf and unconsumed: it is now
+  consumed (compare-and-set), ``child`` is inserted and becomes the leaf;
+* ``GRACE`` — the presented token is the *immediate parent* of the live leaf, it was consumed
+  at most ``grace`` seconds ago, and ``child.token_hash`` equals the stored successor (the
+  successor is derived deterministically, so the caller can hand out the same one again);
+  nothing changes except ``last_used_at``;
+* ``REUSED`` — anything else for a known token of a live family: the family is revoked and a
+  ``sid`` revocation event appended **in the same transaction** (the caller then fails);
+* ``REVOKED`` — the family was already revoked; ``NOT_FOUND`` — unknown token hash.
+
+Token hashes are ``bytes`` (SHA-256 of the token); raw refresh tokens never reach a store.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Self
+
+__all__ = [
+    "Client",
+    "Family",
+    "PurgeCounts",
+    "RefreshTokenRecord",
+    "RevocationEvent",
+    "RevocationKind",
+    "RotationOutcome",
+    "RotationResult",
+    "Store",
+    "User",
+]
+
+
+class RevocationKind(StrEnum):
+    JTI = "jti"  # one access token, until its exp
+    SID = "sid"  # one session (family), until the longest access token it issued expires
+    SUB = "sub"  # a subject: every token with iat < not_before (the event's ``at``)
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationEvent:
+    """One entry of the ordered revocation feed. ``seq`` is the cursor (strictly increasing)."""
+
+    seq: int
+    kind: RevocationKind
+    value: str
+    until: float  # the event (and its denylist entry) may be forgotten after this time
+    at: float  # when it was revoked; for SUB this is the "not before" watermark
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "kind": self.kind.value,
+            "value": self.value,
+            "until": self.until,
+            "at": self.at,
+        }
+
+
+@dataclass(slots=True)
+class Family:
+    """A refresh-token family = one session (``sid``)."""
+
+    sid: str
+    sub: str
+    client_id: str
+    scope: str
+    created_at: float
+    last_used_at: float
+    expires_at: float  # absolute lifetime end
+    idle_expires_at: float  # last_used_at + idle timeout
+    current_hash: bytes  # the live leaf
+    generation: int = 0
+    user_agent: str | None = None
+    ip: str | None = None
+    device: str | None = None
+    revoked_at: float | None = None
+    revoked_reason: str | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def expired(self, now: float) -> bool:
+        return now >= self.expires_at or now >= self.idle_expires_at
+
+
+@dataclass(slots=True)
+class RefreshTokenRecord:
+    token_hash: bytes
+    sid: str
+    created_at: float
+    parent_hash: bytes | None = None
+    consumed_at: float | None = None
+    successor_hash: bytes | None = None
+
+
+class RotationOutcome(StrEnum):
+    ROTATED = "rotated"
+    GRACE = "grace"
+    REUSED = "reused"
+    REVOKED = "revoked"
+    NOT_FOUND = "not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class RotationResult:
+    outcome: RotationOutcome
+    family: Family | None = None
+    event: RevocationEvent | None = None  # the sid event appended on REUSED
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeCounts:
+    refresh_tokens: int = 0
+    families: int = 0
+    revocations: int = 0
+
+
+@dataclass(slots=True)
+class User:
+    username: str
+    password_hash: str
+    created_at: float
+    is_admin: bool = False
+    disabled: bool = False
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Client:
+    client_id: str
+    created_at: float
+    secret_hash: str | None = None  # None for public clients
+    grants: tuple[str, ...] = ("refresh_token",)
+    scopes: tuple[str, ...] = ()
+    name: str | None = None
+
+    @property
+    def public(self) -> bool:
+        return self.secret_hash is None
+
+
+class Store(ABC):
+    """Async storage of everything tokenward keeps. Use as ``async with store:``."""
+
+    #: URL scheme(s) the backend registers under, e.g. ``("sqlite",)``.
+    schemes: tuple[str, ...] = ()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect and create/upgrade the schema. Idempotent."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Idempotent."""
+
+    # -- refresh tokens and families -------------------------------------------------------
+    @abstractmethod
+    async def create_family(self, family: Family, token: RefreshTokenRecord) -> None:
+        """Insert a new family and its first refresh token (one transaction)."""
+
+    @abstractmethod
+    async def get_refresh_token(
+        self, token_hash: bytes
+    ) -> tuple[RefreshTokenRecord, Family] | None:
+        """The record for ``token_hash`` and its family, or ``None``."""
+
+    @abstractmethod
+    async def rotate(
+        self,
+        parent_hash: bytes,
+        child: RefreshTokenRecord,
+        *,
+        now: float,
+        grace: float,
+        idle_expires_at: float,
+        revocation_until: float,
+    ) -> RotationResult:
+        """The atomic consume/grace/reuse decision described in the module docstring.
+
+        On ``ROTATED`` the family's ``last_used_at``/``idle_expires_at``/``current_hash``/
+        ``generation`` are updated; on ``GRACE`` only ``last_used_at``/``idle_expires_at``;
+        on ``REUSED`` the family is revoked (reason ``"refresh_token_reuse"``) and a ``sid``
+        event with ``until=revocation_until`` appended, all in one transaction.
+        """
+
+    @abstractmethod
+    async def get_family(self, sid: str) -> Family | None: ...
+
+    @abstractmethod
+    async def list_families(self, sub: str, *, include_revoked: bool = False) -> list[Family]:
+        """The subject's families, newest first."""
+
+    @abstractmethod
+    async def revoke_family(
+        self, sid: str, *, now: float, reason: str, until: float
+    ) -> RevocationEvent | None:
+        """Revoke one family and append its ``sid`` event (one transaction).
+
+        Returns the event, or ``None`` when the family is unknown or already revoked.
+        """
+
+    @abstractmethod
+    async def revoke_subject(self, sub: str, *, now: float, until: float) -> list[RevocationEvent]:
+        """Revoke every live family of ``sub`` (``sid`` events) and append a ``sub`` event
+        whose ``at`` is the not-before watermark; one transaction. Returns all new events."""
+
+    # -- revocation feed -------------------------------------------------------------------
+    @abstractmethod
+    async def add_revocation(
+        self, kind: RevocationKind, value: str, *, now: float, until: float
+    ) -> RevocationEvent:
+        """Append one event (e.g. a ``jti``)."""
+
+    @abstractmethod
+    async def revocations_after(
+        self, cursor: int, *, now: float, limit: int = 1000
+    ) -> list[RevocationEvent]:
+        """Events with ``seq > cursor`` and ``until > now``, in ``seq`` order."""
+
+    @abstractmethod
+    async def revocation_cursor(self) -> int:
+        """The highest ``seq`` ever appended (0 when none)."""
+
+    async def wait_revocations(
+        self, cursor: int, *, now: Callable[[], float], timeout: float
+    ) -> list[RevocationEvent]:
+        """Block up to ``timeout`` seconds for events after ``cursor``.
+
+        The default polls; Redis (``XREAD BLOCK``) and PostgreSQL (``LISTEN``) override it.
+        """
+        import asyncio
+
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            events = await self.revocations_after(cursor, now=now())
+            if events:
+                return events
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return []
+            await asyncio.sleep(min(self.poll_interval, left))
+
+    poll_interval: float = 0.2
+
+    # -- retention -------------------------------------------------------------------------
+    @abstractmethod
+    async def purge(self, *, now: float, margin: float) -> PurgeCounts:
+        """Delete families (and their tokens) whose absolute or idle expiry is older than
+        ``now - margin``, and revocation events with ``until <= now``."""
+
+    # -- keys and secrets ------------------------------------------------------------------
+    @abstractmethod
+    async def load_keys(self) -> bytes | None:
+        """The stored key set (an encrypted blob), or ``None``."""
+
+    @abstractmethod
+    async def save_keys(self, blob: bytes) -> None: ...
+
+    @abstractmethod
+    async def get_or_create_secret(self, name: str, factory: Callable[[], bytes]) -> bytes:
+        """A named server secret, created once with ``factory()`` (first writer wins)."""
+
+    # -- users and clients (used by the server) --------------------------------------------
+    @abstractmethod
+    async def create_user(self, user: User) -> None:
+        """Insert; raises ``ConfigurationError`` when the username exists."""
+
+    @abstractmethod
+    async def get_user(self, username: str) -> User | None: ...
+
+    @abstractmethod
+    async def update_user(self, user: User) -> None: ...
+
+    @abstractmethod
+    async def list_users(self) -> list[User]: ...
+
+    @abstractmethod
+    async def create_client(self, client: Client) -> None:
+        """Insert; raises ``ConfigurationError`` when the client id exists."""
+
+    @abstractmethod
+    async def get_client(self, client_id: str) -> Client | None: ...
+
+    @abstractmethod
+    async def list_clients(self) -> list[Client]: ...
+
+    # -- health ----------------------------------------------------------------------------
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` when the backend cannot be reached."""
+
+
+# A factory turns a URL into a store; see tokenward.store.store_from_url.
+StoreFactory = Callable[[str], "Store | Awaitable[Store]"]
