@@ -145,7 +145,7 @@ _PUBLIC_MEMBERS = frozenset({"kty", "crv", "x", "y", "n", "e"})
 def _generate_jwk(alg: str) -> ECKey | RSAKey | OKPKey | OctKey:
     fam = algorithm_family(alg)
     if fam == "EC":
-        crv, curve = _EC_CURVE[alg]
+        _crv, curve = _EC_CURVE[alg]
         return ECKey.import_key(ec.generate_private_key(curve()))
     if fam == "RSA":
         return RSAKey.import_key(rsa.generate_private_key(public_exponent=65537, key_size=2048))
