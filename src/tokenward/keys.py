@@ -118,13 +118,15 @@ class SigningKey:
         """Public parameters only, with ``kid``, ``use: sig`` and ``alg`` (RFC 7517 §4)."""
         if self.is_symmetric:
             raise KeyRingError("a symmetric (HS256) key is never published")
-        d = {k: v for k, v in self.jwk.as_dict(private=False).items() if k in _PUBLIC_MEMBERS}
+        d: dict[str, Any] = {
+            k: v for k, v in self.jwk.as_dict(private=False).items() if k in _PUBLIC_MEMBERS
+        }
         d.update(kid=self.kid, use="sig", alg=self.alg)
         return d
 
     def private_jwk(self) -> dict[str, Any]:
         """Every parameter, plus tokenward's ``tw_*`` state members (for backups)."""
-        d = {
+        d: dict[str, Any] = {
             k: v
             for k, v in self.jwk.as_dict(private=True).items()
             if k in _PUBLIC_MEMBERS or k in _PRIVATE_MEMBERS
@@ -163,15 +165,16 @@ def _check_key(jwk: ECKey | RSAKey | OKPKey | OctKey, alg: str) -> None:
     fam = algorithm_family(alg)
     if jwk.key_type != fam:
         raise KeyRingError(f"alg {alg} needs a {fam} key, got {jwk.key_type}")
-    if fam == "EC":
+    if isinstance(jwk, ECKey):
         want = _EC_CURVE[alg][0]
         if jwk.curve_name != want:
             raise KeyRingError(f"alg {alg} needs curve {want}, got {jwk.curve_name}")
-    elif fam == "OKP":
+    elif isinstance(jwk, OKPKey):
         if jwk.curve_name != "Ed25519":
             raise KeyRingError(f"alg {alg} needs an Ed25519 key, got {jwk.curve_name}")
-    elif fam == "RSA":
-        bits = jwk.public_key.key_size
+    elif isinstance(jwk, RSAKey):
+        pub = jwk.public_key
+        bits = pub.key_size if isinstance(pub, rsa.RSAPublicKey) else 0
         if bits < _MIN_RSA_BITS:
             raise KeyRingError(f"RSA key of {bits} bits; at least {_MIN_RSA_BITS} are required")
     elif len(jwk.raw_value) < _MIN_HMAC_BYTES:
