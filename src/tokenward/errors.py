@@ -17,6 +17,7 @@ exception handler can map all of them::
     │   │   └── ImmatureToken     (nbf / iat in the future)
     │   └── RevokedToken          (jti, sid or subject watermark)
     ├── InvalidRequest            invalid_request      400
+    │   └── UnsupportedGrantType  unsupported_grant_type 400
     ├── InvalidGrant              invalid_grant        400
     │   └── RefreshTokenReused    (reuse detected; the family was revoked)
     ├── InvalidClient             invalid_client       401
@@ -57,6 +58,7 @@ __all__ = [
     "UnauthorizedClient",
     "UnknownKey",
     "UnsupportedAlgorithm",
+    "UnsupportedGrantType",
 ]
 
 
@@ -121,6 +123,12 @@ class RevokedToken(InvalidToken):
 class InvalidRequest(TokenwardError):
     error = "invalid_request"
     status_code = 400
+
+
+class UnsupportedGrantType(InvalidRequest):
+    """RFC 6749 §5.2: the ``grant_type`` is not supported by the server."""
+
+    error = "unsupported_grant_type"
 
 
 class InvalidGrant(TokenwardError):

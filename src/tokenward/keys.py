@@ -369,6 +369,21 @@ class KeyRing:
         """Every key with its private parameters and state, for backup. Handle as a secret."""
         return {"keys": [k.private_jwk() for k in self._keys.values()]}
 
+    # at rest ---------------------------------------------------------------------------------
+    def to_bytes(self, kek: bytes) -> bytes:
+        """The private JWKS as a compact JWE (``dir`` + A256GCM) under ``kek`` (32 bytes),
+        e.g. for :meth:`tokenward.store.base.Store.save_keys`."""
+        return _encrypt(orjson.dumps(self.private_jwks()), kek)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, kek: bytes, *, clock: Clock = system_clock) -> KeyRing:
+        """Inverse of :meth:`to_bytes`; ``ConfigurationError`` on a wrong ``kek``."""
+        try:
+            doc = orjson.loads(_decrypt(blob, kek))
+        except orjson.JSONDecodeError:
+            raise ConfigurationError("the stored key set is not a JSON key set") from None
+        return cls.from_jwks(doc, clock=clock)
+
     # files at rest -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str], *, kek: bytes | None = None) -> None:
         """Write the private JWKS to ``path``.
