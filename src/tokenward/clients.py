@@ -1,0 +1,107 @@
+"""OAuth clients: confidential (secret hashed at rest, shown once) or public.
+
+A client secret is 256 random bits, so a fast hash is enough at rest (no dictionary attack
+is possible against it); it is SHA-256 and compared with :func:`hmac.compare_digest`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+
+from .clock import Clock, system_clock
+from .errors import ConfigurationError, InvalidClient
+from .store.base import Client, Store
+
+__all__ = ["GRANTS", "ClientRegistry", "hash_secret", "verify_secret"]
+
+GRANTS = ("password", "refresh_token", "client_credentials")
+_PREFIX = "sha256$"
+_MAX_ID = 256
+_MAX_SECRET = 512
+
+
+def hash_secret(secret: str) -> str:
+    return _PREFIX + hashlib.sha256(secret.encode()).hexdigest()
+
+
+def verify_secret(secret_hash: str, secret: str) -> bool:
+    if not secret_hash.startswith(_PREFIX):
+        return False
+    want = secret_hash[len(_PREFIX) :].encode()
+    got = hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest().encode()
+    return hmac.compare_digest(want, got)
+
+
+# A fixed hash to compare against when the client is unknown, so both paths do the same work.
+_DUMMY_HASH = hash_secret(secrets.token_urlsafe(32))
+
+
+class ClientRegistry:
+    """Register and authenticate clients kept in a :class:`Store`."""
+
+    def __init__(self, store: Store, *, clock: Clock = system_clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    async def create(
+        self,
+        client_id: str,
+        *,
+        public: bool = False,
+        grants: Iterable[str] = ("refresh_token",),
+        scopes: Iterable[str] = (),
+        name: str | None = None,
+    ) -> tuple[Client, str | None]:
+        """Register a client; returns it and its secret (``None`` for public clients).
+        The secret is shown only here: the store keeps its hash."""
+        if not client_id or len(client_id) > _MAX_ID or not client_id.isprintable():
+            raise ConfigurationError("a client_id is 1-256 printable characters")
+        if ":" in client_id:
+            raise ConfigurationError("a client_id may not contain ':' (HTTP Basic)")
+        grant_list = tuple(dict.fromkeys(g.strip() for g in grants if g.strip()))
+        unknown = [g for g in grant_list if g not in GRANTS]
+        if unknown:
+            raise ConfigurationError(f"unknown grant(s) {unknown}; use {', '.join(GRANTS)}")
+        if public and "client_credentials" in grant_list:
+            raise ConfigurationError("a public client cannot use client_credentials")
+        secret = None if public else secrets.token_urlsafe(32)
+        client = Client(
+            client_id=client_id,
+            created_at=self.clock.now(),
+            secret_hash=None if secret is None else hash_secret(secret),
+            grants=grant_list,
+            scopes=tuple(dict.fromkeys(s for s in scopes if s)),
+            name=name,
+        )
+        await self.store.create_client(client)
+        return client, secret
+
+    async def get(self, client_id: str) -> Client | None:
+        if not client_id or len(client_id) > _MAX_ID:
+            return None
+        return await self.store.get_client(client_id)
+
+    async def list(self) -> list[Client]:
+        return await self.store.list_clients()
+
+    async def authenticate(self, client_id: str, secret: str | None) -> Client:
+        """Check a client's credentials. ``secret=None`` identifies a public client.
+
+        Raises ``InvalidClient`` for an unknown client, a wrong secret, a confidential
+        client without its secret, and a secret presented for a public client.
+        """
+        if len(client_id) > _MAX_ID or (secret is not None and len(secret) > _MAX_SECRET):
+            raise InvalidClient("client authentication failed")
+        client = await self.store.get_client(client_id)
+        if secret is None:
+            if client is None or not client.public:
+                raise InvalidClient("client authentication failed")
+            return client
+        stored = client.secret_hash if client is not None else None
+        ok = verify_secret(stored or _DUMMY_HASH, secret)
+        if client is None or stored is None or not ok:
+            raise InvalidClient("client authentication failed")
+        return client

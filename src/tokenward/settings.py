@@ -1,0 +1,218 @@
+"""The one settings object of the tokenward server and CLI (pydantic-settings).
+
+Sources, highest priority first: explicit arguments (CLI options), ``TOKENWARD_*`` environment
+variables, an optional TOML file (``TOKENWARD_CONFIG`` or ``--config``; keys are the field
+names, e.g. ``store_url = "sqlite:///var/tokenward.db"``), then the defaults below. Library
+classes never read the environment: only :func:`load_settings` does.
+
+A wrong value stops start-up with one line naming the setting
+(``ConfigurationError("TOKENWARD_SIGNING_ALG: unsupported algorithm 'XX256' ...")``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .errors import ConfigurationError
+from .keys import ALGORITHMS
+
+__all__ = ["ENV_PREFIX", "Settings", "decode_kek", "load_settings"]
+
+ENV_PREFIX = "TOKENWARD_"
+_toml_file: ContextVar[Path | None] = ContextVar("tokenward_toml_file", default=None)
+
+
+def decode_kek(value: str) -> bytes:
+    """A key-encryption key given as base64url (padding optional); exactly 32 bytes."""
+    text = value.strip()
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise ValueError("must be base64url") from None
+    if len(raw) != 32:
+        raise ValueError(f"must decode to exactly 32 bytes, got {len(raw)}")
+    return raw
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. Field ``x`` is set by ``TOKENWARD_X`` or ``x = ...`` in TOML."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", case_sensitive=False, validate_default=True
+    )
+
+    store_url: str = "sqlite:///var/tokenward.db"
+    issuer: str = "http://127.0.0.1:8000"
+    audience: str = "api"
+    access_token_ttl: int = Field(900, gt=0, le=86400)
+    refresh_grace_seconds: float = Field(10.0, ge=0, le=300)
+    refresh_idle_ttl: float = Field(14 * 86400, gt=0)
+    refresh_absolute_ttl: float = Field(30 * 86400, gt=0)
+    signing_alg: str = "ES256"
+    key_rotation_days: float = Field(30.0, ge=0)  # 0 disables scheduled rotation
+    jwks_max_age: int = Field(300, ge=0)
+    leeway: float = Field(30.0, ge=0)
+    admin_password: SecretStr | None = None
+    key_encryption_key: SecretStr | None = None
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+
+    console_client_id: str = "tokenward-console"
+    cookie_path: str = "/token"
+    cookie_secure: bool = True
+    login_limit_per_account: str = "5/minute"
+    login_limit_per_ip: str = "30/minute"
+    ratelimit_url: str | None = None  # None: Redis when the store is Redis, else memory
+    revocation_max_staleness: float | None = Field(None, gt=0)
+    max_body_bytes: int = Field(65536, ge=1024)
+    feed_max_wait: float = Field(30.0, ge=0, le=300)
+    password_time_cost: int = Field(3, ge=1)
+    password_memory_cost: int = Field(65536, ge=8)  # KiB (argon2id, OWASP: 46 MiB+)
+    password_parallelism: int = Field(4, ge=1)
+    log_json: bool = True
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_url(cls, v: str) -> str:
+        from .store import _BACKENDS
+
+        scheme = urlsplit(v).scheme.lower()
+        if scheme not in _BACKENDS:
+            raise ValueError(f"unknown store URL scheme {scheme!r}")
+        return v
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError("must be an http(s) URL without query (RFC 8414 §2)")
+        return v.rstrip("/")
+
+    @field_validator("audience", "console_client_id")
+    @classmethod
+    def _non_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("signing_alg")
+    @classmethod
+    def _alg(cls, v: str) -> str:
+        if v not in ALGORITHMS:
+            raise ValueError(f"unsupported algorithm {v!r}; use one of {', '.join(ALGORITHMS)}")
+        return v
+
+    @field_validator("key_encryption_key")
+    @classmethod
+    def _kek(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            decode_kek(v.get_secret_value())
+        return v
+
+    @field_validator("cookie_path")
+    @classmethod
+    def _cookie_path(cls, v: str) -> str:
+        if not v.startswith("/") or any(c in v for c in ";, \t\r\n"):
+            raise ValueError("must be an absolute path without separators")
+        return v
+
+    @field_validator("login_limit_per_account", "login_limit_per_ip")
+    @classmethod
+    def _limit(cls, v: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(v)
+        except ValueError:
+            raise ValueError(f"not a rate limit like '5/minute': {v!r}") from None
+        return v
+
+    # derived values ----------------------------------------------------------------------
+    @property
+    def store_scheme(self) -> str:
+        return urlsplit(self.store_url).scheme.lower()
+
+    @property
+    def shared_store(self) -> bool:
+        """True for stores that several hosts can share (Redis, PostgreSQL)."""
+        return self.store_scheme not in ("memory", "sqlite", "sqlite+aiosqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file of a ``sqlite:///path`` store (``None`` for other stores)."""
+        if not self.store_scheme.startswith("sqlite"):
+            return None
+        path = self.store_url.split("://", 1)[1]
+        path = path[1:] if path.startswith("/") else path  # sqlite:///rel, sqlite:////abs
+        path = path.split("?", 1)[0]
+        if not path or path == ":memory:":
+            return None
+        return Path(path)
+
+    def kek(self) -> bytes | None:
+        if self.key_encryption_key is None:
+            return None
+        return decode_kek(self.key_encryption_key.get_secret_value())
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml = _toml_file.get()
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+
+def _field_env_name(loc: tuple[int | str, ...]) -> str:
+    name = str(loc[0]) if loc else "settings"
+    return ENV_PREFIX + name.upper()
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Build the settings from overrides, ``TOKENWARD_*`` and the TOML file.
+
+    ``config_file`` defaults to ``$TOKENWARD_CONFIG``. Raises ``ConfigurationError`` with one
+    line naming the first wrong setting.
+    """
+    path = config_file or os.environ.get(ENV_PREFIX + "CONFIG")
+    toml: Path | None = None
+    if path:
+        toml = Path(path)
+        if not toml.is_file():
+            raise ConfigurationError(f"{ENV_PREFIX}CONFIG: no such file {toml}")
+    token = _toml_file.set(toml)
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        raise ConfigurationError(f"{_field_env_name(tuple(err['loc']))}: {msg}") from None
+    except ValueError as exc:  # e.g. a TOML syntax error
+        raise ConfigurationError(f"{ENV_PREFIX}CONFIG: {exc}") from None
+    finally:
+        _toml_file.reset(token)

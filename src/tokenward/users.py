@@ -1,0 +1,139 @@
+"""User accounts: argon2id password hashes (argon2-cffi), rehash on login, disable.
+
+Authentication takes about the same time whether or not the user exists: an unknown or
+disabled user is checked against a dummy hash made with the same parameters, so a failed
+login costs one argon2id verification either way (OWASP Authentication Cheat Sheet).
+Hashing runs in a worker thread so the event loop keeps serving other requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from .clock import Clock, system_clock
+from .errors import ConfigurationError, InvalidGrant
+from .store.base import Store, User
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+__all__ = ["UserService", "generate_password", "hasher_from_settings"]
+
+_MAX_PASSWORD = 1024  # bytes; argon2 takes any length, but a cap bounds the work per request
+_MAX_USERNAME = 256
+
+
+def hasher_from_settings(settings: Settings) -> PasswordHasher:
+    return PasswordHasher(
+        time_cost=settings.password_time_cost,
+        memory_cost=settings.password_memory_cost,
+        parallelism=settings.password_parallelism,
+    )
+
+
+def generate_password() -> str:
+    """A one-time password for the first admin: 128 random bits, URL-safe."""
+    return secrets.token_urlsafe(16)
+
+
+def _check_username(username: str) -> None:
+    if (
+        not isinstance(username, str)
+        or not username
+        or len(username) > _MAX_USERNAME
+        or not username.isprintable()
+        or username != username.strip()
+    ):
+        raise ConfigurationError("a username is 1-256 printable characters without edge spaces")
+
+
+class UserService:
+    """Create, authenticate, list and disable users kept in a :class:`Store`."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        hasher: PasswordHasher | None = None,
+        clock: Clock = system_clock,
+    ) -> None:
+        self.store = store
+        self.hasher = hasher or PasswordHasher()
+        self.clock = clock
+        self._dummy_hash: str | None = None
+
+    async def _hash(self, password: str) -> str:
+        return await asyncio.to_thread(self.hasher.hash, password)
+
+    async def _verify(self, password_hash: str, password: str) -> bool:
+        def run() -> bool:
+            try:
+                return bool(self.hasher.verify(password_hash, password))
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                return False
+
+        return await asyncio.to_thread(run)
+
+    async def create(self, username: str, password: str, *, is_admin: bool = False) -> User:
+        _check_username(username)
+        if not password or len(password.encode()) > _MAX_PASSWORD:
+            raise ConfigurationError(f"a password is 1-{_MAX_PASSWORD} bytes")
+        user = User(
+            username=username,
+            password_hash=await self._hash(password),
+            created_at=self.clock.now(),
+            is_admin=is_admin,
+        )
+        await self.store.create_user(user)
+        return user
+
+    async def set_password(self, username: str, password: str) -> None:
+        user = await self.store.get_user(username)
+        if user is None:
+            raise ConfigurationError(f"no user {username!r}")
+        await self.store.update_user(replace(user, password_hash=await self._hash(password)))
+
+    async def authenticate(self, username: str, password: str) -> User:
+        """The user, or ``InvalidGrant("invalid username or password")`` — the same answer
+        and about the same time for a wrong password, an unknown or a disabled user."""
+        failure = InvalidGrant("invalid username or password")
+        if (
+            not isinstance(username, str)
+            or not isinstance(password, str)
+            or len(username) > _MAX_USERNAME
+            or len(password.encode()) > _MAX_PASSWORD
+        ):
+            raise failure
+        user = await self.store.get_user(username)
+        if user is None or user.disabled:
+            if self._dummy_hash is None:
+                self._dummy_hash = await self._hash(secrets.token_urlsafe(16))
+            await self._verify(self._dummy_hash, password)
+            raise failure
+        if not await self._verify(user.password_hash, password):
+            raise failure
+        if self.hasher.check_needs_rehash(user.password_hash):
+            user = replace(user, password_hash=await self._hash(password))
+            await self.store.update_user(user)
+        return user
+
+    async def get(self, username: str) -> User | None:
+        return await self.store.get_user(username)
+
+    async def list(self) -> list[User]:
+        return await self.store.list_users()
+
+    async def set_disabled(self, username: str, disabled: bool = True) -> User:
+        """Disable (or enable) a user. The caller revokes a disabled user's sessions."""
+        user = await self.store.get_user(username)
+        if user is None:
+            raise ConfigurationError(f"no user {username!r}")
+        user = replace(user, disabled=disabled)
+        await self.store.update_user(user)
+        return user
