@@ -16,7 +16,7 @@ from .claims import AccessTokenClaims, format_time, validate_claims
 from .clock import Clock, system_clock
 from .errors import ConfigurationError, ExpiredToken, MalformedToken, TokenTooLarge
 from .jws import ACCESS_TOKEN_TYPES, DEFAULT_MAX_TOKEN_SIZE, JWSVerifier
-from .keys import KeyRing, SigningKey, key_from_jwk
+from .keys import KeyRing, SigningKey, keys_from_jwks
 
 if TYPE_CHECKING:
     from .jwe import TokenEncryption
@@ -45,7 +45,7 @@ def keys_from(jwks: Mapping[str, Any] | KeyRing | Iterable[SigningKey]) -> list[
         members = jwks.get("keys")
         if not isinstance(members, list):
             raise ConfigurationError("a JWKS needs a 'keys' array")
-        return [key_from_jwk(k) for k in members]
+        return keys_from_jwks(jwks)
     return list(jwks)
 
 
