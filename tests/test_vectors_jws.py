@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from conftest import vectors_path
 from tokenward.errors import (
     InvalidSignature,
     InvalidToken,
@@ -31,8 +32,6 @@ from tokenward.errors import (
 )
 from tokenward.jws import JWSVerifier, parse_json_object
 from tokenward.keys import key_from_jwk, keys_from_jwks
-
-from conftest import vectors_path
 
 JWS_FILE, JWS_CASES = "json_web_signature_test.json", 401
 JWK_FILE, JWK_CASES = "json_web_key_test.json", 26
