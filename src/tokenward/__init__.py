@@ -16,6 +16,9 @@ from .errors import (
 )
 from .issuer import IssuedAccessToken, Issuer
 from .keys import KeyRing, KeyState, SigningKey
+from .revocation import Denylist
+from .sessions import SessionInfo, SessionManager, TokenPair
+from .store import store_from_url
 from .verifier import Verifier
 
 __version__ = "0.1.0"
@@ -24,6 +27,7 @@ __all__ = [
     "AccessTokenClaims",
     "Clock",
     "ConfigurationError",
+    "Denylist",
     "ExpiredToken",
     "FrozenClock",
     "InvalidClient",
@@ -34,10 +38,14 @@ __all__ = [
     "KeyRing",
     "KeyState",
     "RevokedToken",
+    "SessionInfo",
+    "SessionManager",
     "SigningKey",
     "StoreUnavailable",
     "SystemClock",
+    "TokenPair",
     "TokenwardError",
     "Verifier",
     "__version__",
+    "store_from_url",
 ]

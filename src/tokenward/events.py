@@ -1,0 +1,89 @@
+"""Security events of the token lifecycle, as structured logs (``structlog``, logger
+``tokenward.events``) and to in-process listeners (metrics, the console's live view).
+
+Events and their fields (``None`` fields are left out):
+
+=====================  =====================================================================
+``issued``             a session started: ``sid, sub, client_id, scope, ip, user_agent``
+``refreshed``          a rotation: ``sid, sub, client_id, generation, ip, user_agent``
+``grace_replay``       the immediate parent came back inside the grace window: same fields
+``refresh_token_reuse`` reuse detected, the family was revoked: ``sid, sub, client_id, ip,
+                       user_agent, seq``
+``revoked``            ``kind`` (``jti``/``sid``/``sub``), ``value``, ``reason``, ``seq``
+``purged``             ``refresh_tokens, families, revocations``
+=====================  =====================================================================
+
+Token values never appear: callers pass identifiers only, and :func:`emit` additionally
+replaces any string that looks like a refresh token (``twr_…``) or a compact JWS/JWE with
+``"[redacted]"`` as a last line of defence.
+
+tokenward does not configure ``structlog``; the application does (the server renders JSON).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Callable, Mapping
+from enum import StrEnum
+from typing import Any
+
+import structlog
+
+__all__ = ["EVENT_LOGGER", "Listener", "SecurityEvent", "add_listener", "emit"]
+
+EVENT_LOGGER = "tokenward.events"
+
+Listener = Callable[[str, Mapping[str, Any]], None]
+
+
+class SecurityEvent(StrEnum):
+    ISSUED = "issued"
+    REFRESHED = "refreshed"
+    GRACE_REPLAY = "grace_replay"
+    REFRESH_TOKEN_REUSE = "refresh_token_reuse"  # noqa: S105 - an event name
+    REVOKED = "revoked"
+    PURGED = "purged"
+
+
+_logger = structlog.get_logger(EVENT_LOGGER)
+_listeners: list[Listener] = []
+_lock = threading.Lock()
+_SECRET_LIKE = re.compile(r"twr_[A-Za-z0-9_-]{20,}|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_.-]+")
+
+
+def add_listener(listener: Listener) -> Callable[[], None]:
+    """Call ``listener(event, fields)`` for every event; returns a function that removes it.
+
+    Listeners run synchronously and must be fast; their exceptions are swallowed.
+    """
+    with _lock:
+        _listeners.append(listener)
+
+    def remove() -> None:
+        with _lock:
+            if listener in _listeners:
+                _listeners.remove(listener)
+
+    return remove
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str) and _SECRET_LIKE.search(value):
+        return "[redacted]"
+    return value
+
+
+def emit(event: SecurityEvent | str, **fields: Any) -> None:
+    """Log one security event at ``info`` (``warning`` for reuse) and notify listeners."""
+    name = str(event)
+    clean = {k: _clean(v) for k, v in fields.items() if v is not None}
+    if name == SecurityEvent.REFRESH_TOKEN_REUSE:
+        _logger.warning(name, security_event=True, **clean)
+    else:
+        _logger.info(name, security_event=True, **clean)
+    for listener in tuple(_listeners):
+        # a broken listener must not break the lifecycle
+        with contextlib.suppress(Exception):
+            listener(name, clean)

@@ -1,0 +1,527 @@
+"""The token lifecycle: sessions (refresh-token families), rotation with an idempotent grace
+window, reuse detection, revocation and retention. See ``docs/lifecycle.md``.
+
+Refresh tokens are ``"twr_" + base64url(32 random bytes)`` (47 characters). Only
+``sha256(token)`` reaches the store. The successor of a token ``T`` is derived, not drawn:
+``"twr_" + base64url(HMAC-SHA256(successor_secret, raw(T)))`` where ``raw(T)`` are the 32 bytes
+``T`` encodes. So a grace replay of ``T`` re-derives the *same* successor without storing it,
+and a leak of the store (hashes plus the secret) still cannot produce a live token.
+
+Policy lives here (format, client binding, expiry, scope); the store decides atomically what
+must be atomic (:meth:`tokenward.store.base.Store.rotate`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from .clock import Clock
+from .errors import (
+    ConfigurationError,
+    InvalidGrant,
+    InvalidScope,
+    RefreshTokenReused,
+    UnauthorizedClient,
+)
+from .events import SecurityEvent, emit
+from .issuer import IssuedAccessToken, Issuer
+from .revocation import Denylist
+from .store.base import (
+    Family,
+    PurgeCounts,
+    RefreshTokenRecord,
+    RevocationEvent,
+    RevocationKind,
+    RotationOutcome,
+    Store,
+)
+from .verifier import DEFAULT_LEEWAY, Verifier
+
+__all__ = [
+    "DEFAULT_ABSOLUTE_LIFETIME",
+    "DEFAULT_GRACE_PERIOD",
+    "DEFAULT_IDLE_TIMEOUT",
+    "DEFAULT_RETENTION_MARGIN",
+    "REFRESH_TOKEN_PREFIX",
+    "SUCCESSOR_SECRET_NAME",
+    "SessionInfo",
+    "SessionManager",
+    "TokenPair",
+    "hash_refresh_token",
+    "new_refresh_token",
+    "parse_refresh_token",
+]
+
+REFRESH_TOKEN_PREFIX = "twr_"  # noqa: S105 - a prefix, not a secret
+SUCCESSOR_SECRET_NAME = "refresh-successor"  # noqa: S105 - the name of a secret
+DEFAULT_GRACE_PERIOD = 10.0
+DEFAULT_IDLE_TIMEOUT = 14 * 86400.0
+DEFAULT_ABSOLUTE_LIFETIME = 30 * 86400.0
+DEFAULT_RETENTION_MARGIN = 7 * 86400.0
+
+_TOKEN_LEN = len(REFRESH_TOKEN_PREFIX) + 43
+_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_log = structlog.get_logger("tokenward.sessions")
+
+
+def _encode(raw: bytes) -> str:
+    return REFRESH_TOKEN_PREFIX + base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def new_refresh_token() -> str:
+    """A fresh refresh token: ``twr_`` + 256 random bits, base64url without padding."""
+    return _encode(secrets.token_bytes(32))
+
+
+def parse_refresh_token(token: object) -> bytes | None:
+    """The 32 bytes a well-formed refresh token encodes, or ``None`` (strict: prefix, length,
+    alphabet and canonical base64url, i.e. zero trailing bits)."""
+    if type(token) is not str or len(token) != _TOKEN_LEN:
+        return None
+    if not token.startswith(REFRESH_TOKEN_PREFIX):
+        return None
+    body = token[len(REFRESH_TOKEN_PREFIX) :]
+    if not _ALPHABET.issuperset(body):
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(body + "=")
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) != 32 or _encode(raw) != token:
+        return None
+    return raw
+
+
+def hash_refresh_token(token: str) -> bytes:
+    """What the store keeps: ``sha256(token)``."""
+    return hashlib.sha256(token.encode("ascii")).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    """An access token and its refresh token (RFC 6749 §5.1)."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    expires_at: int  # access-token expiry
+    session_id: str
+    scope: str
+    refresh_expires_at: float
+    token_type: str = "Bearer"  # noqa: S105
+
+    def to_response(self) -> dict[str, Any]:
+        """The RFC 6749 §5.1 response body."""
+        body: dict[str, Any] = {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_in": self.expires_in,
+            "refresh_token": self.refresh_token,
+        }
+        if self.scope:
+            body["scope"] = self.scope
+        return body
+
+    def __repr__(self) -> str:  # never print token values
+        return (
+            f"TokenPair(session_id={self.session_id!r}, scope={self.scope!r}, "
+            f"expires_at={self.expires_at}, refresh_expires_at={self.refresh_expires_at})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A session as shown to users and admins (a family without its hashes)."""
+
+    session_id: str
+    sub: str
+    client_id: str
+    scope: str
+    created_at: float
+    last_used_at: float
+    expires_at: float
+    idle_expires_at: float
+    user_agent: str | None
+    ip: str | None
+    device: str | None
+    revoked_at: float | None
+    revoked_reason: str | None
+
+    @classmethod
+    def from_family(cls, family: Family) -> SessionInfo:
+        return cls(
+            session_id=family.sid,
+            sub=family.sub,
+            client_id=family.client_id,
+            scope=family.scope,
+            created_at=family.created_at,
+            last_used_at=family.last_used_at,
+            expires_at=family.expires_at,
+            idle_expires_at=min(family.idle_expires_at, family.expires_at),
+            user_agent=family.user_agent,
+            ip=family.ip,
+            device=family.device,
+            revoked_at=family.revoked_at,
+            revoked_reason=family.revoked_reason,
+        )
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class SessionManager:
+    """Start, refresh (rotate) and revoke sessions over a :class:`Store`.
+
+    ``grace_period`` (seconds, ``0`` disables it): how long the immediate parent of the live
+    refresh token may be re-presented and get the same successor. ``idle_timeout`` and
+    ``absolute_lifetime`` bound a family. ``revocation_margin`` (default: the verifier
+    leeway, 30 s) is added to every revocation's ``until``, because verifiers accept a token
+    until ``exp + leeway``. ``retention_margin`` (7 days) keeps expired families around for
+    reuse detection before :meth:`purge` deletes them.
+    """
+
+    def __init__(
+        self,
+        issuer: Issuer,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        grace_period: float = DEFAULT_GRACE_PERIOD,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        absolute_lifetime: float = DEFAULT_ABSOLUTE_LIFETIME,
+        successor_secret: bytes | None = None,
+        denylist: Denylist | None = None,
+        revocation_margin: float = DEFAULT_LEEWAY,
+        retention_margin: float = DEFAULT_RETENTION_MARGIN,
+    ) -> None:
+        if grace_period < 0 or idle_timeout <= 0 or absolute_lifetime <= 0:
+            raise ConfigurationError("grace_period >= 0, idle_timeout > 0, absolute_lifetime > 0")
+        if revocation_margin < 0 or retention_margin < 0:
+            raise ConfigurationError("revocation_margin and retention_margin must be >= 0")
+        if successor_secret is not None and len(successor_secret) < 32:
+            raise ConfigurationError("successor_secret must be at least 32 bytes")
+        self.issuer = issuer
+        self.store = store
+        self.clock: Clock = clock if clock is not None else issuer.clock
+        self.grace_period = float(grace_period)
+        self.idle_timeout = float(idle_timeout)
+        self.absolute_lifetime = float(absolute_lifetime)
+        self.revocation_margin = float(revocation_margin)
+        self.retention_margin = float(retention_margin)
+        self._secret = successor_secret
+        self._denylist = denylist if denylist is not None else Denylist(clock=self.clock)
+
+    # -- helpers ---------------------------------------------------------------------------
+    @property
+    def denylist(self) -> Denylist:
+        return self._denylist
+
+    def verifier(self, **kw: Any) -> Verifier:
+        """A :class:`Verifier` over the issuer's key ring and this manager's denylist."""
+        kw.setdefault("clock", self.clock)
+        kw.setdefault("revocation", self._denylist)
+        return Verifier(
+            self.issuer.keyring, issuer=self.issuer.issuer, audience=self.issuer.audience, **kw
+        )
+
+    async def _successor_secret(self) -> bytes:
+        if self._secret is None:
+            self._secret = await self.store.get_or_create_secret(
+                SUCCESSOR_SECRET_NAME, lambda: secrets.token_bytes(32)
+            )
+        return self._secret
+
+    async def successor_of(self, refresh_token: str) -> str:
+        """The deterministic successor of ``refresh_token`` (raises ``InvalidGrant`` if
+        malformed)."""
+        raw = parse_refresh_token(refresh_token)
+        if raw is None:
+            raise InvalidGrant("malformed refresh token")
+        secret = await self._successor_secret()
+        return _encode(hmac.new(secret, raw, hashlib.sha256).digest())
+
+    def _sid_until(self, now: float) -> float:
+        return now + self.issuer.access_token_ttl + self.revocation_margin
+
+    def _issue(self, family: Family, scope: str) -> IssuedAccessToken:
+        return self.issuer.issue(
+            sub=family.sub, client_id=family.client_id, scope=scope or None, sid=family.sid
+        )
+
+    def _pair(
+        self, access: IssuedAccessToken, refresh_token: str, family: Family, scope: str
+    ) -> TokenPair:
+        return TokenPair(
+            access_token=access.token,
+            refresh_token=refresh_token,
+            expires_in=access.expires_in,
+            expires_at=access.exp,
+            session_id=family.sid,
+            scope=scope,
+            refresh_expires_at=min(family.expires_at, family.idle_expires_at),
+        )
+
+    def _mirror(self, events: list[RevocationEvent] | RevocationEvent | None) -> None:
+        if events is None:
+            return
+        batch = events if isinstance(events, list) else [events]
+        self._denylist.apply(batch, advance=False)
+
+    # -- the lifecycle ---------------------------------------------------------------------
+    async def start(
+        self,
+        *,
+        sub: str,
+        client_id: str,
+        scope: str = "",
+        user_agent: str | None = None,
+        ip: str | None = None,
+        device: str | None = None,
+    ) -> TokenPair:
+        """Start a session: a new family, its first refresh token and an access token."""
+        if not sub or not client_id:
+            raise ConfigurationError("sub and client_id must be non-empty")
+        scope = " ".join(scope.split())
+        now = self.clock.now()
+        token = new_refresh_token()
+        token_hash = hash_refresh_token(token)
+        family = Family(
+            sid=secrets.token_urlsafe(16),
+            sub=sub,
+            client_id=client_id,
+            scope=scope,
+            created_at=now,
+            last_used_at=now,
+            expires_at=now + self.absolute_lifetime,
+            idle_expires_at=now + self.idle_timeout,
+            current_hash=token_hash,
+            user_agent=user_agent,
+            ip=ip,
+            device=device,
+        )
+        await self.store.create_family(family, RefreshTokenRecord(token_hash, family.sid, now))
+        access = self._issue(family, scope)
+        emit(
+            SecurityEvent.ISSUED,
+            sid=family.sid,
+            sub=sub,
+            client_id=client_id,
+            scope=scope,
+            ip=ip,
+            user_agent=user_agent,
+        )
+        return self._pair(access, token, family, scope)
+
+    async def refresh(
+        self,
+        refresh_token: str,
+        *,
+        client_id: str | None = None,
+        scope: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> TokenPair:
+        """Exchange ``refresh_token`` for a new pair (RFC 6749 §6), rotating it.
+
+        ``client_id`` is the authenticated client; ``None`` skips the binding check (library
+        use only — the server always passes it). ``scope`` may narrow, never widen.
+        """
+        raw = parse_refresh_token(refresh_token)
+        if raw is None:
+            raise InvalidGrant("malformed refresh token")
+        token_hash = hash_refresh_token(refresh_token)
+        found = await self.store.get_refresh_token(token_hash)
+        if found is None:
+            raise InvalidGrant("unknown refresh token")
+        _, family = found
+        if client_id is not None and not hmac.compare_digest(
+            client_id.encode(), family.client_id.encode()
+        ):
+            raise InvalidGrant("refresh token was issued to another client")
+        if family.revoked:
+            raise InvalidGrant("refresh token revoked")
+        now = self.clock.now()
+        if family.expired(now):
+            raise InvalidGrant("refresh token expired")
+        granted = family.scope.split()
+        if scope is not None and scope.split():
+            wanted = set(scope.split())
+            if not wanted.issubset(granted):
+                raise InvalidScope("requested scope exceeds the granted scope")
+            access_scope = " ".join(s for s in granted if s in wanted)
+        else:
+            access_scope = family.scope
+        successor = await self.successor_of(refresh_token)
+        child = RefreshTokenRecord(
+            hash_refresh_token(successor), family.sid, now, parent_hash=token_hash
+        )
+        result = await self.store.rotate(
+            token_hash,
+            child,
+            now=now,
+            grace=self.grace_period,
+            idle_expires_at=now + self.idle_timeout,
+            revocation_until=self._sid_until(now),
+        )
+        outcome = result.outcome
+        fam = result.family or family
+        if outcome is RotationOutcome.ROTATED or outcome is RotationOutcome.GRACE:
+            access = self._issue(fam, access_scope)
+            emit(
+                SecurityEvent.REFRESHED
+                if outcome is RotationOutcome.ROTATED
+                else SecurityEvent.GRACE_REPLAY,
+                sid=fam.sid,
+                sub=fam.sub,
+                client_id=fam.client_id,
+                generation=fam.generation,
+                ip=ip,
+                user_agent=user_agent,
+            )
+            return self._pair(access, successor, fam, access_scope)
+        if outcome is RotationOutcome.REUSED:
+            self._mirror(result.event)
+            emit(
+                SecurityEvent.REFRESH_TOKEN_REUSE,
+                sid=fam.sid,
+                sub=fam.sub,
+                client_id=fam.client_id,
+                ip=ip,
+                user_agent=user_agent,
+                seq=result.event.seq if result.event else None,
+            )
+            raise RefreshTokenReused("refresh token reuse detected; the session was revoked")
+        if outcome is RotationOutcome.REVOKED:
+            raise InvalidGrant("refresh token revoked")
+        raise InvalidGrant("unknown refresh token")
+
+    # -- revocation ------------------------------------------------------------------------
+    async def revoke_refresh_token(
+        self, refresh_token: str, *, client_id: str | None = None
+    ) -> bool:
+        """Revoke the family of ``refresh_token`` (RFC 7009). ``False`` for malformed, unknown
+        or already revoked tokens; ``UnauthorizedClient`` when it belongs to another client."""
+        if parse_refresh_token(refresh_token) is None:
+            return False
+        found = await self.store.get_refresh_token(hash_refresh_token(refresh_token))
+        if found is None:
+            return False
+        _, family = found
+        if client_id is not None and not hmac.compare_digest(
+            client_id.encode(), family.client_id.encode()
+        ):
+            raise UnauthorizedClient("the token was issued to another client")
+        return await self.revoke_session(family.sid, reason="refresh_token_revoked")
+
+    async def revoke_session(self, session_id: str, *, reason: str = "revoked") -> bool:
+        """Revoke one session: its refresh tokens and (via ``sid``) its access tokens."""
+        now = self.clock.now()
+        event = await self.store.revoke_family(
+            session_id, now=now, reason=reason, until=self._sid_until(now)
+        )
+        if event is None:
+            return False
+        self._mirror(event)
+        emit(SecurityEvent.REVOKED, kind="sid", value=session_id, reason=reason, seq=event.seq)
+        return True
+
+    async def revoke_subject(self, sub: str) -> int:
+        """ "Log out everywhere": revoke every session of ``sub`` and set its watermark.
+        Returns the number of sessions revoked."""
+        now = self.clock.now()
+        events = await self.store.revoke_subject(sub, now=now, until=self._sid_until(now))
+        self._mirror(events)
+        sessions = sum(1 for e in events if e.kind == RevocationKind.SID)
+        emit(
+            SecurityEvent.REVOKED,
+            kind="sub",
+            value=sub,
+            reason="subject_revoked",
+            sessions=sessions,
+            seq=events[-1].seq if events else None,
+        )
+        return sessions
+
+    async def revoke_access_token(self, jti: str, *, exp: float | None = None) -> None:
+        """Revoke one access token until ``exp`` (plus the margin); without ``exp`` until
+        the longest access-token lifetime from now."""
+        if not jti:
+            raise ConfigurationError("jti must be non-empty")
+        now = self.clock.now()
+        until = self._sid_until(now) if exp is None else float(exp) + self.revocation_margin
+        if until <= now:
+            return  # already expired everywhere: nothing to remember
+        event = await self.store.add_revocation(RevocationKind.JTI, jti, now=now, until=until)
+        self._mirror(event)
+        emit(SecurityEvent.REVOKED, kind="jti", value=jti, reason="revoked", seq=event.seq)
+
+    # -- queries ---------------------------------------------------------------------------
+    async def list_sessions(self, sub: str) -> list[SessionInfo]:
+        """The subject's live (not revoked, not expired) sessions, newest first."""
+        now = self.clock.now()
+        families = await self.store.list_families(sub)
+        return [
+            SessionInfo.from_family(f) for f in families if not f.revoked and not f.expired(now)
+        ]
+
+    async def get_session(self, session_id: str) -> SessionInfo | None:
+        family = await self.store.get_family(session_id)
+        return SessionInfo.from_family(family) if family is not None else None
+
+    async def introspect_refresh_token(self, refresh_token: str) -> SessionInfo | None:
+        """The session of an *active* refresh token (the live leaf of a live family)."""
+        if parse_refresh_token(refresh_token) is None:
+            return None
+        token_hash = hash_refresh_token(refresh_token)
+        found = await self.store.get_refresh_token(token_hash)
+        if found is None:
+            return None
+        record, family = found
+        if record.consumed_at is not None or family.revoked or family.expired(self.clock.now()):
+            return None
+        if not hmac.compare_digest(family.current_hash, token_hash):
+            return None
+        return SessionInfo.from_family(family)
+
+    # -- retention -------------------------------------------------------------------------
+    async def purge(self) -> PurgeCounts:
+        """Delete what has expired (families after the retention margin)."""
+        counts = await self.store.purge(now=self.clock.now(), margin=self.retention_margin)
+        self._denylist.sweep()
+        emit(
+            SecurityEvent.PURGED,
+            refresh_tokens=counts.refresh_tokens,
+            families=counts.families,
+            revocations=counts.revocations,
+        )
+        return counts
+
+    def start_sweeper(self, interval: float = 3600.0) -> asyncio.Task[None]:
+        """Run :meth:`purge` every ``interval`` seconds in a task; cancel the task to stop."""
+        if interval <= 0:
+            raise ConfigurationError("interval must be positive")
+
+        async def sweep() -> None:
+            while True:
+                try:
+                    await self.purge()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    _log.warning("purge_failed", error=type(exc).__name__)
+                await asyncio.sleep(interval)
+
+        return asyncio.get_running_loop().create_task(sweep(), name="tokenward-sweeper")
