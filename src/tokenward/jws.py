@@ -186,6 +186,8 @@ def make_verify_function(alg: str, public_key: Any) -> Callable[[bytes, bytes], 
 
         if not isinstance(public_key, rsa.RSAPublicKey):
             raise KeyRingError(f"{alg} needs an RSA key")
+        if public_key.key_size < 2048:  # RFC 7518 §3.3, §3.5 (also enforced on key import)
+            raise KeyRingError(f"{alg} needs an RSA key of at least 2048 bits")
         pad: padding.AsymmetricPadding = (
             padding.PKCS1v15()
             if alg == "RS256"
@@ -223,8 +225,8 @@ def make_verify_function(alg: str, public_key: Any) -> Callable[[bytes, bytes], 
 
         return verify_ed
     if alg == "HS256":
-        if not isinstance(public_key, bytes):
-            raise KeyRingError("HS256 needs a secret of bytes")
+        if not isinstance(public_key, bytes) or len(public_key) < 32:
+            raise KeyRingError("HS256 needs a secret of at least 32 bytes (RFC 7518 §3.2)")
         secret = public_key
         digest = hmac.digest
         same = hmac.compare_digest  # RFC 7515 §10.9: constant-time comparison
