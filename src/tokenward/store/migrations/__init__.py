@@ -1,0 +1,1 @@
+"""Alembic environment of the SQL store (run through ``tokenward db upgrade``)."""
