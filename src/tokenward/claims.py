@@ -89,14 +89,26 @@ def validate_claims(
     now: float,
     leeway: float = 30.0,
 ) -> AccessTokenClaims:
-    """Check ``payload`` against the profile; return typed claims or raise ``InvalidClaims``."""
-    for name in _REQUIRED:
-        if name not in payload:
-            raise InvalidClaims(f"required claim {name!r} is missing (RFC 9068 §2.2)")
-    iss = payload["iss"]
+    """Check ``payload`` against the profile; return typed claims or raise ``InvalidClaims``.
+
+    This runs on every uncached verify, so the helpers are inlined (about 1 µs saved; see
+    ``bench/verify.py``); the checks and their order are exactly those listed above.
+    """
+    try:
+        iss = payload["iss"]
+        sub = payload["sub"]
+        aud = payload["aud"]
+        exp = payload["exp"]
+        iat = payload["iat"]
+        jti = payload["jti"]
+        client_id = payload["client_id"]
+    except KeyError:
+        for name in _REQUIRED:
+            if name not in payload:
+                raise InvalidClaims(f"required claim {name!r} is missing (RFC 9068 §2.2)") from None
+        raise  # pragma: no cover - one of the names above is missing
     if type(iss) is not str or iss != issuer:
         raise InvalidClaims("iss does not match the expected issuer")
-    aud = payload["aud"]
     if type(aud) is str:
         auds: tuple[str, ...] = (aud,)
     elif type(aud) is list and aud and all(type(a) is str for a in aud):
@@ -105,10 +117,16 @@ def validate_claims(
         raise InvalidClaims("aud must be a string or a non-empty array of strings")
     if audience not in auds:
         raise InvalidClaims("aud does not contain this audience")
-    exp = _number(payload, "exp")
+    t = type(exp)
+    if (t is not int and t is not float) or not math.isfinite(exp):
+        raise InvalidClaims("claim 'exp' must be a NumericDate (a finite JSON number)")
+    exp = float(exp)
     if now >= exp + leeway:
         raise ExpiredToken(f"token expired at {format_time(exp)}")
-    iat = _number(payload, "iat")
+    t = type(iat)
+    if (t is not int and t is not float) or not math.isfinite(iat):
+        raise InvalidClaims("claim 'iat' must be a NumericDate (a finite JSON number)")
+    iat = float(iat)
     if iat > now + leeway:
         raise ImmatureToken(f"token issued in the future ({format_time(iat)})")
     nbf: float | None = None
@@ -116,16 +134,17 @@ def validate_claims(
         nbf = _number(payload, "nbf")
         if nbf > now + leeway:
             raise ImmatureToken(f"token not valid before {format_time(nbf)}")
-    return AccessTokenClaims(
-        iss=iss,
-        sub=_string(payload, "sub"),
-        aud=auds,
-        exp=exp,
-        iat=iat,
-        jti=_string(payload, "jti"),
-        client_id=_string(payload, "client_id"),
-        scope=_opt_string(payload, "scope"),
-        sid=_opt_string(payload, "sid"),
-        nbf=nbf,
-        raw=payload,
-    )
+    if type(sub) is not str or not sub:
+        raise InvalidClaims("claim 'sub' must be a non-empty string")
+    if type(jti) is not str or not jti:
+        raise InvalidClaims("claim 'jti' must be a non-empty string")
+    if type(client_id) is not str or not client_id:
+        raise InvalidClaims("claim 'client_id' must be a non-empty string")
+    scope = payload.get("scope")
+    if scope is not None and type(scope) is not str:
+        raise InvalidClaims("claim 'scope' must be a string")
+    sid = payload.get("sid")
+    if sid is not None and type(sid) is not str:
+        raise InvalidClaims("claim 'sid' must be a string")
+    # positional: a frozen dataclass's keyword __init__ costs ~0.3 µs more
+    return AccessTokenClaims(iss, sub, auds, exp, iat, jti, client_id, scope, sid, nbf, payload)

@@ -9,6 +9,7 @@ token a dictionary lookup; a cache hit still re-checks ``exp`` and revocation.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -54,6 +55,14 @@ class Verifier:
 
     ``jwks`` is a JWK Set (``ring.public_jwks()``), a :class:`KeyRing` (needed for HS256,
     whose secret is never published) or a list of :class:`SigningKey`.
+
+    * ``cache_size``: bound of the verified-token cache (oldest entry evicted first;
+      ``0`` turns it off). A hit re-checks ``exp`` (with the leeway) and revocation;
+      :meth:`set_keys` clears it.
+    * ``encryption``: a :class:`~tokenward.jwe.TokenEncryption` holding the private key.
+      Without it, a 5-segment (JWE) token is refused outright. With it, only JWE tokens
+      are accepted unless ``require_encryption=False`` (e.g. while an issuer switches over).
+    * ``revocation``: any object whose ``check(claims)`` raises ``RevokedToken``.
     """
 
     def __init__(
@@ -69,6 +78,7 @@ class Verifier:
         revocation: RevocationCheck | None = None,
         encryption: TokenEncryption | None = None,
         types: frozenset[str] | None = ACCESS_TOKEN_TYPES,
+        require_encryption: bool = True,
     ) -> None:
         if not issuer or not audience:
             raise ConfigurationError("issuer and audience must be non-empty")
@@ -82,6 +92,9 @@ class Verifier:
         self.max_token_size = int(max_token_size)
         self.revocation = revocation
         self.encryption = encryption
+        if encryption is not None and not encryption.can_decrypt:
+            raise ConfigurationError("the verifier's TokenEncryption needs the private key")
+        self.require_encryption = bool(require_encryption)
         self._types = types
         self._jws = JWSVerifier(keys_from(jwks), types=types, max_size=max_token_size)
         self._cache: dict[str, AccessTokenClaims] = {}
@@ -104,20 +117,20 @@ class Verifier:
             raise MalformedToken("a token must be a string")
         if len(token) > self.max_token_size:
             raise TokenTooLarge(f"token longer than {self.max_token_size} characters")
-        claims = self._cache.get(token)
+        cache = self._cache
+        claims = cache.get(token)
         if claims is not None:
+            # A hit is a token that fully verified before; its exp and revocation still count.
             if self.clock.now() >= claims.exp + self.leeway:
-                self._cache.pop(token, None)
+                cache.pop(token, None)
                 raise ExpiredToken(f"token expired at {format_time(claims.exp)}")
             if self.revocation is not None:
                 self.revocation.check(claims)
             return claims
-        jws = token
-        if token.count(".") == 4:
-            if self.encryption is None:
-                raise MalformedToken("encrypted (JWE) tokens are not accepted here")
-            jws = self.encryption.decrypt(token)
-        payload = self._jws.verify(jws)
+        if self.encryption is None:
+            payload = self._jws.verify(token)  # refuses a 5-segment (JWE) token outright
+        else:
+            payload = self._jws.verify(self._unwrap(token))
         claims = validate_claims(
             payload,
             issuer=self.issuer,
@@ -128,11 +141,18 @@ class Verifier:
         if self.revocation is not None:
             self.revocation.check(claims)
         if self.cache_size:
-            cache = self._cache
             if len(cache) >= self.cache_size:
-                try:  # evict the oldest entry (dicts keep insertion order)
+                # evict the oldest entry (dicts keep insertion order)
+                with contextlib.suppress(StopIteration, KeyError, RuntimeError):
                     del cache[next(iter(cache))]
-                except (StopIteration, KeyError, RuntimeError):
-                    pass
             cache[token] = claims
         return claims
+
+    def _unwrap(self, token: str) -> str:
+        encryption = self.encryption
+        assert encryption is not None
+        if token.count(".") == 4:
+            return encryption.decrypt(token)
+        if self.require_encryption:
+            raise MalformedToken("this verifier accepts only encrypted (JWE) access tokens")
+        return token
