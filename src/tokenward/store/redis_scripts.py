@@ -1,0 +1,233 @@
+"""The Lua scripts of the Redis store: one script per atomic step.
+
+Conventions shared by every script (see :mod:`tokenward.store.redis` for the key layout):
+
+* numbers travel as Python ``repr(float)`` strings and are stored as given, so no precision is
+  lost in Lua; Lua only parses them (``tonumber``) to compare or to compute a TTL;
+* token hashes are lower-case hex everywhere (key names, hash fields, ``current_hash``);
+* a token record lives in the family's ``:tok`` hash as fields ``<hex>:c`` (created_at),
+  ``<hex>:p`` (parent), ``<hex>:u`` (consumed_at) and ``<hex>:s`` (successor);
+* TTLs are relative (``EXPIRE``), computed from the caller's ``now`` — never ``EXPIREAT`` —
+  so an injected clock can never make a key vanish early. A family (and its ``:tok`` hash)
+  expires ``margin`` seconds after ``min(expires_at, idle_expires_at)``, refreshed on every use;
+  a token-hash index key expires ``margin`` seconds after ``expires_at`` (it can never be needed
+  later, and a pointer to a vanished family reads as "not found");
+* a revocation event is ``INCR`` on the sequence key, ``XADD <seq>-0`` on the stream (fields
+  ``k`` kind, ``v`` value, ``u`` until, ``a`` at) and ``ZADD`` of ``seq`` scored by ``until`` on
+  the expiry index that :meth:`purge` uses.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ADD_REVOCATION",
+    "CREATE_FAMILY",
+    "PURGE_FAMILY",
+    "PURGE_STREAM",
+    "REVOKE_FAMILY",
+    "REVOKE_SUBJECT",
+    "ROTATE",
+]
+
+_COMMON = """
+local function ttl_for(deadline, now, margin)
+  local t = math.ceil(math.max(deadline - now, 0) + margin)
+  if t < 1 then t = 1 end
+  return t
+end
+local function family_ttl(fam, now, margin)
+  local f = redis.call('HMGET', fam, 'expires_at', 'idle_expires_at')
+  return ttl_for(math.min(tonumber(f[1]), tonumber(f[2])), now, margin)
+end
+local function append_event(seq_key, stream, revexp, kind, value, untl, at)
+  local seq = redis.call('INCR', seq_key)
+  redis.call('XADD', stream, seq .. '-0', 'k', kind, 'v', value, 'u', untl, 'a', at)
+  redis.call('ZADD', revexp, untl, seq)
+  return seq
+end
+"""
+
+CREATE_FAMILY = (
+    _COMMON
+    + """
+-- KEYS: 1 family, 2 tokens, 3 token index, 4 subject index, 5 deadline index
+-- ARGV: 1 sid, 2 token hex, 3 token created_at, 4 token parent hex or '', 5 now, 6 margin,
+--       7 created_at, 8 deadline, 9.. family field/value pairs
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'family_exists' end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 'token_exists' end
+local h = ARGV[2]
+local now, margin = tonumber(ARGV[5]), tonumber(ARGV[6])
+local fields = {}
+for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('HSET', KEYS[2], h .. ':c', ARGV[3])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], h .. ':p', ARGV[4]) end
+local ttl = family_ttl(KEYS[1], now, margin)
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+local exp = redis.call('HGET', KEYS[1], 'expires_at')
+redis.call('SET', KEYS[3], ARGV[1], 'EX', ttl_for(tonumber(exp), now, margin))
+redis.call('ZADD', KEYS[4], ARGV[7], ARGV[1])
+-- the subject index lives as long as the longest-lived family it lists
+local sttl = ttl_for(tonumber(exp), now, margin)
+if redis.call('TTL', KEYS[4]) < sttl then redis.call('EXPIRE', KEYS[4], sttl) end
+redis.call('ZADD', KEYS[5], ARGV[8], ARGV[1])
+return 'ok'
+"""
+)
+
+ROTATE = (
+    _COMMON
+    + """
+-- KEYS: 1 family, 2 tokens, 3 child index, 4 seq, 5 stream, 6 revexp, 7 deadline index
+-- ARGV: 1 sid, 2 parent hex, 3 child hex, 4 child created_at, 5 now, 6 grace,
+--       7 idle_expires_at, 8 revocation_until, 9 margin
+-- returns {outcome, seq-or-0, family HGETALL...}
+local fam, tok = KEYS[1], KEYS[2]
+if redis.call('EXISTS', fam) == 0 then return {'not_found', 0} end
+local p, c = ARGV[2], ARGV[3]
+local rec = redis.call('HMGET', tok, p .. ':c', p .. ':u', p .. ':s')
+if not rec[1] then return {'not_found', 0} end
+if redis.call('HEXISTS', fam, 'revoked_at') == 1 then
+  return {'revoked', 0, unpack(redis.call('HGETALL', fam))}
+end
+local now, grace, margin = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[9])
+local cur = redis.call('HGET', fam, 'current_hash')
+local function touch()
+  redis.call('HSET', fam, 'last_used_at', ARGV[5], 'idle_expires_at', ARGV[7])
+  local ttl = family_ttl(fam, now, margin)
+  redis.call('EXPIRE', fam, ttl)
+  redis.call('EXPIRE', tok, ttl)
+  local f = redis.call('HMGET', fam, 'expires_at', 'idle_expires_at')
+  redis.call('ZADD', KEYS[7], math.min(tonumber(f[1]), tonumber(f[2])), ARGV[1])
+end
+if (not rec[2]) and p == cur then
+  if redis.call('HEXISTS', tok, c .. ':c') == 1 or redis.call('EXISTS', KEYS[3]) == 1 then
+    return {'token_exists', 0}
+  end
+  redis.call('HSET', tok, p .. ':u', ARGV[5], p .. ':s', c, c .. ':c', ARGV[4], c .. ':p', p)
+  redis.call('HSET', fam, 'current_hash', c)
+  redis.call('HINCRBY', fam, 'generation', 1)
+  touch()
+  local exp = redis.call('HGET', fam, 'expires_at')
+  redis.call('SET', KEYS[3], ARGV[1], 'EX', ttl_for(tonumber(exp), now, margin))
+  return {'rotated', 0, unpack(redis.call('HGETALL', fam))}
+end
+if grace > 0 and rec[2] and rec[3] and now - tonumber(rec[2]) <= grace
+    and rec[3] == cur and rec[3] == c then
+  touch()
+  return {'grace', 0, unpack(redis.call('HGETALL', fam))}
+end
+redis.call('HSET', fam, 'revoked_at', ARGV[5], 'revoked_reason', 'refresh_token_reuse')
+local seq = append_event(KEYS[4], KEYS[5], KEYS[6], 'sid', ARGV[1], ARGV[8], ARGV[5])
+return {'reused', seq, unpack(redis.call('HGETALL', fam))}
+"""
+)
+
+REVOKE_FAMILY = (
+    _COMMON
+    + """
+-- KEYS: 1 family, 2 seq, 3 stream, 4 revexp
+-- ARGV: 1 sid, 2 now, 3 reason, 4 until
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'revoked_at') == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'revoked_at', ARGV[2], 'revoked_reason', ARGV[3])
+return append_event(KEYS[2], KEYS[3], KEYS[4], 'sid', ARGV[1], ARGV[4], ARGV[2])
+"""
+)
+
+REVOKE_SUBJECT = (
+    _COMMON
+    + """
+-- KEYS: 1 subject index, 2 seq, 3 stream, 4 revexp, 5.. family keys (sorted by sid)
+-- ARGV: 1 sub, 2 now, 3 until, 4.. the sids of KEYS[5..] as read by the caller
+-- Optimistic: when the subject index changed since the caller read it, return 'retry'.
+local sids = redis.call('ZRANGE', KEYS[1], 0, -1)
+table.sort(sids)
+if #sids ~= #ARGV - 3 then return {'retry'} end
+for i = 1, #sids do
+  if sids[i] ~= ARGV[i + 3] then return {'retry'} end
+end
+local out = {'ok'}
+for i = 1, #sids do
+  local fam = KEYS[i + 4]
+  if redis.call('EXISTS', fam) == 1 and redis.call('HEXISTS', fam, 'revoked_at') == 0 then
+    redis.call('HSET', fam, 'revoked_at', ARGV[2], 'revoked_reason', 'subject_revoked')
+    out[#out + 1] = sids[i]
+    out[#out + 1] = append_event(KEYS[2], KEYS[3], KEYS[4], 'sid', sids[i], ARGV[3], ARGV[2])
+  end
+end
+out[#out + 1] = ''
+out[#out + 1] = append_event(KEYS[2], KEYS[3], KEYS[4], 'sub', ARGV[1], ARGV[3], ARGV[2])
+return out
+"""
+)
+
+ADD_REVOCATION = (
+    _COMMON
+    + """
+-- KEYS: 1 seq, 2 stream, 3 revexp; ARGV: 1 kind, 2 value, 3 until, 4 now
+return append_event(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+"""
+)
+
+PURGE_STREAM = """
+-- KEYS: 1 stream, 2 revexp; ARGV: 1 now, 2 batch
+-- 1. XTRIM MINID up to the first live entry (the expired prefix, in bulk);
+-- 2. XDEL expired entries behind a live one, found through the until-scored index.
+-- Returns {trimmed + deleted, more (1 when a batch limit was hit)}.
+local now, batch = tonumber(ARGV[1]), tonumber(ARGV[2])
+local removed, more, minid, scanned = 0, 0, nil, 0
+local start = '-'
+while minid == nil and scanned < batch do
+  local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 100)
+  if #entries == 0 then break end
+  for _, e in ipairs(entries) do
+    scanned = scanned + 1
+    local f = e[2]
+    local u
+    for j = 1, #f, 2 do if f[j] == 'u' then u = tonumber(f[j + 1]) end end
+    if u == nil or u > now then minid = e[1]; break end
+    start = '(' .. e[1]
+  end
+  if #entries < 100 then break end
+end
+if minid == nil and start ~= '-' then
+  if scanned >= batch then more = 1 end
+  local last = string.sub(start, 2)
+  local ms = string.match(last, '^(%d+)-')
+  minid = (tonumber(ms) + 1) .. '-0'
+end
+if minid ~= nil then removed = removed + redis.call('XTRIM', KEYS[1], 'MINID', '=', minid) end
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, batch)
+if #expired == batch then more = 1 end
+for i = 1, #expired, 500 do
+  local chunk = {}
+  for j = i, math.min(i + 499, #expired) do chunk[#chunk + 1] = expired[j] .. '-0' end
+  removed = removed + redis.call('XDEL', KEYS[1], unpack(chunk))
+  local members = {}
+  for j = i, math.min(i + 499, #expired) do members[#members + 1] = expired[j] end
+  redis.call('ZREM', KEYS[2], unpack(members))
+end
+return {removed, more}
+"""
+
+PURGE_FAMILY = """
+-- KEYS: 1 family, 2 tokens, 3 deadline index; ARGV: 1 sid, 2 cutoff
+-- Deletes the family when its deadline is still <= cutoff (it may have been refreshed since the
+-- caller read the index). Returns {deleted (0/1), sub, token hex...}.
+local score = redis.call('ZSCORE', KEYS[3], ARGV[1])
+if score and tonumber(score) > tonumber(ARGV[2]) then return {0, ''} end
+redis.call('ZREM', KEYS[3], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[2])
+  return {0, ''}
+end
+local sub = redis.call('HGET', KEYS[1], 'sub') or ''
+local out = {1, sub}
+for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if string.sub(field, -2) == ':c' then out[#out + 1] = string.sub(field, 1, -3) end
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+return out
+"""
