@@ -10,15 +10,10 @@
   consumes the parent with a conditional ``UPDATE … WHERE consumed_at IS NULL RETURNING``, so
   of N racers exactly one rotates and the others see the committed outcome.
 
-Options (``SQLStore(url, **options)``): ``timeout`` (seconds, default 2.0: every call is bounded,
-plus ``busy_timeout`` / ``connect_timeout`` / ``statement_timeout`` in the driver),
-``schema`` (PostgreSQL only; also ``?schema=`` in the URL), ``pool_size``, ``max_overflow``,
-``poll_interval`` (the SQLite feed). Driver errors and timeouts surface as
-:class:`~tokenward.errors.StoreUnavailable` naming the backend, never the password.
-
-:meth:`SQLStore.open` applies the Alembic migrations to head under a lock
-(``pg_advisory_xact_lock`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so several processes
-may open the same database at once. See ``docs/stores.md``.
+Options: ``timeout`` (default 2 s; bounds every call, also in the driver), ``schema``
+(PostgreSQL; or ``?schema=``), ``pool_size``, ``max_overflow``, ``poll_interval``. Driver errors
+and timeouts become :class:`~tokenward.errors.StoreUnavailable` (backend named, password masked).
+:meth:`SQLStore.open` migrates to head under a lock. See ``docs/stores.md``.
 """
 
 from __future__ import annotations
@@ -29,27 +24,14 @@ import hmac
 import math
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
-from pathlib import Path
-from typing import Any
 
-import orjson
-from sqlalchemy import Connection, Row, delete, func, insert, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import delete, func, insert, or_, select, text, update
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import (
-    DBAPIError,
-    DisconnectionError,
-    IntegrityError,
-    InterfaceError,
-    OperationalError,
-)
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import ConfigurationError, StoreUnavailable
 from .base import (
-    Client,
     Family,
     PurgeCounts,
     RefreshTokenRecord,
@@ -58,71 +40,41 @@ from .base import (
     RotationOutcome,
     RotationResult,
     Store,
-    User,
+)
+from .sql_engine import (
+    MIGRATIONS_DIR,
+    UNAVAILABLE_ERRORS,
+    alembic_config,
+    current_revision_sync,
+    head_revision,
+    postgres_engine,
+    sqlite_engine,
+    upgrade_sync,
 )
 from .sql_listener import NOTIFY_CHANNEL, PgListener
+from .sql_records import SQLRecordsMixin
 from .sql_schema import (
     REVOCATION_COUNTER,
-    clients,
     counters,
+    event_from_row,
     families,
-    keys,
+    family_from_row,
+    opt_bytes,
+    record_from_row,
     refresh_tokens,
     revocations,
-    secrets,
-    users,
 )
 
-__all__ = ["MIGRATIONS_DIR", "SQLStore", "alembic_config"]
+__all__ = ["MIGRATIONS_DIR", "SQLStore", "alembic_config", "head_revision"]
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 REUSE_REASON = "refresh_token_reuse"
 SUBJECT_REASON = "subject_revoked"
 _PURGE_BATCH = 500
 _MIGRATE_TIMEOUT = 60.0
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_UNAVAILABLE = (
-    OperationalError,
-    InterfaceError,
-    DisconnectionError,
-    PoolTimeout,
-    TimeoutError,
-    OSError,
-)
 
 
-def alembic_config(url: str | None = None) -> Any:
-    """An Alembic ``Config`` for tokenward's migrations, built in code (no ``alembic.ini``).
-
-    ``url`` (a *synchronous* SQLAlchemy URL) is only needed for development commands such as
-    ``alembic revision``; the store passes its own connection instead.
-    """
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("path_separator", "os")
-    if url:
-        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    return cfg
-
-
-def _upgrade_sync(connection: Connection) -> None:
-    from alembic import command
-
-    cfg = alembic_config()
-    cfg.attributes["connection"] = connection
-    command.upgrade(cfg, "head")
-
-
-def _current_revision_sync(connection: Connection) -> str | None:
-    from alembic.migration import MigrationContext
-
-    rev: str | None = MigrationContext.configure(connection).get_current_revision()
-    return rev
-
-
-class SQLStore(Store):
+class SQLStore(SQLRecordsMixin, Store):
     """The SQL backend. ``SQLStore("sqlite:///var/tokenward.db")``; open before use."""
 
     schemes = ("sqlite", "sqlite+aiosqlite", "postgresql", "postgres", "postgresql+psycopg")
@@ -175,53 +127,10 @@ class SQLStore(Store):
     # -- engine, transactions, errors -------------------------------------------------------
     def _make_engine(self) -> AsyncEngine:
         if self.backend == "sqlite":
-            return self._sqlite_engine()
-        ms = int(self.timeout * 1000)
-        options = f"-c statement_timeout={ms} -c lock_timeout={ms}"
-        if self.schema:
-            options += f" -c search_path={self.schema}"
-        pool_size, max_overflow = self._pool
-        return create_async_engine(
-            self._url.set(drivername="postgresql+psycopg"),
-            connect_args={"connect_timeout": max(2, math.ceil(self.timeout)), "options": options},
-            isolation_level="READ COMMITTED",
-            pool_size=pool_size,
-            max_overflow=max_overflow,
-            pool_timeout=self.timeout,
-            pool_pre_ping=True,
-        )
-
-    def _sqlite_engine(self) -> AsyncEngine:
-        from sqlalchemy import event
-
-        url = self._url.set(drivername="sqlite+aiosqlite")
-        kwargs: dict[str, Any] = {"connect_args": {"timeout": self.timeout}}
-        if self.memory:
-            url = url.set(database=":memory:")
-        else:
-            Path(str(url.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            pool_size, max_overflow = self._pool
-            kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=self.timeout)
-        engine = create_async_engine(url, **kwargs)
-        busy_ms = int(self.timeout * 1000)
-        wal = not self.memory
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            # SQLAlchemy emits BEGIN itself (below), sqlite3 must not.
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            if wal:
-                cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.close()
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            write = conn.get_execution_options().get("tokenward_write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-        return engine
+            return sqlite_engine(
+                self._url, timeout=self.timeout, memory=self.memory, pool=self._pool
+            )
+        return postgres_engine(self._url, timeout=self.timeout, schema=self.schema, pool=self._pool)
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
@@ -247,15 +156,12 @@ class SQLStore(Store):
                 yield conn
         except IntegrityError:
             raise ConfigurationError(f"{self.backend} store: the record exists") from None
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE_ERRORS as exc:
             raise self._unavailable(exc) from None
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 raise self._unavailable(exc) from None
             raise
-
-    def _insert(self, table: Any) -> Any:
-        return (pg_insert if self.backend == "postgresql" else sqlite_insert)(table)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
@@ -279,12 +185,12 @@ class SQLStore(Store):
                 await conn.execute(text("SET LOCAL statement_timeout = 0"))
                 if self.schema:
                     await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
-            await conn.run_sync(_upgrade_sync)
-            return await conn.run_sync(_current_revision_sync)
+            await conn.run_sync(upgrade_sync)
+            return await conn.run_sync(current_revision_sync)
 
     async def current_revision(self) -> str | None:
         async with self._tx(write=False) as conn:
-            return await conn.run_sync(_current_revision_sync)
+            return await conn.run_sync(current_revision_sync)
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -293,47 +199,6 @@ class SQLStore(Store):
         engine, self._engine, self._writer = self._engine, None, None
         if engine is not None:
             await engine.dispose()
-
-    # -- row mapping -----------------------------------------------------------------------
-    @staticmethod
-    def _family(row: Row[Any]) -> Family:
-        m = row._mapping
-        return Family(
-            sid=m["sid"],
-            sub=m["sub"],
-            client_id=m["client_id"],
-            scope=m["scope"],
-            created_at=m["created_at"],
-            last_used_at=m["last_used_at"],
-            expires_at=m["expires_at"],
-            idle_expires_at=m["idle_expires_at"],
-            current_hash=bytes(m["current_hash"]),
-            generation=m["generation"],
-            user_agent=m["user_agent"],
-            ip=m["ip"],
-            device=m["device"],
-            revoked_at=m["revoked_at"],
-            revoked_reason=m["revoked_reason"],
-        )
-
-    @staticmethod
-    def _record(row: Row[Any]) -> RefreshTokenRecord:
-        m = row._mapping
-        return RefreshTokenRecord(
-            token_hash=bytes(m["token_hash"]),
-            sid=m["sid"],
-            created_at=m["created_at"],
-            parent_hash=_opt_bytes(m["parent_hash"]),
-            consumed_at=m["consumed_at"],
-            successor_hash=_opt_bytes(m["successor_hash"]),
-        )
-
-    @staticmethod
-    def _event(row: Row[Any]) -> RevocationEvent:
-        m = row._mapping
-        return RevocationEvent(
-            int(m["seq"]), RevocationKind(m["kind"]), m["value"], m["until"], m["at"]
-        )
 
     # -- refresh tokens and families -------------------------------------------------------
     async def create_family(self, family: Family, token: RefreshTokenRecord) -> None:
@@ -366,7 +231,7 @@ class SQLStore(Store):
             frow = (await conn.execute(select(families).where(families.c.sid == trow.sid))).first()
         if frow is None:
             return None
-        return self._record(trow), self._family(frow)
+        return record_from_row(trow), family_from_row(frow)
 
     async def rotate(
         self,
@@ -387,7 +252,7 @@ class SQLStore(Store):
             ).first()
             if frow is None:
                 return RotationResult(RotationOutcome.NOT_FOUND)
-            family = self._family(frow)
+            family = family_from_row(frow)
             if family.revoked:
                 return RotationResult(RotationOutcome.REVOKED, family)
             # 2. read the parent after the lock: a fresh snapshot at READ COMMITTED.
@@ -396,7 +261,7 @@ class SQLStore(Store):
                     select(rt.consumed_at, rt.successor_hash).where(rt.token_hash == parent_hash)
                 )
             ).one()
-            consumed_at, successor = token.consumed_at, _opt_bytes(token.successor_hash)
+            consumed_at, successor = token.consumed_at, opt_bytes(token.successor_hash)
             # 3. the live leaf: consume it with a compare-and-set, insert the child.
             if consumed_at is None and hmac.compare_digest(family.current_hash, parent_hash):
                 won = (
@@ -499,7 +364,7 @@ class SQLStore(Store):
     async def get_family(self, sid: str) -> Family | None:
         async with self._tx(write=False) as conn:
             row = (await conn.execute(select(families).where(families.c.sid == sid))).first()
-        return self._family(row) if row is not None else None
+        return family_from_row(row) if row is not None else None
 
     async def list_families(self, sub: str, *, include_revoked: bool = False) -> list[Family]:
         query = select(families).where(families.c.sub == sub)
@@ -508,7 +373,7 @@ class SQLStore(Store):
         query = query.order_by(families.c.created_at.desc(), families.c.sid.desc())
         async with self._tx(write=False) as conn:
             rows = (await conn.execute(query)).all()
-        return [self._family(r) for r in rows]
+        return [family_from_row(r) for r in rows]
 
     async def revoke_family(
         self, sid: str, *, now: float, reason: str, until: float
@@ -519,7 +384,7 @@ class SQLStore(Store):
             ).first()
             if row is None or row.revoked_at is not None:
                 return None
-            return await self._revoke(conn, self._family(row), now, reason, until)
+            return await self._revoke(conn, family_from_row(row), now, reason, until)
 
     async def revoke_subject(self, sub: str, *, now: float, until: float) -> list[RevocationEvent]:
         fam = families.c
@@ -562,7 +427,7 @@ class SQLStore(Store):
         )
         async with self._tx(write=False) as conn:
             rows = (await conn.execute(query)).all()
-        return [self._event(r) for r in rows]
+        return [event_from_row(r) for r in rows]
 
     async def revocation_cursor(self) -> int:
         async with self._tx(write=False) as conn:
@@ -628,125 +493,7 @@ class SQLStore(Store):
             events = res.rowcount
         return PurgeCounts(refresh_tokens=tokens, families=gone, revocations=events)
 
-    # -- keys and secrets ------------------------------------------------------------------
-    async def load_keys(self) -> bytes | None:
-        async with self._tx(write=False) as conn:
-            blob = (await conn.execute(select(keys.c.blob).where(keys.c.id == 1))).scalar()
-        return bytes(blob) if blob is not None else None
-
-    async def save_keys(self, blob: bytes) -> None:
-        stmt = self._insert(keys).values(id=1, blob=bytes(blob))
-        stmt = stmt.on_conflict_do_update(index_elements=[keys.c.id], set_={"blob": bytes(blob)})
-        async with self._tx(write=True) as conn:
-            await conn.execute(stmt)
-
-    async def get_or_create_secret(self, name: str, factory: Callable[[], bytes]) -> bytes:
-        query = select(secrets.c.value).where(secrets.c.name == name)
-        async with self._tx(write=False) as conn:
-            value = (await conn.execute(query)).scalar()
-        if value is not None:
-            return bytes(value)
-        candidate = bytes(factory())
-        async with self._tx(write=True) as conn:  # first writer wins
-            await conn.execute(
-                self._insert(secrets).values(name=name, value=candidate).on_conflict_do_nothing()
-            )
-            value = (await conn.execute(query)).scalar_one()
-        return bytes(value)
-
-    # -- users and clients -----------------------------------------------------------------
-    async def create_user(self, user: User) -> None:
-        stmt = self._insert(users).values(**_user_row(user)).on_conflict_do_nothing()
-        async with self._tx(write=True) as conn:
-            if (await conn.execute(stmt)).rowcount == 0:
-                raise ConfigurationError(f"user {user.username!r} exists")
-
-    async def get_user(self, username: str) -> User | None:
-        async with self._tx(write=False) as conn:
-            row = (await conn.execute(select(users).where(users.c.username == username))).first()
-        return _user(row) if row is not None else None
-
-    async def update_user(self, user: User) -> None:
-        values = _user_row(user)
-        del values["username"]
-        stmt = update(users).where(users.c.username == user.username).values(**values)
-        async with self._tx(write=True) as conn:
-            if (await conn.execute(stmt)).rowcount == 0:
-                raise ConfigurationError(f"unknown user {user.username!r}")
-
-    async def list_users(self) -> list[User]:
-        async with self._tx(write=False) as conn:
-            rows = (await conn.execute(select(users).order_by(users.c.username))).all()
-        return [_user(r) for r in rows]
-
-    async def create_client(self, client: Client) -> None:
-        stmt = self._insert(clients).values(**_client_row(client)).on_conflict_do_nothing()
-        async with self._tx(write=True) as conn:
-            if (await conn.execute(stmt)).rowcount == 0:
-                raise ConfigurationError(f"client {client.client_id!r} exists")
-
-    async def get_client(self, client_id: str) -> Client | None:
-        query = select(clients).where(clients.c.client_id == client_id)
-        async with self._tx(write=False) as conn:
-            row = (await conn.execute(query)).first()
-        return _client(row) if row is not None else None
-
-    async def list_clients(self) -> list[Client]:
-        async with self._tx(write=False) as conn:
-            rows = (await conn.execute(select(clients).order_by(clients.c.client_id))).all()
-        return [_client(r) for r in rows]
-
     # -- health ----------------------------------------------------------------------------
     async def ping(self) -> None:
         async with self._tx(write=False) as conn:
             await conn.execute(select(1))
-
-
-def _opt_bytes(value: Any) -> bytes | None:
-    return bytes(value) if value is not None else None
-
-
-def _user_row(user: User) -> dict[str, Any]:
-    return {
-        "username": user.username,
-        "password_hash": user.password_hash,
-        "created_at": user.created_at,
-        "is_admin": bool(user.is_admin),
-        "disabled": bool(user.disabled),
-        "attributes": orjson.dumps(user.attributes).decode(),
-    }
-
-
-def _user(row: Row[Any]) -> User:
-    m = row._mapping
-    return User(
-        username=m["username"],
-        password_hash=m["password_hash"],
-        created_at=m["created_at"],
-        is_admin=bool(m["is_admin"]),
-        disabled=bool(m["disabled"]),
-        attributes=orjson.loads(m["attributes"]),
-    )
-
-
-def _client_row(client: Client) -> dict[str, Any]:
-    return {
-        "client_id": client.client_id,
-        "created_at": client.created_at,
-        "secret_hash": client.secret_hash,
-        "grants": " ".join(client.grants),
-        "scopes": " ".join(client.scopes),
-        "name": client.name,
-    }
-
-
-def _client(row: Row[Any]) -> Client:
-    m = row._mapping
-    return Client(
-        client_id=m["client_id"],
-        created_at=m["created_at"],
-        secret_hash=m["secret_hash"],
-        grants=tuple(m["grants"].split()),
-        scopes=tuple(m["scopes"].split()),
-        name=m["name"],
-    )

@@ -15,6 +15,9 @@ backwards.
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -24,21 +27,32 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Row,
     String,
     Table,
     Text,
 )
 
+from .base import Client, Family, RefreshTokenRecord, RevocationEvent, RevocationKind, User
+
 __all__ = [
     "REVOCATION_COUNTER",
+    "client_from_row",
+    "client_to_row",
     "clients",
     "counters",
+    "event_from_row",
     "families",
+    "family_from_row",
     "keys",
     "metadata",
+    "opt_bytes",
+    "record_from_row",
     "refresh_tokens",
     "revocations",
     "secrets",
+    "user_from_row",
+    "user_to_row",
     "users",
 ]
 
@@ -134,3 +148,94 @@ clients = Table(
     Column("scopes", Text, nullable=False),  # space-separated
     Column("name", Text),
 )
+
+
+# -- row mapping ---------------------------------------------------------------------------
+def opt_bytes(value: Any) -> bytes | None:
+    return bytes(value) if value is not None else None
+
+
+def family_from_row(row: Row[Any]) -> Family:
+    m = row._mapping
+    return Family(
+        sid=m["sid"],
+        sub=m["sub"],
+        client_id=m["client_id"],
+        scope=m["scope"],
+        created_at=m["created_at"],
+        last_used_at=m["last_used_at"],
+        expires_at=m["expires_at"],
+        idle_expires_at=m["idle_expires_at"],
+        current_hash=bytes(m["current_hash"]),
+        generation=m["generation"],
+        user_agent=m["user_agent"],
+        ip=m["ip"],
+        device=m["device"],
+        revoked_at=m["revoked_at"],
+        revoked_reason=m["revoked_reason"],
+    )
+
+
+def record_from_row(row: Row[Any]) -> RefreshTokenRecord:
+    m = row._mapping
+    return RefreshTokenRecord(
+        token_hash=bytes(m["token_hash"]),
+        sid=m["sid"],
+        created_at=m["created_at"],
+        parent_hash=opt_bytes(m["parent_hash"]),
+        consumed_at=m["consumed_at"],
+        successor_hash=opt_bytes(m["successor_hash"]),
+    )
+
+
+def event_from_row(row: Row[Any]) -> RevocationEvent:
+    m = row._mapping
+    return RevocationEvent(
+        int(m["seq"]), RevocationKind(m["kind"]), m["value"], m["until"], m["at"]
+    )
+
+
+def user_to_row(user: User) -> dict[str, Any]:
+    return {
+        "username": user.username,
+        "password_hash": user.password_hash,
+        "created_at": user.created_at,
+        "is_admin": bool(user.is_admin),
+        "disabled": bool(user.disabled),
+        "attributes": orjson.dumps(user.attributes).decode(),
+    }
+
+
+def user_from_row(row: Row[Any]) -> User:
+    m = row._mapping
+    return User(
+        username=m["username"],
+        password_hash=m["password_hash"],
+        created_at=m["created_at"],
+        is_admin=bool(m["is_admin"]),
+        disabled=bool(m["disabled"]),
+        attributes=orjson.loads(m["attributes"]),
+    )
+
+
+def client_to_row(client: Client) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        "created_at": client.created_at,
+        "secret_hash": client.secret_hash,
+        "grants": " ".join(client.grants),
+        "scopes": " ".join(client.scopes),
+        "name": client.name,
+    }
+
+
+def client_from_row(row: Row[Any]) -> Client:
+    m = row._mapping
+    return Client(
+        client_id=m["client_id"],
+        created_at=m["created_at"],
+        secret_hash=m["secret_hash"],
+        grants=tuple(m["grants"].split()),
+        scopes=tuple(m["scopes"].split()),
+        name=m["name"],
+    )

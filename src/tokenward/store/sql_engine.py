@@ -1,0 +1,132 @@
+"""Engines and migrations for :class:`~tokenward.store.sql.SQLStore`.
+
+* SQLite (``aiosqlite``): sqlite3's own transaction handling is switched off and SQLAlchemy
+  emits ``BEGIN`` itself — ``BEGIN IMMEDIATE`` on connections of the *writer* engine (execution
+  option ``tokenward_write``), a plain deferred ``BEGIN`` for reads (SQLAlchemy's documented
+  ``begin``-event recipe). Every connection gets ``busy_timeout`` and the WAL journal.
+* PostgreSQL (``psycopg`` 3 async): READ COMMITTED, a pool, ``connect_timeout``,
+  ``statement_timeout`` and ``lock_timeout`` from the store's ``timeout``, and the store's
+  ``schema`` as ``search_path``.
+* Alembic runs in-process on a connection we hand it (``config.attributes["connection"]``),
+  with a ``Config`` built in code — no ``alembic.ini`` anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, event
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "UNAVAILABLE_ERRORS",
+    "alembic_config",
+    "current_revision_sync",
+    "head_revision",
+    "postgres_engine",
+    "sqlite_engine",
+    "upgrade_sync",
+]
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+#: What "the database cannot be reached / answered too late" looks like.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,  # refused, reset, statement/lock timeout, "database is locked"
+    InterfaceError,
+    DisconnectionError,
+    PoolTimeout,
+    TimeoutError,
+    OSError,
+)
+
+
+def sqlite_engine(url: URL, *, timeout: float, memory: bool, pool: tuple[int, int]) -> AsyncEngine:
+    url = url.set(drivername="sqlite+aiosqlite")
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": timeout}}
+    if memory:
+        url = url.set(database=":memory:")  # StaticPool: one shared connection
+    else:
+        Path(str(url.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        kwargs.update(pool_size=pool[0], max_overflow=pool[1], pool_timeout=timeout)
+    engine = create_async_engine(url, **kwargs)
+    busy_ms = int(timeout * 1000)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN, not sqlite3
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        if not memory:
+            cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("tokenward_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def postgres_engine(
+    url: URL, *, timeout: float, schema: str | None, pool: tuple[int, int]
+) -> AsyncEngine:
+    ms = int(timeout * 1000)
+    options = f"-c statement_timeout={ms} -c lock_timeout={ms}"
+    if schema:
+        options += f" -c search_path={schema}"
+    return create_async_engine(
+        url.set(drivername="postgresql+psycopg"),
+        connect_args={"connect_timeout": max(2, math.ceil(timeout)), "options": options},
+        isolation_level="READ COMMITTED",
+        pool_size=pool[0],
+        max_overflow=pool[1],
+        pool_timeout=timeout,
+        pool_pre_ping=True,
+    )
+
+
+def alembic_config(url: str | None = None) -> Any:
+    """An Alembic ``Config`` for tokenward's migrations, built in code (no ``alembic.ini``).
+
+    ``url`` (a *synchronous* SQLAlchemy URL) is only needed for development commands such as
+    ``alembic revision``; the store hands Alembic its own connection instead.
+    """
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("path_separator", "os")
+    if url:
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade_sync(connection: Connection) -> None:
+    """Upgrade to head on ``connection`` (inside the caller's transaction)."""
+    from alembic import command
+
+    cfg = alembic_config()
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, "head")
+
+
+def current_revision_sync(connection: Connection) -> str | None:
+    from alembic.migration import MigrationContext
+
+    rev: str | None = MigrationContext.configure(connection).get_current_revision()
+    return rev
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    head: str | None = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return head

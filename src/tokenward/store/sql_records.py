@@ -1,0 +1,114 @@
+"""Keys, secrets, users and clients of :class:`~tokenward.store.sql.SQLStore`.
+
+Plain single-statement CRUD, kept apart from the token lifecycle. Inserts that must not
+overwrite use ``INSERT … ON CONFLICT DO NOTHING`` (SQLite and PostgreSQL dialects alike) and
+report a duplicate as :class:`~tokenward.errors.ConfigurationError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..errors import ConfigurationError
+from .base import Client, User
+from .sql_schema import (
+    client_from_row,
+    client_to_row,
+    clients,
+    keys,
+    secrets,
+    user_from_row,
+    user_to_row,
+    users,
+)
+
+__all__ = ["SQLRecordsMixin"]
+
+
+class SQLRecordsMixin:
+    """Needs ``backend`` and ``_tx`` from the store class."""
+
+    backend: str
+
+    def _tx(
+        self, *, write: bool, timeout: float | None = None
+    ) -> AbstractAsyncContextManager[AsyncConnection]:
+        raise NotImplementedError
+
+    def _insert(self, table: Any) -> Any:
+        return (pg_insert if self.backend == "postgresql" else sqlite_insert)(table)
+
+    # -- keys and secrets ------------------------------------------------------------------
+    async def load_keys(self) -> bytes | None:
+        async with self._tx(write=False) as conn:
+            blob = (await conn.execute(select(keys.c.blob).where(keys.c.id == 1))).scalar()
+        return bytes(blob) if blob is not None else None
+
+    async def save_keys(self, blob: bytes) -> None:
+        stmt = self._insert(keys).values(id=1, blob=bytes(blob))
+        stmt = stmt.on_conflict_do_update(index_elements=[keys.c.id], set_={"blob": bytes(blob)})
+        async with self._tx(write=True) as conn:
+            await conn.execute(stmt)
+
+    async def get_or_create_secret(self, name: str, factory: Callable[[], bytes]) -> bytes:
+        query = select(secrets.c.value).where(secrets.c.name == name)
+        async with self._tx(write=False) as conn:
+            value = (await conn.execute(query)).scalar()
+        if value is not None:
+            return bytes(value)
+        candidate = bytes(factory())
+        async with self._tx(write=True) as conn:  # first writer wins
+            await conn.execute(
+                self._insert(secrets).values(name=name, value=candidate).on_conflict_do_nothing()
+            )
+            value = (await conn.execute(query)).scalar_one()
+        return bytes(value)
+
+    # -- users and clients -----------------------------------------------------------------
+    async def create_user(self, user: User) -> None:
+        stmt = self._insert(users).values(**user_to_row(user)).on_conflict_do_nothing()
+        async with self._tx(write=True) as conn:
+            if (await conn.execute(stmt)).rowcount == 0:
+                raise ConfigurationError(f"user {user.username!r} exists")
+
+    async def get_user(self, username: str) -> User | None:
+        async with self._tx(write=False) as conn:
+            row = (await conn.execute(select(users).where(users.c.username == username))).first()
+        return user_from_row(row) if row is not None else None
+
+    async def update_user(self, user: User) -> None:
+        values = user_to_row(user)
+        del values["username"]
+        stmt = update(users).where(users.c.username == user.username).values(**values)
+        async with self._tx(write=True) as conn:
+            if (await conn.execute(stmt)).rowcount == 0:
+                raise ConfigurationError(f"unknown user {user.username!r}")
+
+    async def list_users(self) -> list[User]:
+        async with self._tx(write=False) as conn:
+            rows = (await conn.execute(select(users).order_by(users.c.username))).all()
+        return [user_from_row(r) for r in rows]
+
+    async def create_client(self, client: Client) -> None:
+        stmt = self._insert(clients).values(**client_to_row(client)).on_conflict_do_nothing()
+        async with self._tx(write=True) as conn:
+            if (await conn.execute(stmt)).rowcount == 0:
+                raise ConfigurationError(f"client {client.client_id!r} exists")
+
+    async def get_client(self, client_id: str) -> Client | None:
+        query = select(clients).where(clients.c.client_id == client_id)
+        async with self._tx(write=False) as conn:
+            row = (await conn.execute(query)).first()
+        return client_from_row(row) if row is not None else None
+
+    async def list_clients(self) -> list[Client]:
+        async with self._tx(write=False) as conn:
+            rows = (await conn.execute(select(clients).order_by(clients.c.client_id))).all()
+        return [client_from_row(r) for r in rows]
