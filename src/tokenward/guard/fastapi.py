@@ -1,0 +1,76 @@
+"""FastAPI: ``Depends(guard.require(scopes=[...]))`` gives the verified claims.
+
+::
+
+    from fastapi import Depends, FastAPI
+    from tokenward.claims import AccessTokenClaims
+    from tokenward.guard import Verifier
+    from tokenward.guard.fastapi import Guard
+
+    guard = Guard(Verifier(jwks_url=..., issuer=..., audience="api", ...), realm="api")
+    app = FastAPI(lifespan=guard.lifespan)
+
+    @app.get("/orders")
+    async def orders(claims: AccessTokenClaims = Depends(guard.require(scopes=["read"]))):
+        return {"sub": claims.sub}
+
+Failures raise ``HTTPException`` with the RFC 6750 status and ``WWW-Authenticate`` header;
+the body is FastAPI's ``{"detail": {"error": ..., "error_description": ...}}``. The
+dependency also declares an HTTP bearer security scheme, so ``/docs`` offers "Authorize".
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ..claims import AccessTokenClaims
+from .bearer import AuthFailure, TokenVerifier, aauthenticate
+from .remote import Verifier
+
+__all__ = ["Guard"]
+
+
+class Guard:
+    """Binds a verifier and a realm to FastAPI dependencies."""
+
+    def __init__(self, verifier: TokenVerifier, *, realm: str = "api") -> None:
+        self.verifier = verifier
+        self.realm = realm
+        self._scheme = HTTPBearer(auto_error=False, scheme_name="tokenward")
+
+    def require(self, scopes: Sequence[str] = ()) -> Callable[..., Awaitable[AccessTokenClaims]]:
+        """A dependency returning the claims of a valid token that has every scope."""
+        wanted = tuple(scopes)
+
+        async def dependency(
+            request: Request,
+            _creds: HTTPAuthorizationCredentials | None = Security(self._scheme),  # noqa: B008
+        ) -> AccessTokenClaims:
+            result = await aauthenticate(
+                self.verifier,
+                request.headers.get("authorization"),
+                scopes=wanted,
+                realm=self.realm,
+            )
+            if isinstance(result, AuthFailure):
+                raise HTTPException(result.status, detail=result.body, headers=result.headers)
+            request.state.token_claims = result
+            return result
+
+        return dependency
+
+    @asynccontextmanager
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        """``FastAPI(lifespan=guard.lifespan)``: start the guard's background tasks with the
+        app and stop them on shutdown."""
+        v = self.verifier
+        if isinstance(v, Verifier):
+            async with v:
+                yield
+        else:
+            yield
