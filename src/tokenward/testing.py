@@ -22,6 +22,7 @@ from .clock import FrozenClock
 from .issuer import Issuer
 from .keys import KeyRing
 from .sessions import SessionManager
+from .store.base import Store
 from .store.memory import MemoryStore
 
 __all__ = [
@@ -71,7 +72,7 @@ async def make_session_manager(
     issuer: str = TEST_ISSUER,
     audience: str = TEST_AUDIENCE,
     access_token_ttl: int = 900,
-    store: MemoryStore | None = None,
+    store: Store | None = None,
     **options: Any,
 ) -> SessionManager:
     """A :class:`SessionManager` on an opened ``memory://`` store with a :class:`FrozenClock`.
