@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from store.conftest import StoreFactory, store_factory  # noqa: F401 - shared fixture
 from tokenward import FrozenClock
 from tokenward.claims import AccessTokenClaims
 from tokenward.errors import RevokedToken, StoreUnavailable
 from tokenward.revocation import Denylist, DenylistFollower
-from tokenward.store import RevocationEvent, RevocationKind, Store, store_from_url
+from tokenward.store import RevocationEvent, RevocationKind, Store
 from tokenward.store.memory import MemoryStore
 from tokenward.testing import make_session_manager
 
@@ -32,11 +32,10 @@ def ev(seq: int, kind: str, value: str, until: float, at: float = T0) -> Revocat
     return RevocationEvent(seq, RevocationKind(kind), value, until, at)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/tw.db"
-    async with store_from_url(url, poll_interval=0.01) as s:
-        yield s
+@pytest.fixture
+async def store(store_factory: StoreFactory) -> Store:  # noqa: F811
+    """The first instance of the shared backend list (memory, sqlite, postgres, redis)."""
+    return await store_factory(poll_interval=0.01)
 
 
 # -- Denylist ------------------------------------------------------------------------------

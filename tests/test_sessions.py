@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from store.conftest import StoreFactory, store_factory  # noqa: F401 - shared fixture
 from tokenward import FrozenClock, SessionManager, TokenPair
 from tokenward.errors import (
     ConfigurationError,
@@ -44,11 +43,10 @@ IDLE = 14 * 86400.0
 ABSOLUTE = 30 * 86400.0
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/tw.db"
-    async with store_from_url(url) as s:
-        yield s
+@pytest.fixture
+async def store(store_factory: StoreFactory) -> Store:  # noqa: F811
+    """The first instance of the shared backend list (memory, sqlite, postgres, redis)."""
+    return await store_factory(poll_interval=0.01)
 
 
 @dataclass
