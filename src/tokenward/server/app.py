@@ -1,0 +1,81 @@
+"""``create_app(settings)``: the FastAPI authorization server (thin routes over the core)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from argon2 import PasswordHasher
+from fastapi import FastAPI
+
+from .. import __version__
+from ..clock import Clock
+from ..events import add_listener
+from ..settings import Settings, load_settings
+from ..store.base import Store
+from . import admin, feed, introspect, login, metrics, revoke, sessions, token, userinfo, wellknown
+from .errors import install_error_handlers
+from .middleware import RequestMiddleware
+from .runtime import Runtime
+
+__all__ = ["create_app", "create_app_from_env"]
+
+_DESCRIPTION = (
+    "tokenward authorization server: short-lived signed access tokens (RFC 9068), rotating "
+    "refresh tokens with reuse detection and an idempotent grace window, revocation "
+    "(RFC 7009), introspection (RFC 7662), JWKS and RFC 8414 metadata."
+)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    clock: Clock | None = None,
+    password_hasher: PasswordHasher | None = None,
+) -> FastAPI:
+    """Build the app. ``store``/``clock``/``password_hasher`` override what ``settings``
+    would build (tests pass a ``MemoryStore``, a ``FrozenClock`` and a cheap hasher)."""
+    settings = settings if settings is not None else load_settings()
+    runtime = Runtime(settings, store=store, clock=clock, hasher=password_hasher)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        remove = add_listener(runtime.metrics.on_event)
+        await runtime.start()
+        try:
+            yield
+        finally:
+            remove()
+            await runtime.stop()
+
+    app = FastAPI(
+        title="tokenward",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.add_middleware(
+        RequestMiddleware, metrics=runtime.metrics, max_body_bytes=settings.max_body_bytes
+    )
+    for module in (
+        token,
+        revoke,
+        introspect,
+        wellknown,
+        login,
+        sessions,
+        userinfo,
+        feed,
+        admin,
+        metrics,
+    ):
+        app.include_router(module.router)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (multi-worker serving): settings from the environment."""
+    return create_app(load_settings())

@@ -1,0 +1,131 @@
+"""Request helpers shared by the routes: the runtime, strict OAuth form bodies (RFC 6749 §3.2),
+the caller's address and bearer-token authentication (RFC 6750 §2.1)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import parse_qsl
+
+from fastapi import Depends, Request
+
+from ..claims import AccessTokenClaims
+from ..errors import InsufficientScope, InvalidRequest, InvalidToken
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+__all__ = [
+    "FORM_CONTENT_TYPE",
+    "Bearer",
+    "bearer_claims",
+    "client_ip",
+    "form_openapi",
+    "get_runtime",
+    "read_form",
+    "require_scope",
+]
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+_MAX_FIELDS = 64
+_MAX_AUTH_HEADER = 8192
+
+
+def get_runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def user_agent(request: Request) -> str | None:
+    ua = request.headers.get("user-agent")
+    return ua[:512] if ua else None
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body as a dict, strictly (RFC 6749 §3.2):
+    another content type, invalid UTF-8, or a parameter given twice → ``invalid_request``;
+    an empty value counts as absent."""
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype != FORM_CONTENT_TYPE:
+        raise InvalidRequest(f"the body must be {FORM_CONTENT_TYPE}")
+    limit = get_runtime(request).settings.max_body_bytes
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise InvalidRequest("request body too large")
+    try:
+        text = body.decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=_MAX_FIELDS)
+    except UnicodeDecodeError:
+        raise InvalidRequest("the body is not valid UTF-8") from None
+    except ValueError:
+        raise InvalidRequest("too many parameters") from None
+    form: dict[str, str] = {}
+    seen: set[str] = set()
+    for name, value in pairs:
+        if name in seen:
+            raise InvalidRequest(f"parameter {name!r} is repeated")
+        seen.add(name)
+        if value != "":
+            form[name] = value
+    return form
+
+
+def form_openapi(
+    properties: dict[str, dict[str, Any]], required: list[str] | None = None
+) -> dict[str, Any]:
+    """``openapi_extra`` documenting a form body that the route parses itself."""
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {FORM_CONTENT_TYPE: {"schema": schema}},
+        }
+    }
+
+
+def bearer_token(request: Request) -> str:
+    request.state.auth_scheme = "Bearer"
+    header = request.headers.get("authorization")
+    if not header:
+        request.state.bearer_missing = True
+        raise InvalidToken("a bearer access token is required")
+    if len(header) > _MAX_AUTH_HEADER:
+        raise InvalidToken("authorization header too large")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise InvalidToken("use the Authorization: Bearer scheme")
+    return token
+
+
+async def bearer_claims(request: Request) -> AccessTokenClaims:
+    """FastAPI dependency: the verified access token of the request (RFC 6750 §2.1)."""
+    token = bearer_token(request)
+    claims = get_runtime(request).verifier.verify(token)
+    request.state.claims = claims
+    return claims
+
+
+def require_scope(scope: str) -> Callable[[Request], Coroutine[Any, Any, AccessTokenClaims]]:
+    """Dependency: a bearer token that carries ``scope`` (else 403 ``insufficient_scope``)."""
+
+    async def dep(request: Request) -> AccessTokenClaims:
+        claims = await bearer_claims(request)
+        if scope not in claims.scopes:
+            request.state.required_scope = scope
+            raise InsufficientScope(f"the {scope!r} scope is required")
+        return claims
+
+    return dep
+
+
+#: Route parameter type: the verified bearer access token of the request.
+Bearer = Annotated[AccessTokenClaims, Depends(bearer_claims)]

@@ -1,0 +1,121 @@
+"""The one exception handler: the tokenward error tree → OAuth error responses.
+
+* RFC 6749 §5.2 body ``{"error", "error_description"}`` with the class's status;
+* ``401`` always carries ``WWW-Authenticate``: ``Basic realm="tokenward"`` for client
+  authentication (RFC 6749 §5.2), ``Bearer ...`` with ``error``/``error_description`` for
+  protected resources (RFC 6750 §3), and ``insufficient_scope`` answers 403 with the scope;
+* ``RateLimited`` (429) and ``StoreUnavailable`` (503, RFC 7009 §2.2.1) carry ``Retry-After``;
+* FastAPI validation errors become ``invalid_request`` (400), unknown routes ``not_found``,
+  wrong methods ``invalid_request`` (405) — never FastAPI's default 422 shape;
+* every error response is ``Cache-Control: no-store``.
+
+Unexpected exceptions are answered by :mod:`tokenward.server.middleware` (``server_error``,
+no traceback in the body).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import InsufficientScope, RateLimited, StoreUnavailable, TokenwardError
+
+__all__ = ["OAuthError", "error_response", "install_error_handlers"]
+
+REALM = "tokenward"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class OAuthError(BaseModel):
+    """RFC 6749 §5.2 error body."""
+
+    error: str
+    error_description: str | None = None
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', "'")[:200]
+
+
+def error_response(
+    error: str, description: str, status: int, headers: dict[str, str] | None = None
+) -> ORJSONResponse:
+    h = dict(NO_STORE)
+    h.update(headers or {})
+    return ORJSONResponse(
+        {"error": error, "error_description": description}, status_code=status, headers=h
+    )
+
+
+def tokenward_error_response(request: Request, exc: TokenwardError) -> ORJSONResponse:
+    headers: dict[str, str] = {}
+    scheme = getattr(request.state, "auth_scheme", None)
+    if isinstance(exc, RateLimited | StoreUnavailable):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, InsufficientScope):
+        scope = getattr(request.state, "required_scope", "")
+        headers["WWW-Authenticate"] = (
+            f'Bearer realm="{REALM}", error="insufficient_scope", '
+            f'error_description="{_quote(exc.description)}", scope="{_quote(scope)}"'
+        )
+    elif exc.status_code == 401:
+        if scheme == "Bearer":
+            if getattr(request.state, "bearer_missing", False):
+                headers["WWW-Authenticate"] = f'Bearer realm="{REALM}"'
+            else:
+                headers["WWW-Authenticate"] = (
+                    f'Bearer realm="{REALM}", error="{exc.error}", '
+                    f'error_description="{_quote(exc.description)}"'
+                )
+        else:
+            headers["WWW-Authenticate"] = f'Basic realm="{REALM}", charset="UTF-8"'
+    return error_response(exc.error, exc.description, exc.status_code, headers)
+
+
+async def _tokenward(request: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, TokenwardError)
+    metrics = getattr(request.app.state, "runtime", None)
+    if (
+        metrics is not None
+        and getattr(request.state, "auth_scheme", None) == "Bearer"
+        and exc.status_code == 401
+        and not getattr(request.state, "bearer_missing", False)
+    ):
+        metrics.metrics.verify_failures.labels(reason=type(exc).__name__).inc()
+    return tokenward_error_response(request, exc)
+
+
+def _describe(errors: list[Any]) -> str:
+    if not errors:
+        return "invalid request"
+    err = errors[0]
+    loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+    msg = str(err.get("msg", "invalid value"))
+    return f"{loc}: {msg}" if loc else msg
+
+
+async def _validation(request: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response("invalid_request", _describe(list(exc.errors())), 400)
+
+
+async def _http(request: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return error_response("not_found", "no such resource", 404)
+    if exc.status_code == 405:
+        headers = dict(exc.headers or {})
+        return error_response("invalid_request", "method not allowed", 405, headers)
+    error = "invalid_request" if 400 <= exc.status_code < 500 else "server_error"
+    return error_response(error, str(exc.detail), exc.status_code, dict(exc.headers or {}))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(TokenwardError, _tokenward)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)

@@ -1,0 +1,129 @@
+"""``GET /revocations``: the revocation feed for remote verifiers (``tokenward.guard``).
+
+``?after=0`` is a snapshot of every live event; ``?after=CURSOR`` the tail. With
+``wait=SECONDS`` the request long-polls until an event arrives (or the wait ends); with
+``Accept: text/event-stream`` it streams Server-Sent Events (``id:`` = ``seq``, so a
+reconnecting ``EventSource`` resumes through ``Last-Event-ID``), with keep-alive comments.
+
+Callers authenticate as a confidential client (HTTP Basic) or with a bearer token carrying the
+``revocations`` (or ``admin``) scope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import ORJSONResponse, StreamingResponse
+
+from ..errors import InsufficientScope
+from ..store.base import RevocationEvent
+from .auth import authenticate_client
+from .deps import bearer_claims, get_runtime
+from .errors import OAuthError
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["revocation feed"])
+
+_KEEPALIVE = 15.0
+_FEED_SCOPES = frozenset({"revocations", "admin"})
+
+
+async def _authenticate(request: Request) -> None:
+    header = request.headers.get("authorization", "")
+    if header[:6].lower() == "basic ":
+        await authenticate_client(request, {}, allow_public=False)
+        return
+    claims = await bearer_claims(request)
+    if not (claims.scopes & _FEED_SCOPES):
+        request.state.required_scope = "revocations"
+        raise InsufficientScope("the 'revocations' scope is required")
+
+
+def _page(events: list[RevocationEvent], cursor: int, limit: int) -> dict[str, Any]:
+    return {
+        "events": [e.to_dict() for e in events],
+        "cursor": events[-1].seq if events else cursor,
+        "more": len(events) >= limit,
+    }
+
+
+@router.get(
+    "/revocations",
+    summary="Revocation feed: snapshot + tail, long-poll or SSE",
+    responses={
+        200: {
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "events": {"type": "array", "items": {"type": "object"}},
+                            "cursor": {"type": "integer"},
+                            "more": {"type": "boolean"},
+                        },
+                    }
+                },
+                "text/event-stream": {},
+            }
+        },
+        401: {"model": OAuthError},
+        403: {"model": OAuthError},
+        503: {"model": OAuthError},
+    },
+)
+async def revocations(
+    request: Request,
+    after: int = Query(0, ge=0, le=2**62),
+    wait: float = Query(0.0, ge=0, le=300),
+    limit: int = Query(1000, ge=1, le=1000),
+) -> Any:
+    await _authenticate(request)
+    rt = get_runtime(request)
+    store = rt.store
+    last_id = request.headers.get("last-event-id", "")
+    if last_id.isdigit() and len(last_id) < 19:
+        after = max(after, int(last_id))
+    if "text/event-stream" in request.headers.get("accept", ""):
+        return StreamingResponse(
+            _sse(request, after, limit),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+    events = await store.revocations_after(after, now=rt.clock.now(), limit=limit)
+    if not events and wait > 0:
+        events = await store.wait_revocations(
+            after, now=rt.clock.now, timeout=min(wait, rt.settings.feed_max_wait)
+        )
+        events = events[:limit]
+    cursor = after if after > 0 else await store.revocation_cursor()
+    return ORJSONResponse(_page(events, cursor, limit), headers={"Cache-Control": "no-store"})
+
+
+async def _sse(request: Request, after: int, limit: int) -> AsyncIterator[bytes]:
+    rt = get_runtime(request)
+    store = rt.store
+    cursor = after
+    events = await store.revocations_after(cursor, now=rt.clock.now(), limit=limit)
+    if cursor == 0 and not events:
+        cursor = await store.revocation_cursor()
+    yield f"event: ready\ndata: {cursor}\n\n".encode()
+    while True:
+        for e in events:
+            cursor = e.seq
+            yield b"id: %d\nevent: revocation\ndata: %s\n\n" % (e.seq, orjson.dumps(e.to_dict()))
+        if await request.is_disconnected():
+            return
+        try:
+            events = await store.wait_revocations(cursor, now=rt.clock.now, timeout=_KEEPALIVE)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            yield b"event: error\ndata: store unavailable\n\n"
+            return
+        if not events:
+            yield b": keep-alive\n\n"

@@ -1,0 +1,106 @@
+"""``POST /introspect`` (RFC 7662).
+
+Only authenticated confidential clients may ask (§2.1, against token scanning). An inactive
+token — unknown, malformed, expired, revoked, consumed — is exactly ``{"active": false}``
+with no reason (§2.2). The store is pinged first: when it is down the answer is 503, never
+``active: true`` from a possibly stale revocation mirror.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import ORJSONResponse
+
+from ..errors import InvalidRequest, InvalidToken
+from ..sessions import parse_refresh_token
+from .auth import authenticate_client
+from .deps import form_openapi, get_runtime, read_form
+from .errors import NO_STORE, OAuthError
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["oauth"])
+
+_FORM = form_openapi(
+    {
+        "token": {"type": "string"},
+        "token_type_hint": {"type": "string", "enum": ["access_token", "refresh_token"]},
+        "client_id": {"type": "string"},
+        "client_secret": {"type": "string", "format": "password"},
+    },
+    ["token"],
+)
+
+_INACTIVE: dict[str, Any] = {"active": False}
+
+
+@router.post(
+    "/introspect",
+    summary="Token introspection (RFC 7662)",
+    openapi_extra=_FORM,
+    responses={
+        200: {
+            "description": "token state",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["active"],
+                        "properties": {"active": {"type": "boolean"}},
+                    }
+                }
+            },
+        },
+        400: {"model": OAuthError},
+        401: {"model": OAuthError},
+        503: {"model": OAuthError},
+    },
+)
+async def introspect(request: Request) -> ORJSONResponse:
+    rt = get_runtime(request)
+    form = await read_form(request)
+    await authenticate_client(request, form, allow_public=False)
+    token = form.get("token")
+    if token is None:
+        raise InvalidRequest("token is required")
+    await rt.store.ping()  # fail closed
+    body = _INACTIVE
+    if parse_refresh_token(token) is not None:
+        info = await rt.sessions.introspect_refresh_token(token)
+        if info is not None:
+            body = {
+                "active": True,
+                "token_type": "refresh_token",
+                "scope": info.scope,
+                "client_id": info.client_id,
+                "username": info.sub,
+                "sub": info.sub,
+                "sid": info.session_id,
+                "iss": rt.settings.issuer,
+                "iat": int(info.created_at),
+                "exp": int(min(info.expires_at, info.idle_expires_at)),
+            }
+    elif token.count(".") == 2:
+        try:
+            c = rt.verifier.verify(token)
+        except InvalidToken:
+            c = None
+        if c is not None:
+            body = {
+                "active": True,
+                "token_type": "Bearer",
+                "scope": c.scope or "",
+                "client_id": c.client_id,
+                "username": c.sub,
+                "sub": c.sub,
+                "aud": list(c.aud) if len(c.aud) > 1 else c.aud[0],
+                "iss": c.iss,
+                "iat": int(c.iat),
+                "exp": int(c.exp),
+                "jti": c.jti,
+            }
+            if c.sid:
+                body["sid"] = c.sid
+    return ORJSONResponse(body, headers=dict(NO_STORE))

@@ -1,0 +1,123 @@
+"""Prometheus metrics (one registry per app) and the ``/healthz`` and ``/metrics`` routes.
+
+Lifecycle counters are fed by the security events of :mod:`tokenward.events` (issued,
+refreshed, grace replays, reuse detected, revocations by kind), so the library's own counts
+and the server's agree; the routes add login failures/throttles, verify failures by reason
+and the request latency histogram (by route template, never by raw path).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from ..errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+__all__ = ["Metrics", "router"]
+
+router = APIRouter(tags=["operations"])
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.tokens_issued = Counter(
+            "tokenward_tokens_issued", "Access tokens issued, by grant", ["grant"], registry=r
+        )
+        self.sessions_started = Counter(
+            "tokenward_sessions_started", "Refresh-token families started", registry=r
+        )
+        self.refreshes = Counter("tokenward_refreshes", "Refresh-token rotations", registry=r)
+        self.grace_replays = Counter(
+            "tokenward_grace_replays", "Parent tokens replayed inside the grace window", registry=r
+        )
+        self.reuse_detected = Counter(
+            "tokenward_refresh_reuse_detected", "Refresh-token reuse detections", registry=r
+        )
+        self.revocations = Counter(
+            "tokenward_revocations", "Revocations, by kind", ["kind"], registry=r
+        )
+        self.verify_failures = Counter(
+            "tokenward_verify_failures",
+            "Bearer token rejections, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.login_failures = Counter(
+            "tokenward_login_failures", "Failed password checks", registry=r
+        )
+        self.login_throttled = Counter(
+            "tokenward_login_throttled", "Logins refused by the brute-force limit", registry=r
+        )
+        self.request_latency = Histogram(
+            "tokenward_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route", "status"],
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+        self.store_latency = Histogram(
+            "tokenward_store_ping_seconds",
+            "Store round-trip time seen by /healthz",
+            registry=r,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+        )
+
+    def on_event(self, event: str, fields: Mapping[str, Any]) -> None:
+        """A :func:`tokenward.events.add_listener` callback."""
+        if event == "issued":
+            self.sessions_started.inc()
+        elif event == "refreshed":
+            self.refreshes.inc()
+        elif event == "grace_replay":
+            self.grace_replays.inc()
+        elif event == "refresh_token_reuse":
+            self.reuse_detected.inc()
+        elif event == "revoked":
+            self.revocations.labels(kind=str(fields.get("kind", "unknown"))).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+@router.get("/healthz", summary="Liveness and store reachability")
+async def healthz(request: Request) -> dict[str, str]:
+    rt = _runtime(request)
+    start = time.perf_counter()
+    try:
+        await rt.store.ping()
+    except StoreUnavailable:
+        raise
+    except Exception as exc:  # a driver error we did not map: still "unavailable"
+        raise StoreUnavailable("store unreachable") from exc
+    rt.metrics.store_latency.observe(time.perf_counter() - start)
+    return {"status": "ok"}
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+async def metrics(request: Request) -> Response:
+    return Response(_runtime(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)

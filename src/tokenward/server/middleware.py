@@ -1,0 +1,132 @@
+"""One pure-ASGI middleware around every request (SSE-safe, unlike ``BaseHTTPMiddleware``):
+
+* a request id (``X-Request-ID``: the caller's when it is sane, else a new one) bound into
+  the structlog context and echoed on the response;
+* caps before any route runs: total header bytes (431) and a declared ``Content-Length``
+  (413), both as OAuth JSON errors;
+* the latency histogram by route template and a JSON access log line;
+* the catch-all: an unexpected exception is logged (with its traceback, server-side only)
+  and answered ``500 {"error": "server_error"}`` — never a traceback to the caller.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from typing import TYPE_CHECKING
+
+import orjson
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import NO_STORE
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
+
+__all__ = ["RequestMiddleware"]
+
+_access = structlog.get_logger("tokenward.access")
+_errors = structlog.get_logger("tokenward.server")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _json_error(status: int, error: str, description: str, rid: str) -> list[Message]:
+    body = orjson.dumps({"error": error, "error_description": description})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", rid.encode()),
+    ] + [(k.lower().encode(), v.encode()) for k, v in NO_STORE.items()]
+    return [
+        {"type": "http.response.start", "status": status, "headers": headers},
+        {"type": "http.response.body", "body": body},
+    ]
+
+
+class RequestMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics | None = None,
+        max_header_bytes: int = 16384,
+        max_body_bytes: int = 65536,
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_header_bytes = max_header_bytes
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        headers = scope.get("headers", [])
+        rid = ""
+        size = 0
+        length: int | None = None
+        for k, v in headers:
+            size += len(k) + len(v) + 4
+            if k == b"x-request-id":
+                cand = v.decode("latin-1")
+                rid = cand if _REQUEST_ID.match(cand) else ""
+            elif k == b"content-length":
+                try:
+                    length = int(v)
+                except ValueError:
+                    length = -1
+        rid = rid or secrets.token_hex(8)
+        status_holder = [500]
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder[0] = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send_wrapper(message)
+
+        structlog.contextvars.bind_contextvars(request_id=rid)
+        try:
+            if size > self.max_header_bytes:
+                for m in _json_error(431, "invalid_request", "request headers too large", rid):
+                    await tracked_send(m)
+                status_holder[0] = 431
+            elif length is not None and (length < 0 or length > self.max_body_bytes):
+                for m in _json_error(413, "invalid_request", "request body too large", rid):
+                    await tracked_send(m)
+                status_holder[0] = 413
+            else:
+                await self.app(scope, receive, tracked_send)
+        except Exception:
+            _errors.exception("unhandled_error", path=scope.get("path"))
+            if not started:
+                for m in _json_error(500, "server_error", "internal error", rid):
+                    await send(m)
+            status_holder[0] = 500
+        finally:
+            elapsed = time.perf_counter() - start
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            if self.metrics is not None:
+                self.metrics.request_latency.labels(
+                    method=scope.get("method", ""), route=template, status=str(status_holder[0])
+                ).observe(elapsed)
+            _access.info(
+                "request",
+                method=scope.get("method"),
+                route=template,
+                status=status_holder[0],
+                ms=round(elapsed * 1000, 2),
+                client=(scope.get("client") or ("", 0))[0],
+            )
+            structlog.contextvars.unbind_contextvars("request_id")

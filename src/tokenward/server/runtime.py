@@ -1,0 +1,243 @@
+"""Everything one server instance holds: store, keys, issuer, sessions, verifier, users,
+clients, the login throttle and metrics; started and stopped by the app's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+
+from ..clients import ClientRegistry
+from ..clock import Clock, system_clock
+from ..errors import ConfigurationError, TokenwardError
+from ..issuer import Issuer
+from ..keys import KeyRing
+from ..ratelimit import LoginThrottle, storage_url_for
+from ..revocation import Denylist, DenylistFollower
+from ..sessions import SessionManager
+from ..settings import Settings
+from ..store import store_from_url
+from ..store.base import Store
+from ..users import UserService, generate_password, hasher_from_settings
+from ..verifier import Verifier
+from .keystore import load_or_create_keyring, resolve_kek, rotate_if_due
+from .metrics import Metrics
+
+__all__ = ["BootstrapReport", "Runtime", "bootstrap"]
+
+log = logging.getLogger("tokenward.server")
+
+_KEY_CHECK_INTERVAL = 60.0
+_PURGE_INTERVAL = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapReport:
+    keys_created: bool
+    console_client_created: bool
+    admin_username: str | None = None
+    admin_password: str | None = None  # only when generated here: print it once
+
+
+def open_store(settings: Settings) -> Store:
+    db = settings.sqlite_path
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    return store_from_url(settings.store_url)
+
+
+async def bootstrap(
+    settings: Settings,
+    store: Store,
+    *,
+    clock: Clock = system_clock,
+    hasher: PasswordHasher | None = None,
+    generate_admin: bool = False,
+    kek: bytes | None = None,
+) -> BootstrapReport:
+    """First start: keys, the console's public client and (when there is no user yet) an
+    ``admin`` user with ``TOKENWARD_ADMIN_PASSWORD`` or, with ``generate_admin``, a one-time
+    password returned in the report. Idempotent."""
+    kek = kek if kek is not None else resolve_kek(settings)
+    _ring, created = await load_or_create_keyring(store, kek, alg=settings.signing_alg, clock=clock)
+    clients = ClientRegistry(store, clock=clock)
+    console = False
+    if await clients.get(settings.console_client_id) is None:
+        with contextlib.suppress(ConfigurationError):  # a concurrent first start won
+            await clients.create(
+                settings.console_client_id,
+                public=True,
+                grants=("password", "refresh_token"),
+                name="tokenward console",
+            )
+            console = True
+    admin_name: str | None = None
+    admin_password: str | None = None
+    if not await store.list_users():
+        given = settings.admin_password.get_secret_value() if settings.admin_password else None
+        password = given or (generate_password() if generate_admin else None)
+        if password is not None:
+            users = UserService(store, hasher=hasher or hasher_from_settings(settings), clock=clock)
+            with contextlib.suppress(ConfigurationError):
+                await users.create("admin", password, is_admin=True)
+                admin_name = "admin"
+                admin_password = None if given else password
+    return BootstrapReport(created, console, admin_name, admin_password)
+
+
+class Runtime:
+    """The live objects of one app; ``await start()`` / ``await stop()``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        clock: Clock | None = None,
+        hasher: PasswordHasher | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or system_clock
+        self.store: Store = store if store is not None else open_store(settings)
+        self.hasher = hasher or hasher_from_settings(settings)
+        self.metrics = Metrics()
+        self.users = UserService(self.store, hasher=self.hasher, clock=self.clock)
+        self.clients = ClientRegistry(self.store, clock=self.clock)
+        self.throttle = LoginThrottle(
+            per_account=settings.login_limit_per_account,
+            per_ip=settings.login_limit_per_ip,
+            storage_url=storage_url_for(settings.store_url, settings.ratelimit_url),
+        )
+        self._kek: bytes | None = None
+        self._issuer: Issuer | None = None
+        self._sessions: SessionManager | None = None
+        self._verifier: Verifier | None = None
+        self._follower: DenylistFollower | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._key_lock = asyncio.Lock()
+        self.csrf_secret = b""
+
+    # the objects routes use ----------------------------------------------------------------
+    @property
+    def issuer(self) -> Issuer:
+        if self._issuer is None:
+            raise ConfigurationError("the server is not started")
+        return self._issuer
+
+    @property
+    def sessions(self) -> SessionManager:
+        if self._sessions is None:
+            raise ConfigurationError("the server is not started")
+        return self._sessions
+
+    @property
+    def verifier(self) -> Verifier:
+        if self._verifier is None:
+            raise ConfigurationError("the server is not started")
+        return self._verifier
+
+    @property
+    def keyring(self) -> KeyRing:
+        return self.issuer.keyring
+
+    # life cycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        await self.store.open()
+        self._kek = resolve_kek(s)
+        await bootstrap(s, self.store, clock=self.clock, hasher=self.hasher, kek=self._kek)
+        ring, _ = await load_or_create_keyring(
+            self.store, self._kek, alg=s.signing_alg, clock=self.clock
+        )
+        self._issuer = Issuer(
+            ring,
+            issuer=s.issuer,
+            audience=s.audience,
+            access_token_ttl=s.access_token_ttl,
+            clock=self.clock,
+        )
+        denylist = Denylist(clock=self.clock, max_staleness=s.revocation_max_staleness)
+        self._sessions = SessionManager(
+            self._issuer,
+            self.store,
+            clock=self.clock,
+            grace_period=s.refresh_grace_seconds,
+            idle_timeout=s.refresh_idle_ttl,
+            absolute_lifetime=s.refresh_absolute_ttl,
+            denylist=denylist,
+        )
+        await denylist.load(self.store)
+        self._verifier = Verifier(
+            ring,
+            issuer=s.issuer,
+            audience=s.audience,
+            leeway=s.leeway,
+            clock=self.clock,
+            revocation=denylist,
+        )
+        self.csrf_secret = await self.store.get_or_create_secret(
+            "csrf", lambda: secrets.token_bytes(32)
+        )
+        self._follower = DenylistFollower(self.store, denylist, clock=self.clock)
+        self._follower.start()
+        self._tasks = [
+            asyncio.create_task(self._key_loop(), name="tokenward-keys"),
+            asyncio.create_task(self._purge_loop(), name="tokenward-purge"),
+        ]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks = []
+        if self._follower is not None:
+            with contextlib.suppress(Exception):
+                await self._follower.stop()
+            self._follower = None
+        await self.store.close()
+
+    # keys --------------------------------------------------------------------------------------
+    def _use_ring(self, ring: KeyRing) -> None:
+        if ring is not self.issuer.keyring:
+            self.issuer.keyring = ring
+            self.verifier.set_keys(ring)
+
+    async def check_keys(self, *, force: bool = False) -> bool:
+        """Reload the stored key set and rotate when due (or ``force``); True if rotated here."""
+        assert self._kek is not None
+        async with self._key_lock:
+            ring, rotated = await rotate_if_due(
+                self.store,
+                self._kek,
+                self.issuer.keyring,
+                self.settings,
+                clock=self.clock,
+                force=force,
+            )
+            if rotated:
+                # the ring object was rotated in place: refresh the verifier's key map
+                self.verifier.set_keys(ring)
+            self._use_ring(ring)
+            return rotated
+
+    async def _key_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_KEY_CHECK_INTERVAL)
+            try:
+                await self.check_keys()
+            except TokenwardError as exc:
+                log.warning("key check failed: %s", exc)
+
+    async def _purge_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_PURGE_INTERVAL)
+            try:
+                await self.sessions.purge()
+            except TokenwardError as exc:
+                log.warning("purge failed: %s", exc)

@@ -1,0 +1,70 @@
+"""The caller's own sessions: ``GET /sessions`` and ``DELETE /sessions/{sid}``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from ..sessions import SessionInfo
+from .deps import Bearer, get_runtime
+from .errors import OAuthError
+
+__all__ = ["SessionOut", "router", "session_out"]
+
+router = APIRouter(tags=["sessions"])
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    client_id: str
+    scope: str
+    created_at: float
+    last_used_at: float
+    expires_at: float
+    idle_expires_at: float
+    user_agent: str | None
+    ip: str | None
+    device: str | None
+    current: bool = False
+
+
+def session_out(info: SessionInfo, current_sid: str | None = None) -> SessionOut:
+    return SessionOut(
+        session_id=info.session_id,
+        client_id=info.client_id,
+        scope=info.scope,
+        created_at=info.created_at,
+        last_used_at=info.last_used_at,
+        expires_at=info.expires_at,
+        idle_expires_at=info.idle_expires_at,
+        user_agent=info.user_agent,
+        ip=info.ip,
+        device=info.device,
+        current=info.session_id == current_sid,
+    )
+
+
+@router.get(
+    "/sessions",
+    response_model=list[SessionOut],
+    responses={401: {"model": OAuthError}, 503: {"model": OAuthError}},
+)
+async def list_sessions(request: Request, claims: Bearer) -> list[SessionOut]:
+    infos = await get_runtime(request).sessions.list_sessions(claims.sub)
+    return [session_out(i, claims.sid) for i in infos]
+
+
+@router.delete(
+    "/sessions/{sid}",
+    status_code=204,
+    response_class=Response,
+    responses={401: {"model": OAuthError}, 404: {"model": OAuthError}},
+)
+async def delete_session(request: Request, sid: str, claims: Bearer) -> Response:
+    rt = get_runtime(request)
+    info = await rt.sessions.get_session(sid) if len(sid) <= 256 else None
+    if info is None or info.sub != claims.sub or not info.active:
+        raise HTTPException(404)
+    await rt.sessions.revoke_session(sid, reason="user_revoked")
+    return Response(status_code=204)

@@ -1,0 +1,66 @@
+"""``/.well-known/jwks.json`` (RFC 7517) and authorization-server metadata (RFC 8414), the
+latter also at ``/.well-known/openid-configuration`` for clients that only look there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+
+from .deps import get_runtime
+
+__all__ = ["metadata", "router"]
+
+router = APIRouter(tags=["discovery"])
+
+
+def metadata(request: Request) -> dict[str, Any]:
+    rt = get_runtime(request)
+    base = rt.settings.issuer
+    alg = rt.keyring.active.alg
+    auth_methods = ["client_secret_basic", "client_secret_post", "none"]
+    return {
+        "issuer": base,
+        "token_endpoint": f"{base}/token",
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "revocation_endpoint": f"{base}/revoke",
+        "introspection_endpoint": f"{base}/introspect",
+        "userinfo_endpoint": f"{base}/userinfo",
+        "grant_types_supported": ["password", "refresh_token", "client_credentials"],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_methods_supported": auth_methods[:2],
+        "token_endpoint_auth_signing_alg_values_supported": [alg],
+        "id_token_signing_alg_values_supported": [alg],
+        "scopes_supported": ["admin", "revocations"],
+        "service_documentation": f"{base}/docs",
+        "revocation_feed_endpoint": f"{base}/revocations",
+    }
+
+
+@router.get(
+    "/.well-known/jwks.json",
+    summary="Public signing keys (RFC 7517 JWK Set)",
+    response_class=Response,
+    responses={200: {"content": {"application/jwk-set+json": {}}}},
+)
+async def jwks(request: Request) -> Response:
+    rt = get_runtime(request)
+    body = orjson.dumps(rt.keyring.public_jwks())
+    return Response(
+        body,
+        media_type="application/jwk-set+json",
+        headers={"Cache-Control": f"public, max-age={rt.settings.jwks_max_age}"},
+    )
+
+
+@router.get("/.well-known/oauth-authorization-server", summary="RFC 8414 metadata")
+async def oauth_metadata(request: Request) -> dict[str, Any]:
+    return metadata(request)
+
+
+@router.get("/.well-known/openid-configuration", summary="RFC 8414 metadata (OIDC path)")
+async def openid_configuration(request: Request) -> dict[str, Any]:
+    return metadata(request)

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from .conftest import Server, bearer
+
+
+def test_password_refresh_revoke_roundtrip(server: Server) -> None:
+    tok = server.login()
+    assert tok["token_type"] == "Bearer" and tok["refresh_token"].startswith("twr_")
+    r = server.http.get("/userinfo", headers=bearer(tok["access_token"]))
+    assert r.status_code == 200, r.text
+    assert r.json()["sub"] == "alice"
+    r = server.http.post(
+        "/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tok["refresh_token"],
+            "client_id": "app",
+        },
+    )
+    assert r.status_code == 200, r.text
