@@ -23,6 +23,7 @@ from .errors import ExpiredToken, ImmatureToken, InvalidClaims
 __all__ = ["AccessTokenClaims", "format_time", "validate_claims"]
 
 _REQUIRED = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")
+_MAX_NUMERIC_DATE = 2**63  # bound for integer NumericDates: far beyond any real date
 
 
 def format_time(ts: float) -> str:
@@ -60,9 +61,12 @@ class AccessTokenClaims:
 def _number(payload: dict[str, Any], name: str) -> float:
     v = payload[name]
     t = type(v)
-    if (t is not int and t is not float) or not math.isfinite(v):
-        raise InvalidClaims(f"claim {name!r} must be a NumericDate (a finite JSON number)")
-    return float(v)
+    if t is float:
+        if math.isfinite(v):
+            return v  # type: ignore[no-any-return]
+    elif t is int and -_MAX_NUMERIC_DATE <= v <= _MAX_NUMERIC_DATE:
+        return float(v)  # bounded first: float() of a huge int raises OverflowError
+    raise InvalidClaims(f"claim {name!r} must be a NumericDate (a finite JSON number)")
 
 
 def _string(payload: dict[str, Any], name: str) -> str:
@@ -118,15 +122,21 @@ def validate_claims(
     if audience not in auds:
         raise InvalidClaims("aud does not contain this audience")
     t = type(exp)
-    if (t is not int and t is not float) or not math.isfinite(exp):
+    if t is int:  # bounded before float(): float() of a huge int raises OverflowError
+        if not -_MAX_NUMERIC_DATE <= exp <= _MAX_NUMERIC_DATE:
+            raise InvalidClaims("claim 'exp' must be a NumericDate (a finite JSON number)")
+        exp = float(exp)
+    elif t is not float or not math.isfinite(exp):
         raise InvalidClaims("claim 'exp' must be a NumericDate (a finite JSON number)")
-    exp = float(exp)
     if now >= exp + leeway:
         raise ExpiredToken(f"token expired at {format_time(exp)}")
     t = type(iat)
-    if (t is not int and t is not float) or not math.isfinite(iat):
+    if t is int:  # bounded before float(): float() of a huge int raises OverflowError
+        if not -_MAX_NUMERIC_DATE <= iat <= _MAX_NUMERIC_DATE:
+            raise InvalidClaims("claim 'iat' must be a NumericDate (a finite JSON number)")
+        iat = float(iat)
+    elif t is not float or not math.isfinite(iat):
         raise InvalidClaims("claim 'iat' must be a NumericDate (a finite JSON number)")
-    iat = float(iat)
     if iat > now + leeway:
         raise ImmatureToken(f"token issued in the future ({format_time(iat)})")
     nbf: float | None = None
