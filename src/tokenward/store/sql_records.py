@@ -73,9 +73,14 @@ class SQLRecordsMixin:
 
     # -- users and clients -----------------------------------------------------------------
     async def create_user(self, user: User) -> None:
-        stmt = self._insert(users).values(**user_to_row(user)).on_conflict_do_nothing()
+        stmt = (
+            self._insert(users)
+            .values(**user_to_row(user))
+            .on_conflict_do_nothing()
+            .returning(users.c.username)
+        )
         async with self._tx(write=True) as conn:
-            if (await conn.execute(stmt)).rowcount == 0:
+            if (await conn.execute(stmt)).first() is None:
                 raise ConfigurationError(f"user {user.username!r} exists")
 
     async def get_user(self, username: str) -> User | None:
@@ -97,9 +102,14 @@ class SQLRecordsMixin:
         return [user_from_row(r) for r in rows]
 
     async def create_client(self, client: Client) -> None:
-        stmt = self._insert(clients).values(**client_to_row(client)).on_conflict_do_nothing()
+        stmt = (
+            self._insert(clients)
+            .values(**client_to_row(client))
+            .on_conflict_do_nothing()
+            .returning(clients.c.client_id)
+        )
         async with self._tx(write=True) as conn:
-            if (await conn.execute(stmt)).rowcount == 0:
+            if (await conn.execute(stmt)).first() is None:
                 raise ConfigurationError(f"client {client.client_id!r} exists")
 
     async def get_client(self, client_id: str) -> Client | None:

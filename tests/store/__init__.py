@@ -1,0 +1,1 @@
+"""Store tests: the one conformance suite over every backend, and SQL-specific tests."""

@@ -1,0 +1,156 @@
+"""The ONE backend list, and the ``store`` / ``store_factory`` fixtures every store test uses.
+
+``store_factory`` is parametrised over :data:`BACKENDS`; each test gets its own isolated
+backend (a tmp-path SQLite file, a fresh PostgreSQL schema dropped afterwards, a unique Redis
+key prefix deleted afterwards, a fresh memory store). Calling the factory again opens a
+*second* store instance on the same data, the way a second server process would (for memory,
+the same instance: it cannot be shared otherwise). ``store`` is the first instance.
+
+A backend whose service is unreachable is skipped, unless ``TOKENWARD_REQUIRE_SERVICES=1``
+(CI), which turns the skip into a failure. A backend whose module does not exist yet is skipped.
+
+Other test packages reuse these fixtures with ``pytest_plugins`` or by importing
+:class:`StoreFactory` and the ``store_factory`` fixture from here.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tokenward.store import Store, store_from_url
+
+BACKENDS = ["memory", "sqlite", "postgres", "redis"]
+POSTGRES_URL = os.environ.get(
+    "TOKENWARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("TOKENWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REQUIRE_SERVICES = os.environ.get("TOKENWARD_REQUIRE_SERVICES") == "1"
+
+_MODULES = {
+    "memory": "tokenward.store.memory",
+    "sqlite": "tokenward.store.sql",
+    "postgres": "tokenward.store.sql",
+    "redis": "tokenward.store.redis",
+}
+
+
+def service_missing(reason: str) -> None:
+    """Skip, or fail when CI requires every service."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (TOKENWARD_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+@functools.cache
+def postgres_problem() -> str | None:
+    try:
+        import psycopg
+
+        psycopg.connect(POSTGRES_URL, connect_timeout=2).close()
+    except Exception as exc:
+        return f"PostgreSQL unreachable at {POSTGRES_URL}: {type(exc).__name__}"
+    return None
+
+
+@functools.cache
+def redis_problem() -> str | None:
+    try:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+        client.ping()
+        client.close()
+    except Exception as exc:
+        return f"Redis unreachable at {REDIS_URL}: {type(exc).__name__}"
+    return None
+
+
+def drop_postgres_schema(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, connect_timeout=2, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def delete_redis_prefix(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        batch = list(client.scan_iter(match=f"*{prefix}*", count=1000))
+        if batch:
+            client.delete(*batch)
+    finally:
+        client.close()
+
+
+class StoreFactory:
+    """Opens store instances on one isolated backend; closes them all at teardown."""
+
+    def __init__(self, backend: str, url: str, options: dict[str, Any]) -> None:
+        self.backend = backend
+        self.url = url
+        self.options = options
+        self._opened: list[Store] = []
+        self._shared: Store | None = None
+
+    async def __call__(self, **overrides: Any) -> Store:
+        if self.backend == "memory" and self._shared is not None:
+            return self._shared
+        store = store_from_url(self.url, **{**self.options, **overrides})
+        await store.open()
+        self._opened.append(store)
+        if self.backend == "memory":
+            self._shared = store
+        return store
+
+    async def aclose(self) -> None:
+        for store in reversed(self._opened):
+            await store.close()
+        self._opened.clear()
+
+
+@pytest.fixture(params=BACKENDS)
+async def store_factory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StoreFactory]:
+    backend: str = request.param
+    if importlib.util.find_spec(_MODULES[backend]) is None:
+        pytest.skip(f"{_MODULES[backend]} does not exist yet")
+    token = uuid.uuid4().hex[:12]
+    cleanup: Any = None
+    if backend == "memory":
+        factory = StoreFactory(backend, "memory://", {})
+    elif backend == "sqlite":
+        factory = StoreFactory(backend, f"sqlite:///{tmp_path / 'store' / 'tokenward.db'}", {})
+    elif backend == "postgres":
+        if (problem := postgres_problem()) is not None:
+            service_missing(problem)
+        schema = f"tw_test_{token}"
+        factory = StoreFactory(backend, POSTGRES_URL, {"schema": schema})
+        cleanup = functools.partial(drop_postgres_schema, schema)
+    else:
+        if (problem := redis_problem()) is not None:
+            service_missing(problem)
+        prefix = f"twtest{token}"
+        factory = StoreFactory(backend, REDIS_URL, {"prefix": prefix})
+        cleanup = functools.partial(delete_redis_prefix, prefix)
+    try:
+        yield factory
+    finally:
+        await factory.aclose()
+        if cleanup is not None:
+            cleanup()
+
+
+@pytest.fixture
+async def store(store_factory: StoreFactory) -> Store:
+    return await store_factory()
