@@ -74,6 +74,34 @@ _MIGRATE_TIMEOUT = 60.0
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
+@contextlib.asynccontextmanager
+async def _hard_deadline(seconds: float, every: float = 0.1) -> AsyncIterator[None]:
+    """Keep a timeout a timeout. ``asyncio.timeout`` cancels once, and psycopg answers that
+    cancellation by cancelling the query on the server (a new connection, then a wait: up to
+    5 s + 5 s when the network is silent). Past the deadline, cancel again every ``every``
+    seconds: psycopg then closes the connection and gives up (its "second Ctrl-C" path)."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    handles: list[asyncio.TimerHandle] = []
+
+    def kick() -> None:
+        task.cancel()
+        handles.append(loop.call_later(every, kick))
+
+    handles.append(loop.call_later(seconds + every, kick))
+    try:
+        yield
+    except asyncio.CancelledError:
+        if len(handles) > 1:
+            raise TimeoutError from None
+        raise
+    finally:
+        handles[-1].cancel()
+        for _ in handles[1:]:  # one per kick
+            task.uncancel()
+
+
 class SQLStore(SQLRecordsMixin, Store):
     """The SQL backend. ``SQLStore("sqlite:///var/tokenward.db")``; open before use."""
 
@@ -150,6 +178,7 @@ class SQLStore(SQLRecordsMixin, Store):
         try:
             async with (
                 asyncio.timeout(timeout or self.timeout),
+                _hard_deadline(timeout or self.timeout),
                 self._lock if serialise else contextlib.nullcontext(),
                 engine.begin() as conn,
             ):
