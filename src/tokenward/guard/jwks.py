@@ -235,7 +235,7 @@ class JWKSFetcher:
                     continue
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=min(delay, 30.0))
+                    await asyncio.wait_for(self._wake.wait(), timeout=min(delay, 1.0))
         finally:
             await self.aclose()
 

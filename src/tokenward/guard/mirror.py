@@ -198,8 +198,10 @@ class RevocationMirror:
             await client.aclose()
 
     async def poll_once(self, *, wait: float | None = None) -> int:
-        """One ``GET /revocations?after=<cursor>&wait=<wait>``; returns the events applied."""
+        """``GET /revocations?after=<cursor>&wait=<wait>`` (then at once the next pages while
+        the server says ``more``); returns the number of events applied."""
         w = self.wait if wait is None else wait
+        total = 0
         while True:
             resp = await self._http().get(
                 self.url,
@@ -208,15 +210,24 @@ class RevocationMirror:
             )
             _raise_for_status(resp)
             try:
-                n = self._handle_page(orjson.loads(resp.content))
+                doc = orjson.loads(resp.content)
+                total += self._handle_page(doc)
             except _Resync:
                 w = 0.0
                 continue
+            if doc.get("more") is True:
+                w = 0.0
+                continue
             self._mark_synced()
-            return n
+            return total
 
     async def _follow_sse(self) -> None:
-        """One SSE connection: apply events until the server closes it."""
+        """One SSE connection: apply events until the server closes it.
+
+        The server (``tokenward.server.feed``) sends ``event: ready``, then ``event:
+        revocation`` frames (``id:`` = ``seq``), keep-alive comments every 15 s and ``event:
+        error`` when its store fails. Every frame or comment counts as contact.
+        """
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
         if self.cursor:
             headers["Last-Event-ID"] = str(self.cursor)
@@ -224,26 +235,45 @@ class RevocationMirror:
             "GET", self.url, params={"after": str(self.cursor)}, headers=headers
         ) as resp:
             _raise_for_status(resp)
-            data: list[str] = []
+            event, data = "message", list[str]()
             async for line in resp.aiter_lines():
                 if len(line) > _MAX_EVENT_BYTES:
                     raise ValueError("SSE line too long")
                 if line == "":
                     if data:
-                        payload, data = "\n".join(data), []
-                        self._on_sse_data(payload)
+                        self._on_sse(event, "\n".join(data))
+                    event, data = "message", list[str]()
                     self._mark_synced()
                 elif line.startswith(":"):
-                    self._mark_synced()  # heartbeat comment
+                    self._mark_synced()  # keep-alive comment
+                elif line.startswith("event:"):
+                    event = line[6:].strip()
                 elif line.startswith("data:"):
                     data.append(line[5:].removeprefix(" "))
 
-    def _on_sse_data(self, payload: str) -> None:
-        doc = orjson.loads(payload)
-        if isinstance(doc, dict) and "events" in doc:
-            self._handle_page(doc)
-        else:
-            self.apply([event_from_json(doc)])
+    def _on_sse(self, event: str, payload: str) -> None:
+        if event == "ready":
+            return
+        if event == "error":
+            raise StoreUnavailable("revocation feed reported an error")
+        self.apply([event_from_json(orjson.loads(payload))])
+
+    async def sync(self) -> bool:
+        """One step of the follower (snapshot, long-poll or one SSE connection).
+
+        Returns ``False`` (after logging and recording :attr:`last_error`) when it failed.
+        """
+        try:
+            if self.mode == "sse" and self._synced_once:
+                await self._follow_sse()
+            else:
+                await self.poll_once(wait=self.wait if self._synced_once else 0.0)
+        except (httpx.HTTPError, TokenwardError, ValueError) as exc:
+            self.failures += 1
+            self.last_error = _describe(exc)
+            log.warning("revocation_feed_error", url=self.url, error=self.last_error)
+            return False
+        return True
 
     async def run(self) -> None:
         """The background task: snapshot, then follow the tail; retry with backoff."""
@@ -251,17 +281,9 @@ class RevocationMirror:
         cap = max(0.5, min(5.0, self.max_staleness / 4))
         try:
             while True:
-                try:
-                    if self.mode == "sse" and self._synced_once:
-                        await self._follow_sse()
-                    else:
-                        await self.poll_once(wait=self.wait if self._synced_once else 0.0)
+                if await self.sync():
                     backoff = 0.1
                     continue
-                except (httpx.HTTPError, TokenwardError, ValueError) as exc:
-                    self.failures += 1
-                    self.last_error = _describe(exc)
-                    log.warning("revocation_feed_error", url=self.url, error=self.last_error)
                 await asyncio.sleep(backoff)
                 backoff = min(cap, backoff * 2)
         finally:

@@ -154,7 +154,7 @@ class Verifier:
     @staticmethod
     async def _first_snapshot(mirror: RevocationMirror) -> None:
         try:
-            await mirror.poll_once(wait=0.0)
+            await mirror.sync()
         finally:
             await mirror.aclose()  # the follower task opens its own connection
 
