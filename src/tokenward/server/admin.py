@@ -8,14 +8,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from ..claims import AccessTokenClaims
 from ..errors import ConfigurationError, InvalidRequest
 from .deps import get_runtime, require_scope
-from .errors import OAuthError
+from .errors import JSON, OAuthError
 from .sessions import SessionOut, session_out
 
 __all__ = ["router"]
@@ -164,7 +163,7 @@ async def list_clients(request: Request, _: Admin) -> list[ClientOut]:
 @router.post(
     "/clients", response_model=ClientOut, status_code=201, responses={400: {"model": OAuthError}}
 )
-async def create_client(request: Request, body: ClientCreate, _: Admin) -> ORJSONResponse:
+async def create_client(request: Request, body: ClientCreate, _: Admin) -> JSON:
     try:
         c, secret = await get_runtime(request).clients.create(
             body.client_id,
@@ -184,7 +183,7 @@ async def create_client(request: Request, body: ClientCreate, _: Admin) -> ORJSO
         created_at=c.created_at,
         client_secret=secret,
     )
-    return ORJSONResponse(out.model_dump(), status_code=201, headers={"Cache-Control": "no-store"})
+    return JSON(out.model_dump(), status_code=201, headers={"Cache-Control": "no-store"})
 
 
 def _keys(request: Request) -> list[KeyOut]:

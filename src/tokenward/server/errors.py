@@ -17,18 +17,26 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import InsufficientScope, RateLimited, StoreUnavailable, TokenwardError
 
-__all__ = ["OAuthError", "error_response", "install_error_handlers"]
+__all__ = ["JSON", "OAuthError", "error_response", "install_error_handlers"]
 
 REALM = "tokenward"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class JSON(JSONResponse):
+    """A JSON response rendered with orjson."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 class OAuthError(BaseModel):
@@ -44,15 +52,13 @@ def _quote(text: str) -> str:
 
 def error_response(
     error: str, description: str, status: int, headers: dict[str, str] | None = None
-) -> ORJSONResponse:
+) -> JSON:
     h = dict(NO_STORE)
     h.update(headers or {})
-    return ORJSONResponse(
-        {"error": error, "error_description": description}, status_code=status, headers=h
-    )
+    return JSON({"error": error, "error_description": description}, status_code=status, headers=h)
 
 
-def tokenward_error_response(request: Request, exc: TokenwardError) -> ORJSONResponse:
+def tokenward_error_response(request: Request, exc: TokenwardError) -> JSON:
     headers: dict[str, str] = {}
     scheme = getattr(request.state, "auth_scheme", None)
     if isinstance(exc, RateLimited | StoreUnavailable):
@@ -77,7 +83,7 @@ def tokenward_error_response(request: Request, exc: TokenwardError) -> ORJSONRes
     return error_response(exc.error, exc.description, exc.status_code, headers)
 
 
-async def _tokenward(request: Request, exc: Exception) -> ORJSONResponse:
+async def _tokenward(request: Request, exc: Exception) -> JSON:
     assert isinstance(exc, TokenwardError)
     metrics = getattr(request.app.state, "runtime", None)
     if (
@@ -99,12 +105,12 @@ def _describe(errors: list[Any]) -> str:
     return f"{loc}: {msg}" if loc else msg
 
 
-async def _validation(request: Request, exc: Exception) -> ORJSONResponse:
+async def _validation(request: Request, exc: Exception) -> JSON:
     assert isinstance(exc, RequestValidationError)
     return error_response("invalid_request", _describe(list(exc.errors())), 400)
 
 
-async def _http(request: Request, exc: Exception) -> ORJSONResponse:
+async def _http(request: Request, exc: Exception) -> JSON:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
         return error_response("not_found", "no such resource", 404)

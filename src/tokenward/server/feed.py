@@ -17,13 +17,13 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import ORJSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from ..errors import InsufficientScope
 from ..store.base import RevocationEvent
 from .auth import authenticate_client
 from .deps import bearer_claims, get_runtime
-from .errors import OAuthError
+from .errors import JSON, OAuthError
 
 __all__ = ["router"]
 
@@ -101,7 +101,7 @@ async def revocations(
         )
         events = events[:limit]
     cursor = after if after > 0 else await store.revocation_cursor()
-    return ORJSONResponse(_page(events, cursor, limit), headers={"Cache-Control": "no-store"})
+    return JSON(_page(events, cursor, limit), headers={"Cache-Control": "no-store"})
 
 
 async def _sse(request: Request, after: int, limit: int) -> AsyncIterator[bytes]:

@@ -11,13 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse
 
 from ..errors import InvalidRequest, InvalidToken
 from ..sessions import parse_refresh_token
 from .auth import authenticate_client
 from .deps import form_openapi, get_runtime, read_form
-from .errors import NO_STORE, OAuthError
+from .errors import JSON, NO_STORE, OAuthError
 
 __all__ = ["router"]
 
@@ -58,7 +57,7 @@ _INACTIVE: dict[str, Any] = {"active": False}
         503: {"model": OAuthError},
     },
 )
-async def introspect(request: Request) -> ORJSONResponse:
+async def introspect(request: Request) -> JSON:
     rt = get_runtime(request)
     form = await read_form(request)
     await authenticate_client(request, form, allow_public=False)
@@ -103,4 +102,4 @@ async def introspect(request: Request) -> ORJSONResponse:
             }
             if c.sid:
                 body["sid"] = c.sid
-    return ORJSONResponse(body, headers=dict(NO_STORE))
+    return JSON(body, headers=dict(NO_STORE))

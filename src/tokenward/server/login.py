@@ -19,13 +19,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import InvalidRequest, UnauthorizedClient
 from .cookies import clear_refresh_cookie, csrf_token, set_refresh_cookie
 from .deps import Bearer, get_runtime
-from .errors import NO_STORE, OAuthError
+from .errors import JSON, NO_STORE, OAuthError
 from .token import password_session
 
 __all__ = ["LoginRequest", "router"]
@@ -72,7 +71,7 @@ class LogoutResponse(BaseModel):
 
 
 @router.post("/login", response_model=LoginResponse, responses=_ERRORS)
-async def login(request: Request, body: LoginRequest) -> ORJSONResponse:
+async def login(request: Request, body: LoginRequest) -> JSON:
     rt = get_runtime(request)
     client_id = body.client_id or rt.settings.console_client_id
     client = await rt.clients.authenticate(client_id, None)  # public first-party clients only
@@ -84,10 +83,10 @@ async def login(request: Request, body: LoginRequest) -> ORJSONResponse:
     out: dict[str, Any] = pair.to_response()
     out["session_id"] = pair.session_id
     if body.mode == "token":
-        return ORJSONResponse(out, headers=dict(NO_STORE))
+        return JSON(out, headers=dict(NO_STORE))
     del out["refresh_token"]
     out["csrf_token"] = csrf_token(rt.csrf_secret, pair.session_id)
-    resp = ORJSONResponse(out, headers=dict(NO_STORE))
+    resp = JSON(out, headers=dict(NO_STORE))
     set_refresh_cookie(
         request,
         resp,
@@ -120,7 +119,7 @@ async def _optional_body(request: Request) -> LogoutRequest:
         }
     },
 )
-async def logout(request: Request, claims: Bearer) -> ORJSONResponse:
+async def logout(request: Request, claims: Bearer) -> JSON:
     rt = get_runtime(request)
     body = await _optional_body(request)
     n = 0
@@ -132,7 +131,7 @@ async def logout(request: Request, claims: Bearer) -> ORJSONResponse:
         info = await rt.sessions.introspect_refresh_token(body.refresh_token)
         if info is not None and info.sub == claims.sub:
             n += int(await rt.sessions.revoke_session(info.session_id, reason="logout"))
-    resp = ORJSONResponse({"sessions_revoked": n}, headers=dict(NO_STORE))
+    resp = JSON({"sessions_revoked": n}, headers=dict(NO_STORE))
     clear_refresh_cookie(
         request, resp, path=rt.settings.cookie_path, secure=rt.settings.cookie_secure
     )
@@ -140,10 +139,10 @@ async def logout(request: Request, claims: Bearer) -> ORJSONResponse:
 
 
 @router.post("/logout-all", response_model=LogoutResponse, responses=_ERRORS)
-async def logout_all(request: Request, claims: Bearer) -> ORJSONResponse:
+async def logout_all(request: Request, claims: Bearer) -> JSON:
     rt = get_runtime(request)
     n = await rt.sessions.revoke_subject(claims.sub)
-    resp = ORJSONResponse({"sessions_revoked": n}, headers=dict(NO_STORE))
+    resp = JSON({"sessions_revoked": n}, headers=dict(NO_STORE))
     clear_refresh_cookie(
         request, resp, path=rt.settings.cookie_path, secure=rt.settings.cookie_secure
     )

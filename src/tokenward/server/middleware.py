@@ -114,19 +114,24 @@ class RequestMiddleware:
                     await send(m)
             status_holder[0] = 500
         finally:
-            elapsed = time.perf_counter() - start
+            self._record(scope, status_holder[0], time.perf_counter() - start)
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
+        try:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             if self.metrics is not None:
                 self.metrics.request_latency.labels(
-                    method=scope.get("method", ""), route=template, status=str(status_holder[0])
+                    method=scope.get("method", ""), route=template, status=str(status)
                 ).observe(elapsed)
             _access.info(
                 "request",
                 method=scope.get("method"),
                 route=template,
-                status=status_holder[0],
+                status=status,
                 ms=round(elapsed * 1000, 2),
                 client=(scope.get("client") or ("", 0))[0],
             )
-            structlog.contextvars.unbind_contextvars("request_id")
+        except Exception:  # noqa: S110 - logging must never break a response
+            pass

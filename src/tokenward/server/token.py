@@ -13,7 +13,6 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse
 
 from ..errors import (
     InvalidGrant,
@@ -27,7 +26,7 @@ from ..store.base import Client, User
 from .auth import authenticate_client
 from .cookies import check_csrf, csrf_token, read_refresh_cookie, set_refresh_cookie
 from .deps import client_ip, form_openapi, get_runtime, read_form, user_agent
-from .errors import NO_STORE, OAuthError
+from .errors import JSON, NO_STORE, OAuthError
 from .runtime import Runtime
 
 __all__ = ["RESERVED_SCOPES", "grant_scope", "password_session", "router", "token_response"]
@@ -39,8 +38,8 @@ _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")  # RFC 6749 §3.
 _GRANTS = ("password", "refresh_token", "client_credentials")
 
 
-def token_response(body: dict[str, Any], status: int = 200) -> ORJSONResponse:
-    return ORJSONResponse(body, status_code=status, headers=dict(NO_STORE))
+def token_response(body: dict[str, Any], status: int = 200) -> JSON:
+    return JSON(body, status_code=status, headers=dict(NO_STORE))
 
 
 def parse_scope(value: str | None) -> list[str]:
@@ -153,7 +152,7 @@ _FORM = form_openapi(
         503: {"model": OAuthError},
     },
 )
-async def token(request: Request) -> ORJSONResponse:
+async def token(request: Request) -> JSON:
     rt = get_runtime(request)
     form = await read_form(request)
     grant = form.get("grant_type")
@@ -188,9 +187,7 @@ async def token(request: Request) -> ORJSONResponse:
     return token_response(body)
 
 
-async def _refresh(
-    rt: Runtime, request: Request, client: Client, form: dict[str, str]
-) -> ORJSONResponse:
+async def _refresh(rt: Runtime, request: Request, client: Client, form: dict[str, str]) -> JSON:
     path = rt.settings.cookie_path
     refresh_token = form.get("refresh_token")
     from_cookie = False
