@@ -1,0 +1,335 @@
+"""Redis specifics of the ``redis://`` store (the contract itself: tests/store/test_conformance.py).
+
+TTLs on every per-session key, stream ids and trimming, hash tags, script reload after
+``SCRIPT FLUSH``, prefix isolation and cleanup, the blocking follower, error mapping.
+Each test uses its own key prefix in database 15 and deletes it afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from conftest import REQUIRE_SERVICES
+from tokenward.errors import ConfigurationError, StoreUnavailable
+from tokenward.store import store_from_url
+from tokenward.store.base import Family, RefreshTokenRecord, RevocationKind, RotationOutcome
+
+redis = pytest.importorskip("redis")
+from redis.crc import key_slot  # noqa: E402
+from redis.exceptions import BusyLoadingError, ResponseError  # noqa: E402
+
+from tokenward.store.redis import RedisStore  # noqa: E402
+
+pytestmark = pytest.mark.services
+
+URL = os.environ.get("TOKENWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+NOW = 1_800_000_000.0
+MARGIN = 50.0
+
+
+def h(label: str) -> bytes:
+    return hashlib.sha256(label.encode()).digest()
+
+
+def family(
+    sid: str, *, sub: str = "alice", absolute: float = 1000.0, idle: float = 100.0
+) -> Family:
+    return Family(
+        sid=sid,
+        sub=sub,
+        client_id="web",
+        scope="read",
+        created_at=NOW,
+        last_used_at=NOW,
+        expires_at=NOW + absolute,
+        idle_expires_at=NOW + idle,
+        current_hash=h(f"{sid}:0"),
+        user_agent="ua/1.0",
+    )
+
+
+async def _reachable() -> bool:
+    probe = RedisStore(URL, prefix="twprobe", timeout=1.0)
+    try:
+        await probe.ping()
+        return True
+    except StoreUnavailable:
+        return False
+    finally:
+        await probe.close()
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[RedisStore]:
+    if not await _reachable():
+        if REQUIRE_SERVICES:
+            pytest.fail(f"Redis unreachable at {URL} (TOKENWARD_REQUIRE_SERVICES=1)")
+        pytest.skip(f"Redis unreachable at {URL}")
+    s = RedisStore(URL, prefix=f"twr{uuid.uuid4().hex[:12]}", ttl_margin=MARGIN)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.drop()
+        assert await _keys(s) == []
+        await s.close()
+
+
+async def _keys(s: RedisStore) -> list[str]:
+    found: list[str] = []
+    async for key in s._r.scan_iter(match=f"*{s.prefix}*", count=1000):
+        found.append(key.decode())
+    return sorted(found)
+
+
+async def _start(s: RedisStore, sid: str = "s1", **kw: float) -> Family:
+    fam = family(sid, **kw)
+    await s.create_family(fam, RefreshTokenRecord(fam.current_hash, sid, NOW))
+    return fam
+
+
+async def _rotate(s: RedisStore, sid: str, n: int, now: float, idle: float = 100.0):  # type: ignore[no-untyped-def]
+    parent, child = h(f"{sid}:{n}"), h(f"{sid}:{n + 1}")
+    return await s.rotate(
+        parent,
+        RefreshTokenRecord(child, sid, now, parent),
+        now=now,
+        grace=10.0,
+        idle_expires_at=now + idle,
+        revocation_until=now + 900,
+    )
+
+
+# -- registry ------------------------------------------------------------------------------
+def test_store_from_url_builds_a_redis_store() -> None:
+    s = store_from_url("rediss://cache.example:6380/2", prefix="x", timeout=0.5)
+    assert isinstance(s, RedisStore)
+    assert (s.prefix, s.timeout) == ("x", 0.5)
+
+
+@pytest.mark.parametrize("prefix", ["", "a{b", "a}b", "a b"])
+def test_prefix_must_not_break_hash_tags(prefix: str) -> None:
+    with pytest.raises(ConfigurationError):
+        RedisStore(URL, prefix=prefix)
+
+
+# -- TTLs ----------------------------------------------------------------------------------
+async def test_every_session_key_expires_and_ttls_follow_use(store: RedisStore) -> None:
+    await _start(store, "s1")  # idle deadline NOW+100, absolute NOW+1000
+    r = store._r
+    fam_key, tok_key = store.family_key("s1"), store.tokens_key("s1")
+    index_key = store.token_index_key(h("s1:0"))
+    sub_key = store.subject_key("alice")
+    # family + tokens: min(absolute, idle) - now + margin = 150 s; index/subject: 1000 + 50
+    assert 145 <= await r.ttl(fam_key) <= 150
+    assert 145 <= await r.ttl(tok_key) <= 150
+    assert 1045 <= await r.ttl(index_key) <= 1050
+    assert 1045 <= await r.ttl(sub_key) <= 1050
+
+    # a rotation 10 s later moves the idle deadline to NOW+10+500: the TTL is refreshed
+    result = await _rotate(store, "s1", 0, NOW + 10, idle=500)
+    assert result.outcome is RotationOutcome.ROTATED
+    assert 545 <= await r.ttl(fam_key) <= 550
+    assert 545 <= await r.ttl(tok_key) <= 550
+    assert 1035 <= await r.ttl(store.token_index_key(h("s1:1"))) <= 1040
+
+    await store.add_revocation(RevocationKind.JTI, "j1", now=NOW, until=NOW + 60)
+    await store.revoke_family("s1", now=NOW + 20, reason="logout", until=NOW + 900)
+    await store.save_keys(b"blob")
+    # every key is either per-session (with a TTL) or one of the few global keys
+    persistent = {
+        f"{{{store.prefix}}}:{name}" for name in ("seq", "rev", "revexp", "deadline", "keys")
+    }
+    for key in await _keys(store):
+        ttl = await r.ttl(key)
+        if key in persistent:
+            assert ttl == -1, key
+        else:
+            assert ttl > 0, f"{key} has no TTL"
+
+
+async def test_purge_deletes_dead_families_and_their_index_keys(store: RedisStore) -> None:
+    await _start(store, "old", idle=10)
+    await _start(store, "young", idle=10_000, absolute=20_000)
+    await _rotate(store, "old", 0, NOW + 1, idle=10)
+    counts = await store.purge(now=NOW + 100, margin=5)
+    assert (counts.families, counts.refresh_tokens) == (1, 2)
+    assert await store.get_family("old") is None
+    assert await store.get_refresh_token(h("old:0")) is None
+    assert await store.get_family("young") is not None
+    keys = await _keys(store)
+    assert not [k for k in keys if "old" in k], keys
+    assert await store._r.zrange(store.subject_key("alice"), 0, -1) == [b"young"]
+    assert await store.purge(now=NOW + 100, margin=5) == type(counts)(0, 0, 0)
+
+
+# -- the revocation stream -----------------------------------------------------------------
+async def test_stream_ids_are_the_sequence_and_values_round_trip(store: RedisStore) -> None:
+    at, until = NOW + 0.123456789, NOW + 900.000001
+    e1 = await store.add_revocation(RevocationKind.JTI, "j1", now=at, until=until)
+    e2 = await store.add_revocation(RevocationKind.SUB, "bob", now=at, until=until)
+    assert (e1.seq, e2.seq) == (1, 2)
+    entries = await store._r.xrange(store.stream_key)
+    assert [i for i, _ in entries] == [b"1-0", b"2-0"]
+    assert await store.revocations_after(0, now=NOW) == [e1, e2]
+    assert await store.revocations_after(1, now=NOW) == [e2]
+    assert await store.revocation_cursor() == 2
+
+
+async def test_purge_trims_the_stream_exactly(store: RedisStore) -> None:
+    # a long-lived event first, then short ones: MINID alone could not free the short ones
+    untils = [NOW + 1000, NOW + 10, NOW + 10, NOW + 2000, NOW + 20, NOW + 5000]
+    events = [
+        await store.add_revocation(RevocationKind.JTI, f"j{i}", now=NOW, until=u)
+        for i, u in enumerate(untils)
+    ]
+    counts = await store.purge(now=NOW + 30, margin=0)
+    assert counts.revocations == 3
+    assert await store._r.xlen(store.stream_key) == 3
+    assert await store._r.zcard(f"{{{store.prefix}}}:revexp") == 3
+    left = await store.revocations_after(0, now=NOW + 30)
+    assert [e.seq for e in left] == [events[0].seq, events[3].seq, events[5].seq]
+    # the expired prefix goes by MINID: after NOW+1000 the head is trimmed
+    counts = await store.purge(now=NOW + 1500, margin=0)
+    assert counts.revocations == 1
+    first = await store._r.xrange(store.stream_key, count=1)
+    assert first[0][0] == b"4-0"
+    # the cursor survives trimming: new events continue the sequence
+    e = await store.add_revocation(RevocationKind.JTI, "later", now=NOW, until=NOW + 9000)
+    assert e.seq == len(untils) + 1
+
+
+async def test_revocations_after_skips_expired_entries_across_batches(store: RedisStore) -> None:
+    for i in range(5):
+        await store.add_revocation(RevocationKind.JTI, f"dead{i}", now=NOW, until=NOW + 1)
+    live = [
+        await store.add_revocation(RevocationKind.JTI, f"live{i}", now=NOW, until=NOW + 900)
+        for i in range(3)
+    ]
+    got = await store.revocations_after(0, now=NOW + 10, limit=2)
+    assert got == live[:2]
+
+
+async def test_follower_xread_block_wakes_on_a_revocation(store: RedisStore) -> None:
+    follower = RedisStore(URL, prefix=store.prefix)
+    try:
+        cursor = await follower.revocation_cursor()
+        waiter = asyncio.create_task(
+            follower.wait_revocations(cursor, now=lambda: NOW, timeout=5.0)
+        )
+        await asyncio.sleep(0.05)  # let the follower block in XREAD (not waiting for time)
+        # the blocked follower does not hold up ordinary calls on its own store
+        await follower.ping()
+        event = await store.add_revocation(RevocationKind.SID, "s9", now=NOW, until=NOW + 60)
+        got = await asyncio.wait_for(waiter, 5.0)
+        assert got == [event]
+        # nothing new: returns [] once the wait is over, bounded
+        started = time.monotonic()
+        assert await follower.wait_revocations(event.seq, now=lambda: NOW, timeout=0.2) == []
+        assert time.monotonic() - started < 0.2 + follower.timeout
+    finally:
+        await follower.close()
+
+
+# -- hash tags -----------------------------------------------------------------------------
+def test_a_familys_keys_share_one_cluster_slot_and_globals_share_another() -> None:
+    s = RedisStore(URL, prefix="tw")
+    family_slots = {
+        key_slot(s.family_key("sid-1").encode()),
+        key_slot(s.tokens_key("sid-1").encode()),
+    }
+    assert len(family_slots) == 1
+    g = {
+        key_slot(k.encode())
+        for k in (s.stream_key, s.subject_key("alice"), "{tw}:seq", "{tw}:revexp", "{tw}:deadline")
+    }
+    assert len(g) == 1
+    assert family_slots != g
+    assert s.family_key("a}b").startswith("{tw:fam:a}")  # still one slot for one family
+    assert key_slot(s.family_key("a}b").encode()) == key_slot(s.tokens_key("a}b").encode())
+
+
+# -- scripts -------------------------------------------------------------------------------
+async def test_scripts_reload_after_script_flush(store: RedisStore) -> None:
+    await _start(store, "s1")
+    assert (await _rotate(store, "s1", 0, NOW + 1)).outcome is RotationOutcome.ROTATED
+    await store._r.script_flush()
+    assert (await _rotate(store, "s1", 1, NOW + 2)).outcome is RotationOutcome.ROTATED
+    await store._r.script_flush()
+    assert (await store.revoke_family("s1", now=NOW, reason="x", until=NOW + 60)) is not None
+
+
+async def test_prefixes_isolate_stores(store: RedisStore) -> None:
+    other = RedisStore(URL, prefix=f"{store.prefix}x")
+    try:
+        await _start(store, "s1")
+        await store.add_revocation(RevocationKind.JTI, "j", now=NOW, until=NOW + 60)
+        assert await other.get_family("s1") is None
+        assert await other.get_refresh_token(h("s1:0")) is None
+        assert await other.revocation_cursor() == 0
+    finally:
+        await other.drop()
+        await other.close()
+
+
+# -- failure mapping -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ResponseError("BUSY Redis is busy running a script. You can only call SCRIPT KILL"),
+        BusyLoadingError("Redis is loading the dataset in memory"),
+        ResponseError("CLUSTERDOWN The cluster is down"),
+        ResponseError("READONLY You can't write against a read only replica."),
+        ResponseError("MASTERDOWN Link with MASTER is down"),
+    ],
+)
+async def test_server_states_that_mean_unavailable_fail_closed(exc: Exception) -> None:
+    s = RedisStore(URL, prefix="twmap")
+
+    async def boom() -> None:
+        raise exc
+
+    with pytest.raises(StoreUnavailable) as info:
+        await s._call(boom, "rotate")
+    assert "rotate" in str(info.value)
+
+
+async def test_other_server_errors_are_not_disguised_as_outages() -> None:
+    s = RedisStore(URL, prefix="twmap")
+
+    async def boom() -> None:
+        raise ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+
+    with pytest.raises(ResponseError):
+        await s._call(boom, "get_family")
+
+
+async def test_refused_connection_fails_closed_within_the_timeout() -> None:
+    s = RedisStore("redis://127.0.0.1:1/0", prefix="twx", timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        await s.rotate(
+            h("x"),
+            RefreshTokenRecord(h("y"), "s", NOW, h("x")),
+            now=NOW,
+            grace=0,
+            idle_expires_at=NOW + 1,
+            revocation_until=NOW + 1,
+        )
+    assert time.monotonic() - started < 1.0
+    await s.close()
+
+
+def test_redis_py_retries_are_off() -> None:
+    """A rotation whose reply was lost must not be re-sent (it would read as reuse)."""
+    s = RedisStore(URL, prefix="twx")
+    kwargs = s._r.connection_pool.connection_kwargs
+    assert kwargs["retry"].get_retries() == 0
+    assert kwargs["socket_timeout"] == s.timeout
