@@ -1,0 +1,60 @@
+"""JWKS (RFC 7517 / OIDC Discovery §3), RFC 8414 metadata, OpenAPI, health and metrics."""
+
+from __future__ import annotations
+
+from .conftest import ISSUER, Server
+
+PRIVATE = {"d", "p", "q", "dp", "dq", "qi", "k", "oth"}
+
+
+def test_jwks_has_public_keys_only_with_unique_kid_use_and_alg(server: Server) -> None:
+    r = server.http.get("/.well-known/jwks.json")
+    assert r.status_code == 200
+    assert "max-age=300" in r.headers["cache-control"]
+    keys = r.json()["keys"]
+    assert len(keys) == 2  # active + next (publish-before-sign)
+    assert len({k["kid"] for k in keys}) == len(keys)
+    for k in keys:
+        assert not PRIVATE & set(k)
+        assert k["use"] == "sig" and k["alg"] == "ES256"
+
+
+def test_rfc8414_metadata_issuer_is_exact_and_served_at_both_paths(server: Server) -> None:
+    a = server.http.get("/.well-known/oauth-authorization-server").json()
+    b = server.http.get("/.well-known/openid-configuration").json()
+    assert a == b
+    assert a["issuer"] == ISSUER
+    assert a["token_endpoint"] == f"{ISSUER}/token"
+    assert a["jwks_uri"] == f"{ISSUER}/.well-known/jwks.json"
+    assert "client_secret_basic" in a["token_endpoint_auth_methods_supported"]
+    assert set(a["grant_types_supported"]) == {"password", "refresh_token", "client_credentials"}
+
+
+def test_openapi_and_docs(server: Server) -> None:
+    spec = server.http.get("/openapi.json").json()
+    for path in ("/token", "/revoke", "/introspect", "/login", "/sessions", "/revocations"):
+        assert path in spec["paths"]
+    form = spec["paths"]["/token"]["post"]["requestBody"]["content"]
+    assert "application/x-www-form-urlencoded" in form
+    assert server.http.get("/docs").status_code == 200
+
+
+def test_healthz_and_store_outage(server: Server) -> None:
+    assert server.http.get("/healthz").json() == {"status": "ok"}
+    server.store.set_available(False)
+    r = server.http.get("/healthz")
+    assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable"
+
+
+def test_unknown_route_is_json_404(server: Server) -> None:
+    r = server.http.get("/nope")
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+
+
+def test_request_id_is_echoed_or_made(server: Server) -> None:
+    assert (
+        server.http.get("/healthz", headers={"X-Request-ID": "abc-1"}).headers["x-request-id"]
+        == "abc-1"
+    )
+    made = server.http.get("/healthz", headers={"X-Request-ID": "bad id\x7f"}).headers
+    assert made["x-request-id"] != "bad id" and len(made["x-request-id"]) == 16
