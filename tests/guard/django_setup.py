@@ -11,7 +11,7 @@ def configure(urlconf: str = "tests.guard.django_setup") -> None:
         return
     settings.configure(
         DEBUG=False,
-        SECRET_KEY="tests-only-not-secret",  # noqa: S106
+        SECRET_KEY="tests-only-not-secret",
         ALLOWED_HOSTS=["*"],
         ROOT_URLCONF=urlconf,
         INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "rest_framework"],
