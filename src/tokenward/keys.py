@@ -382,8 +382,15 @@ class KeyRing:
         now = self.clock.now()
         old = self._active()
         alg = alg or (old.alg if old else DEFAULT_ALGORITHM)
-        nxt = next((k for k in self._keys.values() if k.state is KeyState.NEXT), None)
-        if nxt is None or nxt.alg != alg or not nxt.has_private:
+        nxt = next(
+            (
+                k
+                for k in self._keys.values()
+                if k.state is KeyState.NEXT and k.alg == alg and k.has_private
+            ),
+            None,
+        )
+        if nxt is None:
             nxt = _new_key(alg, KeyState.NEXT, now)
             self._keys[nxt.kid] = nxt
         if old is not None:
@@ -391,6 +398,10 @@ class KeyRing:
             old.retired_at = now
         nxt.state = KeyState.ACTIVE
         nxt.activated_at = now
+        # Other ``next`` keys (another alg, or no private part) never signed anything: drop
+        # them, so exactly one ``next`` key (the one created below) is published ahead.
+        for k in [k for k in self._keys.values() if k.state is KeyState.NEXT]:
+            del self._keys[k.kid]
         new_next = _new_key(alg, KeyState.NEXT, now)
         self._keys[new_next.kid] = new_next
         return nxt
@@ -471,6 +482,10 @@ class KeyRing:
         except OSError as exc:
             raise ConfigurationError(f"cannot read key file {p}: {exc.strerror}") from None
         if raw.lstrip().startswith(b"{"):
+            if kek is not None:  # fail closed: no silent downgrade to an unauthenticated file
+                raise ConfigurationError(
+                    f"key file {p} is not encrypted, but a key-encryption key is configured"
+                )
             if mode & (stat.S_IRWXG | stat.S_IRWXO):
                 raise ConfigurationError(
                     f"key file {p} is readable by others (mode {oct(mode & 0o777)}); chmod 600 it"
