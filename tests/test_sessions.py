@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 
@@ -536,3 +537,21 @@ async def test_store_from_url_builds_a_memory_store() -> None:
     assert isinstance(s, MemoryStore)
     async with s:
         await s.ping()
+
+
+async def test_sweeper_runs_purge_in_a_task() -> None:
+    sessions = await make_session_manager()
+    purged = asyncio.Event()
+    remove = add_listener(lambda name, _f: purged.set() if name == "purged" else None)
+    try:
+        with pytest.raises(ConfigurationError):
+            sessions.start_sweeper(0)
+        task = sessions.start_sweeper(3600)
+        async with asyncio.timeout(10):
+            await purged.wait()  # the first sweep runs at once
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        remove()
