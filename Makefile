@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+STORE  ?= sqlite:///var/tokenward.db
 
 .PHONY: run test lint fmt typecheck bench install clean
 
@@ -19,7 +20,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/tokenward serve --host $(HOST) --port $(PORT)
+	$(BIN)/tokenward serve --store $(STORE) --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -13,13 +13,16 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import structlog
 import typer
 
 from ..settings import Settings, load_settings
 from ._common import cli_errors, err_console
+
+if TYPE_CHECKING:
+    from ..server.runtime import BootstrapReport
 
 __all__ = ["configure_logging", "prepare", "serve"]
 
@@ -32,7 +35,6 @@ def configure_logging(json: bool = True) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.stdlib.add_logger_name,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
@@ -44,14 +46,13 @@ def configure_logging(json: bool = True) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
 
-async def prepare(settings: Settings) -> tuple[bool, str | None]:
-    """Create/migrate the store and bootstrap it; returns (keys created, one-time password)."""
+async def prepare(settings: Settings) -> BootstrapReport:
+    """Create/migrate the store and bootstrap it (before starting several workers)."""
     from ..server.runtime import bootstrap, open_store
 
     store = open_store(settings)
     async with store:
-        report = await bootstrap(settings, store, generate_admin=True)
-    return report.keys_created, report.admin_password
+        return await bootstrap(settings, store, generate_admin=True)
 
 
 @cli_errors
@@ -67,28 +68,29 @@ def serve(
 
     settings = load_settings(config, store_url=store, host=host, port=port, workers=workers)
     configure_logging(settings.log_json)
-    keys_created, password = asyncio.run(prepare(settings))
-    if keys_created:
-        err_console.print("created signing keys (encrypted in the store)")
-    if password is not None:
-        err_console.print(
-            f"created user [bold]admin[/] with one-time password: [bold]{password}[/]"
-            "  (shown once; change it)",
-            markup=True,
-        )
     url = f"http://{settings.host}:{settings.port}"
-    err_console.print(f"tokenward listening on {url}  (docs: {url}/docs)")
+
+    def announce(report: BootstrapReport) -> None:
+        if report.keys_created:
+            err_console.print("created signing keys (encrypted in the store)")
+        if report.admin_password is not None:
+            err_console.print(
+                f"created user [bold]admin[/] with one-time password: "
+                f"[bold]{report.admin_password}[/]  (shown once; change it)",
+                markup=True,
+            )
+        err_console.print(f"tokenward listening on {url}  (docs: {url}/docs)")
+
     if settings.workers == 1:
+        # one process: bootstrap inside the app's start-up (one store open, one event loop)
         from ..server import create_app
 
+        app = create_app(settings, generate_admin=True, on_bootstrap=announce)
         uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            access_log=False,
+            app, host=settings.host, port=settings.port, log_level="warning", access_log=False
         )
         return
+    announce(asyncio.run(prepare(settings)))
     os.environ["TOKENWARD_STORE_URL"] = settings.store_url
     if config is not None:
         os.environ["TOKENWARD_CONFIG"] = str(config)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from argon2 import PasswordHasher
@@ -16,7 +16,7 @@ from ..store.base import Store
 from . import admin, feed, introspect, login, metrics, revoke, sessions, token, userinfo, wellknown
 from .errors import install_error_handlers
 from .middleware import RequestMiddleware
-from .runtime import Runtime
+from .runtime import BootstrapReport, Runtime
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -33,11 +33,24 @@ def create_app(
     store: Store | None = None,
     clock: Clock | None = None,
     password_hasher: PasswordHasher | None = None,
+    generate_admin: bool = False,
+    on_bootstrap: Callable[[BootstrapReport], None] | None = None,
 ) -> FastAPI:
     """Build the app. ``store``/``clock``/``password_hasher`` override what ``settings``
-    would build (tests pass a ``MemoryStore``, a ``FrozenClock`` and a cheap hasher)."""
+    would build (tests pass a ``MemoryStore``, a ``FrozenClock`` and a cheap hasher).
+
+    On start-up the store is bootstrapped (keys, console client; an ``admin`` user from
+    ``TOKENWARD_ADMIN_PASSWORD`` or, with ``generate_admin``, a one-time password) and
+    ``on_bootstrap`` receives the report (``tokenward serve`` prints it)."""
     settings = settings if settings is not None else load_settings()
-    runtime = Runtime(settings, store=store, clock=clock, hasher=password_hasher)
+    runtime = Runtime(
+        settings,
+        store=store,
+        clock=clock,
+        hasher=password_hasher,
+        generate_admin=generate_admin,
+        on_bootstrap=on_bootstrap,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

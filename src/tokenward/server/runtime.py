@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -99,8 +100,12 @@ class Runtime:
         store: Store | None = None,
         clock: Clock | None = None,
         hasher: PasswordHasher | None = None,
+        generate_admin: bool = False,
+        on_bootstrap: Callable[[BootstrapReport], None] | None = None,
     ) -> None:
         self.settings = settings
+        self._generate_admin = generate_admin
+        self._on_bootstrap = on_bootstrap
         self.clock: Clock = clock or system_clock
         self.store: Store = store if store is not None else open_store(settings)
         self.hasher = hasher or hasher_from_settings(settings)
@@ -149,7 +154,16 @@ class Runtime:
         s = self.settings
         await self.store.open()
         self._kek = resolve_kek(s)
-        await bootstrap(s, self.store, clock=self.clock, hasher=self.hasher, kek=self._kek)
+        report = await bootstrap(
+            s,
+            self.store,
+            clock=self.clock,
+            hasher=self.hasher,
+            kek=self._kek,
+            generate_admin=self._generate_admin,
+        )
+        if self._on_bootstrap is not None:
+            self._on_bootstrap(report)
         ring, _ = await load_or_create_keyring(
             self.store, self._kek, alg=s.signing_alg, clock=self.clock
         )
