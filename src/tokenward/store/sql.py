@@ -46,6 +46,7 @@ from .sql_engine import (
     UNAVAILABLE_ERRORS,
     alembic_config,
     current_revision_sync,
+    hard_deadline,
     head_revision,
     postgres_engine,
     sqlite_engine,
@@ -72,34 +73,6 @@ SUBJECT_REASON = "subject_revoked"
 _PURGE_BATCH = 500
 _MIGRATE_TIMEOUT = 60.0
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-
-@contextlib.asynccontextmanager
-async def _hard_deadline(seconds: float, every: float = 0.1) -> AsyncIterator[None]:
-    """Keep a timeout a timeout. ``asyncio.timeout`` cancels once, and psycopg answers that
-    cancellation by cancelling the query on the server (a new connection, then a wait: up to
-    5 s + 5 s when the network is silent). Past the deadline, cancel again every ``every``
-    seconds: psycopg then closes the connection and gives up (its "second Ctrl-C" path)."""
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    handles: list[asyncio.TimerHandle] = []
-
-    def kick() -> None:
-        task.cancel()
-        handles.append(loop.call_later(every, kick))
-
-    handles.append(loop.call_later(seconds + every, kick))
-    try:
-        yield
-    except asyncio.CancelledError:
-        if len(handles) > 1:
-            raise TimeoutError from None
-        raise
-    finally:
-        handles[-1].cancel()
-        for _ in handles[1:]:  # one per kick
-            task.uncancel()
 
 
 class SQLStore(SQLRecordsMixin, Store):
@@ -178,7 +151,7 @@ class SQLStore(SQLRecordsMixin, Store):
         try:
             async with (
                 asyncio.timeout(timeout or self.timeout),
-                _hard_deadline(timeout or self.timeout),
+                hard_deadline(timeout or self.timeout),
                 self._lock if serialise else contextlib.nullcontext(),
                 engine.begin() as conn,
             ):
@@ -205,7 +178,15 @@ class SQLStore(SQLRecordsMixin, Store):
             raise
 
     async def upgrade(self) -> str | None:
-        """Apply the migrations to head (idempotent, serialised by a lock); the revision."""
+        """Apply the migrations to head (idempotent, serialised by a lock); the revision.
+
+        Fast path: a plain read of the version table; the write lock is taken (and Alembic
+        run) only when the schema is not at head, so opening a migrated store is cheap and
+        several processes opening it at once do not queue behind each other.
+        """
+        head = head_revision()
+        if await self.current_revision() == head:
+            return head
         timeout = max(self.timeout, _MIGRATE_TIMEOUT)
         async with self._tx(write=True, timeout=timeout) as conn:
             if self.backend == "postgresql":
@@ -476,21 +457,11 @@ class SQLStore(SQLRecordsMixin, Store):
         if self._listener is None:
             conninfo = self._url.set(drivername="postgresql").render_as_string(hide_password=False)
             self._listener = PgListener(conninfo, connect_timeout=max(2, math.ceil(self.timeout)))
-        listener = self._listener
-        listener.start()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            wakeup, listening = listener.wakeup, listener.ready  # before the query
-            events = await self.revocations_after(cursor, now=now())
-            if events:
-                return events
-            left = deadline - loop.time()
-            if left <= 0:
-                return []
-            step = min(left, 1.0 if listening else self.poll_interval)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), step)
+        return await self._listener.wait(
+            lambda: self.revocations_after(cursor, now=now()),
+            timeout=timeout,
+            poll_interval=self.poll_interval,
+        )
 
     # -- retention -------------------------------------------------------------------------
     async def purge(self, *, now: float, margin: float) -> PurgeCounts:

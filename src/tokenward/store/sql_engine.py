@@ -13,7 +13,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import math
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,7 @@ __all__ = [
     "UNAVAILABLE_ERRORS",
     "alembic_config",
     "current_revision_sync",
+    "hard_deadline",
     "head_revision",
     "postgres_engine",
     "sqlite_engine",
@@ -125,8 +130,37 @@ def current_revision_sync(connection: Connection) -> str | None:
     return rev
 
 
+@functools.cache
 def head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
     head: str | None = ScriptDirectory.from_config(alembic_config()).get_current_head()
     return head
+
+
+@contextlib.asynccontextmanager
+async def hard_deadline(seconds: float, every: float = 0.1) -> AsyncIterator[None]:
+    """Keep a timeout a timeout. ``asyncio.timeout`` cancels once, and psycopg answers that
+    cancellation by cancelling the query on the server (a new connection, then a wait: up to
+    5 s + 5 s when the network is silent). Past the deadline, cancel again every ``every``
+    seconds: psycopg then closes the connection and gives up (its "second Ctrl-C" path)."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    handles: list[asyncio.TimerHandle] = []
+
+    def kick() -> None:
+        task.cancel()
+        handles.append(loop.call_later(every, kick))
+
+    handles.append(loop.call_later(seconds + every, kick))
+    try:
+        yield
+    except asyncio.CancelledError:
+        if len(handles) > 1:
+            raise TimeoutError from None
+        raise
+    finally:
+        handles[-1].cancel()
+        for _ in handles[1:]:  # one per kick
+            task.uncancel()

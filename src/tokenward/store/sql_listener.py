@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 __all__ = ["NOTIFY_CHANNEL", "PgListener"]
 
 NOTIFY_CHANNEL = "tokenward_revocations"
+T = TypeVar("T")
 _HEALTH_INTERVAL = 15.0  # seconds between liveness checks of an idle listening connection
 
 
@@ -40,6 +43,32 @@ class PgListener:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+    async def wait(
+        self,
+        fetch: Callable[[], Awaitable[list[T]]],
+        *,
+        timeout: float,
+        poll_interval: float,
+        recheck: float = 1.0,
+    ) -> list[T]:
+        """``fetch()`` until it returns something or ``timeout`` passes; between fetches wait
+        for a notification (re-checking every ``recheck`` s anyway), or poll every
+        ``poll_interval`` s while not listening."""
+        self.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            wakeup, listening = self.wakeup, self.ready  # taken before the fetch
+            found = await fetch()
+            if found:
+                return found
+            left = deadline - loop.time()
+            if left <= 0:
+                return []
+            step = min(left, recheck if listening else poll_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), step)
 
     def _fire(self) -> None:
         wakeup, self.wakeup = self.wakeup, asyncio.Event()
