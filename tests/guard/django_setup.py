@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def configure(urlconf: str = "tests.guard.django_setup") -> None:
+def configure(urlconf: str = __name__) -> None:
     import django
     from django.conf import settings
 
