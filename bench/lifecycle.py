@@ -32,7 +32,7 @@ import time
 import timeit
 import tracemalloc
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,20 +64,44 @@ def make_manager(store: Store) -> SessionManager:
     return SessionManager(issuer, store)
 
 
-async def rotations(store: Store, n: int, concurrency: int) -> dict[str, float]:
+class Chain:
+    """One sequential refresh chain; ``step()`` performs one refresh. Samples accumulate."""
+
+    def __init__(self, name: str, store: str, step: Callable[[], Awaitable[None]]) -> None:
+        self.name, self.store, self.step = name, store, step
+        self.lat: list[float] = []
+        self.elapsed = 0.0
+
+    async def run(self, n: int) -> None:
+        t_start = time.perf_counter()
+        for _ in range(n):
+            t = time.perf_counter()
+            await self.step()
+            self.lat.append(time.perf_counter() - t)
+        self.elapsed += time.perf_counter() - t_start
+
+    def result(self) -> dict[str, float]:
+        return {
+            "rate": len(self.lat) / self.elapsed,
+            "p50": pct(self.lat, 0.50) * 1e3,
+            "p99": pct(self.lat, 0.99) * 1e3,
+        }
+
+
+async def tokenward_chain(name: str, store: Store) -> Chain:
     mgr = make_manager(store)
-    pair = await mgr.start(sub="bench", client_id="web")
-    token = pair.refresh_token
-    for _ in range(20):  # warm up (connections, scripts, secret)
-        token = (await mgr.refresh(token)).refresh_token
-    lat: list[float] = []
-    t_start = time.perf_counter()
-    for _ in range(n):
-        t = time.perf_counter()
-        token = (await mgr.refresh(token)).refresh_token
-        lat.append(time.perf_counter() - t)
-    seq_rate = n / (time.perf_counter() - t_start)
-    # concurrency: independent sessions refreshing at the same time
+    token = (await mgr.start(sub="bench", client_id="web")).refresh_token
+
+    async def step() -> None:
+        nonlocal token
+        token = (await mgr.refresh(token, client_id="web")).refresh_token
+
+    return Chain("tokenward", name, step)
+
+
+async def concurrent_rate(store: Store, n: int, concurrency: int) -> float:
+    """Independent sessions refreshing at the same time (no peer: simplejwt is sync)."""
+    mgr = make_manager(store)
     tokens = [
         (await mgr.start(sub=f"u{i}", client_id="web")).refresh_token for i in range(concurrency)
     ]
@@ -89,13 +113,7 @@ async def rotations(store: Store, n: int, concurrency: int) -> dict[str, float]:
 
     t_start = time.perf_counter()
     await asyncio.gather(*(chain(t) for t in tokens))
-    conc_rate = per * concurrency / (time.perf_counter() - t_start)
-    return {
-        "rate": seq_rate,
-        "p50": pct(lat, 0.50) * 1e3,
-        "p99": pct(lat, 0.99) * 1e3,
-        "conc": conc_rate,
-    }
+    return per * concurrency / (time.perf_counter() - t_start)
 
 
 async def backend_store(name: str, tmp: Path) -> tuple[Store | None, Callable[[], Any]]:
@@ -170,6 +188,8 @@ def simplejwt_setup(tmp: Path) -> Any:
             "VERIFYING_KEY": public,
         },
     )
+    # the ORM runs inside the bench's event loop (blocking it, as a sync view would)
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     django.setup()
     from django.core.management import call_command
 
@@ -179,28 +199,19 @@ def simplejwt_setup(tmp: Path) -> Any:
     return User.objects.create_user("bench", password=None)
 
 
-def simplejwt_rotations(user: Any, n: int) -> dict[str, float]:
+def simplejwt_chain(user: Any) -> Chain:
     from rest_framework_simplejwt.serializers import TokenRefreshSerializer
     from rest_framework_simplejwt.tokens import RefreshToken
 
     token = str(RefreshToken.for_user(user))
-    for _ in range(20):
+
+    async def step() -> None:  # synchronous inside: Django's ORM blocks the loop, as it would
+        nonlocal token
         s = TokenRefreshSerializer(data={"refresh": token})
         s.is_valid(raise_exception=True)
         token = s.validated_data["refresh"]
-    lat: list[float] = []
-    t_start = time.perf_counter()
-    for _ in range(n):
-        t = time.perf_counter()
-        s = TokenRefreshSerializer(data={"refresh": token})
-        s.is_valid(raise_exception=True)
-        token = s.validated_data["refresh"]
-        lat.append(time.perf_counter() - t)
-    return {
-        "rate": n / (time.perf_counter() - t_start),
-        "p50": pct(lat, 0.50) * 1e3,
-        "p99": pct(lat, 0.99) * 1e3,
-    }
+
+    return Chain("simplejwt 5.5 (rotate + blacklist)", "sqlite (Django ORM)", step)
 
 
 # -- denylist -----------------------------------------------------------------------------
@@ -316,19 +327,46 @@ def row(*cells: object) -> None:
     print("| " + " | ".join(str(c) for c in cells) + " |")
 
 
-async def all_rotations(args: argparse.Namespace, tmp: Path) -> list[tuple[str, dict[str, float]]]:
-    rows: list[tuple[str, dict[str, float]]] = []
+async def all_rotations(
+    args: argparse.Namespace, tmp: Path
+) -> tuple[list[tuple[Chain, float | None]], Chain | None]:
+    """Interleaved rounds: every chain runs ``n / rounds`` refreshes per round, in a rotating
+    order, so a noisy neighbour (disk, CPU) hits every implementation alike."""
+    opened: list[tuple[Store, Callable[[], Any]]] = []
+    chains: list[Chain] = []
     for name in ("memory", "sqlite", "postgres", "redis"):
         store, cleanup = await backend_store(name, tmp)
         if store is None:
             print(f"<!-- {name}: not reachable, skipped -->")
             continue
-        try:
-            async with store:
-                rows.append((name, await rotations(store, args.rotations, args.concurrency)))
-        finally:
+        await store.open()
+        opened.append((store, cleanup))
+        chains.append(await tokenward_chain(name, store))
+    peer: Chain | None = None
+    try:
+        peer = simplejwt_chain(simplejwt_setup(tmp))
+    except ImportError as exc:  # pragma: no cover - the peer is a dev dependency
+        print(f"<!-- simplejwt unavailable: {exc} -->")
+    everyone = chains + ([peer] if peer else [])
+    try:
+        for chain in everyone:  # warm up (connections, scripts, secrets), then forget
+            await chain.run(20)
+            chain.lat.clear()
+            chain.elapsed = 0.0
+        rounds = 10
+        for r in range(rounds):
+            order = everyone[r % len(everyone) :] + everyone[: r % len(everyone)]
+            for chain in order:
+                await chain.run(max(1, args.rotations // rounds))
+        out = [
+            (chain, await concurrent_rate(store, args.rotations, args.concurrency))
+            for chain, (store, _) in zip(chains, opened, strict=True)
+        ]
+    finally:
+        for store, cleanup in opened:
+            await store.close()
             cleanup()
-    return rows
+    return out, peer
 
 
 def main() -> None:
@@ -347,41 +385,41 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs\n")
 
     print("## Refresh rotations\n")
-    print("Sequential chain (p50/p99 per refresh), then ", end="")
-    print(f"{args.concurrency} sessions refreshing concurrently.\n")
-    rows = asyncio.run(all_rotations(args, tmp))
-    user: Any = None
-    sj: dict[str, float] | None = None
-    try:
-        user = simplejwt_setup(tmp)
-        sj = simplejwt_rotations(user, args.rotations)
-    except ImportError as exc:  # pragma: no cover - the peer is a dev dependency
-        print(f"<!-- simplejwt unavailable: {exc} -->")
+    print("One sequential chain per implementation, interleaved in 10 rounds (p50/p99 per ", end="")
+    print(f"refresh); then {args.concurrency} tokenward sessions refreshing concurrently.\n")
+    rows, peer = asyncio.run(all_rotations(args, tmp))
+    sj = peer.result() if peer else None
     row(
-        "implementation", "store", "rotations/s", "p50 ms", "p99 ms", "concurrent/s", "vs simplejwt"
+        "implementation", "store", "rotations/s", "p50 ms", "p99 ms", "vs simplejwt", "concurrent/s"
     )
     row("---", "---", "---:", "---:", "---:", "---:", "---:")
-    for name, r in rows:
+    for chain, conc in rows:
+        r = chain.result()
         ratio = f"{r['rate'] / sj['rate']:.2f}×" if sj else "–"
         row(
-            "tokenward",
-            name,
+            chain.name,
+            chain.store,
             f"{r['rate']:,.0f}",
             f"{r['p50']:.2f}",
             f"{r['p99']:.2f}",
-            f"{r['conc']:,.0f}",
             ratio,
+            f"{conc:,.0f}" if conc else "–",
         )
-    if sj:
+    if peer and sj:
         row(
-            "simplejwt 5.5 (rotate + blacklist)",
-            "sqlite (Django ORM)",
+            peer.name,
+            peer.store,
             f"{sj['rate']:,.0f}",
             f"{sj['p50']:.2f}",
             f"{sj['p99']:.2f}",
-            "–",
             "1.00×",
+            "–",
         )
+    user = None
+    if peer:
+        from django.contrib.auth.models import User
+
+        user = User.objects.get(username="bench")
 
     print(f"\n## Denylist check (token not revoked: the common path), {args.entries:,} entries\n")
     loops = 200_000 if not args.quick else 20_000

@@ -52,7 +52,10 @@ async def race(
 
 
 async def instances(store_factory: StoreFactory) -> list[Store]:  # noqa: F811
-    return [await store_factory() for _ in range(INSTANCES)]
+    # small SQL pools: several test runs may share one PostgreSQL (max_connections)
+    small = {"pool_size": 4, "max_overflow": 0, "timeout": 10.0}
+    options = small if store_factory.backend in ("sqlite", "postgres") else {}
+    return [await store_factory(**options) for _ in range(INSTANCES)]
 
 
 async def test_racers_inside_the_grace_window_share_one_successor(
