@@ -48,7 +48,11 @@ async def race(
         except InvalidGrant as exc:
             return exc
 
-    return await asyncio.gather(*(worker(i) for i in range(n)))
+    # a TaskGroup, not gather: if one racer fails unexpectedly the others are cancelled and
+    # awaited, so no abandoned task keeps a transaction (and its row locks) open
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(worker(i)) for i in range(n)]
+    return [t.result() for t in tasks]
 
 
 async def instances(store_factory: StoreFactory) -> list[Store]:  # noqa: F811
