@@ -390,6 +390,8 @@ async def test_revoke_subject_logs_out_everywhere(env: Env) -> None:
         env.verifier.verify(sessionless)
     assert env.verifier.verify(c.access_token).sub == "bob"
     assert await env.sessions.list_sessions("alice") == []
+    info = await env.sessions.get_session(a.session_id)
+    assert info is not None and info.revoked_reason == "subject_revoked"
     # logging in again later works: new tokens have iat >= the watermark
     env.clock.advance(1)
     again = await env.sessions.start(sub="alice", client_id="web")
