@@ -77,8 +77,8 @@ class Denylist:
         self._sid: set[str] = set()
         self._sub: dict[str, int] = {}  # subject -> not-before watermark (whole seconds)
         self._sub_until: dict[str, float] = {}
-        # expiry second -> [jti values], [sid values]; heap of expiry seconds
-        self._buckets: dict[int, tuple[list[str], list[str]]] = {}
+        # expiry second -> ([jti values], [sid values], [subjects]); heap of expiry seconds
+        self._buckets: dict[int, tuple[list[str], list[str], list[str]]] = {}
         self._heap: list[int] = []
         self._refs: dict[tuple[bool, str], int] = {}  # (is_sid, value) -> extra references
         self._synced_at: float | None = None
@@ -171,12 +171,15 @@ class Denylist:
             self._refs[key] = self._refs.get(key, 0) + 1
         else:
             members.add(value)
+        self._bucket(until)[1 if is_sid else 0].append(value)
+
+    def _bucket(self, until: float) -> tuple[list[str], list[str], list[str]]:
         second = math.ceil(until)
         bucket = self._buckets.get(second)
         if bucket is None:
-            bucket = self._buckets[second] = ([], [])
+            bucket = self._buckets[second] = ([], [], [])
             heapq.heappush(self._heap, second)
-        bucket[1 if is_sid else 0].append(value)
+        return bucket
 
     def _add_sub(self, sub: str, at: float, until: float) -> None:
         mark = int(at)
@@ -184,6 +187,7 @@ class Denylist:
             self._sub[sub] = mark
         if until > self._sub_until.get(sub, -math.inf):
             self._sub_until[sub] = until
+            self._bucket(until)[2].append(sub)
 
     def sweep(self, now: float | None = None) -> int:
         """Forget entries whose ``until`` has passed; returns how many were dropped."""
@@ -194,7 +198,7 @@ class Denylist:
         refs = self._refs
         while heap and heap[0] <= now:
             second = heapq.heappop(heap)
-            jtis, sids = self._buckets.pop(second)
+            jtis, sids, subs = self._buckets.pop(second)
             for is_sid, values, members in ((False, jtis, self._jti), (True, sids, self._sid)):
                 for value in values:
                     if refs:
@@ -208,11 +212,11 @@ class Denylist:
                             continue
                     members.discard(value)
                     dropped += 1
-        if self._sub_until:
-            for sub in [s for s, u in self._sub_until.items() if u <= now]:
-                del self._sub_until[sub]
-                self._sub.pop(sub, None)
-                dropped += 1
+            for sub in subs:  # a later event may have extended it: the latest until wins
+                if self._sub_until.get(sub, math.inf) <= now:
+                    del self._sub_until[sub]
+                    self._sub.pop(sub, None)
+                    dropped += 1
         return dropped
 
     def clear(self) -> None:
