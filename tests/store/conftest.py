@@ -15,6 +15,7 @@ Other test packages reuse these fixtures with ``pytest_plugins`` or by importing
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib.util
 import os
@@ -33,6 +34,11 @@ POSTGRES_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("TOKENWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("TOKENWARD_REQUIRE_SERVICES") == "1"
+# Generous per-call bound for the shared fixtures: the suite runs on 2 busy cores, often next to
+# other suites; timeouts themselves are tested with explicit small values (test_sql.py).
+SQL_TIMEOUT = 10.0
+# Small pools: several suites may share one PostgreSQL (max_connections 100) at once.
+POSTGRES_POOL = {"pool_size": 2, "max_overflow": 3}
 
 _MODULES = {
     "memory": "tokenward.store.memory",
@@ -74,10 +80,25 @@ def redis_problem() -> str | None:
 
 
 def drop_postgres_schema(schema: str) -> None:
+    """Drop a test schema. Never waits forever: a connection left inside a transaction on
+    that schema (a test that failed mid-way, its tasks still pending) would block DROP
+    SCHEMA; after a short lock timeout those sessions are terminated and the drop retried."""
     import psycopg
 
-    with psycopg.connect(POSTGRES_URL, connect_timeout=2, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    with psycopg.connect(POSTGRES_URL, connect_timeout=5, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '3s'")
+        for _ in range(3):
+            try:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                return
+            except psycopg.errors.LockNotAvailable:
+                conn.execute(
+                    "SELECT pg_terminate_backend(l.pid) FROM pg_locks l"
+                    " JOIN pg_class c ON c.oid = l.relation"
+                    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                    " WHERE n.nspname = %s AND l.pid <> pg_backend_pid()",
+                    (schema,),
+                )
 
 
 def delete_redis_prefix(prefix: str) -> None:
@@ -130,12 +151,14 @@ async def store_factory(
     if backend == "memory":
         factory = StoreFactory(backend, "memory://", {})
     elif backend == "sqlite":
-        factory = StoreFactory(backend, f"sqlite:///{tmp_path / 'store' / 'tokenward.db'}", {})
+        url = f"sqlite:///{tmp_path / 'store' / 'tokenward.db'}"
+        factory = StoreFactory(backend, url, {"timeout": SQL_TIMEOUT})
     elif backend == "postgres":
         if (problem := postgres_problem()) is not None:
             service_missing(problem)
         schema = f"tw_test_{token}"
-        factory = StoreFactory(backend, POSTGRES_URL, {"schema": schema})
+        options = {"schema": schema, "timeout": SQL_TIMEOUT, **POSTGRES_POOL}
+        factory = StoreFactory(backend, POSTGRES_URL, options)
         cleanup = functools.partial(drop_postgres_schema, schema)
     else:
         if (problem := redis_problem()) is not None:
@@ -148,7 +171,7 @@ async def store_factory(
     finally:
         await factory.aclose()
         if cleanup is not None:
-            cleanup()
+            await asyncio.to_thread(cleanup)  # keep the loop running for any pending tasks
 
 
 @pytest.fixture

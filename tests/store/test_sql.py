@@ -59,7 +59,7 @@ async def pg_schema() -> AsyncIterator[str]:
         service_missing(problem)
     schema = f"tw_test_{uuid.uuid4().hex[:12]}"
     yield schema
-    drop_postgres_schema(schema)
+    await asyncio.to_thread(drop_postgres_schema, schema)
 
 
 # -- SQLite across processes ---------------------------------------------------------------

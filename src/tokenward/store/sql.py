@@ -86,7 +86,7 @@ class SQLStore(SQLRecordsMixin, Store):
         *,
         timeout: float = 2.0,
         schema: str | None = None,
-        pool_size: int = 10,
+        pool_size: int = 5,
         max_overflow: int = 10,
         poll_interval: float = 0.2,
     ) -> None:

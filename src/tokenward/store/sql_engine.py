@@ -84,7 +84,13 @@ def postgres_engine(
     url: URL, *, timeout: float, schema: str | None, pool: tuple[int, int]
 ) -> AsyncEngine:
     ms = int(timeout * 1000)
-    options = f"-c statement_timeout={ms} -c lock_timeout={ms}"
+    # a transaction idle far longer than any call may take belongs to a lost client: the
+    # server ends it (and releases its row locks) instead of holding them forever
+    idle_ms = max(30_000, 10 * ms)
+    options = (
+        f"-c statement_timeout={ms} -c lock_timeout={ms}"
+        f" -c idle_in_transaction_session_timeout={idle_ms}"
+    )
     if schema:
         options += f" -c search_path={schema}"
     return create_async_engine(
