@@ -523,6 +523,8 @@ def test_a13_signature_stripping_and_malformed(env: Env) -> None:
             segs[part] = x[:-1] + alphabet[last | 1]
             if segs[part] != x:
                 cases[f"trailing-bits-{name}"] = (".".join(segs), MalformedToken)
+    if cases["std-alphabet"][0] == good:  # a token without any '-' or '_' has no +/ variant
+        del cases["std-alphabet"]
     for name, (token, error) in cases.items():
         with pytest.raises(error):
             env.verifier.verify(token)
