@@ -34,11 +34,6 @@ app.add_typer(user.app, name="user")
 app.add_typer(client.app, name="client")
 app.add_typer(session.app, name="session")
 app.add_typer(db.app, name="db")
-app.command("serve")(serve.serve)
-app.add_typer(user.app, name="user")
-app.add_typer(client.app, name="client")
-app.add_typer(session.app, name="session")
-app.add_typer(db.app, name="db")
 
 
 def main() -> None:
