@@ -1,0 +1,71 @@
+"""CLI commands that touch the store create it on first use (before any ``serve``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tokenward.cli import app
+
+
+@pytest.fixture(autouse=True)
+def _cheap_argon(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKENWARD_PASSWORD_MEMORY_COST", "8")
+    monkeypatch.setenv("TOKENWARD_PASSWORD_TIME_COST", "1")
+
+
+def test_user_and_client_commands_before_first_serve(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/fresh/tw.db"
+    runner = CliRunner()
+    r = runner.invoke(
+        app,
+        ["user", "add", "bob", "--password-stdin", "--admin", "--store", url],
+        input="s3cret-pw\n",
+    )
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "fresh" / "tw.db").is_file()
+    listed = runner.invoke(app, ["user", "list", "--store", url])
+    assert "bob" in listed.output and "yes" in listed.output
+    dup = runner.invoke(
+        app, ["user", "add", "bob", "--password-stdin", "--store", url], input="x\n"
+    )
+    assert dup.exit_code == 2 and "Traceback" not in dup.output
+    c = runner.invoke(
+        app,
+        [
+            "client",
+            "add",
+            "svc",
+            "--grants",
+            "client_credentials",
+            "--scopes",
+            "read",
+            "--store",
+            url,
+        ],
+    )
+    assert c.exit_code == 0 and "client_secret:" in c.output
+    bad = runner.invoke(
+        app, ["client", "add", "x", "--public", "--grants", "client_credentials", "--store", url]
+    )
+    assert bad.exit_code == 2
+    assert runner.invoke(app, ["user", "disable", "bob", "--store", url]).exit_code == 0
+    missing = runner.invoke(app, ["session", "revoke", "nope", "--store", url])
+    assert missing.exit_code == 2
+
+
+def test_serve_refuses_a_wrong_setting_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKENWARD_SIGNING_ALG", "none")
+    r = CliRunner().invoke(app, ["serve"])
+    assert r.exit_code == 2
+    assert "TOKENWARD_SIGNING_ALG: unsupported algorithm" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_serve_with_shared_store_needs_kek(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TOKENWARD_KEY_ENCRYPTION_KEY", raising=False)
+    r = CliRunner().invoke(app, ["serve", "--store", "redis://127.0.0.1:1/0"])
+    assert r.exit_code == 2
+    assert "TOKENWARD_KEY_ENCRYPTION_KEY: required with a shared store" in r.output
