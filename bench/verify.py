@@ -388,8 +388,8 @@ def write_doc(table: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--repeats", type=int, default=9)
-    ap.add_argument("--target-ms", type=float, default=30.0)
+    ap.add_argument("--repeats", type=int, default=41)
+    ap.add_argument("--target-ms", type=float, default=5.0)
     ap.add_argument("--quick", action="store_true", help="3 repeats of 5 ms (smoke run)")
     ap.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     args = ap.parse_args(argv)
