@@ -557,3 +557,23 @@ async def test_sweeper_runs_purge_in_a_task() -> None:
             await task
     finally:
         remove()
+
+
+def test_a_broken_log_sink_does_not_break_the_lifecycle(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tokenward.events as events
+
+    class Broken:
+        def info(self, *_a: object, **_k: object) -> None:
+            raise ValueError("I/O operation on closed file.")
+
+        warning = info
+
+    seen: list[str] = []
+    monkeypatch.setattr(events, "_logger", Broken())
+    remove = add_listener(lambda name, _f: seen.append(name))
+    try:
+        events.emit("issued", sid="s")
+        events.emit("refresh_token_reuse", sid="s")
+    finally:
+        remove()
+    assert seen == ["issued", "refresh_token_reuse"]  # listeners still notified

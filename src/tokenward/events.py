@@ -79,10 +79,12 @@ def emit(event: SecurityEvent | str, **fields: Any) -> None:
     """Log one security event at ``info`` (``warning`` for reuse) and notify listeners."""
     name = str(event)
     clean = {k: _clean(v) for k, v in fields.items() if v is not None}
-    if name == SecurityEvent.REFRESH_TOKEN_REUSE:
-        _logger.warning(name, security_event=True, **clean)
-    else:
-        _logger.info(name, security_event=True, **clean)
+    # a broken log sink (closed stream, full disk) must not fail a refresh or a revocation
+    with contextlib.suppress(Exception):
+        if name == SecurityEvent.REFRESH_TOKEN_REUSE:
+            _logger.warning(name, security_event=True, **clean)
+        else:
+            _logger.info(name, security_event=True, **clean)
     for listener in tuple(_listeners):
         # a broken listener must not break the lifecycle
         with contextlib.suppress(Exception):
