@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from typer.testing import CliRunner
 
 from tokenward.cli import app
 
 
 @pytest.fixture(autouse=True)
-def _cheap_argon(monkeypatch: pytest.MonkeyPatch) -> None:
+def _cheap_argon(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("TOKENWARD_PASSWORD_MEMORY_COST", "8")
     monkeypatch.setenv("TOKENWARD_PASSWORD_TIME_COST", "1")
+    yield
+    structlog.reset_defaults()  # `serve` configures logging globally; never leak it
 
 
 def test_user_and_client_commands_before_first_serve(tmp_path: Path) -> None:

@@ -67,10 +67,10 @@ def serve(
     import uvicorn
 
     settings = load_settings(config, store_url=store, host=host, port=port, workers=workers)
-    configure_logging(settings.log_json)
     from ..server.keystore import resolve_kek
 
     resolve_kek(settings)  # a missing or unreadable KEK stops start-up with one line, here
+    configure_logging(settings.log_json)
     url = f"http://{settings.host}:{settings.port}"
 
     def announce(report: BootstrapReport) -> None:
