@@ -266,3 +266,29 @@ async def test_memory_wait_revocations_wakes_up_on_append() -> None:
         events = await waiter
     assert [e.value for e in events] == ["x"]
     assert await store.wait_revocations(1, now=lambda: T0, timeout=0) == []
+
+
+async def test_follower_survives_a_broken_log_sink(
+    clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tokenward.revocation as revocation
+
+    class Broken:
+        def __getattr__(self, _name: str) -> Any:
+            def fail(*_a: object, **_k: object) -> None:
+                raise ValueError("I/O operation on closed file.")
+
+            return fail
+
+    monkeypatch.setattr(revocation, "_log", Broken())
+    inner = MemoryStore()
+    dl = Denylist(clock=clock)
+    follower = DenylistFollower(Flaky(inner, 2), dl, wait_timeout=0.05, backoff=0.001)  # type: ignore[arg-type]
+    follower.start()
+    try:
+        await eventually(lambda: dl.synced_at is not None)
+        await inner.add_revocation(RevocationKind.JTI, "x", now=T0, until=T0 + 100)
+        await eventually(lambda: dl.is_revoked(jti="x", sid=None, sub=None, iat=0) is not None)
+        assert follower.errors == 2 and follower.running
+    finally:
+        await follower.stop()

@@ -31,7 +31,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["EVENT_LOGGER", "Listener", "SecurityEvent", "add_listener", "emit"]
+__all__ = ["EVENT_LOGGER", "Listener", "SecurityEvent", "add_listener", "emit", "log_quietly"]
 
 EVENT_LOGGER = "tokenward.events"
 
@@ -75,16 +75,19 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def log_quietly(logger: Any, level: str, event: str, **fields: Any) -> None:
+    """``logger.<level>(event, **fields)``, never raising: a broken log sink (a closed stream,
+    a full disk) must not break the lifecycle or a background task."""
+    with contextlib.suppress(Exception):
+        getattr(logger, level)(event, **fields)
+
+
 def emit(event: SecurityEvent | str, **fields: Any) -> None:
     """Log one security event at ``info`` (``warning`` for reuse) and notify listeners."""
     name = str(event)
     clean = {k: _clean(v) for k, v in fields.items() if v is not None}
-    # a broken log sink (closed stream, full disk) must not fail a refresh or a revocation
-    with contextlib.suppress(Exception):
-        if name == SecurityEvent.REFRESH_TOKEN_REUSE:
-            _logger.warning(name, security_event=True, **clean)
-        else:
-            _logger.info(name, security_event=True, **clean)
+    level = "warning" if name == SecurityEvent.REFRESH_TOKEN_REUSE else "info"
+    log_quietly(_logger, level, name, security_event=True, **clean)
     for listener in tuple(_listeners):
         # a broken listener must not break the lifecycle
         with contextlib.suppress(Exception):

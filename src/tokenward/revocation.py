@@ -36,6 +36,7 @@ import structlog
 
 from .clock import Clock, system_clock
 from .errors import RevokedToken
+from .events import log_quietly
 from .store.base import RevocationEvent, RevocationKind, Store
 
 if TYPE_CHECKING:
@@ -317,7 +318,7 @@ class DenylistFollower:
 
     async def _reload(self, why: str) -> int:
         self.reloads += 1
-        _log.info("denylist_reload", reason=why, cursor=self.denylist.cursor)
+        log_quietly(_log, "info", "denylist_reload", reason=why, cursor=self.denylist.cursor)
         self._need_snapshot = True
         return await self.step()
 
@@ -331,7 +332,8 @@ class DenylistFollower:
                 raise
             except Exception as exc:
                 self.errors += 1
-                _log.warning("denylist_follow_error", error=type(exc).__name__, retry_in=delay)
+                error = type(exc).__name__
+                log_quietly(_log, "warning", "denylist_follow_error", error=error, retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
 

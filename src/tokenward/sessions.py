@@ -32,7 +32,7 @@ from .errors import (
     RefreshTokenReused,
     UnauthorizedClient,
 )
-from .events import SecurityEvent, emit
+from .events import SecurityEvent, emit, log_quietly
 from .issuer import IssuedAccessToken, Issuer
 from .revocation import Denylist
 from .store.base import (
@@ -521,7 +521,7 @@ class SessionManager:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    _log.warning("purge_failed", error=type(exc).__name__)
+                    log_quietly(_log, "warning", "purge_failed", error=type(exc).__name__)
                 await asyncio.sleep(interval)
 
         return asyncio.get_running_loop().create_task(sweep(), name="tokenward-sweeper")
