@@ -72,6 +72,8 @@ def serve(
     resolve_kek(settings)  # a missing or unreadable KEK stops start-up with one line, here
     configure_logging(settings.log_json)
     url = f"http://{settings.host}:{settings.port}"
+    if "issuer" not in settings.model_fields_set:  # not set anywhere: the address we serve on
+        settings = settings.model_copy(update={"issuer": url})
 
     def announce(report: BootstrapReport) -> None:
         if report.keys_created:
@@ -95,6 +97,7 @@ def serve(
         return
     announce(asyncio.run(prepare(settings)))
     os.environ["TOKENWARD_STORE_URL"] = settings.store_url
+    os.environ["TOKENWARD_ISSUER"] = settings.issuer
     if config is not None:
         os.environ["TOKENWARD_CONFIG"] = str(config)
     uvicorn.run(
