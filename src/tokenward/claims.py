@@ -69,22 +69,6 @@ def _number(payload: dict[str, Any], name: str) -> float:
     raise InvalidClaims(f"claim {name!r} must be a NumericDate (a finite JSON number)")
 
 
-def _string(payload: dict[str, Any], name: str) -> str:
-    v = payload[name]
-    if type(v) is not str or not v:
-        raise InvalidClaims(f"claim {name!r} must be a non-empty string")
-    return v
-
-
-def _opt_string(payload: dict[str, Any], name: str) -> str | None:
-    v = payload.get(name)
-    if v is None:
-        return None
-    if type(v) is not str:
-        raise InvalidClaims(f"claim {name!r} must be a string")
-    return v
-
-
 def validate_claims(
     payload: dict[str, Any],
     *,
