@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from tokenward.issuer import Issuer
 from tokenward.keys import KeyRing
 
 from .conftest import AUD, ISS, AuthStub
+from .test_e2e import start_server
 
 REQUIRE = os.environ.get("TOKENWARD_REQUIRE_SERVICES") == "1"
 
@@ -97,3 +99,35 @@ def test_node_jose_verifies_our_tokens(jose_dir: Path, stub: AuthStub):
         {"ok": True, "sub": "user-2", "alg": "EdDSA"},
     ]
     assert out[3] == {"ok": False, "code": "ERR_JWT_CLAIM_VALIDATION_FAILED"}
+
+
+def _run_node(jose_dir: Path, jwks_url: str, iss: str, aud: str, *tokens: str) -> list[Any]:
+    script = jose_dir / "verify.mjs"
+    script.write_text(SCRIPT)
+    entry = jose_dir / "node_modules" / "jose" / "dist" / "webapi" / "index.js"
+    assert entry.exists(), "jose@6 layout changed"
+    r = subprocess.run(
+        ["node", str(script), jwks_url, iss, aud, *tokens],
+        cwd=jose_dir,
+        env={**os.environ, "JOSE_PATH": entry.as_uri()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    return list(json.loads(r.stdout))
+
+
+def test_node_jose_verifies_tokens_of_a_live_server(jose_dir: Path, tmp_path: Path):
+    """Issue 6: a real `tokenward serve`, its live JWKS, Node's createRemoteJWKSet + jwtVerify."""
+    srv = start_server(tmp_path)
+    try:
+        token = srv.login("alice")["access_token"]
+        jwks_url = srv.base + "/.well-known/jwks.json"
+        ok, again = _run_node(jose_dir, jwks_url, srv.base, "api", token, token)
+        assert ok == {"ok": True, "sub": "alice", "alg": "ES256"}
+        out = _run_node(jose_dir, jwks_url, "http://evil.example", "api", token)
+        assert out == [{"ok": False, "code": "ERR_JWT_CLAIM_VALIDATION_FAILED"}]
+        assert again == ok  # the cached remote JWKS serves the second verification too
+    finally:
+        srv.stop()
