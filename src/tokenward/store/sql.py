@@ -52,7 +52,7 @@ from .sql_engine import (
     sqlite_engine,
     upgrade_sync,
 )
-from .sql_listener import NOTIFY_CHANNEL, PgListener
+from .sql_listener import NOTIFY_CHANNEL, PgListener, notify_payload
 from .sql_records import SQLRecordsMixin
 from .sql_schema import (
     REVOCATION_COUNTER,
@@ -114,6 +114,7 @@ class SQLStore(SQLRecordsMixin, Store):
         self.memory = self.backend == "sqlite" and parsed.database in (None, "", ":memory:")
         self._engine: AsyncEngine | None = None
         self._writer: AsyncEngine | None = None
+        self._reader: AsyncEngine | None = None  # PostgreSQL autocommit single reads
         self._lock = asyncio.Lock()  # SQLite: one writer per process at a time
         self._listener: PgListener | None = None
 
@@ -141,19 +142,24 @@ class SQLStore(SQLRecordsMixin, Store):
 
     @contextlib.asynccontextmanager
     async def _tx(
-        self, *, write: bool, timeout: float | None = None
+        self, *, write: bool, timeout: float | None = None, single: bool = False
     ) -> AsyncIterator[AsyncConnection]:
-        """One transaction, bounded by ``timeout``; driver trouble becomes StoreUnavailable."""
-        if self._engine is None or self._writer is None:
+        """One transaction, bounded by ``timeout``; driver trouble becomes StoreUnavailable.
+
+        ``single``: the block runs one read-only statement; on PostgreSQL it then runs in
+        autocommit (the statement is its own snapshot), saving the BEGIN/COMMIT round trips
+        on the revocation-feed path."""
+        if self._engine is None or self._writer is None or self._reader is None:
             raise ConfigurationError("the store is not open (await store.open())")
         engine = self._writer if write else self._engine
         serialise = self.backend == "sqlite" and (write or self.memory)
+        autocommit = single and not write and self.backend == "postgresql"
         try:
             async with (
                 asyncio.timeout(timeout or self.timeout),
                 hard_deadline(timeout or self.timeout),
                 self._lock if serialise else contextlib.nullcontext(),
-                engine.begin() as conn,
+                self._reader.connect() if autocommit else engine.begin() as conn,
             ):
                 yield conn
         except IntegrityError:
@@ -171,6 +177,7 @@ class SQLStore(SQLRecordsMixin, Store):
             return
         self._engine = self._make_engine()
         self._writer = self._engine.execution_options(tokenward_write=True)
+        self._reader = self._engine.execution_options(isolation_level="AUTOCOMMIT")
         try:
             await self.upgrade()
         except BaseException:
@@ -206,7 +213,7 @@ class SQLStore(SQLRecordsMixin, Store):
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
-        engine, self._engine, self._writer = self._engine, None, None
+        engine, self._engine, self._writer, self._reader = self._engine, None, None, None
         if engine is not None:
             await engine.dispose()
 
@@ -368,7 +375,8 @@ class SQLStore(SQLRecordsMixin, Store):
             [{**e.to_dict(), "kind": e.kind.value} for e in events],
         )
         if self.backend == "postgresql":
-            await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, str(last))))
+            payload = notify_payload(self.schema, events)
+            await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, payload)))
         return events
 
     async def get_family(self, sid: str) -> Family | None:
@@ -435,12 +443,12 @@ class SQLStore(SQLRecordsMixin, Store):
             .order_by(revocations.c.seq)
             .limit(limit)
         )
-        async with self._tx(write=False) as conn:
+        async with self._tx(write=False, single=True) as conn:
             rows = (await conn.execute(query)).all()
         return [event_from_row(r) for r in rows]
 
     async def revocation_cursor(self) -> int:
-        async with self._tx(write=False) as conn:
+        async with self._tx(write=False, single=True) as conn:
             value = (
                 await conn.execute(
                     select(counters.c.value).where(counters.c.name == REVOCATION_COUNTER)
@@ -456,9 +464,13 @@ class SQLStore(SQLRecordsMixin, Store):
             return await super().wait_revocations(cursor, now=now, timeout=timeout)
         if self._listener is None:
             conninfo = self._url.set(drivername="postgresql").render_as_string(hide_password=False)
-            self._listener = PgListener(conninfo, connect_timeout=max(2, math.ceil(self.timeout)))
+            self._listener = PgListener(
+                conninfo, schema=self.schema, connect_timeout=max(2, math.ceil(self.timeout))
+            )
         return await self._listener.wait(
-            lambda: self.revocations_after(cursor, now=now()),
+            cursor,
+            lambda after: self.revocations_after(after, now=now()),
+            now=now,
             timeout=timeout,
             poll_interval=self.poll_interval,
         )

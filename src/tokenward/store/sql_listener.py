@@ -1,35 +1,60 @@
 """PostgreSQL ``LISTEN tokenward_revocations`` on a dedicated connection.
 
+The store ``NOTIFY``s in the same transaction as each revocation insert, so a notification is
+delivered exactly when (and only if) its events are committed, in commit order — which is
+``seq`` order, because ``seq`` comes from a counter row locked until commit. The payload
+(:func:`notify_payload`) names the store's schema and carries the events themselves
+(``{"s": schema, "n": last_seq, "e": [[seq, kind, value, until, at], ...]}``), or only the
+last ``seq`` when the events do not fit PostgreSQL's 8000-byte payload limit.
+
 :class:`PgListener` runs one background task per store that holds a psycopg connection in
-autocommit mode, listens on :data:`NOTIFY_CHANNEL` and, on every notification, wakes all
-waiters at once (an :class:`asyncio.Event` that is swapped for a fresh one). The store's
-transactions ``NOTIFY`` in the same transaction as each revocation insert, so the wake-up
-arrives exactly when the event becomes visible. Waiters always re-read the table (the
-notification is only a hint), and poll while the listener is (re)connecting.
+autocommit mode and, on every notification *for its schema*, keeps the events in a small
+buffer and wakes all waiters at once (an :class:`asyncio.Event` swapped for a fresh one).
+A waiter whose cursor is followed by a contiguous run of buffered events returns them without
+a query; otherwise it re-reads the table (the notification is then only a hint), and it skips
+even that read when the notification says nothing newer than its cursor exists. It also
+re-reads every ``recheck`` seconds, and polls while the listener is (re)connecting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
 
-__all__ = ["NOTIFY_CHANNEL", "PgListener"]
+import orjson
+
+from .base import RevocationEvent, RevocationKind
+
+__all__ = ["NOTIFY_CHANNEL", "PgListener", "notify_payload"]
 
 NOTIFY_CHANNEL = "tokenward_revocations"
-T = TypeVar("T")
 _HEALTH_INTERVAL = 15.0  # seconds between liveness checks of an idle listening connection
+_MAX_PAYLOAD = 7900  # PostgreSQL's limit is 8000 bytes
+_BUFFER = 4096  # events kept from notifications
+
+
+def notify_payload(schema: str | None, events: Sequence[RevocationEvent]) -> str:
+    """The ``NOTIFY`` payload for ``events`` (one transaction's, in ``seq`` order)."""
+    body: dict[str, object] = {"s": schema or "", "n": events[-1].seq}
+    rows = [[e.seq, e.kind.value, e.value, e.until, e.at] for e in events]
+    full = orjson.dumps({**body, "e": rows})
+    return (full if len(full) <= _MAX_PAYLOAD else orjson.dumps(body)).decode()
 
 
 class PgListener:
     """Wakes waiters on ``NOTIFY``; reconnects with backoff after any connection error."""
 
-    def __init__(self, conninfo: str, *, connect_timeout: int = 2) -> None:
+    def __init__(self, conninfo: str, *, schema: str | None = None, connect_timeout: int = 2):
         self._conninfo = conninfo
+        self._schema = schema or ""
         self._connect_timeout = connect_timeout
         self.wakeup = asyncio.Event()
         self.ready = False
+        #: highest ``seq`` announced by a notification for this schema
+        self.latest = 0
+        self._hints = 0  # notifications whose payload could not be read
+        self._events: dict[int, RevocationEvent] = {}  # seq -> event, from notifications
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -44,31 +69,81 @@ class PgListener:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
+    def buffered(self, cursor: int, now: float, limit: int) -> tuple[list[RevocationEvent], int]:
+        """Events ``cursor+1, cursor+2, ...`` as far as the buffer holds them without a gap
+        (those with ``until > now``, at most ``limit``), and the last ``seq`` of that run
+        (``cursor`` when the buffer does not hold ``cursor + 1``)."""
+        out: list[RevocationEvent] = []
+        seq = cursor
+        events = self._events
+        while len(out) < limit:
+            event = events.get(seq + 1)
+            if event is None:
+                break
+            seq += 1
+            if event.until > now:
+                out.append(event)
+        return out, seq
+
     async def wait(
         self,
-        fetch: Callable[[], Awaitable[list[T]]],
+        cursor: int,
+        fetch: Callable[[int], Awaitable[list[RevocationEvent]]],
         *,
+        now: Callable[[], float],
         timeout: float,
         poll_interval: float,
         recheck: float = 1.0,
-    ) -> list[T]:
-        """``fetch()`` until it returns something or ``timeout`` passes; between fetches wait
-        for a notification (re-checking every ``recheck`` s anyway), or poll every
-        ``poll_interval`` s while not listening."""
+        limit: int = 1000,
+    ) -> list[RevocationEvent]:
+        """Events after ``cursor``: from the buffer when it has them, else ``fetch(cursor)``;
+        until something arrives or ``timeout`` passes. Between reads wait for a notification
+        (re-reading every ``recheck`` s anyway), or poll every ``poll_interval`` s while not
+        listening."""
         self.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        must_read = True  # the first round always looks at the table
         while True:
-            wakeup, listening = self.wakeup, self.ready  # taken before the fetch
-            found = await fetch()
+            wakeup, listening, hints = self.wakeup, self.ready, self._hints  # before any read
+            found, last = self.buffered(cursor, now(), limit)
             if found:
                 return found
+            cursor = last  # a run of expired events is skipped like the table query does
+            if must_read or not listening or self.latest > cursor:
+                found = await fetch(cursor)
+                if found:
+                    return found
             left = deadline - loop.time()
             if left <= 0:
                 return []
             step = min(left, recheck if listening else poll_interval)
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(wakeup.wait(), step)
+                # woken: read when (re)connected or on an unreadable hint; else latest says
+                must_read = not listening or hints != self._hints
+            except TimeoutError:
+                must_read = True
+
+    def _on_notify(self, payload: str) -> None:
+        try:
+            data = orjson.loads(payload)
+            schema, latest = data["s"], int(data["n"])
+            rows = data.get("e") or []
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            self._hints += 1  # e.g. an older version's payload: read the table
+            self._fire()
+            return
+        if schema != self._schema:
+            return  # another store sharing the database
+        for seq, kind, value, until, at in rows:
+            self._events[int(seq)] = RevocationEvent(
+                int(seq), RevocationKind(kind), str(value), float(until), float(at)
+            )
+        while len(self._events) > _BUFFER:
+            del self._events[next(iter(self._events))]  # insertion order = seq order
+        self.latest = max(self.latest, latest)
+        self._fire()
 
     def _fire(self) -> None:
         wakeup, self.wakeup = self.wakeup, asyncio.Event()
@@ -89,8 +164,8 @@ class PgListener:
                     backoff = 0.05
                     self._fire()  # waiters re-read once now that nothing can be missed
                     while True:
-                        async for _ in conn.notifies(timeout=_HEALTH_INTERVAL):
-                            self._fire()
+                        async for note in conn.notifies(timeout=_HEALTH_INTERVAL):
+                            self._on_notify(note.payload)
                         async with asyncio.timeout(self._connect_timeout):
                             await conn.execute("SELECT 1")
                 finally:
@@ -100,6 +175,7 @@ class PgListener:
             except asyncio.CancelledError:
                 raise
             except Exception:  # any failure: poll, then reconnect
+                self._events.clear()  # notifications may be missed until LISTEN again
                 self._fire()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
