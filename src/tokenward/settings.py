@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     )
 
     store_url: str = "sqlite:///var/tokenward.db"
+    # namespace inside a shared store: the Redis key prefix (PostgreSQL: ``?schema=`` in the URL)
+    store_prefix: str | None = None
+    store_timeout: float = Field(2.0, gt=0, le=60)  # bounds every store call (fail closed)
     issuer: str = "http://127.0.0.1:8000"
     audience: str = "api"
     access_token_ttl: int = Field(900, gt=0, le=86400)
