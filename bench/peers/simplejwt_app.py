@@ -1,0 +1,96 @@
+"""A minimal djangorestframework-simplejwt service doing the benchmark's three flows.
+
+Conventional set-up from simplejwt's docs: HS256 (the default), ``ROTATE_REFRESH_TOKENS`` and
+``BLACKLIST_AFTER_ROTATION`` with the ``token_blacklist`` app (the closest simplejwt gets to
+tokenward's rotation), Django's SQLite database, served by gunicorn sync workers.
+
+* ``POST /api/token/``          TokenObtainPairView (set-up only)
+* ``POST /api/token/refresh/``  TokenRefreshView: rotates, blacklists the old refresh token
+* ``POST /api/token/verify/``   TokenVerifyView: simplejwt's nearest thing to introspection
+* ``GET  /userinfo``            a DRF view behind JWTAuthentication + IsAuthenticated
+
+Run ``python simplejwt_app.py setup DB USERS`` once (migrate + users), then
+``gunicorn -w 2 --chdir bench/peers simplejwt_app:application`` with ``BENCH_DB=DB``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import django
+from django.conf import settings
+
+settings.configure(
+    DEBUG=False,
+    SECRET_KEY="bench-only-secret-key-not-for-production-0123456789",
+    ALLOWED_HOSTS=["*"],
+    ROOT_URLCONF=__name__,
+    DATABASES={
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("BENCH_DB", "/tmp/simplejwt-bench.sqlite3"),
+            "OPTIONS": {"timeout": 20},
+        }
+    },
+    INSTALLED_APPS=[
+        "django.contrib.auth",
+        "django.contrib.contenttypes",
+        "rest_framework",
+        "rest_framework_simplejwt.token_blacklist",
+    ],
+    MIDDLEWARE=[],
+    USE_TZ=True,
+    REST_FRAMEWORK={
+        "DEFAULT_AUTHENTICATION_CLASSES": [
+            "rest_framework_simplejwt.authentication.JWTAuthentication"
+        ],
+        "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+        "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    },
+    SIMPLE_JWT={
+        "ROTATE_REFRESH_TOKENS": True,
+        "BLACKLIST_AFTER_ROTATION": True,
+        "UPDATE_LAST_LOGIN": False,
+    },
+)
+django.setup()
+
+from django.core.wsgi import get_wsgi_application  # noqa: E402
+from django.urls import path  # noqa: E402
+from rest_framework.request import Request  # noqa: E402
+from rest_framework.response import Response  # noqa: E402
+from rest_framework.views import APIView  # noqa: E402
+from rest_framework_simplejwt.views import (  # noqa: E402
+    TokenObtainPairView,
+    TokenRefreshView,
+    TokenVerifyView,
+)
+
+
+class UserInfo(APIView):
+    def get(self, request: Request) -> Response:
+        return Response({"sub": request.user.get_username()})
+
+
+urlpatterns = [
+    path("api/token/", TokenObtainPairView.as_view()),
+    path("api/token/refresh/", TokenRefreshView.as_view()),
+    path("api/token/verify/", TokenVerifyView.as_view()),
+    path("userinfo", UserInfo.as_view()),
+]
+
+application = get_wsgi_application()
+
+
+def setup(users: int, password: str) -> None:
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    for i in range(users):
+        User.objects.create_user(f"user{i}", password=password)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["setup"]:
+    setup(int(sys.argv[2]), sys.argv[3])
