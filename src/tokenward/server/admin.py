@@ -1,23 +1,39 @@
-"""``/admin/...``: users, clients, a subject's sessions, revoke a subject, keys (``admin`` scope).
+"""``/admin/...``: users, clients, a subject's sessions, revoke a subject, keys, a token
+check and the live security-event stream (``admin`` scope).
 
-Disabling a user revokes every session it has ("log out everywhere" for that subject).
+Disabling a user or resetting its password revokes every session it has ("log out
+everywhere" for that subject).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import base64
+import contextlib
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from ..claims import AccessTokenClaims
-from ..errors import ConfigurationError, InvalidRequest
+from ..clock import Clock
+from ..errors import ConfigurationError, InvalidRequest, InvalidToken
+from ..events import add_listener
+from ..jws import JWSVerifier
+from ..revocation import Denylist
+from ..sessions import parse_refresh_token
+from ..users import generate_password
 from .deps import get_runtime, require_scope
-from .errors import JSON, OAuthError
+from .errors import JSON, NO_STORE, OAuthError
 from .sessions import SessionOut, session_out
 
-__all__ = ["router"]
+__all__ = ["EventHub", "install_event_hub", "router"]
 
 _admin = require_scope("admin")
 Admin = Annotated[AccessTokenClaims, Depends(_admin)]
@@ -68,6 +84,34 @@ class KeyOut(BaseModel):
     created_at: float
     activated_at: float | None = None
     retired_at: float | None = None
+    next_rotation_at: float | None = None  # the active key's scheduled rotation
+
+
+class PasswordReset(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    password: str | None = Field(None, min_length=8, max_length=1024)  # None: generate one
+
+
+class PasswordResetOut(BaseModel):
+    sessions_revoked: int
+    password: str | None = None  # only when generated here: shown once
+
+
+class TokenCheck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(min_length=1, max_length=16384)
+
+
+class TokenCheckOut(BaseModel):
+    kind: str  # access_token | refresh_token | unknown
+    active: bool  # accepted right now by this server (signature, claims, revocation)
+    signature: str | None = None  # valid | invalid (access tokens)
+    kid: str | None = None
+    revoked: bool = False
+    revocation: str | None = None  # why: token revoked / session revoked / subject logged out
+    error: str | None = None
+    error_description: str | None = None
+    session: SessionOut | None = None  # refresh tokens: their live session
 
 
 class Revoked(BaseModel):
@@ -121,6 +165,26 @@ async def disable_user(request: Request, username: str, _: Admin) -> Revoked:
 )
 async def enable_user(request: Request, username: str, _: Admin) -> Revoked:
     return Revoked(sessions_revoked=await _set_disabled(request, username, False))
+
+
+@router.post(
+    "/users/{username}/password",
+    response_model=PasswordResetOut,
+    responses={400: {"model": OAuthError}, 404: {"model": OAuthError}},
+)
+async def reset_password(request: Request, username: str, body: PasswordReset, _: Admin) -> JSON:
+    """Set a new password (or generate one, returned once) and end the user's sessions."""
+    rt = get_runtime(request)
+    password = body.password or generate_password()
+    try:
+        await rt.users.set_password(username, password)
+    except ConfigurationError:
+        raise HTTPException(404) from None
+    out = PasswordResetOut(
+        sessions_revoked=await rt.sessions.revoke_subject(username),
+        password=None if body.password else password,
+    )
+    return JSON(out.model_dump(), headers=dict(NO_STORE))
 
 
 @router.get("/subjects/{sub}/sessions", response_model=list[SessionOut])
@@ -187,17 +251,25 @@ async def create_client(request: Request, body: ClientCreate, _: Admin) -> JSON:
 
 
 def _keys(request: Request) -> list[KeyOut]:
-    return [
-        KeyOut(
-            kid=k.kid,
-            alg=k.alg,
-            state=k.state.value,
-            created_at=k.created_at,
-            activated_at=k.activated_at,
-            retired_at=k.retired_at,
+    rt = get_runtime(request)
+    period = rt.settings.key_rotation_days * 86400
+    out = []
+    for k in rt.keyring:
+        due = None
+        if k.state.value == "active" and period > 0:
+            due = (k.activated_at or k.created_at) + period
+        out.append(
+            KeyOut(
+                kid=k.kid,
+                alg=k.alg,
+                state=k.state.value,
+                created_at=k.created_at,
+                activated_at=k.activated_at,
+                retired_at=k.retired_at,
+                next_rotation_at=due,
+            )
         )
-        for k in get_runtime(request).keyring
-    ]
+    return out
 
 
 @router.get("/keys", response_model=list[KeyOut])
@@ -209,3 +281,175 @@ async def list_keys(request: Request, _: Admin) -> list[KeyOut]:
 async def rotate_keys(request: Request, _: Admin) -> list[KeyOut]:
     await get_runtime(request).check_keys(force=True)
     return _keys(request)
+
+
+# -- token check (the console's inspector) -------------------------------------------------------
+
+
+@router.post("/tokens/verify", response_model=TokenCheckOut)
+async def verify_token(request: Request, body: TokenCheck, _: Admin) -> JSON:
+    """Check a pasted token against this server: signature (our keys), claims, revocation.
+
+    Unlike ``/introspect`` (RFC 7662, inactive = exactly ``{"active": false}``) this says
+    *why* a token is refused, for an administrator looking at one."""
+    rt = get_runtime(request)
+    token = body.token.strip()
+    out = TokenCheckOut(kind="unknown", active=False)
+    if parse_refresh_token(token) is not None:
+        out.kind = "refresh_token"
+        info = await rt.sessions.introspect_refresh_token(token)
+        out.active = info is not None
+        out.session = session_out(info) if info is not None else None
+        if info is None:
+            out.error, out.error_description = "invalid_grant", "not a live refresh token"
+        return JSON(out.model_dump(), headers=dict(NO_STORE))
+    if token.count(".") == 2:
+        out.kind = "access_token"
+        try:
+            payload = JWSVerifier(rt.keyring).verify(token)  # signature and header rules only
+        except InvalidToken as exc:
+            out.signature = "invalid"
+            out.error, out.error_description = exc.error, exc.description
+            return JSON(out.model_dump(), headers=dict(NO_STORE))
+        out.signature = "valid"
+        out.kid = _header_kid(token)
+        reason = _revocation_reason(rt.verifier.revocation, payload)
+        out.revoked, out.revocation = reason is not None, reason
+    try:
+        rt.verifier.verify(token)
+        out.active = True
+    except InvalidToken as exc:
+        out.error, out.error_description = exc.error, exc.description
+    return JSON(out.model_dump(), headers=dict(NO_STORE))
+
+
+def _header_kid(token: str) -> str | None:
+    seg = token.split(".", 1)[0]
+    with contextlib.suppress(ValueError, orjson.JSONDecodeError):
+        header = orjson.loads(base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4)))
+        kid = header.get("kid") if isinstance(header, dict) else None
+        return kid if isinstance(kid, str) else None
+    return None
+
+
+def _revocation_reason(check: object, payload: Mapping[str, Any]) -> str | None:
+    if not isinstance(check, Denylist):
+        return None
+    jti, sid, sub, iat = (payload.get(k) for k in ("jti", "sid", "sub", "iat"))
+    return check.is_revoked(
+        jti=jti if isinstance(jti, str) else None,
+        sid=sid if isinstance(sid, str) else None,
+        sub=sub if isinstance(sub, str) else None,
+        iat=float(iat) if isinstance(iat, int | float) else 0.0,
+    )
+
+
+# -- live security events (Server-Sent Events) ---------------------------------------------------
+
+_KEEPALIVE = 15.0
+_QUEUE_MAX = 1000
+
+
+class EventHub:
+    """The recent security events of this instance (:mod:`tokenward.events`) for the console:
+    a bounded backlog plus live fan-out to SSE subscribers. Events carry identifiers only,
+    never token values. Each instance sees its own events; revocations from every instance
+    are in the store's feed (``GET /revocations``)."""
+
+    def __init__(self, clock: Clock, size: int = 200) -> None:
+        self.clock = clock
+        self._backlog: deque[tuple[int, dict[str, Any]]] = deque(maxlen=size)
+        self._seq = 0
+        self._subs: set[asyncio.Queue[tuple[int, dict[str, Any]]]] = set()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def on_event(self, name: str, fields: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._seq += 1
+            item = (self._seq, {"event": name, "at": self.clock.now(), **fields})
+            self._backlog.append(item)
+            subs = tuple(self._subs)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        for q in subs:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_offer, q, item)
+
+    def backlog(self, after: int) -> list[tuple[int, dict[str, Any]]]:
+        with self._lock:
+            return [e for e in self._backlog if e[0] > after]
+
+    def subscribe(self) -> asyncio.Queue[tuple[int, dict[str, Any]]]:
+        q: asyncio.Queue[tuple[int, dict[str, Any]]] = asyncio.Queue(_QUEUE_MAX)
+        with self._lock:
+            self._subs.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[tuple[int, dict[str, Any]]]) -> None:
+        with self._lock:
+            self._subs.discard(q)
+
+
+def _offer(q: asyncio.Queue[tuple[int, dict[str, Any]]], item: tuple[int, dict[str, Any]]) -> None:
+    with contextlib.suppress(asyncio.QueueFull):  # a stalled reader loses events, not memory
+        q.put_nowait(item)
+
+
+def install_event_hub(app: FastAPI, clock: Clock) -> Callable[[], None]:
+    """Create the app's :class:`EventHub`, bind it to the running loop and listen to the
+    security events; returns the function that stops listening (call it on shutdown)."""
+    hub = EventHub(clock)
+    hub.bind(asyncio.get_running_loop())
+    app.state.event_hub = hub
+    return add_listener(hub.on_event)
+
+
+def _hub(request: Request) -> EventHub:
+    hub = getattr(request.app.state, "event_hub", None)
+    if not isinstance(hub, EventHub):
+        raise ConfigurationError("the security-event hub is not running")
+    return hub
+
+
+@router.get(
+    "/events",
+    summary="Security events of this instance: JSON backlog, or SSE with Accept: text/event-stream",
+)
+async def security_events(request: Request, _: Admin, after: int = 0) -> Any:
+    hub = _hub(request)
+    last_id = request.headers.get("last-event-id", "")
+    if last_id.isdigit() and len(last_id) < 19:
+        after = max(after, int(last_id))
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        events = [{"id": i, **e} for i, e in hub.backlog(after)]
+        return JSON({"events": events}, headers={"Cache-Control": "no-store"})
+    return StreamingResponse(
+        _sse(request, hub, after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _sse(request: Request, hub: EventHub, after: int) -> AsyncIterator[bytes]:
+    q = hub.subscribe()
+    try:
+        yield b"event: ready\ndata: {}\n\n"
+        for seq, event in hub.backlog(after):
+            after = seq
+            yield b"id: %d\nevent: security\ndata: %s\n\n" % (seq, orjson.dumps(event))
+        while not await request.is_disconnected():
+            try:
+                seq, event = await asyncio.wait_for(q.get(), _KEEPALIVE)
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            if seq > after:
+                after = seq
+                yield b"id: %d\nevent: security\ndata: %s\n\n" % (seq, orjson.dumps(event))
+    finally:
+        hub.unsubscribe(q)

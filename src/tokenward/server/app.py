@@ -13,9 +13,22 @@ from ..clock import Clock
 from ..events import add_listener
 from ..settings import Settings, load_settings
 from ..store.base import Store
-from . import admin, feed, introspect, login, metrics, revoke, sessions, token, userinfo, wellknown
+from . import (
+    admin,
+    console,
+    feed,
+    introspect,
+    login,
+    metrics,
+    revoke,
+    sessions,
+    token,
+    userinfo,
+    wellknown,
+)
 from .errors import install_error_handlers
 from .middleware import RequestMiddleware
+from .openapi import install_openapi
 from .runtime import BootstrapReport, Runtime
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -55,10 +68,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         remove = add_listener(runtime.metrics.on_event)
+        remove_hub = admin.install_event_hub(app, runtime.clock)
         await runtime.start()
         try:
             yield
         finally:
+            remove_hub()
             remove()
             await runtime.stop()
 
@@ -70,6 +85,7 @@ def create_app(
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    install_openapi(app)
     app.add_middleware(
         RequestMiddleware, metrics=runtime.metrics, max_body_bytes=settings.max_body_bytes
     )
@@ -84,6 +100,7 @@ def create_app(
         feed,
         admin,
         metrics,
+        console,
     ):
         app.include_router(module.router)
     return app

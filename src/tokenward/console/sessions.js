@@ -1,0 +1,53 @@
+// "My sessions": the caller's live sessions; revoke one; log out everywhere.
+import { api, forget } from './api.js';
+import { $, act, confirmable, describeAgent, fillTable, h, timeCell } from './ui.js';
+
+export function sessionRows(list, onRevoke) {
+  return list.map((s) => {
+    const device = h('div', { class: 'device' },
+      h('strong', { text: s.device && s.device !== 'tokenward console' ? s.device : describeAgent(s.user_agent), title: s.user_agent || '' }),
+      s.current ? h('span', { class: 'badge badge-current', text: 'this session' }) : null,
+      h('div', { class: 'muted small ua', text: s.user_agent || 'no user agent' }));
+    const revoke = h('button', { type: 'button', class: 'btn btn-small btn-danger', 'data-sid': s.session_id, text: s.current ? 'Sign out' : 'Revoke' });
+    revoke.addEventListener('click', () => onRevoke(s, revoke));
+    const row = [device, h('code', { text: s.ip || '—' }), h('span', { text: s.client_id }),
+      timeCell(s.created_at), timeCell(s.last_used_at), revoke];
+    row.rowClass = s.current ? 'current' : '';
+    return row;
+  });
+}
+
+export function mountSessions({ onSignedOut }) {
+  const table = $('#sessions-table');
+  const empty = $('#sessions-empty');
+
+  async function load() {
+    const list = await api('GET', '/sessions');
+    list.sort((a, b) => (b.current - a.current) || (b.last_used_at - a.last_used_at));
+    fillTable(table, sessionRows(list, revoke));
+    empty.hidden = list.length > 0;
+    table.hidden = list.length === 0;
+    return list;
+  }
+
+  async function revoke(s, button) {
+    if (s.current) {
+      await act(button, () => api('POST', '/logout'), 'Signed out: this session was ended.');
+      forget();
+      onSignedOut();
+      return;
+    }
+    await act(button, async () => {
+      await api('DELETE', `/sessions/${encodeURIComponent(s.session_id)}`);
+      await load();
+    }, `Session revoked (${describeAgent(s.user_agent)}); its tokens no longer work.`);
+  }
+
+  $('#sessions-reload').addEventListener('click', (e) => act(e.currentTarget, load, (l) => `${l.length} live session(s).`));
+  const all = $('#logout-all');
+  confirmable(all, async () => {
+    const out = await act(all, () => api('POST', '/logout-all'), (r) => `Logged out everywhere: ${r.sessions_revoked} session(s) ended.`);
+    if (out) { forget(); onSignedOut(); }
+  });
+  return { load: () => act(null, load) };
+}
