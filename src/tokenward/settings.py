@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     refresh_grace_seconds: float = Field(10.0, ge=0, le=300)
     refresh_idle_ttl: float = Field(14 * 86400, gt=0)
     refresh_absolute_ttl: float = Field(30 * 86400, gt=0)
+    purge_interval: float = Field(3600.0, gt=0)  # seconds between retention sweeps
+    retention_margin: float = Field(7 * 86400, ge=0)  # dead families kept for reuse detection
     signing_alg: str = "ES256"
     key_rotation_days: float = Field(30.0, ge=0)  # 0 disables scheduled rotation
     jwks_max_age: int = Field(300, ge=0)

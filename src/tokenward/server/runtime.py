@@ -33,7 +33,6 @@ __all__ = ["BootstrapReport", "Runtime", "bootstrap"]
 log = logging.getLogger("tokenward.server")
 
 _KEY_CHECK_INTERVAL = 60.0
-_PURGE_INTERVAL = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +188,7 @@ class Runtime:
             grace_period=s.refresh_grace_seconds,
             idle_timeout=s.refresh_idle_ttl,
             absolute_lifetime=s.refresh_absolute_ttl,
+            retention_margin=s.retention_margin,
             denylist=denylist,
         )
         await denylist.load(self.store)
@@ -257,7 +257,7 @@ class Runtime:
 
     async def _purge_loop(self) -> None:
         while True:
-            await asyncio.sleep(_PURGE_INTERVAL)
+            await asyncio.sleep(self.settings.purge_interval)
             try:
                 await self.sessions.purge()
             except TokenwardError as exc:

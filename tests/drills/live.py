@@ -1,0 +1,255 @@
+"""``tokenward serve`` as a real subprocess on any store, for the drills, the soak and the
+attack corpus: start, ``kill -9``, restart on the same store, and isolated backends.
+
+Backends: ``sqlite`` (a file in a temporary directory), ``redis`` (a dedicated database
+number, flushed before and after), ``postgres`` (a fresh schema, dropped afterwards).
+A backend whose service is unreachable is skipped, or fails with ``TOKENWARD_REQUIRE_SERVICES=1``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BIN = Path(sys.executable).parent / "tokenward"
+PASSWORD = "correct horse battery staple"
+POSTGRES_URL = os.environ.get(
+    "TOKENWARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_BASE = os.environ.get("TOKENWARD_TEST_REDIS_BASE", "redis://127.0.0.1:6379")
+REQUIRE_SERVICES = os.environ.get("TOKENWARD_REQUIRE_SERVICES") == "1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def service_missing(reason: str) -> None:
+    import pytest
+
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (TOKENWARD_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+def check_service(backend: str, port: int | None = None) -> None:
+    """Skip (or fail in CI) when the backend's service does not answer."""
+    try:
+        if backend == "redis":
+            import redis
+
+            c = redis.Redis(host="127.0.0.1", port=port or 6379, socket_connect_timeout=2)
+            c.ping()
+            c.close()
+        elif backend == "postgres":
+            import psycopg
+
+            psycopg.connect(POSTGRES_URL, connect_timeout=2).close()
+    except Exception as exc:
+        service_missing(f"{backend} unreachable: {type(exc).__name__}")
+
+
+@dataclass
+class Backend:
+    """One isolated store: ``url`` for the server; ``cleanup()`` afterwards."""
+
+    name: str
+    url: str
+    cleanup: Callable[[], None] = lambda: None
+
+
+def make_backend(name: str, tmp: Path, *, redis_db: int = 12, port: int | None = None) -> Backend:
+    """An isolated store of kind ``name``; ``port`` reroutes Redis/PostgreSQL (a fault proxy)."""
+    if name == "sqlite":
+        return Backend(name, f"sqlite:///{tmp / 'tw.db'}")
+    check_service(name)
+    if name == "redis":
+        import redis
+
+        def flush() -> None:
+            c = redis.Redis(host="127.0.0.1", port=6379, db=redis_db, socket_connect_timeout=2)
+            try:
+                c.flushdb()
+            finally:
+                c.close()
+
+        flush()
+        return Backend(name, f"redis://127.0.0.1:{port or 6379}/{redis_db}", flush)
+    if name == "postgres":
+        from store.conftest import drop_postgres_schema
+
+        schema = f"tw_drill_{uuid.uuid4().hex[:10]}"
+        url = POSTGRES_URL if port is None else POSTGRES_URL.replace(":5432/", f":{port}/")
+        return Backend(name, f"{url}?schema={schema}", lambda: drop_postgres_schema(schema))
+    raise ValueError(name)
+
+
+@dataclass
+class Serve:
+    """A running (or killed) ``tokenward serve``; :meth:`restart` reuses port and store."""
+
+    tmp: Path
+    store_url: str
+    workers: int = 1
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    web_secret: str = ""
+    starts: int = 0
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.tmp / f"serve-{self.port}.log"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWARD_")}
+        kek_file = self.tmp / "kek"
+        if not kek_file.exists():
+            kek_file.write_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+        env.update(
+            TOKENWARD_STORE_URL=self.store_url,
+            TOKENWARD_ISSUER=self.base,
+            TOKENWARD_ADMIN_PASSWORD=PASSWORD,
+            TOKENWARD_KEY_ENCRYPTION_KEY=kek_file.read_text(),
+            TOKENWARD_PASSWORD_TIME_COST="1",
+            TOKENWARD_PASSWORD_MEMORY_COST="1024",
+            TOKENWARD_PASSWORD_PARALLELISM="1",
+            TOKENWARD_LOGIN_LIMIT_PER_ACCOUNT="100000/minute",
+            TOKENWARD_LOGIN_LIMIT_PER_IP="100000/minute",
+            TOKENWARD_LOG_JSON="true",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 30.0) -> Serve:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        self.proc = subprocess.Popen(
+            [str(BIN), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+            + (["--workers", str(self.workers)] if self.workers > 1 else []),
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # kill -9 reaches the uvicorn workers too
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tokenward serve exited:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=0.5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"tokenward serve did not start:\n{self.log_tail()}")
+            time.sleep(0.05)
+        self.starts += 1
+        if self.starts == 1:
+            self._provision()
+        return self
+
+    def log_tail(self, n: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def _provision(self) -> None:
+        """Users ``alice`` (and ``u0``..``u9``), ``root`` (admin); clients ``web`` (public),
+        ``mobile`` (public) and ``svc`` (confidential: introspection, feed)."""
+        admin = self.login("admin", client_id="tokenward-console", scope="admin")
+        auth = {"Authorization": f"Bearer {admin['access_token']}"}
+        with httpx.Client(base_url=self.base, headers=auth, timeout=10) as c:
+            users: list[dict[str, Any]] = [{"username": "alice", "password": PASSWORD}]
+            users += [{"username": f"u{i}", "password": PASSWORD} for i in range(10)]
+            users.append({"username": "root", "password": PASSWORD, "is_admin": True})
+            for body in users:
+                r = c.post("/admin/users", json=body)
+                assert r.status_code == 201, r.text
+            for body in (
+                {"client_id": "web", "public": True, "grants": ["password", "refresh_token"],
+                 "scopes": ["read", "write"]},
+                {"client_id": "mobile", "public": True, "grants": ["password", "refresh_token"],
+                 "scopes": ["read", "write"]},
+                {"client_id": "svc", "grants": ["client_credentials"],
+                 "scopes": ["read", "revocations"]},
+            ):  # fmt: skip
+                r = c.post("/admin/clients", json=body)
+                assert r.status_code == 201, r.text
+                if body["client_id"] == "svc":
+                    self.web_secret = r.json()["client_secret"]
+
+    def login(
+        self, user: str = "alice", *, client_id: str = "web", scope: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"username": user, "password": PASSWORD, "client_id": client_id}
+        if scope:
+            body["scope"] = scope
+        r = httpx.post(f"{self.base}/login", json=body, timeout=10)
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    @property
+    def svc_auth(self) -> tuple[str, str]:
+        return ("svc", self.web_secret)
+
+    def kill9(self) -> None:
+        """SIGKILL the whole process group: no shutdown hooks, no flush."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def restart(self) -> Serve:
+        self.kill9()
+        return self.start()
+
+    def pids(self) -> list[int]:
+        """The server process and its workers (for RSS figures)."""
+        if self.proc is None:
+            return []
+        out = [self.proc.pid]
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        try:
+            out += [int(p) for p in children.read_text().split()]
+        except OSError:
+            pass
+        return out
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
