@@ -158,9 +158,11 @@ def page(browser: Any, live: LiveServer) -> Iterator[Any]:
     pg.on("pageerror", lambda e: errors.append(str(e)))
     pg.on(
         "console",
-        lambda m: errors.append(m.text)
-        if m.type == "error" and ("Refused" in m.text or "TrustedHTML" in m.text)
-        else None,
+        lambda m: (
+            errors.append(m.text)
+            if m.type == "error" and ("Refused" in m.text or "TrustedHTML" in m.text)
+            else None
+        ),
     )
     pg.set_default_timeout(10_000)
     pg.errors = errors
@@ -185,4 +187,64 @@ def sign_in(page: Any, username: str, password: str, *, admin: bool = False) -> 
         page.check("#signin-admin")
     page.click("#signin-submit")
     page.wait_for_selector("#view-sessions:not([hidden])")
-    page.wait_for_selector("#who-name:text-is('%s')" % username)
+    page.wait_for_selector(f"#who-name:text-is('{username}')")
+
+
+# -- in-process app (no browser) -----------------------------------------------------------------
+
+APP_ADMIN_PW = "admin password 1"
+APP_ALICE_PW = "correct horse battery"
+
+
+@dataclass
+class App:
+    http: Any  # fastapi.testclient.TestClient
+    runtime: Any
+    clock: Any
+
+    def login(self, username: str, password: str, scope: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"username": username, "password": password}
+        if scope:
+            body["scope"] = scope
+        r = self.http.post("/login", json=body)
+        assert r.status_code == 200, r.text
+        out: dict[str, Any] = r.json()
+        return out
+
+    def admin_headers(self) -> dict[str, str]:
+        token = self.login("root", APP_ADMIN_PW, scope="admin")["access_token"]
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def app() -> Iterator[App]:
+    from argon2 import PasswordHasher
+    from fastapi.testclient import TestClient
+
+    from tokenward.clock import FrozenClock
+    from tokenward.server import create_app
+    from tokenward.settings import Settings
+    from tokenward.store.memory import MemoryStore
+
+    clock = FrozenClock(1_800_000_000.0)
+    settings = Settings(
+        store_url="memory://",
+        issuer="https://auth.tokenward.test",
+        audience="api",
+        refresh_grace_seconds=0,
+    )
+    application = create_app(
+        settings,
+        store=MemoryStore(),
+        clock=clock,
+        password_hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
+    )
+    with TestClient(application, base_url="https://testserver") as http:
+        rt = application.state.runtime
+
+        async def setup() -> None:
+            await rt.users.create("alice", APP_ALICE_PW)
+            await rt.users.create("root", APP_ADMIN_PW, is_admin=True)
+
+        http.portal.call(setup)
+        yield App(http, rt, clock)

@@ -244,8 +244,30 @@ def test_narrow_screen(browser: Any, live: LiveServer) -> None:
         ctx.close()
 
 
-def test_console_is_served_with_a_strict_csp(live: LiveServer) -> None:
-    r = httpx.get(f"{live.base}/console")
-    csp = r.headers["content-security-policy"]
-    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
-    assert "unsafe-inline" not in csp
+def test_security_event_stream_over_sse(live: LiveServer) -> None:
+    """``GET /admin/events`` as Server-Sent Events from the real server: ready, the backlog,
+    then a reuse detection that happens while the stream is open."""
+    live.add_user("ivan", "ivan-password-1")
+    headers = {"Authorization": f"Bearer {live.admin_token()}", "Accept": "text/event-stream"}
+    s = live.login("ivan", "ivan-password-1")
+    events: list[dict[str, Any]] = []
+    with (
+        httpx.Client(base_url=live.base, timeout=10) as c,
+        c.stream("GET", "/admin/events", headers=headers) as r,
+    ):
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        lines = r.iter_lines()
+        assert next(lines) == "event: ready"
+        form = {"grant_type": "refresh_token", "client_id": "tokenward-console"}
+        with live.http() as other:
+            for status in (200, 400):  # rotate, then present the consumed token again
+                got = other.post("/token", data={**form, "refresh_token": s["refresh_token"]})
+                assert got.status_code == status, got.text
+        for line in lines:
+            if line.startswith("data: {"):
+                events.append(json.loads(line[6:]))
+                if events[-1].get("event") == "refresh_token_reuse" and events[-1]["sub"] == "ivan":
+                    break
+    mine = [e.get("event") for e in events if e.get("sub") == "ivan"]
+    assert mine == ["issued", "refreshed", "refresh_token_reuse"]
