@@ -7,7 +7,8 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..claims import AccessTokenClaims
 from ..errors import InsufficientScope, InvalidRequest, InvalidToken
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 __all__ = [
+    "BEARER_SCHEME",
     "FORM_CONTENT_TYPE",
     "Bearer",
     "bearer_claims",
@@ -106,7 +108,20 @@ def bearer_token(request: Request) -> str:
     return token
 
 
-async def bearer_claims(request: Request) -> AccessTokenClaims:
+#: Documents ``bearerAuth`` in the OpenAPI for every route that depends on
+#: :func:`bearer_claims`; with ``auto_error=False`` it never answers a request itself.
+BEARER_SCHEME = HTTPBearer(
+    scheme_name="bearerAuth",
+    bearerFormat="JWT",
+    description="An access token of this server (RFC 6750 §2.1).",
+    auto_error=False,
+)
+
+
+async def bearer_claims(
+    request: Request,
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER_SCHEME)] = None,
+) -> AccessTokenClaims:
     """FastAPI dependency: the verified access token of the request (RFC 6750 §2.1)."""
     token = bearer_token(request)
     claims = get_runtime(request).verifier.verify(token)
@@ -114,11 +129,14 @@ async def bearer_claims(request: Request) -> AccessTokenClaims:
     return claims
 
 
-def require_scope(scope: str) -> Callable[[Request], Coroutine[Any, Any, AccessTokenClaims]]:
-    """Dependency: a bearer token that carries ``scope`` (else 403 ``insufficient_scope``)."""
+def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, AccessTokenClaims]]:
+    """Dependency: a bearer token that carries ``scope`` (else 403 ``insufficient_scope``).
+    The scope is also the role of the route's ``bearerAuth`` requirement in the OpenAPI."""
 
-    async def dep(request: Request) -> AccessTokenClaims:
-        claims = await bearer_claims(request)
+    async def dep(
+        request: Request,
+        claims: AccessTokenClaims = Security(bearer_claims, scopes=[scope]),  # noqa: B008
+    ) -> AccessTokenClaims:
         if scope not in claims.scopes:
             request.state.required_scope = scope
             raise InsufficientScope(f"the {scope!r} scope is required")

@@ -24,6 +24,7 @@ from ..store.base import RevocationEvent
 from .auth import authenticate_client
 from .deps import bearer_claims, get_runtime
 from .errors import JSON, OAuthError
+from .openapi import BASIC_AUTH, BEARER_AUTH
 
 __all__ = ["router"]
 
@@ -55,6 +56,7 @@ def _page(events: list[RevocationEvent], cursor: int, limit: int) -> dict[str, A
 @router.get(
     "/revocations",
     summary="Revocation feed: snapshot + tail, long-poll or SSE",
+    openapi_extra={"security": [{BASIC_AUTH: []}, {BEARER_AUTH: []}]},
     responses={
         200: {
             "content": {

@@ -17,6 +17,7 @@ from ..sessions import parse_refresh_token
 from .auth import authenticate_client
 from .deps import form_openapi, get_runtime, read_form
 from .errors import JSON, NO_STORE, OAuthError
+from .openapi import CLIENT_AUTH
 
 __all__ = ["router"]
 
@@ -31,6 +32,7 @@ _FORM = form_openapi(
     },
     ["token"],
 )
+_FORM["security"] = CLIENT_AUTH
 
 _INACTIVE: dict[str, Any] = {"active": False}
 

@@ -18,6 +18,7 @@ from ..sessions import parse_refresh_token
 from .auth import authenticate_client
 from .deps import form_openapi, get_runtime, read_form
 from .errors import NO_STORE, OAuthError
+from .openapi import CLIENT_AUTH_OR_PUBLIC
 
 __all__ = ["router"]
 
@@ -32,6 +33,7 @@ _FORM = form_openapi(
     },
     ["token"],
 )
+_FORM["security"] = CLIENT_AUTH_OR_PUBLIC
 
 
 @router.post(

@@ -27,6 +27,7 @@ from .auth import authenticate_client
 from .cookies import check_csrf, csrf_token, read_refresh_cookie, set_refresh_cookie
 from .deps import client_ip, form_openapi, get_runtime, read_form, user_agent
 from .errors import JSON, NO_STORE, OAuthError
+from .openapi import CLIENT_AUTH_OR_PUBLIC
 from .runtime import Runtime
 
 __all__ = ["RESERVED_SCOPES", "grant_scope", "password_session", "router", "token_response"]
@@ -119,6 +120,7 @@ _FORM = form_openapi(
     },
     ["grant_type"],
 )
+_FORM["security"] = CLIENT_AUTH_OR_PUBLIC
 
 
 @router.post(

@@ -25,7 +25,7 @@ class UserInfo(BaseModel):
 @router.get(
     "/userinfo",
     response_model=UserInfo,
-    responses={401: {"model": OAuthError}, 403: {"model": OAuthError}},
+    responses={401: {"model": OAuthError}},  # + 503 from tokenward.server.openapi
 )
 async def userinfo(request: Request, claims: Bearer) -> UserInfo:
     user = await get_runtime(request).users.get(claims.sub)
