@@ -46,6 +46,9 @@ async def _authenticate(request: Request) -> None:
 
 
 def _page(events: list[RevocationEvent], cursor: int, limit: int) -> dict[str, Any]:
+    """One answer. Without events the cursor is the store's: lower than the caller's ``after``
+    when the store is younger than the caller's mirror (a fresh or restored store), which
+    tells the follower to drop its mirror and reload from 0."""
     return {
         "events": [e.to_dict() for e in events],
         "cursor": events[-1].seq if events else cursor,
@@ -96,24 +99,27 @@ async def revocations(
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
+    # the store's own cursor, read before the events: every event up to it is either in the
+    # answer or already expired, so a follower that jumps to it misses nothing
+    cursor = await store.revocation_cursor()
     events = await store.revocations_after(after, now=rt.clock.now(), limit=limit)
-    if not events and wait > 0:
+    if not events and wait > 0 and cursor >= after:
         events = await store.wait_revocations(
             after, now=rt.clock.now, timeout=min(wait, rt.settings.feed_max_wait)
         )
         events = events[:limit]
-    cursor = after if after > 0 else await store.revocation_cursor()
     return JSON(_page(events, cursor, limit), headers={"Cache-Control": "no-store"})
 
 
 async def _sse(request: Request, after: int, limit: int) -> AsyncIterator[bytes]:
     rt = get_runtime(request)
     store = rt.store
-    cursor = after
-    events = await store.revocations_after(cursor, now=rt.clock.now(), limit=limit)
-    if cursor == 0 and not events:
-        cursor = await store.revocation_cursor()
-    yield f"event: ready\ndata: {cursor}\n\n".encode()
+    head = await store.revocation_cursor()
+    events = await store.revocations_after(after, now=rt.clock.now(), limit=limit)
+    # ``ready`` carries the store's cursor; below ``after`` the caller's mirror is ahead of
+    # this store (a fresh one), so the tail is followed from the store's cursor, not ``after``
+    cursor = after if events else head
+    yield f"event: ready\ndata: {head}\n\n".encode()
     while True:
         for e in events:
             cursor = e.seq
