@@ -361,3 +361,31 @@ async def test_postgres_notify_delivers_events_without_a_query(pg_schema: str) -
             assert [e.value for e in listener.buffered(0, NOW, 10)[0]] == ["j1", "alice"]
     finally:
         await asyncio.to_thread(drop_postgres_schema, pg_schema + "_x")
+
+
+async def test_postgres_events_too_big_for_a_notify_payload_are_read_from_the_table(
+    pg_schema: str,
+) -> None:
+    """PostgreSQL caps a NOTIFY payload at 8000 bytes: a larger batch announces only its last
+    ``seq``, and the follower reads the events from the table."""
+    follower = SQLStore(POSTGRES_URL, schema=pg_schema, poll_interval=60.0)
+    writer = SQLStore(POSTGRES_URL, schema=pg_schema)
+    async with follower, writer:
+        for i in range(120):
+            sid = f"s{i:03d}-" + "x" * 60
+            await writer.create_family(family(sid), RefreshTokenRecord(h(f"{sid}/0"), sid, NOW))
+        assert await follower.wait_revocations(0, now=lambda: NOW, timeout=0.05) == []
+        listener = follower._listener
+        assert listener is not None
+        for _ in range(100):
+            if listener.ready:
+                break
+            await asyncio.sleep(0.02)
+        events = await writer.revoke_subject("alice", now=NOW, until=NOW + 60)
+        assert len(events) == 121
+        got: list[Any] = []
+        while len(got) < len(events):
+            got += await follower.wait_revocations(len(got), now=lambda: NOW, timeout=2.0)
+        assert got == events
+        assert listener.latest == events[-1].seq  # announced, ...
+        assert listener.buffered(0, NOW, 1000)[0] == []  # ... but not carried

@@ -52,7 +52,7 @@ from .sql_engine import (
     sqlite_engine,
     upgrade_sync,
 )
-from .sql_listener import NOTIFY_CHANNEL, PgListener, notify_payload
+from .sql_listener import MAX_PAYLOAD, NOTIFY_CHANNEL, PgListener
 from .sql_records import SQLRecordsMixin
 from .sql_schema import (
     REVOCATION_COUNTER,
@@ -73,6 +73,29 @@ SUBJECT_REASON = "subject_revoked"
 _PURGE_BATCH = 500
 _MIGRATE_TIMEOUT = 60.0
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# PostgreSQL: append events and NOTIFY in one statement (one round trip; atomic on its own)
+_PG_APPEND = text(
+    """
+WITH c AS (
+    UPDATE counters SET value = value + :n WHERE name = :counter RETURNING value
+), ins AS (
+    INSERT INTO revocations (seq, kind, value, until, at)
+    SELECT c.value - :n + v.ord, v.kind, v.value, :until, :at
+    FROM c, unnest(CAST(:kinds AS text[]), CAST(:vals AS text[]))
+        WITH ORDINALITY AS v(kind, value, ord)
+    RETURNING seq, kind, value, until, at
+), p AS (
+    SELECT max(seq) AS last, json_build_object(
+        's', CAST(:schema AS text), 'n', max(seq),
+        'e', json_agg(json_build_array(seq, kind, value, until, at) ORDER BY seq)
+    )::text AS body
+    FROM ins
+)
+SELECT last, pg_notify(:channel, CASE WHEN octet_length(body) <= :max THEN body
+    ELSE json_build_object('s', CAST(:schema AS text), 'n', last)::text END)
+FROM p
+"""
+)
 
 
 class SQLStore(SQLRecordsMixin, Store):
@@ -114,7 +137,7 @@ class SQLStore(SQLRecordsMixin, Store):
         self.memory = self.backend == "sqlite" and parsed.database in (None, "", ":memory:")
         self._engine: AsyncEngine | None = None
         self._writer: AsyncEngine | None = None
-        self._reader: AsyncEngine | None = None  # PostgreSQL autocommit single reads
+        self._autocommit: AsyncEngine | None = None  # PostgreSQL single statements
         self._lock = asyncio.Lock()  # SQLite: one writer per process at a time
         self._listener: PgListener | None = None
 
@@ -146,20 +169,20 @@ class SQLStore(SQLRecordsMixin, Store):
     ) -> AsyncIterator[AsyncConnection]:
         """One transaction, bounded by ``timeout``; driver trouble becomes StoreUnavailable.
 
-        ``single``: the block runs one read-only statement; on PostgreSQL it then runs in
-        autocommit (the statement is its own snapshot), saving the BEGIN/COMMIT round trips
-        on the revocation-feed path."""
-        if self._engine is None or self._writer is None or self._reader is None:
+        ``single``: the block runs exactly one statement; on PostgreSQL it then runs in
+        autocommit (the statement is its own atomic transaction and snapshot), saving the
+        BEGIN/COMMIT round trips on the revocation-feed path."""
+        if self._engine is None or self._writer is None or self._autocommit is None:
             raise ConfigurationError("the store is not open (await store.open())")
         engine = self._writer if write else self._engine
         serialise = self.backend == "sqlite" and (write or self.memory)
-        autocommit = single and not write and self.backend == "postgresql"
+        autocommit = single and self.backend == "postgresql"
         try:
             async with (
                 asyncio.timeout(timeout or self.timeout),
                 hard_deadline(timeout or self.timeout),
                 self._lock if serialise else contextlib.nullcontext(),
-                self._reader.connect() if autocommit else engine.begin() as conn,
+                self._autocommit.connect() if autocommit else engine.begin() as conn,
             ):
                 yield conn
         except IntegrityError:
@@ -177,7 +200,7 @@ class SQLStore(SQLRecordsMixin, Store):
             return
         self._engine = self._make_engine()
         self._writer = self._engine.execution_options(tokenward_write=True)
-        self._reader = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
         try:
             await self.upgrade()
         except BaseException:
@@ -213,7 +236,7 @@ class SQLStore(SQLRecordsMixin, Store):
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
-        engine, self._engine, self._writer, self._reader = self._engine, None, None, None
+        engine, self._engine, self._writer, self._autocommit = self._engine, None, None, None
         if engine is not None:
             await engine.dispose()
 
@@ -357,6 +380,8 @@ class SQLStore(SQLRecordsMixin, Store):
         """Append events; ``seq`` comes from the counter row (locked until commit)."""
         if not items:
             return []
+        if self.backend == "postgresql":
+            return await self._append_pg(conn, items, now, until)
         last = (
             await conn.execute(
                 update(counters)
@@ -374,10 +399,38 @@ class SQLStore(SQLRecordsMixin, Store):
             insert(revocations),
             [{**e.to_dict(), "kind": e.kind.value} for e in events],
         )
-        if self.backend == "postgresql":
-            payload = notify_payload(self.schema, events)
-            await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, payload)))
         return events
+
+    async def _append_pg(
+        self,
+        conn: AsyncConnection,
+        items: Sequence[tuple[RevocationKind, str]],
+        now: float,
+        until: float,
+    ) -> list[RevocationEvent]:
+        """PostgreSQL: counter, insert and ``NOTIFY`` (payload built by the server, same shape
+        as :func:`~tokenward.store.sql_listener.notify_payload`) in one statement."""
+        last = (
+            await conn.execute(
+                _PG_APPEND,
+                {
+                    "n": len(items),
+                    "counter": REVOCATION_COUNTER,
+                    "kinds": [RevocationKind(k).value for k, _ in items],
+                    "vals": [v for _, v in items],
+                    "until": float(until),
+                    "at": float(now),
+                    "schema": self.schema or "",
+                    "channel": NOTIFY_CHANNEL,
+                    "max": MAX_PAYLOAD,
+                },
+            )
+        ).scalar_one()
+        first = int(last) - len(items) + 1
+        return [
+            RevocationEvent(first + i, RevocationKind(kind), value, float(until), float(now))
+            for i, (kind, value) in enumerate(items)
+        ]
 
     async def get_family(self, sid: str) -> Family | None:
         async with self._tx(write=False) as conn:
@@ -430,7 +483,7 @@ class SQLStore(SQLRecordsMixin, Store):
     async def add_revocation(
         self, kind: RevocationKind, value: str, *, now: float, until: float
     ) -> RevocationEvent:
-        async with self._tx(write=True) as conn:
+        async with self._tx(write=True, single=True) as conn:  # PostgreSQL: one statement
             (event,) = await self._append(conn, [(RevocationKind(kind), value)], now, until)
         return event
 

@@ -26,11 +26,11 @@ import orjson
 
 from .base import RevocationEvent, RevocationKind
 
-__all__ = ["NOTIFY_CHANNEL", "PgListener", "notify_payload"]
+__all__ = ["MAX_PAYLOAD", "NOTIFY_CHANNEL", "PgListener", "notify_payload"]
 
 NOTIFY_CHANNEL = "tokenward_revocations"
 _HEALTH_INTERVAL = 15.0  # seconds between liveness checks of an idle listening connection
-_MAX_PAYLOAD = 7900  # PostgreSQL's limit is 8000 bytes
+MAX_PAYLOAD = 7900  # PostgreSQL's limit is 8000 bytes
 _BUFFER = 4096  # events kept from notifications
 
 
@@ -39,7 +39,7 @@ def notify_payload(schema: str | None, events: Sequence[RevocationEvent]) -> str
     body: dict[str, object] = {"s": schema or "", "n": events[-1].seq}
     rows = [[e.seq, e.kind.value, e.value, e.until, e.at] for e in events]
     full = orjson.dumps({**body, "e": rows})
-    return (full if len(full) <= _MAX_PAYLOAD else orjson.dumps(body)).decode()
+    return (full if len(full) <= MAX_PAYLOAD else orjson.dumps(body)).decode()
 
 
 class PgListener:
