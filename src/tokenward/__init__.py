@@ -15,6 +15,7 @@ from .errors import (
     TokenwardError,
 )
 from .issuer import IssuedAccessToken, Issuer
+from .jwe import TokenEncryption
 from .keys import KeyRing, KeyState, SigningKey
 from .revocation import Denylist
 from .sessions import SessionInfo, SessionManager, TokenPair
@@ -43,6 +44,7 @@ __all__ = [
     "SigningKey",
     "StoreUnavailable",
     "SystemClock",
+    "TokenEncryption",
     "TokenPair",
     "TokenwardError",
     "Verifier",

@@ -16,10 +16,11 @@ import binascii
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+import orjson
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,6 +30,9 @@ from pydantic_settings import (
 
 from .errors import ConfigurationError
 from .keys import ALGORITHMS
+
+if TYPE_CHECKING:
+    from .jwe import TokenEncryption
 
 __all__ = ["ENV_PREFIX", "Settings", "decode_kek", "load_settings"]
 
@@ -73,6 +77,11 @@ class Settings(BaseSettings):
     leeway: float = Field(30.0, ge=0)
     admin_password: SecretStr | None = None
     key_encryption_key: SecretStr | None = None
+    # optional JWE wrapping of access tokens (RFC 7516, nested JWT): "dir" (A256GCM with a shared
+    # 32-byte base64url ``jwe_key``) or "ecdh-es" (ECDH-ES+A256KW to a P-256 key; ``jwe_key`` is
+    # its private JWK as JSON: this server issues the tokens and reads them back itself)
+    jwe: Literal["dir", "ecdh-es"] | None = None
+    jwe_key: SecretStr | None = None
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -133,6 +142,26 @@ class Settings(BaseSettings):
             decode_kek(v.get_secret_value())
         return v
 
+    @field_validator("jwe", mode="before")
+    @classmethod
+    def _jwe(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = v.strip().lower()
+            if v in ("", "none", "off"):
+                return None
+        return v
+
+    @field_validator("jwe_key")
+    @classmethod
+    def _jwe_key(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        mode = info.data.get("jwe")
+        if mode is None:
+            return v
+        if v is None:
+            raise ValueError(f"required when {ENV_PREFIX}JWE={mode}")
+        _token_encryption(mode, v.get_secret_value())
+        return v
+
     @field_validator("cookie_path")
     @classmethod
     def _cookie_path(cls, v: str) -> str:
@@ -173,6 +202,12 @@ class Settings(BaseSettings):
             return None
         return Path(path)
 
+    def token_encryption(self) -> TokenEncryption | None:
+        """The JWE wrapping of access tokens (``None`` unless ``jwe`` is set)."""
+        if self.jwe is None or self.jwe_key is None:
+            return None
+        return _token_encryption(self.jwe, self.jwe_key.get_secret_value())
+
     def kek(self) -> bytes | None:
         if self.key_encryption_key is None:
             return None
@@ -192,6 +227,26 @@ class Settings(BaseSettings):
         if toml is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
         return tuple(sources)
+
+
+def _token_encryption(mode: str, key: str) -> TokenEncryption:
+    from .jwe import TokenEncryption
+
+    if mode == "dir":
+        try:
+            return TokenEncryption.direct(decode_kek(key))
+        except ValueError as exc:
+            raise ValueError(f"a dir key {exc}") from None
+    try:
+        jwk = orjson.loads(key)
+    except orjson.JSONDecodeError:
+        raise ValueError("an ecdh-es key must be a P-256 private JWK (JSON)") from None
+    if not isinstance(jwk, dict) or "d" not in jwk:
+        raise ValueError("an ecdh-es key must be a P-256 private JWK (JSON) with 'd'")
+    try:
+        return TokenEncryption.ecdh_es(jwk)
+    except ConfigurationError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _field_env_name(loc: tuple[int | str, ...]) -> str:

@@ -83,7 +83,7 @@ async def introspect(request: Request) -> JSON:
                 "iat": int(info.created_at),
                 "exp": int(min(info.expires_at, info.idle_expires_at)),
             }
-    elif token.count(".") == 2:
+    elif token.count(".") in (2, 4):  # a JWS, or a JWE with TOKENWARD_JWE
         try:
             c = rt.verifier.verify(token)
         except InvalidToken:

@@ -57,7 +57,7 @@ async def revoke(request: Request) -> Response:
         raise InvalidRequest("token is required")
     if parse_refresh_token(token) is not None:
         await rt.sessions.revoke_refresh_token(token, client_id=authed.client_id)
-    elif token.count(".") == 2:
+    elif token.count(".") in (2, 4):  # a JWS, or a JWE with TOKENWARD_JWE
         try:
             claims = rt.verifier.verify(token)
         except InvalidToken:

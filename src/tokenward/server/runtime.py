@@ -173,12 +173,14 @@ class Runtime:
         ring, _ = await load_or_create_keyring(
             self.store, self._kek, alg=s.signing_alg, clock=self.clock
         )
+        encryption = s.token_encryption()  # TOKENWARD_JWE: access tokens wrapped in JWE
         self._issuer = Issuer(
             ring,
             issuer=s.issuer,
             audience=s.audience,
             access_token_ttl=s.access_token_ttl,
             clock=self.clock,
+            encryption=encryption,
         )
         denylist = Denylist(clock=self.clock, max_staleness=s.revocation_max_staleness)
         self._sessions = SessionManager(
@@ -199,6 +201,7 @@ class Runtime:
             leeway=s.leeway,
             clock=self.clock,
             revocation=denylist,
+            encryption=encryption,
         )
         self.csrf_secret = await self.store.get_or_create_secret(
             "csrf", lambda: secrets.token_bytes(32)
