@@ -33,6 +33,7 @@ CHROMIUM_ARGS = [
 ADMIN_PW = "console-admin-password"
 BIN = Path(sys.executable).parent / "tokenward"
 IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+_VIOLATIONS = ("Refused", "Trusted", "Content Security Policy")
 REQUIRE = os.environ.get("TOKENWARD_REQUIRE_SERVICES") == "1"
 
 
@@ -160,7 +161,7 @@ def page(browser: Any, live: LiveServer) -> Iterator[Any]:
         "console",
         lambda m: (
             errors.append(m.text)
-            if m.type == "error" and ("Refused" in m.text or "TrustedHTML" in m.text)
+            if m.type == "error" and any(w in m.text for w in _VIOLATIONS)
             else None
         ),
     )

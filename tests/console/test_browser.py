@@ -271,3 +271,31 @@ def test_security_event_stream_over_sse(live: LiveServer) -> None:
                     break
     mine = [e.get("event") for e in events if e.get("sub") == "ivan"]
     assert mine == ["issued", "refreshed", "refresh_token_reuse"]
+
+
+def test_the_browser_enforces_the_policy(page: Any, live: LiveServer) -> None:
+    """The CSP really holds in Chromium: HTML sinks throw (Trusted Types) and an injected
+    inline script does not run (and is reported, which the other tests' error check relies on)."""
+    page.goto("/console")
+    page.wait_for_selector("body[data-ready='1']")
+    sink = page.evaluate(
+        "() => { try { document.body.insertAdjacentHTML('beforeend', '<b>x</b>'); return 'ran'; }"
+        " catch (e) { return e.name; } }"
+    )
+    assert sink == "TypeError"
+    script = page.evaluate(
+        "() => { const s = document.createElement('script');"
+        " try { s.textContent = 'window.pwned = 1'; } catch (e) { return e.name; }"
+        " document.body.append(s); return 'ran'; }"
+    )
+    assert script == "TypeError" and page.evaluate("window.pwned") is None
+    assert any("TrustedHTML" in e for e in page.errors)  # blocked sinks are reported
+    page.errors.clear()
+    with page.expect_console_message(lambda m: m.type == "error") as refused:
+        page.evaluate(
+            "() => { const s = document.createElement('style');"
+            " s.textContent = 'body { display: none }'; document.head.append(s); }"
+        )
+    assert "Content Security Policy" in refused.value.text  # refused and reported
+    assert any("Content Security Policy" in e for e in page.errors)  # the other tests' check
+    assert page.is_visible("#view-signin")  # the inline style was not applied
