@@ -3,13 +3,16 @@
 Lifecycle counters are fed by the security events of :mod:`tokenward.events` (issued,
 refreshed, grace replays, reuse detected, revocations by kind), so the library's own counts
 and the server's agree; the routes add login failures/throttles, verify failures by reason
-and the request latency histogram (by route template, never by raw path).
+and the request latency histogram (by route template, never by raw path);
+:func:`instrument_store` times every store operation.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
@@ -22,11 +25,12 @@ from prometheus_client import (
 )
 
 from ..errors import StoreUnavailable
+from ..store.base import Store
 
 if TYPE_CHECKING:
     from .runtime import Runtime
 
-__all__ = ["Metrics", "router"]
+__all__ = ["Metrics", "instrument_store", "router"]
 
 router = APIRouter(tags=["operations"])
 
@@ -71,10 +75,11 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
         self.store_latency = Histogram(
-            "tokenward_store_ping_seconds",
-            "Store round-trip time seen by /healthz",
+            "tokenward_store_operation_seconds",
+            "Store call latency, by operation (see instrument_store)",
+            ["op"],
             registry=r,
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
         )
 
     def on_event(self, event: str, fields: Mapping[str, Any]) -> None:
@@ -94,6 +99,36 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+_UNTIMED = frozenset({"open", "close", "wait_revocations"})  # lifecycle, and blocking waits
+
+
+def instrument_store(store: Store, histogram: Histogram) -> None:
+    """Time every async operation of the :class:`~tokenward.store.base.Store` contract on
+    this store object (``op`` label = method name), except ``open``/``close`` and the
+    blocking ``wait_revocations``. A store already instrumented (shared by two apps in one
+    process) is left as it is."""
+    for name, _fn in inspect.getmembers(Store, inspect.iscoroutinefunction):
+        if name.startswith("_") or name in _UNTIMED:
+            continue
+        bound = getattr(store, name)
+        if getattr(bound, "_tokenward_timed", False):
+            continue
+        setattr(store, name, _timed(bound, histogram.labels(op=name)))
+
+
+def _timed(fn: Callable[..., Awaitable[Any]], child: Any) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(fn)
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            child.observe(time.perf_counter() - start)
+
+    timed._tokenward_timed = True  # type: ignore[attr-defined]
+    return timed
+
+
 def _runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
@@ -102,14 +137,12 @@ def _runtime(request: Request) -> Runtime:
 @router.get("/healthz", summary="Liveness and store reachability")
 async def healthz(request: Request) -> dict[str, str]:
     rt = _runtime(request)
-    start = time.perf_counter()
     try:
-        await rt.store.ping()
+        await rt.store.ping()  # timed as op="ping" by instrument_store
     except StoreUnavailable:
         raise
     except Exception as exc:  # a driver error we did not map: still "unavailable"
         raise StoreUnavailable("store unreachable") from exc
-    rt.metrics.store_latency.observe(time.perf_counter() - start)
     return {"status": "ok"}
 
 

@@ -26,7 +26,7 @@ from ..store.base import Store
 from ..users import UserService, generate_password, hasher_from_settings
 from ..verifier import Verifier
 from .keystore import load_or_create_keyring, resolve_kek, rotate_if_due
-from .metrics import Metrics
+from .metrics import Metrics, instrument_store
 
 __all__ = ["BootstrapReport", "Runtime", "bootstrap"]
 
@@ -116,6 +116,7 @@ class Runtime:
         self.store: Store = store if store is not None else open_store(settings)
         self.hasher = hasher or hasher_from_settings(settings)
         self.metrics = Metrics()
+        instrument_store(self.store, self.metrics.store_latency)
         self.users = UserService(self.store, hasher=self.hasher, clock=self.clock)
         self.clients = ClientRegistry(self.store, clock=self.clock)
         self.throttle = LoginThrottle(
