@@ -9,6 +9,7 @@ A backend whose service is unreachable is skipped, or fails with ``TOKENWARD_REQ
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import signal
@@ -238,10 +239,8 @@ class Serve:
             return []
         out = [self.proc.pid]
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        try:
+        with contextlib.suppress(OSError):
             out += [int(p) for p in children.read_text().split()]
-        except OSError:
-            pass
         return out
 
 
