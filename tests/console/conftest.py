@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,7 +33,13 @@ CHROMIUM_ARGS = [
 ]
 ADMIN_PW = "console-admin-password"
 BIN = Path(sys.executable).parent / "tokenward"
-IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+# Screenshots go to docs/img/console-*.png with TOKENWARD_SCREENSHOTS=1 (to refresh the docs);
+# otherwise to a temporary directory, so that `make test` leaves the working tree clean.
+IMG = (
+    Path(__file__).resolve().parents[2] / "docs" / "img"
+    if os.environ.get("TOKENWARD_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "tokenward-console-screenshots"
+)
 _VIOLATIONS = ("Refused", "Trusted", "Content Security Policy")
 REQUIRE = os.environ.get("TOKENWARD_REQUIRE_SERVICES") == "1"
 
