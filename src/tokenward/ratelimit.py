@@ -6,25 +6,30 @@ password is checked: ``RateLimited`` (HTTP 429 + ``Retry-After``) and a ``login_
 security event. A successful login clears the account's counter (not the IP's).
 
 Backends: in-process memory (one instance, the embedded SQLite default) or Redis, shared by
-every instance (chosen from the store URL unless ``ratelimit_url`` says otherwise).
+every instance (chosen from the store URL unless ``ratelimit_url`` says otherwise). A storage
+that fails or does not answer within ``timeout`` fails closed: ``StoreUnavailable`` (503).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import time
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import structlog
 from limits import RateLimitItem, parse_many
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
-from .errors import RateLimited
+from .errors import RateLimited, StoreUnavailable
 
 __all__ = ["LoginThrottle", "storage_url_for"]
 
 _events = structlog.get_logger("tokenward.events")
+T = TypeVar("T")
 
 
 def storage_url_for(store_url: str, override: str | None = None) -> str:
@@ -51,7 +56,9 @@ class LoginThrottle:
         per_account: str = "5/minute",
         per_ip: str = "30/minute",
         storage_url: str = "async+memory://",
+        timeout: float = 2.0,
     ) -> None:
+        self._timeout = timeout
         options: dict[str, str] = {}
         if storage_url.startswith(("async+redis", "async+rediss")):
             options["implementation"] = "redispy"
@@ -67,11 +74,19 @@ class LoginThrottle:
             out += [(item, _key("ip", ip)) for item in self._ip]
         return out
 
+    async def _call(self, op: Awaitable[T]) -> T:
+        """One storage call, bounded; a broken or silent storage fails closed (503)."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await op
+        except Exception as exc:  # redis errors, timeouts, OSError: the storage is down
+            raise StoreUnavailable(f"login throttle unavailable ({type(exc).__name__})") from None
+
     async def check(self, username: str, ip: str | None) -> None:
         """Raise ``RateLimited`` when this account or IP has no attempts left."""
         for item, key in self._budgets(username, ip):
-            if not await self._limiter.test(item, key):
-                stats = await self._limiter.get_window_stats(item, key)
+            if not await self._call(self._limiter.test(item, key)):
+                stats = await self._call(self._limiter.get_window_stats(item, key))
                 retry = max(1, math.ceil(stats.reset_time - time.time()))
                 _events.warning(
                     "login_throttled",
@@ -83,8 +98,8 @@ class LoginThrottle:
 
     async def failed(self, username: str, ip: str | None) -> None:
         for item, key in self._budgets(username, ip):
-            await self._limiter.hit(item, key)
+            await self._call(self._limiter.hit(item, key))
 
     async def succeeded(self, username: str) -> None:
         for item in self._account:
-            await self._limiter.clear(item, _key("account", username))
+            await self._call(self._limiter.clear(item, _key("account", username)))

@@ -111,7 +111,9 @@ class Load:
                             self.transport_errors += 1
                         return  # the server is gone: s.in_flight stays True
                     s.in_flight = False
-                    if r.status_code not in (200, 503):
+                    if r.status_code == 503:
+                        time.sleep(0.05)
+                    elif r.status_code != 200:
                         with self._lock:
                             self.errors.append(f"refresh {s.sid}: {r.status_code} {r.text[:200]}")
 
@@ -119,7 +121,11 @@ class Load:
         with httpx.Client(base_url=self.serve.base, timeout=10) as http:
             while not self._stop.is_set():
                 try:
-                    s = self.login(http, f"u{rnd.randrange(10)}", "web")
+                    try:
+                        s = self.login(http, f"u{rnd.randrange(10)}", "web")
+                    except AssertionError:  # 503 while the store is down: try again
+                        time.sleep(0.05)
+                        continue
                     if rnd.random() < 0.5:
                         r = self.post(http, "/revoke", data={"token": s.rt, "client_id": "web"})
                         kind = "refresh"
@@ -130,6 +136,9 @@ class Load:
                     with self._lock:
                         self.transport_errors += 1
                     return
+                if r.status_code not in (200, 503):
+                    with self._lock:
+                        self.errors.append(f"revoke: {r.status_code} {r.text[:200]}")
                 if r.status_code == 200:
                     with self._lock:
                         self.acks.append(Ack(kind, s.rt if kind == "refresh" else s.at, s.at))

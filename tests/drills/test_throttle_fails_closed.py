@@ -1,0 +1,42 @@
+"""Regression (found by the outage drill): with a Redis store the login throttle's storage is
+Redis too; a broken connection raised ``redis.ConnectionError`` out of ``/login`` (a 500) and
+a silent network could hang the request. Now every throttle call is bounded and fails closed."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from support.faultproxy import FaultProxy
+from tokenward.errors import StoreUnavailable
+from tokenward.ratelimit import LoginThrottle
+
+from .live import check_service
+
+
+async def test_unreachable_throttle_storage_is_503_not_500() -> None:
+    throttle = LoginThrottle(storage_url="async+redis://127.0.0.1:1/0", timeout=0.5)
+    for call in (throttle.check("alice", "10.0.0.1"), throttle.failed("alice", "10.0.0.1"),
+                 throttle.succeeded("alice")):  # fmt: skip
+        with pytest.raises(StoreUnavailable):
+            await call
+
+
+async def test_silent_throttle_storage_is_bounded() -> None:
+    check_service("redis")
+    with FaultProxy(6379) as proxy:
+        throttle = LoginThrottle(
+            storage_url=f"async+redis://127.0.0.1:{proxy.port}/13", timeout=0.5
+        )
+        await throttle.check("alice", "10.0.0.1")  # works through the proxy
+        proxy.pause()
+        t0 = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            await throttle.check("alice", "10.0.0.1")
+        assert time.monotonic() - t0 < 2.0
+        proxy.cut()
+        with pytest.raises(StoreUnavailable):
+            await throttle.failed("alice", "10.0.0.1")
+        proxy.restore()
+        await throttle.check("bob", "10.0.0.2")  # recovers by itself
