@@ -300,65 +300,51 @@ async def test_postgres_notify_wakes_waiter(pg_schema: str) -> None:
 
 
 async def test_postgres_notify_delivers_events_without_a_query(pg_schema: str) -> None:
-    """The NOTIFY payload carries the events: a follower listening since before the commit
-    takes a contiguous run from its buffer without reading the table; a notification of
-    another schema on the same database neither wakes it nor enters its buffer."""
+    """The NOTIFY payload carries the events and the listener knows the committed ``seq``
+    (counter read after ``LISTEN`` + notifications): a listening follower neither polls nor
+    re-reads the table, it takes the events from its buffer; a notification of another
+    schema on the same database does not enter its buffer."""
     follower = SQLStore(POSTGRES_URL, schema=pg_schema, poll_interval=60.0)
     writer = SQLStore(POSTGRES_URL, schema=pg_schema)
     other = SQLStore(POSTGRES_URL, schema=pg_schema + "_x")
     try:
         async with follower, writer, other:
-            assert await follower.wait_revocations(0, now=lambda: NOW, timeout=0.05) == []
+            before = await writer.add_revocation(RevocationKind.JTI, "j0", now=NOW, until=NOW + 60)
+            assert await follower.wait_revocations(0, now=lambda: NOW, timeout=5.0) == [before]
             listener = follower._listener
             assert listener is not None
             for _ in range(100):
                 if listener.ready:
                     break
                 await asyncio.sleep(0.02)
-            assert listener.ready
+            assert listener.ready and listener.latest == before.seq  # the counter, read
             reads = 0
-            read_done = asyncio.Event()
             table_read = follower.revocations_after
 
             async def counting(cursor: int, *, now: float, limit: int = 1000) -> list[Any]:
                 nonlocal reads
                 reads += 1
-                found = await table_read(cursor, now=now, limit=limit)
-                read_done.set()
-                return found
+                return await table_read(cursor, now=now, limit=limit)
 
             follower.revocations_after = counting  # type: ignore[method-assign]
-
-            async def after_a_read(cursor: int, write: Any) -> list[Any]:
-                read_done.clear()
-                waiter = asyncio.create_task(
-                    follower.wait_revocations(cursor, now=lambda: NOW, timeout=5.0)
-                )
-                await read_done.wait()  # the first round of a wait reads the table...
-                await write()  # ...then the event arrives by NOTIFY, with its payload
-                return await waiter
-
             await other.add_revocation(RevocationKind.JTI, "elsewhere", now=NOW, until=NOW + 60)
-            e1: list[Any] = []
-
-            async def add_j1() -> None:
-                e1.append(
-                    await writer.add_revocation(RevocationKind.JTI, "j1", now=NOW, until=NOW + 60)
-                )
-
-            assert await after_a_read(0, add_j1) == e1 and reads == 1
-            subject: list[Any] = []
-
-            async def revoke_alice() -> None:
-                subject.extend(await writer.revoke_subject("alice", now=NOW, until=NOW + 60))
-
-            assert await after_a_read(e1[0].seq, revoke_alice) == subject and reads == 2
-            # a contiguous run in the buffer answers at once, without a read
-            got = await follower.wait_revocations(0, now=lambda: NOW, timeout=2.0)
-            assert got == e1 + subject and reads == 2
+            waiter = asyncio.create_task(
+                follower.wait_revocations(before.seq, now=lambda: NOW, timeout=5.0)
+            )
+            e1 = await writer.add_revocation(RevocationKind.JTI, "j1", now=NOW, until=NOW + 60)
+            assert await waiter == [e1]
+            subject = await writer.revoke_subject("alice", now=NOW, until=NOW + 60)
+            got = await follower.wait_revocations(e1.seq, now=lambda: NOW, timeout=5.0)
+            assert got == subject
+            assert reads == 0  # no read of the table at all
+            # nothing new: a short wait returns empty, still without reading
+            assert (
+                await follower.wait_revocations(subject[-1].seq, now=lambda: NOW, timeout=0.1) == []
+            )
+            assert reads == 0
             # the other schema's event never entered this store's buffer
             assert listener.latest == subject[-1].seq
-            assert [e.value for e in listener.buffered(0, NOW, 10)[0]] == ["j1", "alice"]
+            assert [e.value for e in listener.buffered(before.seq, NOW, 10)[0]] == ["j1", "alice"]
     finally:
         await asyncio.to_thread(drop_postgres_schema, pg_schema + "_x")
 

@@ -10,10 +10,13 @@ last ``seq`` when the events do not fit PostgreSQL's 8000-byte payload limit.
 :class:`PgListener` runs one background task per store that holds a psycopg connection in
 autocommit mode and, on every notification *for its schema*, keeps the events in a small
 buffer and wakes all waiters at once (an :class:`asyncio.Event` swapped for a fresh one).
-A waiter whose cursor is followed by a contiguous run of buffered events returns them without
-a query; otherwise it re-reads the table (the notification is then only a hint), and it skips
-even that read when the notification says nothing newer than its cursor exists. It also
-re-reads every ``recheck`` seconds, and polls while the listener is (re)connecting.
+Right after ``LISTEN`` it reads the revocation counter: every commit before that is covered
+by the counter, every one after by a notification, so :attr:`PgListener.latest` is the highest
+committed ``seq`` as long as the connection stays up. A waiter whose cursor is followed by a
+contiguous run of buffered events returns them without a query; when its cursor is at or past
+``latest`` it reads nothing either; otherwise it reads the table (the notification was only a
+hint, e.g. a batch too large for the payload). As a safety net it also re-reads every
+``recheck`` seconds, and it polls while the listener is (re)connecting.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import orjson
 
 from .base import RevocationEvent, RevocationKind
+from .sql_schema import REVOCATION_COUNTER
 
 __all__ = ["MAX_PAYLOAD", "NOTIFY_CHANNEL", "PgListener", "notify_payload"]
 
@@ -51,7 +55,9 @@ class PgListener:
         self._connect_timeout = connect_timeout
         self.wakeup = asyncio.Event()
         self.ready = False
-        #: highest ``seq`` announced by a notification for this schema
+        #: while listening: the highest ``seq`` known committed — the counter read just after
+        #: ``LISTEN``, then every notification for this schema — so a waiter whose cursor is
+        #: at or past it has nothing to read
         self.latest = 0
         self._hints = 0  # notifications whose payload could not be read
         self._events: dict[int, RevocationEvent] = {}  # seq -> event, from notifications
@@ -103,7 +109,7 @@ class PgListener:
         self.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        must_read = True  # the first round always looks at the table
+        must_read = False
         while True:
             wakeup, listening, hints = self.wakeup, self.ready, self._hints  # before any read
             found, last = self.buffered(cursor, now(), limit)
@@ -120,10 +126,9 @@ class PgListener:
             step = min(left, recheck if listening else poll_interval)
             try:
                 await asyncio.wait_for(wakeup.wait(), step)
-                # woken: read when (re)connected or on an unreadable hint; else latest says
-                must_read = not listening or hints != self._hints
+                must_read = hints != self._hints  # an unreadable hint; else latest says
             except TimeoutError:
-                must_read = True
+                must_read = step >= recheck  # a safety net: re-read every ``recheck`` s
 
     def _on_notify(self, payload: str) -> None:
         try:
@@ -151,7 +156,10 @@ class PgListener:
 
     async def _run(self) -> None:
         import psycopg
+        from psycopg import sql
 
+        names = (self._schema, "counters") if self._schema else ("counters",)
+        counter = sql.SQL("SELECT value FROM {} WHERE name = %s").format(sql.Identifier(*names))
         backoff = 0.05
         while True:
             try:
@@ -160,6 +168,11 @@ class PgListener:
                 )
                 try:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    # every commit from now on is notified; the counter covers those before
+                    async with asyncio.timeout(self._connect_timeout):
+                        cur = await conn.execute(counter, (REVOCATION_COUNTER,))
+                        row = await cur.fetchone()
+                    self.latest = int(row[0]) if row is not None else 0
                     self.ready = True
                     backoff = 0.05
                     self._fire()  # waiters re-read once now that nothing can be missed
@@ -170,6 +183,7 @@ class PgListener:
                             await conn.execute("SELECT 1")
                 finally:
                     self.ready = False
+                    self.latest = 0
                     with contextlib.suppress(Exception):
                         await conn.close()
             except asyncio.CancelledError:
