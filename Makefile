@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 STORE  ?= sqlite:///var/tokenward.db
 
-.PHONY: run test lint fmt typecheck bench bench-http install clean
+.PHONY: run test lint fmt typecheck bench bench-http install clean fuzz soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,19 @@ bench: $(STAMP)
 
 bench-http: $(STAMP)
 	$(BIN)/python bench/http.py
+
+FUZZ_SECONDS ?= 300
+FUZZ_EXAMPLES ?= 3000
+SOAK_SECONDS ?= 600
+
+# long coverage-guided run of the JWS parser (atheris); prints inputs run and the outcome classes
+fuzz: $(STAMP)
+	$(BIN)/python fuzz/jws_target.py -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
+	TOKENWARD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider tests/fuzz
+
+# 10 minutes of mixed load against 2 server workers (0 5xx, RSS growth <= 5 %, bounded store)
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py --seconds $(SOAK_SECONDS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -102,8 +102,10 @@ def test_cut_and_restore_under_load(backend_name: str, tmp_path: Path) -> None:
                 r = http.post("/token", data={"grant_type": "refresh_token", "client_id": "web",
                                               "refresh_token": probe["refresh_token"]})  # fmt: skip
                 assert r.status_code == 200, r.text
-            print(f"\n{backend_name}: statuses {dict(load.statuses)}, {len(load.acks)} acks, "
-                  f"slowest {max(load.latencies) * 1000:.0f} ms, probes {outage_statuses}")  # fmt: skip
+            print(
+                f"\n{backend_name}: statuses {dict(load.statuses)}, {len(load.acks)} acks, "
+                f"slowest {max(load.latencies) * 1000:.0f} ms, probes {outage_statuses}"
+            )
         finally:
             serve.stop()
             backend.cleanup()

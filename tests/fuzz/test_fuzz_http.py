@@ -10,6 +10,8 @@ succeeds only with a real refresh token; the legitimate session survives every i
 
 from __future__ import annotations
 
+import os
+
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,7 +23,9 @@ from server.conftest import Server, bearer
 from .strategies import authorization_headers, form_bodies, refresh_like, token_like
 
 FUZZ = settings(
-    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=int(os.environ.get("TOKENWARD_FUZZ_EXAMPLES", "120")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 _state: dict[int, dict[str, Any]] = {}
 

@@ -8,6 +8,8 @@ accepted only when it is exactly our profile (alg = the key's one alg, our kid, 
 
 from __future__ import annotations
 
+import os
+
 import contextlib
 import json
 from collections.abc import Iterator
@@ -26,7 +28,9 @@ from .strategies import b64, claim_objects, header_objects, mutated, token_like
 ISS, AUD = "https://issuer.example", "api"
 ALGS = ["ES256", "RS256", "EdDSA", "HS256"]
 FUZZ = settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=int(os.environ.get("TOKENWARD_FUZZ_EXAMPLES", "100")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 

@@ -1,0 +1,35 @@
+"""The CI-sized soak: ``bench/soak.py --seconds 30`` against ``tokenward serve --workers 2``
+(the 10-minute run is ``make soak``): 0 5xx, no transport errors, worker RSS growth ≤ 5 %
+after warm-up, store tables bounded by retention (the sweeper runs every 2 s in the soak)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SOAK = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
+
+pytestmark = pytest.mark.slow
+
+
+def test_soak_30_seconds() -> None:
+    out = subprocess.run(
+        [sys.executable, str(SOAK), "--seconds", "30", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.stdout.strip(), out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"\nsoak 30 s: {result}")
+    assert result["5xx"] == 0, result["status"]
+    assert result["transport_errors"] == 0
+    assert result["requests"] > 1000
+    assert result["rss_growth_pct"] <= 5.0
+    # retention worked: many more sessions were created than the store holds at the end
+    assert result["logins"] > result["store_end"]["families"]
+    assert result["ok"] is True and out.returncode == 0, result
