@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,8 +54,32 @@ class _RereadListener(PgListener):
     """The follow path before the NOTIFY payload carried events: every notification is only a
     hint, and each wake-up re-reads the table."""
 
-    def buffered(self, cursor: int, now: float, limit: int) -> tuple[list[Any], int]:
-        return [], cursor
+    async def wait(
+        self,
+        cursor: int,
+        fetch: Callable[[int], Awaitable[list[RevocationEvent]]],
+        *,
+        now: Callable[[], float],
+        timeout: float,
+        poll_interval: float,
+        recheck: float = 1.0,
+        limit: int = 1000,
+    ) -> list[RevocationEvent]:
+        """The previous ``PgListener.wait``, verbatim but for the signature."""
+        self.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            wakeup, listening = self.wakeup, self.ready
+            found = await fetch(cursor)
+            if found:
+                return found
+            left = deadline - loop.time()
+            if left <= 0:
+                return []
+            step = min(left, recheck if listening else poll_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), step)
 
 
 class RereadSQLStore(SQLStore):
