@@ -328,7 +328,7 @@ def backends(tmp: Path) -> list[Backend]:
             {"schema": f"twbench_r{tag}"},
             reread=True,
         ),
-        Backend("sqlite", "polling (0.2 s)", f"sqlite:///{tmp / 'bench.db'}", {}),
+        Backend("sqlite", "polling (0.2 s)", f"sqlite:///{tmp / 'bench.db'}", {"timeout": 10.0}),
     ]
 
 
