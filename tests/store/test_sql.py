@@ -23,6 +23,7 @@ from tokenward.errors import StoreUnavailable
 from tokenward.store import (
     Family,
     RefreshTokenRecord,
+    RevocationEvent,
     RevocationKind,
     RotationOutcome,
 )
@@ -375,3 +376,28 @@ async def test_postgres_events_too_big_for_a_notify_payload_are_read_from_the_ta
         assert got == events
         assert listener.latest == events[-1].seq  # announced, ...
         assert listener.buffered(0, NOW, 1000)[0] == []  # ... but not carried
+
+
+def test_listener_payloads() -> None:
+    """What a listener makes of payloads: its schema's events are buffered, another schema's
+    are ignored, an oversized batch is announced by ``seq`` only, anything unreadable is a hint
+    to read the table."""
+    from tokenward.store.sql_listener import MAX_PAYLOAD, PgListener, notify_payload
+
+    def ev(seq: int, value: str = "v") -> RevocationEvent:
+        return RevocationEvent(seq, RevocationKind.JTI, value, NOW + 60, NOW)
+
+    listener = PgListener("postgresql://unused", schema="a")
+    listener._on_notify(notify_payload("b", [ev(1)]))
+    assert listener.latest == 0 and listener.buffered(0, NOW, 10) == ([], 0)
+    listener._on_notify(notify_payload("a", [ev(1), ev(2)]))
+    assert listener.latest == 2 and listener.buffered(0, NOW, 10) == ([ev(1), ev(2)], 2)
+    assert listener.buffered(1, NOW + 61, 10) == ([], 2)  # expired: skipped, cursor moves
+    big = [ev(3 + i, "x" * 200) for i in range(50)]
+    payload = notify_payload("a", big)
+    assert len(payload) <= MAX_PAYLOAD
+    listener._on_notify(payload)
+    assert listener.latest == 52 and listener.buffered(2, NOW, 10) == ([], 2)
+    for odd in ("42", "not json", '{"s": "a", "n": 60, "e": [[60, "bogus", "v", 1, 1]]}'):
+        listener._on_notify(odd)
+    assert listener._hints == 3 and listener.latest == 52

@@ -133,18 +133,19 @@ class PgListener:
     def _on_notify(self, payload: str) -> None:
         try:
             data = orjson.loads(payload)
-            schema, latest = data["s"], int(data["n"])
-            rows = data.get("e") or []
+            if data["s"] != self._schema:
+                return  # another store sharing the database
+            latest = int(data["n"])
+            events = [
+                RevocationEvent(int(seq), RevocationKind(kind), str(value), float(u), float(at))
+                for seq, kind, value, u, at in data.get("e") or ()
+            ]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             self._hints += 1  # e.g. an older version's payload: read the table
             self._fire()
             return
-        if schema != self._schema:
-            return  # another store sharing the database
-        for seq, kind, value, until, at in rows:
-            self._events[int(seq)] = RevocationEvent(
-                int(seq), RevocationKind(kind), str(value), float(until), float(at)
-            )
+        for event in events:
+            self._events[event.seq] = event
         while len(self._events) > _BUFFER:
             del self._events[next(iter(self._events))]  # insertion order = seq order
         self.latest = max(self.latest, latest)
