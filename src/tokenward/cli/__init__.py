@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from . import client, db, keys, serve, session, token, user
+from . import client, db, demo, keys, serve, session, token, user
 
 __all__ = ["app", "main"]
 
@@ -34,6 +34,7 @@ app.add_typer(user.app, name="user")
 app.add_typer(client.app, name="client")
 app.add_typer(session.app, name="session")
 app.add_typer(db.app, name="db")
+app.command("demo")(demo.demo)
 
 
 def main() -> None:
