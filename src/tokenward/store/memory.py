@@ -259,7 +259,10 @@ class MemoryStore(Store):
             if left <= 0:
                 return []
             try:
-                await asyncio.wait_for(fut, left)
+                # not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that
+                # arrives as the future completes, and a stopping follower then never stops
+                async with asyncio.timeout(left):
+                    await fut
             except TimeoutError:
                 return await self.revocations_after(cursor, now=now())
             finally:
