@@ -30,8 +30,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from test_attacks_jws import P256_N, _public_serialisations, _rs, b64, seg
 
+from test_attacks_jws import P256_N, _public_serialisations, _rs, b64, seg
 from tokenward.jws import _make_sign_function
 from tokenward.keys import SigningKey
 

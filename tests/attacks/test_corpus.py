@@ -28,7 +28,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -37,11 +37,11 @@ from typing import Any
 import httpx
 import pytest
 
+from drills.live import Serve
 from tokenward.clock import system_clock
 from tokenward.keys import KeyRing
 from tokenward.settings import decode_kek
 
-from drills.live import Serve
 from .forge import Forge
 
 HERE = Path(__file__).parent
@@ -320,8 +320,10 @@ def test_report_attack_matrix(live: Live, capsys: pytest.CaptureFixture[str]) ->
             by_attack[attack] += n
     slowest = sorted(live.timings.items(), key=lambda kv: -kv[1])[:3]
     with capsys.disabled():
-        print(f"\nattack corpus: {len(CASES)} cases x {len(ENTRY_POINTS)} entry points, "
-              f"{sent} requests, {live.results.total() - sent} not sendable as a header")  # fmt: skip
+        print(
+            f"\nattack corpus: {len(CASES)} cases x {len(ENTRY_POINTS)} entry points, "
+            f"{sent} requests, {live.results.total() - sent} not sendable as a header"
+        )
         print("  per attack:", dict(sorted(by_attack.items())))
         print("  slowest:", [(k, f"{v * 1000:.1f} ms") for k, v in slowest])
     assert sent >= len(CASES) * 6

@@ -11,7 +11,6 @@ succeeds only with a real refresh token; the legitimate session survives every i
 from __future__ import annotations
 
 import os
-
 from typing import Any
 from urllib.parse import urlencode
 

@@ -8,10 +8,9 @@ accepted only when it is exactly our profile (alg = the key's one alg, our kid, 
 
 from __future__ import annotations
 
-import os
-
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
