@@ -235,7 +235,8 @@ class JWKSFetcher:
                     continue
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=min(delay, 1.0))
+                    async with asyncio.timeout(min(delay, 1.0)):
+                        await self._wake.wait()
         finally:
             await self.aclose()
 

@@ -210,9 +210,8 @@ class Verifier:
                 raise
             fut = self._loop.submit(self.jwks.refetch_for_unknown_kid(kid))
             try:
-                known = await asyncio.wait_for(
-                    asyncio.wrap_future(fut), timeout=self.http_timeout + 1.0
-                )
+                async with asyncio.timeout(self.http_timeout + 1.0):
+                    known = await asyncio.wrap_future(fut)
             except TimeoutError:
                 known = False
             if not known:

@@ -444,7 +444,8 @@ async def _sse(request: Request, hub: EventHub, after: int) -> AsyncIterator[byt
             yield b"id: %d\nevent: security\ndata: %s\n\n" % (seq, orjson.dumps(event))
         while not await request.is_disconnected():
             try:
-                seq, event = await asyncio.wait_for(q.get(), _KEEPALIVE)
+                async with asyncio.timeout(_KEEPALIVE):
+                    seq, event = await q.get()
             except TimeoutError:
                 yield b": keep-alive\n\n"
                 continue

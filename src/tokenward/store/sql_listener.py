@@ -125,7 +125,8 @@ class PgListener:
                 return []
             step = min(left, recheck if listening else poll_interval)
             try:
-                await asyncio.wait_for(wakeup.wait(), step)
+                async with asyncio.timeout(step):
+                    await wakeup.wait()
                 must_read = hints != self._hints  # an unreadable hint; else latest says
             except TimeoutError:
                 must_read = step >= recheck  # a safety net: re-read every ``recheck`` s
