@@ -38,7 +38,9 @@ def storage_url_for(store_url: str, override: str | None = None) -> str:
         return override if override.startswith("async+") else "async+" + override
     scheme = store_url.split("://", 1)[0].lower()
     if scheme in ("redis", "rediss"):
-        return "async+" + store_url
+        from .store.redis import _url_prefix
+
+        return "async+" + _url_prefix(store_url, "")[0]  # the store's ?prefix= is not for limits
     return "async+memory://"
 
 

@@ -1,8 +1,8 @@
 """``tokenward serve`` as a real subprocess on any store, for the drills, the soak and the
 attack corpus: start, ``kill -9``, restart on the same store, and isolated backends.
 
-Backends: ``sqlite`` (a file in a temporary directory), ``redis`` (a dedicated database
-number, flushed before and after), ``postgres`` (a fresh schema, dropped afterwards).
+Backends: ``sqlite`` (a file in a temporary directory), ``redis`` (a unique key prefix,
+``?prefix=`` in the URL, deleted afterwards), ``postgres`` (a fresh schema, dropped afterwards).
 A backend whose service is unreachable is skipped, or fails with ``TOKENWARD_REQUIRE_SERVICES=1``.
 """
 
@@ -72,6 +72,7 @@ class Backend:
     name: str
     url: str
     cleanup: Callable[[], None] = lambda: None
+    prefix: str = "tw"  # Redis key prefix
 
 
 def make_backend(name: str, tmp: Path, *, redis_db: int = 12, port: int | None = None) -> Backend:
@@ -82,15 +83,20 @@ def make_backend(name: str, tmp: Path, *, redis_db: int = 12, port: int | None =
     if name == "redis":
         import redis
 
-        def flush() -> None:
+        # a unique key prefix: concurrent runs (and other suites) may share the database
+        prefix = f"twdrill{uuid.uuid4().hex[:10]}"
+
+        def delete() -> None:
             c = redis.Redis(host="127.0.0.1", port=6379, db=redis_db, socket_connect_timeout=2)
             try:
-                c.flushdb()
+                keys = list(c.scan_iter(match=f"*{prefix}*", count=1000))
+                if keys:
+                    c.delete(*keys)
             finally:
                 c.close()
 
-        flush()
-        return Backend(name, f"redis://127.0.0.1:{port or 6379}/{redis_db}", flush)
+        url = f"redis://127.0.0.1:{port or 6379}/{redis_db}?prefix={prefix}"
+        return Backend(name, url, delete, prefix)
     if name == "postgres":
         from store.conftest import drop_postgres_schema
 

@@ -74,10 +74,11 @@ def _unconsumed_per_family_raw(backend: Backend) -> dict[str, int]:
     else:
         import redis
 
-        r = redis.Redis.from_url(backend.url)
+        r = redis.Redis.from_url(backend.url.split("?", 1)[0])
+        head = "{" + backend.prefix + ":fam:"
         try:
-            for key in r.scan_iter(match="{tw:fam:*}:tok", count=1000):
-                sid = key.decode()[len("{tw:fam:") : -len("}:tok")]
+            for key in r.scan_iter(match=head + "*}:tok", count=1000):
+                sid = key.decode()[len(head) : -len("}:tok")]
                 if r.hget(key.decode()[: -len(":tok")], "revoked_at") not in (None, b""):
                     continue
                 fields = [f.decode() for f in r.hkeys(key)]

@@ -40,3 +40,15 @@ async def test_silent_throttle_storage_is_bounded() -> None:
             await throttle.failed("alice", "10.0.0.1")
         proxy.restore()
         await throttle.check("bob", "10.0.0.2")  # recovers by itself
+
+
+def test_redis_url_prefix_isolates_a_server_and_is_not_passed_to_limits() -> None:
+    """``?prefix=`` in a Redis store URL (what the drills use to isolate concurrent servers)
+    names the store's keys and is removed from the URL given to redis-py and to ``limits``."""
+    from tokenward.ratelimit import storage_url_for
+    from tokenward.store.redis import RedisStore
+
+    store = RedisStore("redis://127.0.0.1:6379/12?prefix=abc&protocol=2")
+    assert store.prefix == "abc" and store.url == "redis://127.0.0.1:6379/12?protocol=2"
+    assert RedisStore("redis://127.0.0.1:6379/12").prefix == "tw"
+    assert storage_url_for("redis://h:6379/1?prefix=abc") == "async+redis://h:6379/1"

@@ -99,7 +99,8 @@ def _b(value: Any) -> bytes:
 class RedisStore(Store):
     """``RedisStore("redis://127.0.0.1:6379/0", prefix="tw", timeout=2.0)``.
 
-    Options: ``prefix`` (key namespace), ``timeout`` (seconds, bounds every call),
+    Options: ``prefix`` (key namespace; also ``?prefix=name`` in the URL, so that servers
+    configured by URL alone can share one database), ``timeout`` (seconds, bounds every call),
     ``ttl_margin`` (seconds a dead family is kept for reuse detection and purge, default one
     day), ``max_connections``; other keyword options go to ``redis.asyncio.Redis.from_url``.
     """
@@ -119,6 +120,7 @@ class RedisStore(Store):
     ) -> None:
         if timeout <= 0:
             raise ConfigurationError("timeout must be positive")
+        url, prefix = _url_prefix(url, prefix)
         if not prefix or any(c in prefix for c in "{} "):
             raise ConfigurationError("prefix must be non-empty, without braces or spaces")
         self.url = url
@@ -735,3 +737,16 @@ def _glob_escape(pattern: str) -> str:
     for ch in "\\[]?*":
         body = body.replace(ch, "\\" + ch)
     return body + star
+
+
+def _url_prefix(url: str, prefix: str) -> tuple[str, str]:
+    """Take ``prefix=`` out of the URL's query (redis-py would pass it to the connection)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    given = [v for k, v in query if k == "prefix"]
+    if not given:
+        return url, prefix
+    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+    return urlunsplit(parts._replace(query=rest)), given[-1]
