@@ -38,7 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/verify.py
 
 bench-http: $(STAMP)
-	$(BIN)/python bench/http.py
+	$(BIN)/python bench/http_bench.py
 
 FUZZ_SECONDS ?= 300
 FUZZ_EXAMPLES ?= 3000
