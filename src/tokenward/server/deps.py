@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BEARER_SCHEME",
     "FORM_CONTENT_TYPE",
+    "TOKEN_FORM",
     "Bearer",
     "bearer_claims",
     "client_ip",
@@ -147,3 +148,15 @@ def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, AccessTokenCl
 
 #: Route parameter type: the verified bearer access token of the request.
 Bearer = Annotated[AccessTokenClaims, Depends(bearer_claims)]
+
+
+#: The form body of /revoke (RFC 7009 §2.1) and /introspect (RFC 7662 §2.1).
+TOKEN_FORM = form_openapi(
+    {
+        "token": {"type": "string"},
+        "token_type_hint": {"type": "string", "enum": ["access_token", "refresh_token"]},
+        "client_id": {"type": "string"},
+        "client_secret": {"type": "string", "format": "password"},
+    },
+    ["token"],
+)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from ..errors import InvalidRequest, InvalidToken
 from ..sessions import parse_refresh_token
 from .auth import authenticate_client
-from .deps import form_openapi, get_runtime, read_form
+from .deps import TOKEN_FORM, get_runtime, read_form
 from .errors import JSON, NO_STORE, OAuthError
 from .openapi import CLIENT_AUTH
 
@@ -23,16 +23,7 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["oauth"])
 
-_FORM = form_openapi(
-    {
-        "token": {"type": "string"},
-        "token_type_hint": {"type": "string", "enum": ["access_token", "refresh_token"]},
-        "client_id": {"type": "string"},
-        "client_secret": {"type": "string", "format": "password"},
-    },
-    ["token"],
-)
-_FORM["security"] = CLIENT_AUTH
+_FORM = {**TOKEN_FORM, "security": CLIENT_AUTH}
 
 _INACTIVE: dict[str, Any] = {"active": False}
 

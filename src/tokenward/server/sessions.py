@@ -30,19 +30,8 @@ class SessionOut(BaseModel):
 
 
 def session_out(info: SessionInfo, current_sid: str | None = None) -> SessionOut:
-    return SessionOut(
-        session_id=info.session_id,
-        client_id=info.client_id,
-        scope=info.scope,
-        created_at=info.created_at,
-        last_used_at=info.last_used_at,
-        expires_at=info.expires_at,
-        idle_expires_at=info.idle_expires_at,
-        user_agent=info.user_agent,
-        ip=info.ip,
-        device=info.device,
-        current=info.session_id == current_sid,
-    )
+    fields = {name: getattr(info, name) for name in SessionOut.model_fields if name != "current"}
+    return SessionOut(**fields, current=info.session_id == current_sid)
 
 
 @router.get(
