@@ -40,13 +40,13 @@ bench: $(STAMP)
 bench-http: $(STAMP)
 	$(BIN)/python bench/http_bench.py
 
-FUZZ_SECONDS ?= 300
+FUZZ_RUNS ?= 20000000
 FUZZ_EXAMPLES ?= 3000
 SOAK_SECONDS ?= 600
 
 # long coverage-guided run of the JWS parser (atheris); prints inputs run and the outcome classes
 fuzz: $(STAMP)
-	$(BIN)/python fuzz/jws_target.py -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
+	$(BIN)/python fuzz/jws_target.py -atheris_runs=$(FUZZ_RUNS) -print_final_stats=1
 	TOKENWARD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider tests/fuzz
 
 # 10 minutes of mixed load against 2 server workers (0 5xx, RSS growth <= 5 %, bounded store)

@@ -1,15 +1,16 @@
 """Coverage-guided fuzzing (atheris / libFuzzer) of the strict JWS parser and verifier.
 
-    .venv/bin/python fuzz/jws_target.py -atheris_runs=200000      # or: make fuzz
-    .venv/bin/python fuzz/jws_target.py -max_total_time=600
+    .venv/bin/python fuzz/jws_target.py -atheris_runs=20000000    # or: make fuzz
+    .venv/bin/python fuzz/jws_target.py -max_total_time=600       # libFuzzer's stats at the end
 
 The seed corpus is generated at run time (never copied): every compact JWS of the Wycheproof
 ``json_web_signature_test.json`` and RFC 7520 files in ``../shared/vectors`` (or
 ``$TOKENWARD_SHARED/vectors``) plus fresh valid tokens of each algorithm we sign with. Each
 input is tried as latin-1 text and as UTF-8 text against a :class:`tokenward.Verifier` that
 knows ES256, RS256, EdDSA and HS256 keys (and the RFC 7520 keys when they import). The only
-acceptable failures are ``tokenward.errors.TokenwardError`` subclasses: anything else
-propagates and libFuzzer reports it as a crash (non-zero exit). On exit a summary line is
+acceptable failures are ``tokenward.errors.TokenwardError`` subclasses, and the only
+acceptable successes are the very tokens we signed: anything else raises and libFuzzer reports
+it as a crash (non-zero exit). On exit a summary line is
 printed: ``fuzz-summary inputs=N accepted=A rejected=R other=0 by_class={...}``.
 """
 
@@ -70,10 +71,14 @@ def seed_corpus(tokens: list[str]) -> list[str]:
 
 KEYS, TOKENS = _keys_and_tokens()
 VERIFIER = Verifier(KEYS, issuer=ISS, audience=AUD, clock=CLOCK, cache_size=0)
+VALID = frozenset(TOKENS)
 
 
 def test_one_input(data: bytes) -> None:
     STATS["inputs"] += 1
+    n = STATS["inputs"]
+    if n >= 1 << 20 and n & (n - 1) == 0:  # progress at every power of two (libFuzzer's
+        _summary()  # time limit ends the process without running Python's atexit)
     for text in (data.decode("latin-1"), data.decode("utf-8", "surrogateescape")):
         try:
             VERIFIER.verify(text)
@@ -82,6 +87,9 @@ def test_one_input(data: bytes) -> None:
             STATS["class:" + type(exc).__name__] += 1
         else:
             STATS["accepted"] += 1
+            # only a token we signed, character for character, may ever verify
+            if text not in VALID:
+                raise AssertionError("a token we did not sign verified")
 
 
 def _summary() -> None:
