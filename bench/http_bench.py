@@ -21,36 +21,31 @@ algorithm (tokenward ES256, both peers HS256). Rounds are interleaved (every cel
 runs before the next round starts) so slow drift hits all three alike.
 
 The load generator shares the machine's cores with the servers; its CPU share is printed.
-Run: ``.venv/bin/python bench/http.py`` (``--quick`` for a smoke run; about 2 minutes by
+Run: ``.venv/bin/python bench/http_bench.py`` (``--quick`` for a smoke run; about 2 minutes by
 default). Prints Markdown and writes ``docs/img/http-bench.png`` (matplotlib).
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import base64
+import os
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-# This file is named like the standard library's ``http`` package; run as a script, its
-# directory comes first on sys.path and would shadow it. Drop it before anything imports http.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import base64  # noqa: E402
-import os  # noqa: E402
-import resource  # noqa: E402
-import secrets  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Awaitable, Callable  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
-
-import httpx  # noqa: E402
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "bench" / "peers"

@@ -33,12 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# bench/http.py would shadow the standard library's ``http`` (imported by httpx): run as if
-# with ``python -P`` (no script directory on sys.path)
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-import httpx  # noqa: E402
+import httpx
 
 BIN = Path(sys.executable).parent / "tokenward"
 REDIS_URL = os.environ.get("TOKENWARD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
