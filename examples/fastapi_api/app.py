@@ -26,6 +26,7 @@ def verifier_from_env() -> Verifier:
 def create_app(verifier: Verifier) -> FastAPI:
     guard = Guard(verifier, realm="orders")
     app = FastAPI(title="orders (FastAPI)", lifespan=guard.lifespan)
+    guard.install(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, object]:

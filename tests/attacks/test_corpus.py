@@ -231,7 +231,7 @@ def _check(ep: str, expect: str, big: bool, r: httpx.Response) -> str | None:
     if ep in BEARER:
         if r.status_code == 400 and isinstance(body, dict):
             # RFC 6750 §3.1: a header that is not ``Bearer <b64token>`` is invalid_request
-            err = body.get("error") or (body.get("detail") or {}).get("error")
+            err = body.get("error")
             return None if err == "invalid_request" else f"400 with {body}"
         if r.status_code != 401:
             return f"expected 401, got {r.status_code} {r.text[:200]}"

@@ -81,6 +81,7 @@ def _fastapi_app(verifier: Any) -> Any:
 
     guard = Guard(verifier, realm="api")
     app = FastAPI(lifespan=guard.lifespan)
+    guard.install(app)
 
     @app.get("/orders")
     async def orders(claims: AccessTokenClaims = Depends(guard.require(scopes=["read"]))):  # noqa: B008
@@ -95,7 +96,11 @@ def test_fastapi_dependency(verifier, tokens):
     with TestClient(_fastapi_app(verifier)) as client:
         check_contract(lambda h: client.get("/orders", headers=h), tokens)
         r = client.get("/orders", headers=bearer(tokens["none"]))
-        assert r.json()["detail"]["error"] == "insufficient_scope"
+        assert r.json() == {
+            "error": "insufficient_scope",
+            "error_description": r.json()["error_description"],
+        }
+        assert r.json()["error_description"]
         assert "tokenward" in client.get("/openapi.json").json()["components"]["securitySchemes"]
 
 
@@ -105,7 +110,7 @@ def test_fastapi_stale_is_503_with_retry_after(tokens):
     with TestClient(_fastapi_app(StaleVerifier())) as client:
         r = client.get("/orders", headers=bearer(tokens["read"]))
     assert r.status_code == 503 and r.headers["Retry-After"] == "15"
-    assert r.json()["detail"]["error"] == "temporarily_unavailable"
+    assert r.json()["error"] == "temporarily_unavailable"
 
 
 # -- Starlette --------------------------------------------------------------------------------

@@ -9,13 +9,16 @@
 
     guard = Guard(Verifier(jwks_url=..., issuer=..., audience="api", ...), realm="api")
     app = FastAPI(lifespan=guard.lifespan)
+    guard.install(app)   # flat {"error", "error_description"} bodies, like the other integrations
 
     @app.get("/orders")
     async def orders(claims: AccessTokenClaims = Depends(guard.require(scopes=["read"]))):
         return {"sub": claims.sub}
 
-Failures raise ``HTTPException`` with the RFC 6750 status and ``WWW-Authenticate`` header;
-the body is FastAPI's ``{"detail": {"error": ..., "error_description": ...}}``. The
+Failures raise :class:`GuardError` (an ``HTTPException``) with the RFC 6750 status and
+``WWW-Authenticate`` header. With ``guard.install(app)`` the body is
+``{"error": ..., "error_description": ...}`` as in the Flask, Django and Starlette
+integrations; without it, FastAPI's default handler wraps it as ``{"detail": {...}}``. The
 dependency also declares an HTTP bearer security scheme, so ``/docs`` offers "Authorize".
 """
 
@@ -25,14 +28,24 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import HTTPException, Request, Security
+from fastapi import FastAPI, HTTPException, Request, Security
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..claims import AccessTokenClaims
 from .bearer import AuthFailure, TokenVerifier, aauthenticate
 from .remote import Verifier
 
-__all__ = ["Guard"]
+__all__ = ["Guard", "GuardError"]
+
+
+class GuardError(HTTPException):
+    """An RFC 6750 failure of :meth:`Guard.require`; ``detail`` is the error body."""
+
+
+async def _render(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, GuardError)
+    return JSONResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
 
 
 class Guard:
@@ -58,11 +71,15 @@ class Guard:
                 realm=self.realm,
             )
             if isinstance(result, AuthFailure):
-                raise HTTPException(result.status, detail=result.body, headers=result.headers)
+                raise GuardError(result.status, detail=result.body, headers=result.headers)
             request.state.token_claims = result
             return result
 
         return dependency
+
+    def install(self, app: FastAPI) -> None:
+        """Answer guard failures with a flat ``{"error", "error_description"}`` body."""
+        app.add_exception_handler(GuardError, _render)
 
     @asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
