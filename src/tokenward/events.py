@@ -23,7 +23,9 @@ tokenward does not configure ``structlog``; the application does (the server ren
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from enum import StrEnum
@@ -31,7 +33,15 @@ from typing import Any
 
 import structlog
 
-__all__ = ["EVENT_LOGGER", "Listener", "SecurityEvent", "add_listener", "emit", "log_quietly"]
+__all__ = [
+    "EVENT_LOGGER",
+    "Listener",
+    "SecurityEvent",
+    "add_listener",
+    "configure_logging",
+    "emit",
+    "log_quietly",
+]
 
 EVENT_LOGGER = "tokenward.events"
 
@@ -92,3 +102,23 @@ def emit(event: SecurityEvent | str, **fields: Any) -> None:
         # a broken listener must not break the lifecycle
         with contextlib.suppress(Exception):
             listener(name, clean)
+
+
+def configure_logging(*, json: bool = True) -> None:
+    """For the server process (and each of its workers): structlog → JSON lines on stderr
+    (access log, security events, errors). Library code never calls this."""
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

@@ -9,41 +9,20 @@ through ``TOKENWARD_STORE_URL``.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import structlog
 import typer
 
+from ..events import configure_logging
 from ..settings import Settings, load_settings
 from ._common import cli_errors, err_console
 
 if TYPE_CHECKING:
     from ..server.runtime import BootstrapReport
 
-__all__ = ["configure_logging", "prepare", "serve"]
-
-
-def configure_logging(json: bool = True) -> None:
-    """structlog → JSON lines on stderr (access log, security events, errors)."""
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
-    )
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
-    )
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+__all__ = ["prepare", "serve"]
 
 
 async def prepare(settings: Settings) -> BootstrapReport:
@@ -70,7 +49,7 @@ def serve(
     from ..server.keystore import resolve_kek
 
     resolve_kek(settings)  # a missing or unreadable KEK stops start-up with one line, here
-    configure_logging(settings.log_json)
+    configure_logging(json=settings.log_json)
     url = f"http://{settings.host}:{settings.port}"
     if "issuer" not in settings.model_fields_set:  # not set anywhere: the address we serve on
         settings = settings.model_copy(update={"issuer": url})

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..clock import Clock
-from ..events import add_listener
+from ..events import add_listener, configure_logging
 from ..settings import Settings, load_settings
 from ..store.base import Store
 from . import (
@@ -107,5 +107,10 @@ def create_app(
 
 
 def create_app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` (multi-worker serving): settings from the environment."""
-    return create_app(load_settings())
+    """Factory for ``uvicorn --factory`` (multi-worker serving): settings from the environment.
+
+    Each worker is a fresh process, so it sets up its own logging as ``tokenward serve`` does.
+    """
+    settings = load_settings()
+    configure_logging(json=settings.log_json)
+    return create_app(settings)
