@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tokenward.claims import AccessTokenClaims
@@ -22,6 +23,7 @@ from tokenward.errors import (
 from tokenward.guard import RevocationMirror, Verifier
 from tokenward.issuer import Issuer
 from tokenward.keys import KeyRing
+from tokenward.store.base import RevocationEvent, RevocationKind
 
 from .conftest import AUD, CLIENT, ISS, AuthStub, wait_until
 
@@ -343,3 +345,42 @@ def test_snapshot_pages_are_all_loaded_before_sync(served, issuer, fclock):
         for at in issued:
             with pytest.raises(RevokedToken):
                 v.verify(at.token)
+
+
+async def test_sse_ready_below_our_cursor_reloads_snapshot(fclock, issuer):
+    """SSE: the server's ``ready`` carries its store's cursor; below ours, start over from 0."""
+    at = issuer.issue(sub="a", client_id="c")
+    now = fclock.now()
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.params["after"])
+        if seen[-1] != "0":
+            body = "event: ready\ndata: 0\n\n"  # a fresh store behind the server now
+        else:
+            ev = orjson.dumps(_ev(1, "jti", at.jti, now)).decode()
+            body = f"event: ready\ndata: 1\n\nid: 1\nevent: revocation\ndata: {ev}\n\n"
+        sse = {"Content-Type": "text/event-stream"}
+        return httpx.Response(200, content=body.encode(), headers=sse)
+
+    m = RevocationMirror(
+        "http://auth.test/revocations",
+        client_id="a",
+        client_secret="b",
+        clock=fclock,
+        mode="sse",
+        transport=httpx.MockTransport(handler),
+    )
+    old = issuer.issue(sub="b", client_id="c")
+    m.apply([RevocationEvent(7, RevocationKind.JTI, old.jti, now + 60, now)])
+    m._mark_synced()  # as after a sync with the old store
+    with pytest.raises(RevokedToken):
+        m.check(_claims(old))
+    await m._follow_sse()  # ready 0 < 7: reset
+    assert m.cursor == 0
+    m.check(_claims(old))  # the old store's revocation is gone with it
+    await m._follow_sse()  # the snapshot of the new store
+    assert seen == ["7", "0"] and m.cursor == 1
+    with pytest.raises(RevokedToken):
+        m.check(_claims(at))
+    await m.aclose()

@@ -241,7 +241,10 @@ class RevocationMirror:
                     raise ValueError("SSE line too long")
                 if line == "":
                     if data:
-                        self._on_sse(event, "\n".join(data))
+                        try:
+                            self._on_sse(event, "\n".join(data))
+                        except _Resync:
+                            return  # reconnect from cursor 0: the snapshot, then the tail
                     event, data = "message", list[str]()
                     self._mark_synced()
                 elif line.startswith(":"):
@@ -253,6 +256,12 @@ class RevocationMirror:
 
     def _on_sse(self, event: str, payload: str) -> None:
         if event == "ready":
+            # ``ready`` carries the server store's cursor: below ours, this mirror followed an
+            # older store (a fresh or restored one now) -> drop the state and reload
+            head = orjson.loads(payload)
+            if type(head) is int and head < self.cursor:
+                self._reset()
+                raise _Resync()
             return
         if event == "error":
             raise StoreUnavailable("revocation feed reported an error")
