@@ -112,6 +112,7 @@ class SQLStore(SQLRecordsMixin, Store):
         pool_size: int = 5,
         max_overflow: int = 10,
         poll_interval: float = 0.2,
+        pool_pre_ping: bool = True,
     ) -> None:
         parsed = make_url(url)
         backend = parsed.get_backend_name()
@@ -123,6 +124,10 @@ class SQLStore(SQLRecordsMixin, Store):
         self.timeout = float(timeout)
         self.poll_interval = float(poll_interval)
         self._pool = (int(pool_size), int(max_overflow))
+        self._pre_ping = bool(pool_pre_ping)
+        # single-statement lookups without BEGIN/COMMIT; ``False`` restores the former
+        # transaction-per-lookup path (kept for bench/lifecycle.py --compare)
+        self.single_reads = True
         query_schema = parsed.query.get("schema")
         if isinstance(query_schema, tuple):
             query_schema = query_schema[-1]
@@ -155,7 +160,13 @@ class SQLStore(SQLRecordsMixin, Store):
             return sqlite_engine(
                 self._url, timeout=self.timeout, memory=self.memory, pool=self._pool
             )
-        return postgres_engine(self._url, timeout=self.timeout, schema=self.schema, pool=self._pool)
+        return postgres_engine(
+            self._url,
+            timeout=self.timeout,
+            schema=self.schema,
+            pool=self._pool,
+            pre_ping=self._pre_ping,
+        )
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
@@ -169,20 +180,26 @@ class SQLStore(SQLRecordsMixin, Store):
     ) -> AsyncIterator[AsyncConnection]:
         """One transaction, bounded by ``timeout``; driver trouble becomes StoreUnavailable.
 
-        ``single``: the block runs exactly one statement; on PostgreSQL it then runs in
-        autocommit (the statement is its own atomic transaction and snapshot), saving the
-        BEGIN/COMMIT round trips on the revocation-feed path."""
+        ``single``: the block runs exactly one statement, which is then its own atomic
+        transaction and snapshot: autocommit on PostgreSQL, no ``BEGIN`` on SQLite (reads
+        only: a SQLite write keeps ``BEGIN IMMEDIATE``). That saves the BEGIN/COMMIT round
+        trips (SQLite: hops to its thread) on the lookups of every refresh and on the
+        revocation feed."""
         if self._engine is None or self._writer is None or self._autocommit is None:
             raise ConfigurationError("the store is not open (await store.open())")
         engine = self._writer if write else self._engine
         serialise = self.backend == "sqlite" and (write or self.memory)
         autocommit = single and self.backend == "postgresql"
+        if single and not write and self.backend == "sqlite":
+            engine = self._autocommit  # tokenward_autocommit: the begin hook emits no BEGIN
         try:
             async with (
                 asyncio.timeout(timeout or self.timeout),
                 hard_deadline(timeout or self.timeout),
                 self._lock if serialise else contextlib.nullcontext(),
-                self._autocommit.connect() if autocommit else engine.begin() as conn,
+                self._autocommit.connect()
+                if autocommit or engine is self._autocommit
+                else engine.begin() as conn,
             ):
                 yield conn
         except IntegrityError:
@@ -200,7 +217,13 @@ class SQLStore(SQLRecordsMixin, Store):
             return
         self._engine = self._make_engine()
         self._writer = self._engine.execution_options(tokenward_write=True)
-        self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._autocommit = self._engine.execution_options(
+            **(
+                {"isolation_level": "AUTOCOMMIT"}
+                if self.backend == "postgresql"
+                else {"tokenward_autocommit": True}
+            )
+        )
         try:
             await self.upgrade()
         except BaseException:
@@ -260,6 +283,36 @@ class SQLStore(SQLRecordsMixin, Store):
     async def get_refresh_token(
         self, token_hash: bytes
     ) -> tuple[RefreshTokenRecord, Family] | None:
+        if not self.single_reads:
+            return await self._get_refresh_token_two_reads(token_hash)
+        rt = refresh_tokens.c
+        query = select(
+            families,
+            rt.parent_hash.label("t_parent_hash"),
+            rt.created_at.label("t_created_at"),
+            rt.consumed_at.label("t_consumed_at"),
+            rt.successor_hash.label("t_successor_hash"),
+        ).join_from(families, refresh_tokens, families.c.sid == rt.sid)
+        query = query.where(rt.token_hash == token_hash)
+        async with self._tx(write=False, single=True) as conn:  # one joined statement
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        m = row._mapping
+        record = RefreshTokenRecord(
+            token_hash=bytes(token_hash),
+            sid=m["sid"],
+            created_at=m["t_created_at"],
+            parent_hash=opt_bytes(m["t_parent_hash"]),
+            consumed_at=m["t_consumed_at"],
+            successor_hash=opt_bytes(m["t_successor_hash"]),
+        )
+        return record, family_from_row(row)
+
+    async def _get_refresh_token_two_reads(
+        self, token_hash: bytes
+    ) -> tuple[RefreshTokenRecord, Family] | None:
+        """The former path (token, then family, in one transaction): for comparison."""
         async with self._tx(write=False) as conn:
             trow = (
                 await conn.execute(
@@ -433,7 +486,7 @@ class SQLStore(SQLRecordsMixin, Store):
         ]
 
     async def get_family(self, sid: str) -> Family | None:
-        async with self._tx(write=False) as conn:
+        async with self._tx(write=False, single=self.single_reads) as conn:
             row = (await conn.execute(select(families).where(families.c.sid == sid))).first()
         return family_from_row(row) if row is not None else None
 

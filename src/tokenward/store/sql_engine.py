@@ -2,8 +2,11 @@
 
 * SQLite (``aiosqlite``): sqlite3's own transaction handling is switched off and SQLAlchemy
   emits ``BEGIN`` itself — ``BEGIN IMMEDIATE`` on connections of the *writer* engine (execution
-  option ``tokenward_write``), a plain deferred ``BEGIN`` for reads (SQLAlchemy's documented
-  ``begin``-event recipe). Every connection gets ``busy_timeout`` and the WAL journal.
+  option ``tokenward_write``), a plain deferred ``BEGIN`` for multi-statement reads
+  (SQLAlchemy's documented ``begin``-event recipe), and no ``BEGIN`` at all for a single
+  read-only statement (execution option ``tokenward_autocommit``: SQLite runs it in its own
+  implicit read transaction, one consistent snapshot). Every connection gets ``busy_timeout``
+  and the WAL journal.
 * PostgreSQL (``psycopg`` 3 async): READ COMMITTED, a pool, ``connect_timeout``,
   ``statement_timeout`` and ``lock_timeout`` from the store's ``timeout``, and the store's
   ``schema`` as ``search_path``.
@@ -74,14 +77,21 @@ def sqlite_engine(url: URL, *, timeout: float, memory: bool, pool: tuple[int, in
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get("tokenward_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get("tokenward_autocommit", False):
+            return  # one read-only statement: its own implicit (deferred) transaction
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("tokenward_write") else "BEGIN")
 
     return engine
 
 
 def postgres_engine(
-    url: URL, *, timeout: float, schema: str | None, pool: tuple[int, int]
+    url: URL,
+    *,
+    timeout: float,
+    schema: str | None,
+    pool: tuple[int, int],
+    pre_ping: bool = True,
 ) -> AsyncEngine:
     ms = int(timeout * 1000)
     # a transaction idle far longer than any call may take belongs to a lost client: the
@@ -100,7 +110,7 @@ def postgres_engine(
         pool_size=pool[0],
         max_overflow=pool[1],
         pool_timeout=timeout,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
     )
 
 

@@ -1,6 +1,7 @@
 """Keys, secrets, users and clients of :class:`~tokenward.store.sql.SQLStore`.
 
-Plain single-statement CRUD, kept apart from the token lifecycle. Inserts that must not
+Plain single-statement CRUD, kept apart from the token lifecycle. Lookups run as one
+autocommit statement (``_tx(single=True)``: no BEGIN/COMMIT round trips). Inserts that must not
 overwrite use ``INSERT … ON CONFLICT DO NOTHING`` (SQLite and PostgreSQL dialects alike) and
 report a duplicate as :class:`~tokenward.errors.ConfigurationError`.
 """
@@ -36,9 +37,10 @@ class SQLRecordsMixin:
     """Needs ``backend`` and ``_tx`` from the store class."""
 
     backend: str
+    single_reads: bool
 
     def _tx(
-        self, *, write: bool, timeout: float | None = None
+        self, *, write: bool, timeout: float | None = None, single: bool = False
     ) -> AbstractAsyncContextManager[AsyncConnection]:
         raise NotImplementedError
 
@@ -47,7 +49,7 @@ class SQLRecordsMixin:
 
     # -- keys and secrets ------------------------------------------------------------------
     async def load_keys(self) -> bytes | None:
-        async with self._tx(write=False) as conn:
+        async with self._tx(write=False, single=self.single_reads) as conn:
             blob = (await conn.execute(select(keys.c.blob).where(keys.c.id == 1))).scalar()
         return bytes(blob) if blob is not None else None
 
@@ -84,7 +86,7 @@ class SQLRecordsMixin:
                 raise ConfigurationError(f"user {user.username!r} exists")
 
     async def get_user(self, username: str) -> User | None:
-        async with self._tx(write=False) as conn:
+        async with self._tx(write=False, single=self.single_reads) as conn:
             row = (await conn.execute(select(users).where(users.c.username == username))).first()
         return user_from_row(row) if row is not None else None
 
@@ -114,7 +116,7 @@ class SQLRecordsMixin:
 
     async def get_client(self, client_id: str) -> Client | None:
         query = select(clients).where(clients.c.client_id == client_id)
-        async with self._tx(write=False) as conn:
+        async with self._tx(write=False, single=self.single_reads) as conn:
             row = (await conn.execute(query)).first()
         return client_from_row(row) if row is not None else None
 
