@@ -2,8 +2,9 @@
 
 Failed attempts are counted per account and per client IP with the ``limits`` library
 (moving window). When either budget is spent the next attempt is refused *before* the
-password is checked: ``RateLimited`` (HTTP 429 + ``Retry-After``) and a ``login_throttled``
-security event. A successful login clears the account's counter (not the IP's).
+password is checked (the account's attempt is reserved atomically before the check, so
+concurrent guesses cannot overrun it): ``RateLimited`` (HTTP 429 + ``Retry-After``) and a
+``login_throttled`` security event. A successful login clears the account's counter (not the IP's).
 
 Backends: in-process memory (one instance, the embedded SQLite default) or Redis, shared by
 every instance (chosen from the store URL unless ``ratelimit_url`` says otherwise). A storage
@@ -84,23 +85,37 @@ class LoginThrottle:
         except Exception as exc:  # redis errors, timeouts, OSError: the storage is down
             raise StoreUnavailable(f"login throttle unavailable ({type(exc).__name__})") from None
 
+    async def _refuse(self, item: RateLimitItem, key: str, ip: str | None) -> None:
+        stats = await self._call(self._limiter.get_window_stats(item, key))
+        retry = max(1, math.ceil(stats.reset_time - time.time()))
+        _events.warning(
+            "login_throttled",
+            by="account" if key.startswith("account:") else "ip",
+            ip=ip,
+            retry_after=retry,
+        )
+        raise RateLimited("too many failed login attempts", retry_after=retry)
+
     async def check(self, username: str, ip: str | None) -> None:
-        """Raise ``RateLimited`` when this account or IP has no attempts left."""
+        """Raise ``RateLimited`` when this account or IP has no attempts left.
+
+        The account's attempt is *reserved* here (an atomic ``hit``), not counted after the
+        password check: otherwise N concurrent guesses all pass the test before the first
+        failure is recorded and the per-account limit does not hold. A successful login
+        clears the account's counter, so only failed attempts stay counted."""
         for item, key in self._budgets(username, ip):
             if not await self._call(self._limiter.test(item, key)):
-                stats = await self._call(self._limiter.get_window_stats(item, key))
-                retry = max(1, math.ceil(stats.reset_time - time.time()))
-                _events.warning(
-                    "login_throttled",
-                    by="account" if key.startswith("account:") else "ip",
-                    ip=ip,
-                    retry_after=retry,
-                )
-                raise RateLimited("too many failed login attempts", retry_after=retry)
+                await self._refuse(item, key, ip)
+        for item in self._account:
+            key = _key("account", username)
+            if not await self._call(self._limiter.hit(item, key)):
+                await self._refuse(item, key, ip)  # a concurrent attempt took the last one
 
     async def failed(self, username: str, ip: str | None) -> None:
-        for item, key in self._budgets(username, ip):
-            await self._call(self._limiter.hit(item, key))
+        """Count a failed attempt against the IP (the account's was reserved by ``check``)."""
+        if ip:
+            for item in self._ip:
+                await self._call(self._limiter.hit(item, _key("ip", ip)))
 
     async def succeeded(self, username: str) -> None:
         for item in self._account:

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import InvalidRequest, UnauthorizedClient
+from ..errors import InsufficientScope, InvalidRequest, UnauthorizedClient
 from .cookies import clear_refresh_cookie, csrf_token, set_refresh_cookie
 from .deps import Bearer, get_runtime
 from .errors import JSON, NO_STORE, OAuthError
@@ -138,9 +138,16 @@ async def logout(request: Request, claims: Bearer) -> JSON:
     return resp
 
 
-@router.post("/logout-all", response_model=LogoutResponse)  # 401/503: server.openapi
+@router.post(
+    "/logout-all",
+    response_model=LogoutResponse,
+    responses={403: {"model": OAuthError}},  # + 401/503 from tokenward.server.openapi
+)
 async def logout_all(request: Request, claims: Bearer) -> JSON:
     rt = get_runtime(request)
+    if not claims.sid:  # a client_credentials token's sub is a client id, not a user
+        request.state.required_scope = ""
+        raise InsufficientScope("log out everywhere needs a user's session token")
     n = await rt.sessions.revoke_subject(claims.sub)
     resp = JSON({"sessions_revoked": n}, headers=dict(NO_STORE))
     clear_refresh_cookie(

@@ -1,4 +1,8 @@
-"""The caller's own sessions: ``GET /sessions`` and ``DELETE /sessions/{sid}``."""
+"""The caller's own sessions: ``GET /sessions`` and ``DELETE /sessions/{sid}``.
+
+Only a user's session token (one with a ``sid``) has sessions: a ``client_credentials`` token's
+``sub`` is the client id, which must not act on a user who happens to share that name.
+"""
 
 from __future__ import annotations
 
@@ -40,6 +44,8 @@ def session_out(info: SessionInfo, current_sid: str | None = None) -> SessionOut
     responses={401: {"model": OAuthError}, 503: {"model": OAuthError}},
 )
 async def list_sessions(request: Request, claims: Bearer) -> list[SessionOut]:
+    if not claims.sid:  # a client's own token: no user sessions
+        return []
     infos = await get_runtime(request).sessions.list_sessions(claims.sub)
     return [session_out(i, claims.sid) for i in infos]
 
@@ -52,6 +58,8 @@ async def list_sessions(request: Request, claims: Bearer) -> list[SessionOut]:
 )
 async def delete_session(request: Request, sid: str, claims: Bearer) -> Response:
     rt = get_runtime(request)
+    if not claims.sid:  # a client's own token acts on no user's sessions
+        raise HTTPException(404)
     info = await rt.sessions.get_session(sid) if len(sid) <= 256 else None
     if info is None or info.sub != claims.sub or not info.active:
         raise HTTPException(404)

@@ -28,7 +28,8 @@ class UserInfo(BaseModel):
     responses={401: {"model": OAuthError}},  # + 503 from tokenward.server.openapi
 )
 async def userinfo(request: Request, claims: Bearer) -> UserInfo:
-    user = await get_runtime(request).users.get(claims.sub)
+    # a client_credentials token (no sid) is the client's, whatever user shares its name
+    user = await get_runtime(request).users.get(claims.sub) if claims.sid else None
     return UserInfo(
         sub=claims.sub,
         preferred_username=user.username if user is not None else None,

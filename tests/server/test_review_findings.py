@@ -1,0 +1,140 @@
+"""Regression tests for the findings of the security review of the server and the lifecycle
+(``docs/security.md``, "Review findings"). Each test is named after its finding."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tokenward.errors import RateLimited
+from tokenward.ratelimit import LoginThrottle
+
+from .conftest import ALICE_PW, Server, basic, bearer
+
+
+def _cc_token(server: Server, client_id: str, secret: str) -> str:
+    r = server.http.post(
+        "/token", data={"grant_type": "client_credentials"}, headers=basic(client_id, secret)
+    )
+    assert r.status_code == 200, r.text
+    token: str = r.json()["access_token"]
+    return token
+
+
+# -- F1: the per-account login limit did not hold under concurrent guesses -----------------------
+
+
+def test_f1_concurrent_password_guesses_cannot_overrun_the_account_limit(server: Server) -> None:
+    """20 wrong passwords for one account at once, limit 5/minute: before the fix every one of
+    them passed the limit test before the first failure was counted (20 x invalid_grant)."""
+    app = server.http.app
+
+    async def storm() -> list[int]:
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
+            data = [
+                {"grant_type": "password", "username": "alice", "password": f"guess {i}"}
+                for i in range(20)
+            ]
+            rs = await asyncio.gather(
+                *[c.post("/token", data={**d, "client_id": "app"}) for d in data]
+            )
+            return [r.status_code for r in rs]
+
+    statuses = server.run(storm)
+    assert statuses.count(400) == 5  # exactly the budget reached the password check
+    assert statuses.count(429) == 15
+    # the real password is refused too while the account's budget is spent
+    assert server.password().status_code == 429
+
+
+async def test_f1_throttle_reserves_the_account_attempt_before_the_check() -> None:
+    throttle = LoginThrottle(per_account="2/minute", per_ip="100/minute")
+    await asyncio.gather(*[throttle.check("bob", "10.0.0.1") for _ in range(2)])
+    with pytest.raises(RateLimited):
+        await throttle.check("bob", "10.0.0.1")
+    await throttle.succeeded("bob")  # a successful login gives the account its budget back
+    await throttle.check("bob", "10.0.0.1")
+
+
+def test_f1_successful_logins_do_not_spend_the_account_budget(server: Server) -> None:
+    for _ in range(8):  # more than the 5/minute budget
+        assert server.password().status_code == 200
+
+
+def test_f1_failures_still_count_per_ip(server_factory: Callable[..., Server]) -> None:
+    server = server_factory(login_limit_per_ip="3/minute")
+    for name in ("u1", "u2", "u3"):
+        assert server.password(username=name, password="nope").status_code == 400
+    assert server.password().status_code == 429
+
+
+# -- F2: a client_credentials token acted on the user whose name equals the client id -----------
+
+
+def _collision(server: Server) -> tuple[str, dict[str, Any]]:
+    """A confidential client registered as ``alice`` (the name of a user) and alice's login."""
+
+    async def add() -> str:
+        _, secret = await server.runtime.clients.create("alice", grants=("client_credentials",))
+        assert secret is not None
+        return secret
+
+    secret = server.run(add)
+    return _cc_token(server, "alice", secret), server.login()
+
+
+def test_f2_client_token_does_not_list_the_same_named_users_sessions(server: Server) -> None:
+    client_token, user = _collision(server)
+    assert server.http.get("/sessions", headers=bearer(client_token)).json() == []
+    own = server.http.get("/sessions", headers=bearer(user["access_token"])).json()
+    assert len(own) == 1  # the user still sees their session
+
+
+def test_f2_client_token_cannot_delete_the_same_named_users_session(server: Server) -> None:
+    client_token, user = _collision(server)
+    sid = server.http.get("/sessions", headers=bearer(user["access_token"])).json()[0]
+    r = server.http.delete(f"/sessions/{sid['session_id']}", headers=bearer(client_token))
+    assert r.status_code == 404
+    assert server.http.get("/userinfo", headers=bearer(user["access_token"])).status_code == 200
+
+
+def test_f2_client_token_cannot_log_the_same_named_user_out_everywhere(server: Server) -> None:
+    client_token, user = _collision(server)
+    r = server.http.post("/logout-all", headers=bearer(client_token))
+    assert r.status_code == 403
+    assert r.json()["error"] == "insufficient_scope"
+    assert server.http.get("/userinfo", headers=bearer(user["access_token"])).status_code == 200
+    refreshed = server.http.post(
+        "/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": user["refresh_token"],
+            "client_id": "app",
+        },
+    )
+    assert refreshed.status_code == 200
+
+
+def test_f2_userinfo_of_a_client_token_is_not_the_same_named_user(server: Server) -> None:
+    async def add() -> str:
+        _, secret = await server.runtime.clients.create("root", grants=("client_credentials",))
+        assert secret is not None
+        return secret
+
+    token = _cc_token(server, "root", server.run(add))  # "root" is an admin user too
+    info = server.http.get("/userinfo", headers=bearer(token)).json()
+    assert info["client_id"] == "root"
+    assert info["is_admin"] is False
+    assert info["preferred_username"] is None
+    admin = server.login(username="root", password="admin password 1")
+    me = server.http.get("/userinfo", headers=bearer(admin["access_token"])).json()
+    assert me["is_admin"] is True and me["preferred_username"] == "root"
+
+
+def test_f2_user_login_with_the_real_password_is_unaffected(server: Server) -> None:
+    assert server.password(password=ALICE_PW).status_code == 200
