@@ -138,3 +138,20 @@ def test_f2_userinfo_of_a_client_token_is_not_the_same_named_user(server: Server
 
 def test_f2_user_login_with_the_real_password_is_unaffected(server: Server) -> None:
     assert server.password(password=ALICE_PW).status_code == 200
+
+
+# -- F3: made-up HTTP methods grew the latency histogram's label set without bound --------------
+
+
+def test_f3_made_up_http_methods_do_not_grow_the_metrics_labels(server: Server) -> None:
+    for i in range(25):
+        assert server.http.request(f"BREW{i}", "/healthz").status_code == 405
+    text = server.http.get("/metrics").text
+    methods = {
+        line.split('method="', 1)[1].split('"', 1)[0]
+        for line in text.splitlines()
+        if line.startswith("tokenward_http_request") and 'method="' in line
+    }
+    assert "other" in methods
+    assert not any(m.startswith("BREW") for m in methods)
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}

@@ -30,6 +30,9 @@ __all__ = ["RequestMiddleware"]
 _access = structlog.get_logger("tokenward.access")
 _errors = structlog.get_logger("tokenward.server")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# the metric's ``method`` label: any other token a client sends is "other", so made-up methods
+# cannot grow the label set (and the process's memory) without bound
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def _json_error(status: int, error: str, description: str, rid: str) -> list[Message]:
@@ -122,8 +125,11 @@ class RequestMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             if self.metrics is not None:
+                method = scope.get("method", "")
                 self.metrics.request_latency.labels(
-                    method=scope.get("method", ""), route=template, status=str(status)
+                    method=method if method in _METHODS else "other",
+                    route=template,
+                    status=str(status),
                 ).observe(elapsed)
             _access.info(
                 "request",
