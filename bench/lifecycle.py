@@ -12,6 +12,11 @@ Every figure is measured next to a peer in the same run:
 * memory — bytes per live entry at 1 million entries (``tracemalloc``, strings included) for
   the ``Denylist`` vs a ``dict`` of jti → ``until`` float.
 
+``--compare`` adds, for SQLite and PostgreSQL, the same chain on a store running the former
+lookup path (``SQLStore.single_reads = False``: every lookup its own ``BEGIN``…``COMMIT``, token
+and family as two SELECTs) with ``pool_pre_ping=True``, next to the current one, in the same
+interleaved rounds: rows "sqlite (before)" / "postgres (before)".
+
 Security events below ``warning`` are filtered out (no log I/O in the measured loop; simplejwt
 logs nothing either). Run: ``.venv/bin/python bench/lifecycle.py`` (``--quick`` for a smoke
 run). Prints Markdown.
@@ -116,11 +121,21 @@ async def concurrent_rate(store: Store, n: int, concurrency: int) -> float:
     return per * concurrency / (time.perf_counter() - t_start)
 
 
-async def backend_store(name: str, tmp: Path) -> tuple[Store | None, Callable[[], Any]]:
+def before(store: Store) -> Store:
+    """The former SQL lookup path (for ``--compare``)."""
+    store.single_reads = False  # type: ignore[attr-defined]
+    return store
+
+
+async def backend_store(
+    name: str, tmp: Path, *, old: bool = False
+) -> tuple[Store | None, Callable[[], Any]]:
+    opts: dict[str, Any] = {"pool_pre_ping": True} if old else {}
     if name == "memory":
         return store_from_url("memory://"), lambda: None
     if name == "sqlite":
-        return store_from_url(f"sqlite:///{tmp / 'bench.db'}"), lambda: None
+        db = tmp / ("bench-before.db" if old else "bench.db")
+        return store_from_url(f"sqlite:///{db}"), lambda: None
     if name == "postgres":
         try:
             import psycopg
@@ -134,7 +149,7 @@ async def backend_store(name: str, tmp: Path) -> tuple[Store | None, Callable[[]
             with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
-        return store_from_url(POSTGRES_URL, schema=schema), drop
+        return store_from_url(POSTGRES_URL, schema=schema, **opts), drop
     try:
         import redis
 
@@ -334,14 +349,20 @@ async def all_rotations(
     order, so a noisy neighbour (disk, CPU) hits every implementation alike."""
     opened: list[tuple[Store, Callable[[], Any]]] = []
     chains: list[Chain] = []
-    for name in ("memory", "sqlite", "postgres", "redis"):
-        store, cleanup = await backend_store(name, tmp)
+    variants = [(name, False) for name in ("memory", "sqlite", "postgres", "redis")]
+    if args.compare:
+        variants[2:2] = [("sqlite", True)]
+        variants[4:4] = [("postgres", True)]
+    for name, old in variants:
+        store, cleanup = await backend_store(name, tmp, old=old)
         if store is None:
             print(f"<!-- {name}: not reachable, skipped -->")
             continue
+        if old:
+            store = before(store)
         await store.open()
         opened.append((store, cleanup))
-        chains.append(await tokenward_chain(name, store))
+        chains.append(await tokenward_chain(f"{name} (before)" if old else name, store))
     peer: Chain | None = None
     try:
         peer = simplejwt_chain(simplejwt_setup(tmp))
@@ -375,6 +396,14 @@ def main() -> None:
     ap.add_argument("--rotations", type=int, default=2000)
     ap.add_argument("--entries", type=int, default=1_000_000)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="also run SQLite/PostgreSQL on the former lookup path (same run, interleaved)",
+    )
+    ap.add_argument(
+        "--rotations-only", action="store_true", help="skip the denylist and memory sections"
+    )
     args = ap.parse_args()
     # security events are logged by the application; here they would measure the terminal
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
@@ -415,6 +444,8 @@ def main() -> None:
             "1.00×",
             "–",
         )
+    if args.rotations_only:
+        return
     user = None
     if peer:
         from django.contrib.auth.models import User

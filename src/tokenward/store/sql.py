@@ -24,8 +24,9 @@ import hmac
 import math
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, text, update
+from sqlalchemy import Executable, Row, delete, func, insert, or_, select, text, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -98,6 +99,10 @@ FROM p
 )
 
 
+class _StaleConnection(Exception):
+    """A pooled connection was found dead (internal: :meth:`SQLStore._read` retries)."""
+
+
 class SQLStore(SQLRecordsMixin, Store):
     """The SQL backend. ``SQLStore("sqlite:///var/tokenward.db")``; open before use."""
 
@@ -112,7 +117,7 @@ class SQLStore(SQLRecordsMixin, Store):
         pool_size: int = 5,
         max_overflow: int = 10,
         poll_interval: float = 0.2,
-        pool_pre_ping: bool = True,
+        pool_pre_ping: bool = False,
     ) -> None:
         parsed = make_url(url)
         backend = parsed.get_backend_name()
@@ -176,7 +181,12 @@ class SQLStore(SQLRecordsMixin, Store):
 
     @contextlib.asynccontextmanager
     async def _tx(
-        self, *, write: bool, timeout: float | None = None, single: bool = False
+        self,
+        *,
+        write: bool,
+        timeout: float | None = None,
+        single: bool = False,
+        stale: bool = False,
     ) -> AsyncIterator[AsyncConnection]:
         """One transaction, bounded by ``timeout``; driver trouble becomes StoreUnavailable.
 
@@ -184,7 +194,8 @@ class SQLStore(SQLRecordsMixin, Store):
         transaction and snapshot: autocommit on PostgreSQL, no ``BEGIN`` on SQLite (reads
         only: a SQLite write keeps ``BEGIN IMMEDIATE``). That saves the BEGIN/COMMIT round
         trips (SQLite: hops to its thread) on the lookups of every refresh and on the
-        revocation feed."""
+        revocation feed. ``stale``: a connection the driver found dead raises
+        :class:`_StaleConnection` instead of StoreUnavailable (for :meth:`_read` to retry)."""
         if self._engine is None or self._writer is None or self._autocommit is None:
             raise ConfigurationError("the store is not open (await store.open())")
         engine = self._writer if write else self._engine
@@ -204,12 +215,37 @@ class SQLStore(SQLRecordsMixin, Store):
                 yield conn
         except IntegrityError:
             raise ConfigurationError(f"{self.backend} store: the record exists") from None
-        except UNAVAILABLE_ERRORS as exc:
-            raise self._unavailable(exc) from None
         except DBAPIError as exc:
-            if exc.connection_invalidated:
+            if stale and exc.connection_invalidated:
+                raise _StaleConnection from None
+            if exc.connection_invalidated or isinstance(exc, UNAVAILABLE_ERRORS):
                 raise self._unavailable(exc) from None
             raise
+        except UNAVAILABLE_ERRORS as exc:
+            raise self._unavailable(exc) from None
+
+    async def _read(self, stmt: Executable) -> Sequence[Row[Any]]:
+        """The rows of one read-only statement, run on its own (see ``_tx(single=True)``).
+
+        There is no pool pre-ping (a round trip on every checkout): a pooled connection that
+        turns out dead (server restarted, idle connection dropped) fails on first use, which
+        invalidates the pool's older connections; the read — idempotent — is then retried
+        once on a fresh connection within what is left of ``timeout``. Writes are never
+        retried (a write may have committed): they fail closed with StoreUnavailable."""
+        if not self.single_reads:  # the former path, kept for bench/lifecycle.py --compare
+            async with self._tx(write=False) as conn:
+                return (await conn.execute(stmt)).all()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        try:
+            async with self._tx(write=False, single=True, stale=True) as conn:
+                return (await conn.execute(stmt)).all()
+        except _StaleConnection:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise self._unavailable(TimeoutError()) from None
+        async with self._tx(write=False, single=True, timeout=left) as conn:
+            return (await conn.execute(stmt)).all()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
@@ -294,10 +330,10 @@ class SQLStore(SQLRecordsMixin, Store):
             rt.successor_hash.label("t_successor_hash"),
         ).join_from(families, refresh_tokens, families.c.sid == rt.sid)
         query = query.where(rt.token_hash == token_hash)
-        async with self._tx(write=False, single=True) as conn:  # one joined statement
-            row = (await conn.execute(query)).first()
-        if row is None:
+        rows = await self._read(query)  # one joined statement
+        if not rows:
             return None
+        row = rows[0]
         m = row._mapping
         record = RefreshTokenRecord(
             token_hash=bytes(token_hash),
@@ -486,9 +522,8 @@ class SQLStore(SQLRecordsMixin, Store):
         ]
 
     async def get_family(self, sid: str) -> Family | None:
-        async with self._tx(write=False, single=self.single_reads) as conn:
-            row = (await conn.execute(select(families).where(families.c.sid == sid))).first()
-        return family_from_row(row) if row is not None else None
+        rows = await self._read(select(families).where(families.c.sid == sid))
+        return family_from_row(rows[0]) if rows else None
 
     async def list_families(self, sub: str, *, include_revoked: bool = False) -> list[Family]:
         query = select(families).where(families.c.sub == sub)
@@ -549,18 +584,13 @@ class SQLStore(SQLRecordsMixin, Store):
             .order_by(revocations.c.seq)
             .limit(limit)
         )
-        async with self._tx(write=False, single=True) as conn:
-            rows = (await conn.execute(query)).all()
-        return [event_from_row(r) for r in rows]
+        return [event_from_row(r) for r in await self._read(query)]
 
     async def revocation_cursor(self) -> int:
-        async with self._tx(write=False, single=True) as conn:
-            value = (
-                await conn.execute(
-                    select(counters.c.value).where(counters.c.name == REVOCATION_COUNTER)
-                )
-            ).scalar_one()
-        return int(value)
+        (row,) = await self._read(
+            select(counters.c.value).where(counters.c.name == REVOCATION_COUNTER)
+        )
+        return int(row[0])
 
     async def wait_revocations(
         self, cursor: int, *, now: Callable[[], float], timeout: float
@@ -613,5 +643,4 @@ class SQLStore(SQLRecordsMixin, Store):
 
     # -- health ----------------------------------------------------------------------------
     async def ping(self) -> None:
-        async with self._tx(write=False) as conn:
-            await conn.execute(select(1))
+        await self._read(select(1))

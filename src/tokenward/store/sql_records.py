@@ -8,11 +8,11 @@ report a duplicate as :class:`~tokenward.errors.ConfigurationError`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Executable, Row, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -44,14 +44,16 @@ class SQLRecordsMixin:
     ) -> AbstractAsyncContextManager[AsyncConnection]:
         raise NotImplementedError
 
+    async def _read(self, stmt: Executable) -> Sequence[Row[Any]]:
+        raise NotImplementedError
+
     def _insert(self, table: Any) -> Any:
         return (pg_insert if self.backend == "postgresql" else sqlite_insert)(table)
 
     # -- keys and secrets ------------------------------------------------------------------
     async def load_keys(self) -> bytes | None:
-        async with self._tx(write=False, single=self.single_reads) as conn:
-            blob = (await conn.execute(select(keys.c.blob).where(keys.c.id == 1))).scalar()
-        return bytes(blob) if blob is not None else None
+        rows = await self._read(select(keys.c.blob).where(keys.c.id == 1))
+        return bytes(rows[0][0]) if rows else None
 
     async def save_keys(self, blob: bytes) -> None:
         stmt = self._insert(keys).values(id=1, blob=bytes(blob))
@@ -86,9 +88,8 @@ class SQLRecordsMixin:
                 raise ConfigurationError(f"user {user.username!r} exists")
 
     async def get_user(self, username: str) -> User | None:
-        async with self._tx(write=False, single=self.single_reads) as conn:
-            row = (await conn.execute(select(users).where(users.c.username == username))).first()
-        return user_from_row(row) if row is not None else None
+        rows = await self._read(select(users).where(users.c.username == username))
+        return user_from_row(rows[0]) if rows else None
 
     async def update_user(self, user: User) -> None:
         values = user_to_row(user)
@@ -116,9 +117,8 @@ class SQLRecordsMixin:
 
     async def get_client(self, client_id: str) -> Client | None:
         query = select(clients).where(clients.c.client_id == client_id)
-        async with self._tx(write=False, single=self.single_reads) as conn:
-            row = (await conn.execute(query)).first()
-        return client_from_row(row) if row is not None else None
+        rows = await self._read(query)
+        return client_from_row(rows[0]) if rows else None
 
     async def list_clients(self) -> list[Client]:
         async with self._tx(write=False) as conn:

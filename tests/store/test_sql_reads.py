@@ -1,0 +1,218 @@
+"""The SQL store's lookups: one statement each, no BEGIN/COMMIT, no pool pre-ping.
+
+* the joined ``get_refresh_token`` answers exactly what the former two-SELECT transaction
+  answered, through a rotation, a grace replay and a reuse;
+* SQLite: a lookup sends no ``BEGIN``; the rotate transaction still sends ``BEGIN IMMEDIATE``;
+* PostgreSQL without pre-ping: after the connections in the pool were reset (the server
+  restarted), a lookup is retried once on a fresh connection and succeeds; a write fails closed
+  (``StoreUnavailable``, never another error) or succeeds, and the next one succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from support.faultproxy import FaultProxy
+from tokenward.errors import StoreUnavailable
+from tokenward.store import Client, Family, RefreshTokenRecord, RotationOutcome
+from tokenward.store.sql import SQLStore
+
+from .conftest import drop_postgres_schema, postgres_problem, service_missing
+
+NOW = 1_800_000_000.0
+DAY = 86_400.0
+UNTIL = NOW + DAY
+
+
+def h(label: str) -> bytes:
+    return hashlib.sha256(label.encode()).digest()
+
+
+def family(sid: str) -> Family:
+    return Family(
+        sid=sid,
+        sub="alice",
+        client_id="web",
+        scope="read",
+        created_at=NOW,
+        last_used_at=NOW,
+        expires_at=NOW + 30 * DAY,
+        idle_expires_at=NOW + 14 * DAY,
+        current_hash=h(f"{sid}/0"),
+    )
+
+
+async def rotate(store: SQLStore, parent: bytes, child: bytes, now: float) -> RotationOutcome:
+    result = await store.rotate(
+        parent,
+        RefreshTokenRecord(child, "f1", now, parent_hash=parent),
+        now=now,
+        grace=10.0,
+        idle_expires_at=now + 14 * DAY,
+        revocation_until=UNTIL,
+    )
+    return result.outcome
+
+
+async def both_paths(store: SQLStore, token_hash: bytes) -> Any:
+    store.single_reads = True
+    new = await store.get_refresh_token(token_hash)
+    store.single_reads = False
+    try:
+        old = await store.get_refresh_token(token_hash)
+    finally:
+        store.single_reads = True
+    assert new == old
+    return new
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SQLStore]:
+    store = SQLStore(f"sqlite:///{tmp_path / 'reads.db'}", timeout=10.0)
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def test_joined_lookup_matches_the_two_select_path(sqlite_store: SQLStore) -> None:
+    store = sqlite_store
+    assert await both_paths(store, h("nope")) is None
+    await store.create_family(family("f1"), RefreshTokenRecord(h("f1/0"), "f1", NOW))
+    record, fam = await both_paths(store, h("f1/0"))
+    assert (record.token_hash, record.sid, record.consumed_at) == (h("f1/0"), "f1", None)
+    assert fam.current_hash == h("f1/0") and fam.generation == 0
+
+    assert await rotate(store, h("f1/0"), h("f1/1"), NOW + 1) is RotationOutcome.ROTATED
+    parent, fam = await both_paths(store, h("f1/0"))
+    assert parent.consumed_at == NOW + 1 and parent.successor_hash == h("f1/1")
+    assert fam.current_hash == h("f1/1") and fam.generation == 1
+    child, _ = await both_paths(store, h("f1/1"))
+    assert child.parent_hash == h("f1/0") and child.successor_hash is None
+
+    assert await rotate(store, h("f1/0"), h("f1/1"), NOW + 2) is RotationOutcome.GRACE
+    assert await rotate(store, h("f1/0"), h("f1/x"), NOW + 3) is RotationOutcome.REUSED
+    _, fam = await both_paths(store, h("f1/1"))
+    assert fam.revoked and fam.revoked_reason == "refresh_token_reuse"
+
+
+async def test_sqlite_lookups_send_no_begin_rotate_still_begins_immediate(
+    sqlite_store: SQLStore,
+) -> None:
+    store = sqlite_store
+    await store.create_family(family("f1"), RefreshTokenRecord(h("f1/0"), "f1", NOW))
+    await store.create_client(Client(client_id="web", created_at=NOW))
+    sent: list[str] = []
+    assert store._engine is not None
+
+    @event.listens_for(store._engine.sync_engine, "before_cursor_execute")
+    def _seen(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        sent.append(
+            statement.split()[0].upper() + (" IMMEDIATE" if "IMMEDIATE" in statement else "")
+        )
+
+    assert await store.get_refresh_token(h("f1/0")) is not None
+    assert (await store.get_client("web")) is not None
+    assert await store.get_family("f1") is not None
+    assert sent == ["SELECT", "SELECT", "SELECT"]
+    sent.clear()
+    assert await rotate(store, h("f1/0"), h("f1/1"), NOW + 1) is RotationOutcome.ROTATED
+    assert sent[0] == "BEGIN IMMEDIATE"
+
+
+async def test_sqlite_single_read_sees_committed_rotation_from_another_store(
+    sqlite_store: SQLStore, tmp_path: Path
+) -> None:
+    other = SQLStore(f"sqlite:///{tmp_path / 'reads.db'}", timeout=10.0)
+    await other.open()
+    try:
+        await sqlite_store.create_family(family("f1"), RefreshTokenRecord(h("f1/0"), "f1", NOW))
+        assert await sqlite_store.get_refresh_token(h("f1/0")) is not None  # pooled connection
+        assert await rotate(other, h("f1/0"), h("f1/1"), NOW + 1) is RotationOutcome.ROTATED
+        found = await sqlite_store.get_refresh_token(h("f1/0"))
+        assert found is not None
+        assert found[0].consumed_at == NOW + 1  # no stale snapshot left open on the connection
+        assert found[1].current_hash == h("f1/1")
+    finally:
+        await other.close()
+
+
+@pytest.fixture
+async def pg_behind_proxy() -> AsyncIterator[tuple[SQLStore, FaultProxy]]:
+    if (problem := postgres_problem()) is not None:
+        service_missing(problem)
+    schema = f"tw_reads_{uuid.uuid4().hex[:12]}"
+    proxy = FaultProxy(5432).start()
+    store = SQLStore(
+        f"postgresql://postgres@127.0.0.1:{proxy.port}/test",
+        schema=schema,
+        timeout=5.0,
+        pool_size=3,
+        max_overflow=0,
+    )
+    try:
+        await store.open()
+        yield store, proxy
+    finally:
+        proxy.restore()
+        await store.close()
+        proxy.stop()
+        await asyncio.to_thread(drop_postgres_schema, schema)
+
+
+async def _fill_pool(store: SQLStore) -> None:
+    async def hold() -> None:
+        async with store._tx(write=False) as conn:
+            await conn.exec_driver_sql("SELECT pg_sleep(0.05)")
+
+    await asyncio.gather(hold(), hold(), hold())
+
+
+async def test_postgres_lookup_after_reset_connections_is_retried(
+    pg_behind_proxy: tuple[SQLStore, FaultProxy],
+) -> None:
+    store, proxy = pg_behind_proxy
+    await store.create_client(Client(client_id="web", created_at=NOW))
+    await store.create_family(family("f1"), RefreshTokenRecord(h("f1/0"), "f1", NOW))
+    await _fill_pool(store)
+    proxy.cut()  # every pooled connection is reset: the server "restarted"
+    proxy.restore()
+    client = await store.get_client("web")  # a dead pooled connection, then a fresh one
+    assert client is not None and client.client_id == "web"
+    assert await store.get_refresh_token(h("f1/0")) is not None
+    assert await rotate(store, h("f1/0"), h("f1/1"), NOW + 1) is RotationOutcome.ROTATED
+
+
+async def test_postgres_write_on_reset_connection_fails_closed_then_recovers(
+    pg_behind_proxy: tuple[SQLStore, FaultProxy],
+) -> None:
+    store, proxy = pg_behind_proxy
+    await store.create_family(family("f1"), RefreshTokenRecord(h("f1/0"), "f1", NOW))
+    await _fill_pool(store)
+    proxy.cut()
+    proxy.restore()
+    try:
+        outcome = await rotate(store, h("f1/0"), h("f1/1"), NOW + 1)
+    except StoreUnavailable:  # the dead connection was the first to be used: fail closed
+        outcome = await rotate(store, h("f1/0"), h("f1/1"), NOW + 1)
+    assert outcome is RotationOutcome.ROTATED
+    assert await rotate(store, h("f1/1"), h("f1/2"), NOW + 2) is RotationOutcome.ROTATED
+
+
+async def test_postgres_lookup_while_refused_is_store_unavailable(
+    pg_behind_proxy: tuple[SQLStore, FaultProxy],
+) -> None:
+    store, proxy = pg_behind_proxy
+    await _fill_pool(store)
+    proxy.cut()  # reset and refuse: the retry meets the refusal and fails closed
+    with pytest.raises(StoreUnavailable):
+        await store.get_client("web")
+    proxy.restore()
+    assert await store.get_client("web") is None
