@@ -7,7 +7,9 @@
   read-only statement (execution option ``tokenward_autocommit``: SQLite runs it in its own
   implicit read transaction, one consistent snapshot). Every connection gets ``busy_timeout``
   and the WAL journal.
-* PostgreSQL (``psycopg`` 3 async): READ COMMITTED, a pool, ``connect_timeout``,
+* PostgreSQL (``psycopg`` 3 async): READ COMMITTED, a pool (no pre-ping by default: a
+  connection older than ``_PG_RECYCLE`` is replaced; a dead one fails its first statement,
+  see ``SQLStore._read``), ``connect_timeout``,
   ``statement_timeout`` and ``lock_timeout`` from the store's ``timeout``, and the store's
   ``schema`` as ``search_path``.
 * Alembic runs in-process on a connection we hand it (``config.attributes["connection"]``),
@@ -85,13 +87,17 @@ def sqlite_engine(url: URL, *, timeout: float, memory: bool, pool: tuple[int, in
     return engine
 
 
+#: seconds after which a pooled PostgreSQL connection is replaced at checkout
+_PG_RECYCLE = 1800
+
+
 def postgres_engine(
     url: URL,
     *,
     timeout: float,
     schema: str | None,
     pool: tuple[int, int],
-    pre_ping: bool = True,
+    pre_ping: bool = False,
 ) -> AsyncEngine:
     ms = int(timeout * 1000)
     # a transaction idle far longer than any call may take belongs to a lost client: the
@@ -111,6 +117,7 @@ def postgres_engine(
         max_overflow=pool[1],
         pool_timeout=timeout,
         pool_pre_ping=pre_ping,
+        pool_recycle=_PG_RECYCLE,  # replaces idle connections a firewall may have dropped
     )
 
 
