@@ -80,7 +80,7 @@ class ClientRegistry:
         return client, secret
 
     async def get(self, client_id: str) -> Client | None:
-        if not client_id or len(client_id) > _MAX_ID:
+        if not client_id or len(client_id) > _MAX_ID or "\x00" in client_id:
             return None
         return await self.store.get_client(client_id)
 
@@ -93,7 +93,11 @@ class ClientRegistry:
         Raises ``InvalidClient`` for an unknown client, a wrong secret, a confidential
         client without its secret, and a secret presented for a public client.
         """
-        if len(client_id) > _MAX_ID or (secret is not None and len(secret) > _MAX_SECRET):
+        if (
+            len(client_id) > _MAX_ID
+            or "\x00" in client_id  # never registered (printable); PostgreSQL refuses NUL
+            or (secret is not None and len(secret) > _MAX_SECRET)
+        ):
             raise InvalidClient("client authentication failed")
         client = await self.store.get_client(client_id)
         if secret is None:

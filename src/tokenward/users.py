@@ -107,6 +107,7 @@ class UserService:
             not isinstance(username, str)
             or not isinstance(password, str)
             or len(username) > _MAX_USERNAME
+            or "\x00" in username  # never a user (printable names); PostgreSQL refuses NUL
             or len(password.encode()) > _MAX_PASSWORD
         ):
             raise failure

@@ -4,16 +4,22 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from store.conftest import POSTGRES_URL, drop_postgres_schema, postgres_problem, service_missing
+from tokenward.clock import FrozenClock
 from tokenward.errors import RateLimited
 from tokenward.ratelimit import LoginThrottle
+from tokenward.server import create_app
 
-from .conftest import ALICE_PW, Server, basic, bearer
+from .conftest import ALICE_PW, Server, basic, bearer, cheap_hasher, make_settings
 
 
 def _cc_token(server: Server, client_id: str, secret: str) -> str:
@@ -155,3 +161,65 @@ def test_f3_made_up_http_methods_do_not_grow_the_metrics_labels(server: Server) 
     assert "other" in methods
     assert not any(m.startswith("BREW") for m in methods)
     assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
+
+
+# -- F4: a NUL in a username, client id or path id was a 500 on PostgreSQL ---------------------
+
+_NUL_PROBES: list[tuple[str, str, dict[str, Any]]] = [
+    ("POST", "/token", {"data": {"grant_type": "password", "username": "a\x00b", "password": "x",
+                                 "client_id": "app"}}),
+    ("POST", "/token", {"data": {"grant_type": "password", "username": "u", "password": "x",
+                                 "client_id": "a\x00pp"}}),
+    ("POST", "/token", {"data": {"grant_type": "client_credentials"},
+                        "headers": basic("a%00b", "secret")}),
+    ("POST", "/login", {"json": {"username": "a\x00b", "password": "x", "client_id": "app"}}),
+    ("POST", "/login", {"json": {"username": "alice", "password": "x", "client_id": "a\x00"}}),
+    ("GET", "/revocations", {"headers": basic("x%00", "y")}),
+    ("POST", "/introspect", {"data": {"token": "x"}, "headers": basic("x%00", "y")}),
+]  # fmt: skip
+
+
+def _nul_statuses(server: Server) -> list[int]:
+    return [server.http.request(m, p, **kw).status_code for m, p, kw in _NUL_PROBES]
+
+
+def test_f4_nul_in_names_is_refused_before_the_store(server: Server) -> None:
+    """On every store the NUL probes are ordinary failures (the memory store shows the answers;
+    the PostgreSQL test below shows they no longer reach the driver)."""
+    assert _nul_statuses(server) == [400, 401, 401, 400, 401, 401, 401]
+    admin = server.login(username="root", password="admin password 1")
+    for method, path in [
+        ("DELETE", "/sessions/a%00b"),
+        ("DELETE", "/admin/sessions/a%00b"),
+        ("POST", "/admin/users/a%00b/disable"),
+        ("POST", "/admin/subjects/a%00b/revoke"),
+        ("GET", "/admin/subjects/a%00b/sessions"),
+    ]:
+        r = server.http.request(method, path, headers=bearer(admin["access_token"]))
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["error"] == "invalid_request"
+
+
+def test_f4_nul_in_names_is_not_a_500_on_postgresql() -> None:
+    problem = postgres_problem()
+    if problem is not None:
+        service_missing(problem)
+    schema = "tw_review_" + secrets.token_hex(4)
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    settings = make_settings(
+        store_url=f"{POSTGRES_URL}{sep}schema={schema}", key_encryption_key="A" * 43
+    )
+    app = create_app(settings, clock=FrozenClock(1_800_000_000.0), password_hasher=cheap_hasher())
+    try:
+        with TestClient(app, base_url="https://testserver") as http:
+            rt = app.state.runtime
+            http.portal.call(  # type: ignore[union-attr]
+                partial(rt.clients.create, "app", public=True, grants=("password",))
+            )
+            ok = http.post("/token", data={"grant_type": "password", "username": "nobody",
+                                           "password": "x", "client_id": "app"})  # fmt: skip
+            assert ok.status_code == 400  # an ordinary failure on this store
+            statuses = [http.request(m, p, **kw).status_code for m, p, kw in _NUL_PROBES]
+            assert statuses == [400, 401, 401, 400, 401, 401, 401]
+    finally:
+        drop_postgres_schema(schema)

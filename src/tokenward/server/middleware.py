@@ -2,8 +2,9 @@
 
 * a request id (``X-Request-ID``: the caller's when it is sane, else a new one) bound into
   the structlog context and echoed on the response;
-* caps before any route runs: total header bytes (431) and a declared ``Content-Length``
-  (413), both as OAuth JSON errors;
+* caps before any route runs: total header bytes (431), a declared ``Content-Length``
+  (413) and a NUL in the decoded path (400; no identifier has one and PostgreSQL refuses
+  them), all as OAuth JSON errors;
 * the latency histogram by route template and a JSON access log line;
 * the catch-all: an unexpected exception is logged (with its traceback, server-side only)
   and answered ``500 {"error": "server_error"}`` — never a traceback to the caller.
@@ -108,6 +109,10 @@ class RequestMiddleware:
                 for m in _json_error(413, "invalid_request", "request body too large", rid):
                     await tracked_send(m)
                 status_holder[0] = 413
+            elif "\x00" in scope.get("path", ""):  # no id has one; PostgreSQL refuses NUL
+                for m in _json_error(400, "invalid_request", "NUL in the request path", rid):
+                    await tracked_send(m)
+                status_holder[0] = 400
             else:
                 await self.app(scope, receive, tracked_send)
         except Exception:
