@@ -11,8 +11,10 @@
   of N racers exactly one rotates and the others see the committed outcome.
 
 Options: ``timeout`` (default 2 s; bounds every call, also in the driver), ``schema``
-(PostgreSQL; or ``?schema=``), ``pool_size``, ``max_overflow``, ``poll_interval``. Driver errors
-and timeouts become :class:`~tokenward.errors.StoreUnavailable` (backend named, password masked).
+(PostgreSQL; or ``?schema=``), ``pool_size``, ``max_overflow``, ``poll_interval``,
+``pool_pre_ping`` (default off: lookups retry a dead connection once, see :meth:`SQLStore._read`).
+Driver errors and timeouts become :class:`~tokenward.errors.StoreUnavailable` (backend named,
+password masked). Lookups are one statement each, without BEGIN/COMMIT.
 :meth:`SQLStore.open` migrates to head under a lock. See ``docs/stores.md``.
 """
 

@@ -1,7 +1,7 @@
 """Keys, secrets, users and clients of :class:`~tokenward.store.sql.SQLStore`.
 
 Plain single-statement CRUD, kept apart from the token lifecycle. Lookups run as one
-autocommit statement (``_tx(single=True)``: no BEGIN/COMMIT round trips). Inserts that must not
+statement on its own (``SQLStore._read``: no BEGIN/COMMIT round trips). Inserts that must not
 overwrite use ``INSERT … ON CONFLICT DO NOTHING`` (SQLite and PostgreSQL dialects alike) and
 report a duplicate as :class:`~tokenward.errors.ConfigurationError`.
 """
@@ -37,7 +37,6 @@ class SQLRecordsMixin:
     """Needs ``backend`` and ``_tx`` from the store class."""
 
     backend: str
-    single_reads: bool
 
     def _tx(
         self, *, write: bool, timeout: float | None = None, single: bool = False
