@@ -223,3 +223,52 @@ def test_f4_nul_in_names_is_not_a_500_on_postgresql() -> None:
             assert statuses == [400, 401, 401, 400, 401, 401, 401]
     finally:
         drop_postgres_schema(schema)
+
+
+# -- F5: a token's own alg reached the WWW-Authenticate header raw (500, header injection) ------
+
+
+def _b64(obj: dict[str, Any]) -> str:
+    import base64
+
+    import orjson
+
+    return base64.urlsafe_b64encode(orjson.dumps(obj)).rstrip(b"=").decode()
+
+
+def test_f5_non_latin1_or_crlf_alg_is_a_401_with_a_clean_challenge(server: Server) -> None:
+    kid = server.runtime.keyring.active.kid
+    for alg in ("日本", "ES256\r\nX-Injected: 1", "ES256\x00"):
+        token = f"{_b64({'alg': alg, 'kid': kid, 'typ': 'at+jwt'})}.{_b64({'sub': 'x'})}.AAAA"
+        r = server.http.get("/userinfo", headers=bearer(token))
+        assert r.status_code == 401, (alg, r.text)
+        challenge = r.headers["www-authenticate"]
+        assert challenge.startswith('Bearer realm="tokenward", error="invalid_token"')
+        assert all(" " <= c <= "~" for c in challenge)
+        assert "x-injected" not in {k.lower() for k in r.headers}
+        assert r.json()["error"] == "invalid_token"  # the JSON body keeps the description
+
+
+# -- F6: an unexpected error's log printed every frame's locals (password, bearer token) --------
+
+
+def test_f6_unhandled_error_log_has_no_traceback_locals(
+    server: Server, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import structlog
+
+    structlog.reset_defaults()  # an application that configures no logging (the dev renderer)
+
+    async def broken(username: str) -> None:
+        raise RuntimeError("driver bug")
+
+    monkeypatch.setattr(server.store, "get_user", broken)
+    password = "pw-" + secrets.token_hex(12)  # in no source line a traceback shows
+    capsys.readouterr()
+    r = server.password(password=password)
+    assert r.status_code == 500
+    assert r.json() == {"error": "server_error", "error_description": "internal error"}
+    out = capsys.readouterr()
+    logged = out.out + out.err
+    assert "unhandled_error" in logged and "driver bug" in logged  # the traceback is there
+    assert password not in logged  # but not the locals holding the form

@@ -47,7 +47,10 @@ class OAuthError(BaseModel):
 
 
 def _quote(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', "'")[:200]
+    # a header value is latin-1 and one line: anything but printable ASCII (a token's own
+    # ``alg``, CR/LF) would be a 500 or a header injection, so it becomes "?"
+    text = "".join(c if " " <= c <= "~" else "?" for c in text[:200])
+    return text.replace("\\", "\\\\").replace('"', "'")
 
 
 def error_response(

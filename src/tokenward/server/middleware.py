@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+import traceback
 from typing import TYPE_CHECKING
 
 import orjson
@@ -115,8 +116,16 @@ class RequestMiddleware:
                 status_holder[0] = 400
             else:
                 await self.app(scope, receive, tracked_send)
-        except Exception:
-            _errors.exception("unhandled_error", path=scope.get("path"))
+        except Exception as exc:
+            # the traceback as plain text, never through the renderer's exception formatter:
+            # structlog's default (an application that configures nothing) prints every
+            # frame's locals, i.e. the request headers, the form's password, tokens
+            _errors.error(
+                "unhandled_error",
+                path=scope.get("path"),
+                error=type(exc).__name__,
+                traceback="".join(traceback.format_exception(exc)),
+            )
             if not started:
                 for m in _json_error(500, "server_error", "internal error", rid):
                     await send(m)
