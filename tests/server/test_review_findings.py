@@ -272,3 +272,36 @@ def test_f6_unhandled_error_log_has_no_traceback_locals(
     logged = out.out + out.err
     assert "unhandled_error" in logged and "driver bug" in logged  # the traceback is there
     assert password not in logged  # but not the locals holding the form
+
+
+# -- checked and fine: pinned so they stay that way ---------------------------------------------
+
+
+def test_fine_x_forwarded_for_does_not_reset_the_per_ip_limit(
+    server_factory: Callable[..., Server],
+) -> None:
+    server = server_factory(login_limit_per_ip="3/minute")
+    for i in range(3):
+        r = server.http.post(
+            "/token",
+            data={"grant_type": "password", "username": f"u{i}", "password": "x",
+                  "client_id": "app"},
+            headers={"X-Forwarded-For": f"203.0.113.{i}", "X-Real-IP": f"198.51.100.{i}"},
+        )  # fmt: skip
+        assert r.status_code == 400
+    spoofed = server.http.post(
+        "/token",
+        data={"grant_type": "password", "username": "alice", "password": ALICE_PW,
+              "client_id": "app"},
+        headers={"X-Forwarded-For": "192.0.2.77"},
+    )  # fmt: skip
+    assert spoofed.status_code == 429
+
+
+def test_fine_username_case_and_space_variants_are_other_accounts(server: Server) -> None:
+    """Variants get their own throttle bucket, but they are not alice: usernames match
+    exactly, so a variant never logs in as her and spending its budget gains nothing."""
+    for variant in ("Alice", "ALICE", " alice", "alice ", "alice\t"):
+        r = server.password(username=variant)
+        assert r.status_code == 400 and r.json()["error"] == "invalid_grant", variant
+    assert server.password().status_code == 200
