@@ -376,23 +376,47 @@ class SQLStore(SQLRecordsMixin, Store):
     ) -> RotationResult:
         rt, fam = refresh_tokens.c, families.c
         async with self._tx(write=True) as conn:
-            # 1. lock the family row (PostgreSQL; SQLite already holds the write lock).
-            owner = select(rt.sid).where(rt.token_hash == parent_hash).scalar_subquery()
-            frow = (
-                await conn.execute(select(families).where(fam.sid == owner).with_for_update())
-            ).first()
-            if frow is None:
-                return RotationResult(RotationOutcome.NOT_FOUND)
-            family = family_from_row(frow)
-            if family.revoked:
-                return RotationResult(RotationOutcome.REVOKED, family)
-            # 2. read the parent after the lock: a fresh snapshot at READ COMMITTED.
-            token = (
-                await conn.execute(
-                    select(rt.consumed_at, rt.successor_hash).where(rt.token_hash == parent_hash)
-                )
-            ).one()
-            consumed_at, successor = token.consumed_at, opt_bytes(token.successor_hash)
+            if self.backend == "sqlite" and self.single_reads:
+                # 1+2. SQLite: BEGIN IMMEDIATE already holds the database write lock, so one
+                # joined read sees the newest family and parent rows (no writer can interleave).
+                row = (
+                    await conn.execute(
+                        select(
+                            families,
+                            rt.consumed_at.label("t_consumed_at"),
+                            rt.successor_hash.label("t_successor_hash"),
+                        )
+                        .join_from(families, refresh_tokens, fam.sid == rt.sid)
+                        .where(rt.token_hash == parent_hash)
+                    )
+                ).first()
+                if row is None:
+                    return RotationResult(RotationOutcome.NOT_FOUND)
+                family = family_from_row(row)
+                if family.revoked:
+                    return RotationResult(RotationOutcome.REVOKED, family)
+                consumed_at = row.t_consumed_at
+                successor = opt_bytes(row.t_successor_hash)
+            else:
+                # 1. lock the family row (PostgreSQL; SQLite already holds the write lock).
+                owner = select(rt.sid).where(rt.token_hash == parent_hash).scalar_subquery()
+                frow = (
+                    await conn.execute(select(families).where(fam.sid == owner).with_for_update())
+                ).first()
+                if frow is None:
+                    return RotationResult(RotationOutcome.NOT_FOUND)
+                family = family_from_row(frow)
+                if family.revoked:
+                    return RotationResult(RotationOutcome.REVOKED, family)
+                # 2. read the parent after the lock: a fresh snapshot at READ COMMITTED.
+                token = (
+                    await conn.execute(
+                        select(rt.consumed_at, rt.successor_hash).where(
+                            rt.token_hash == parent_hash
+                        )
+                    )
+                ).one()
+                consumed_at, successor = token.consumed_at, opt_bytes(token.successor_hash)
             # 3. the live leaf: consume it with a compare-and-set, insert the child.
             if consumed_at is None and hmac.compare_digest(family.current_hash, parent_hash):
                 won = (
