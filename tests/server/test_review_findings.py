@@ -274,6 +274,25 @@ def test_f6_unhandled_error_log_has_no_traceback_locals(
     assert password not in logged  # but not the locals holding the form
 
 
+# -- F7: personal data (sessions with IPs and user agents, user info) was cacheable ------------
+
+
+def test_f7_personal_data_answers_are_no_store(server: Server) -> None:
+    user = server.login()
+    admin = server.login(username="root", password="admin password 1", scope="admin")
+    for path, token in [
+        ("/userinfo", user["access_token"]),
+        ("/sessions", user["access_token"]),
+        ("/admin/users", admin["access_token"]),
+        ("/admin/clients", admin["access_token"]),
+        ("/admin/subjects/alice/sessions", admin["access_token"]),
+    ]:
+        r = server.http.get(path, headers=bearer(token))
+        assert r.status_code == 200, path
+        assert r.headers["cache-control"] == "no-store", path
+        assert r.headers["pragma"] == "no-cache", path
+
+
 # -- checked and fine: pinned so they stay that way ---------------------------------------------
 
 

@@ -29,7 +29,7 @@ from ..jws import JWSVerifier
 from ..revocation import Denylist
 from ..sessions import parse_refresh_token
 from ..users import generate_password
-from .deps import get_runtime, require_scope
+from .deps import get_runtime, no_store, require_scope
 from .errors import JSON, NO_STORE, OAuthError
 from .sessions import SessionOut, session_out
 
@@ -40,6 +40,7 @@ Admin = Annotated[AccessTokenClaims, Depends(_admin)]
 router = APIRouter(
     prefix="/admin",
     tags=["admin"],
+    dependencies=[Depends(no_store)],
     responses={401: {"model": OAuthError}, 403: {"model": OAuthError}},
 )
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..claims import AccessTokenClaims
@@ -25,6 +25,7 @@ __all__ = [
     "client_ip",
     "form_openapi",
     "get_runtime",
+    "no_store",
     "read_form",
     "require_scope",
 ]
@@ -77,6 +78,13 @@ async def read_form(request: Request) -> dict[str, str]:
         if value != "":
             form[name] = value
     return form
+
+
+async def no_store(response: Response) -> None:
+    """Router dependency: the answer (personal data: sessions with IPs and user agents, user
+    info, admin listings) is ``Cache-Control: no-store``, never kept by a browser cache."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
 
 
 def form_openapi(

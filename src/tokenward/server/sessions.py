@@ -6,17 +6,17 @@ Only a user's session token (one with a ``sid``) has sessions: a ``client_creden
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from ..sessions import SessionInfo
-from .deps import Bearer, get_runtime
+from .deps import Bearer, get_runtime, no_store
 from .errors import OAuthError
 
 __all__ = ["SessionOut", "router", "session_out"]
 
-router = APIRouter(tags=["sessions"])
+router = APIRouter(tags=["sessions"], dependencies=[Depends(no_store)])
 
 
 class SessionOut(BaseModel):

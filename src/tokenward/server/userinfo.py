@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
-from .deps import Bearer, get_runtime
+from .deps import Bearer, get_runtime, no_store
 from .errors import OAuthError
 
 __all__ = ["UserInfo", "router"]
 
-router = APIRouter(tags=["resources"])
+router = APIRouter(tags=["resources"], dependencies=[Depends(no_store)])
 
 
 class UserInfo(BaseModel):
