@@ -56,6 +56,12 @@ class Server:
         data.update(extra)
         return self.http.post("/token", data=data)
 
+    def refresh(self, rt: str, client_id: str = "app", **extra: str) -> Any:
+        """``POST /token`` with ``grant_type=refresh_token`` (RFC 6749 §6)."""
+        data = {"grant_type": "refresh_token", "refresh_token": rt, "client_id": client_id}
+        data.update(extra)
+        return self.http.post("/token", data=data)
+
     def login(self, **extra: str) -> dict[str, Any]:
         r = self.password(**extra)
         assert r.status_code == 200, r.text

@@ -41,11 +41,7 @@ def test_access_token_whatever_the_hint(server: Server, hint: str | None) -> Non
 
 def test_rotated_refresh_token_is_inactive_with_the_hint(server: Server) -> None:
     tok = server.login()
-    r = server.http.post(
-        "/token",
-        data={"grant_type": "refresh_token", "refresh_token": tok["refresh_token"],
-              "client_id": "app"},
-    )  # fmt: skip
+    r = server.refresh(tok["refresh_token"])
     assert r.status_code == 200
     assert _introspect(server, tok["refresh_token"], "refresh_token") == {"active": False}
     assert _introspect(server, r.json()["refresh_token"], "refresh_token")["active"] is True

@@ -101,14 +101,7 @@ def test_logout_ends_the_session_and_clears_cookie(server: Server) -> None:
     assert r.status_code == 200 and r.json() == {"sessions_revoked": 1}
     assert "max-age=0" in r.headers["set-cookie"].lower()
     assert server.http.get("/userinfo", headers=bearer(tok["access_token"])).status_code == 401
-    again = server.http.post(
-        "/token",
-        data={
-            "grant_type": "refresh_token",
-            "client_id": "app",
-            "refresh_token": tok["refresh_token"],
-        },
-    )
+    again = server.refresh(tok["refresh_token"])
     assert again.json()["error"] == "invalid_grant"
 
 

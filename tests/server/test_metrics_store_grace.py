@@ -14,10 +14,7 @@ def _metric(text: str, name: str, labels: str = "") -> float:
 
 
 def _refresh(server: Server, token: str) -> dict[str, str]:
-    r = server.http.post(
-        "/token",
-        data={"grant_type": "refresh_token", "refresh_token": token, "client_id": "app"},
-    )
+    r = server.refresh(token)
     assert r.status_code == 200, r.text
     body: dict[str, str] = r.json()
     return body

@@ -115,14 +115,7 @@ def test_f2_client_token_cannot_log_the_same_named_user_out_everywhere(server: S
     assert r.status_code == 403
     assert r.json()["error"] == "insufficient_scope"
     assert server.http.get("/userinfo", headers=bearer(user["access_token"])).status_code == 200
-    refreshed = server.http.post(
-        "/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": user["refresh_token"],
-            "client_id": "app",
-        },
-    )
+    refreshed = server.refresh(user["refresh_token"])
     assert refreshed.status_code == 200
 
 

@@ -33,14 +33,7 @@ def test_rfc7009_2_1_revoking_refresh_token_revokes_its_access_tokens(server: Se
     tok = server.login()
     assert _revoke(server, tok["refresh_token"]).status_code == 200  # type: ignore[attr-defined]
     assert server.http.get("/userinfo", headers=bearer(tok["access_token"])).status_code == 401
-    r = server.http.post(
-        "/token",
-        data={
-            "grant_type": "refresh_token",
-            "client_id": "app",
-            "refresh_token": tok["refresh_token"],
-        },
-    )
+    r = server.refresh(tok["refresh_token"])
     assert r.json()["error"] == "invalid_grant"
 
 
@@ -49,14 +42,7 @@ def test_rfc7009_2_1_access_token_revoked_by_jti(server: Server) -> None:
     assert _revoke(server, tok["access_token"]).status_code == 200  # type: ignore[attr-defined]
     assert server.http.get("/userinfo", headers=bearer(tok["access_token"])).status_code == 401
     # the session itself lives on: its refresh token still works
-    r = server.http.post(
-        "/token",
-        data={
-            "grant_type": "refresh_token",
-            "client_id": "app",
-            "refresh_token": tok["refresh_token"],
-        },
-    )
+    r = server.refresh(tok["refresh_token"])
     assert r.status_code == 200
 
 
@@ -113,14 +99,7 @@ def test_rfc7662_2_2_active_refresh_token(server: Server) -> None:
 
 def test_rfc7662_2_2_inactive_is_exactly_active_false(server: Server) -> None:
     tok = server.login()
-    rotated = server.http.post(
-        "/token",
-        data={
-            "grant_type": "refresh_token",
-            "client_id": "app",
-            "refresh_token": tok["refresh_token"],
-        },
-    ).json()
+    rotated = server.refresh(tok["refresh_token"]).json()
     cases = ["garbage", "twr_" + "B" * 43, "a.b.c", tok["refresh_token"]]  # consumed parent
     for token in cases:
         r = _introspect(server, token)

@@ -51,11 +51,7 @@ def test_encrypted_access_tokens_work_on_the_servers_own_endpoints(
     assert info["active"] is True and info["sub"] == "alice"
 
     # the refresh grant issues encrypted tokens too; revoking one makes it inactive
-    r = server.http.post(
-        "/token",
-        data={"grant_type": "refresh_token", "refresh_token": tok["refresh_token"],
-              "client_id": "app"},
-    )  # fmt: skip
+    r = server.refresh(tok["refresh_token"])
     assert r.status_code == 200
     at2 = r.json()["access_token"]
     assert at2.count(".") == 4

@@ -9,12 +9,5 @@ def test_password_refresh_revoke_roundtrip(server: Server) -> None:
     r = server.http.get("/userinfo", headers=bearer(tok["access_token"]))
     assert r.status_code == 200, r.text
     assert r.json()["sub"] == "alice"
-    r = server.http.post(
-        "/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": tok["refresh_token"],
-            "client_id": "app",
-        },
-    )
+    r = server.refresh(tok["refresh_token"])
     assert r.status_code == 200, r.text

@@ -16,12 +16,6 @@ def _cache_headers(r: object) -> tuple[str, str]:
     return h.get("cache-control"), h.get("pragma")
 
 
-def _refresh(server: Server, rt: str, client_id: str = "app", **extra: str) -> object:
-    data = {"grant_type": "refresh_token", "refresh_token": rt, "client_id": client_id}
-    data.update(extra)
-    return server.http.post("/token", data=data)
-
-
 def test_rfc6749_3_2_token_endpoint_is_post_only(server: Server) -> None:
     r = server.http.get("/token")
     assert r.status_code == 405
@@ -180,7 +174,7 @@ def test_rfc6749_5_2_invalid_grant_for_wrong_password_and_unknown_user(server: S
 
 def test_rfc6749_6_refresh_rotates_and_keeps_scope(server: Server) -> None:
     tok = server.login(scope="read write", client_id="svc", client_secret=server.svc_secret)
-    r = _refresh(server, tok["refresh_token"], "svc", client_secret=server.svc_secret)
+    r = server.refresh(tok["refresh_token"], "svc", client_secret=server.svc_secret)
     assert r.status_code == 200, r.text
     new = r.json()
     assert new["refresh_token"] != tok["refresh_token"] and new["scope"] == "read write"
@@ -189,22 +183,21 @@ def test_rfc6749_6_refresh_rotates_and_keeps_scope(server: Server) -> None:
 
 def test_rfc6749_6_refresh_token_is_bound_to_its_client(server: Server) -> None:
     tok = server.login()
-    r = _refresh(server, tok["refresh_token"], client_id="other")
+    r = server.refresh(tok["refresh_token"], client_id="other")
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
 
 
 def test_rfc6749_6_scope_may_narrow_never_widen(server: Server) -> None:
     tok = server.login(scope="read write", client_id="svc", client_secret=server.svc_secret)
-    wide = _refresh(
-        server,
+    wide = server.refresh(
         tok["refresh_token"],
         "svc",
         client_secret=server.svc_secret,
         scope="read write revocations",
     )
     assert wide.status_code == 400 and wide.json()["error"] == "invalid_scope"
-    narrow = _refresh(
-        server, tok["refresh_token"], "svc", client_secret=server.svc_secret, scope="read"
+    narrow = server.refresh(
+        tok["refresh_token"], "svc", client_secret=server.svc_secret, scope="read"
     )
     assert narrow.status_code == 200 and narrow.json()["scope"] == "read"
 
@@ -212,11 +205,11 @@ def test_rfc6749_6_scope_may_narrow_never_widen(server: Server) -> None:
 def test_rfc9700_4_14_2_reuse_revokes_the_whole_family(server: Server) -> None:
     tok = server.login()
     rt1, at1 = tok["refresh_token"], tok["access_token"]
-    r2 = _refresh(server, rt1).json()  # type: ignore[attr-defined]
+    r2 = server.refresh(rt1).json()  # type: ignore[attr-defined]
     server.clock.advance(11)  # past the 10 s grace window
-    reuse = _refresh(server, rt1)
+    reuse = server.refresh(rt1)
     assert reuse.status_code == 400 and reuse.json()["error"] == "invalid_grant"  # type: ignore[attr-defined]
-    again = _refresh(server, r2["refresh_token"])
+    again = server.refresh(r2["refresh_token"])
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"  # type: ignore[attr-defined]
     for at in (at1, r2["access_token"]):
         assert server.http.get("/userinfo", headers=bearer(at)).status_code == 401
@@ -224,16 +217,16 @@ def test_rfc9700_4_14_2_reuse_revokes_the_whole_family(server: Server) -> None:
 
 def test_grace_window_replay_returns_the_same_successor(server: Server) -> None:
     tok = server.login()
-    a = _refresh(server, tok["refresh_token"]).json()  # type: ignore[attr-defined]
+    a = server.refresh(tok["refresh_token"]).json()  # type: ignore[attr-defined]
     server.clock.advance(3)
-    b = _refresh(server, tok["refresh_token"])
+    b = server.refresh(tok["refresh_token"])
     assert b.status_code == 200  # type: ignore[attr-defined]
     assert b.json()["refresh_token"] == a["refresh_token"]  # type: ignore[attr-defined]
 
 
 def test_rfc8725_3_11_access_token_as_refresh_token_is_invalid_grant(server: Server) -> None:
     tok = server.login()
-    r = _refresh(server, tok["access_token"])
+    r = server.refresh(tok["access_token"])
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"  # type: ignore[attr-defined]
 
 
@@ -323,9 +316,9 @@ def test_unexpected_error_is_server_error_without_traceback(server: Server) -> N
 
 def test_metrics_count_issued_and_reuse(server: Server) -> None:
     tok = server.login()
-    _refresh(server, tok["refresh_token"])
+    server.refresh(tok["refresh_token"])
     server.clock.advance(11)
-    _refresh(server, tok["refresh_token"])
+    server.refresh(tok["refresh_token"])
     text = server.http.get("/metrics").text
     assert 'tokenward_tokens_issued_total{grant="password"} 1.0' in text
     assert "tokenward_refresh_reuse_detected_total 1.0" in text
