@@ -33,8 +33,10 @@ __all__ = [
     "Family",
     "PurgeCounts",
     "RefreshTokenRecord",
+    "Resource",
     "RevocationEvent",
     "RevocationKind",
+    "Role",
     "RotationOutcome",
     "RotationResult",
     "Store",
@@ -133,9 +135,10 @@ class User:
     username: str
     password_hash: str
     created_at: float
-    is_admin: bool = False
+    is_admin: bool = False  # kept equal to ``"admin" in roles`` by the user service
     disabled: bool = False
     attributes: dict[str, Any] = field(default_factory=dict)
+    roles: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -144,12 +147,41 @@ class Client:
     created_at: float
     secret_hash: str | None = None  # None for public clients
     grants: tuple[str, ...] = ("refresh_token",)
-    scopes: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()  # the scopes it may receive; empty means none
     name: str | None = None
+    resources: tuple[str, ...] = ()  # the resources (RFC 8707) it may ask tokens for
 
     @property
     def public(self) -> bool:
         return self.secret_hash is None
+
+
+@dataclass(slots=True)
+class Resource:
+    """A protected API (RFC 8707 resource): its identifier becomes the tokens' ``aud``.
+
+    ``scopes`` maps each scope it defines to a description; a scope name is defined by one
+    resource only. ``encryption_key`` is a public JWK: tokens for it are then a signed JWT
+    nested in a JWE to that key.
+    """
+
+    identifier: str
+    name: str
+    created_at: float
+    scopes: dict[str, str] = field(default_factory=dict)
+    default_scopes: tuple[str, ...] = ()
+    access_token_ttl: int | None = None
+    encryption_key: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Role:
+    """A named set of scopes (across resources) that users are given."""
+
+    name: str
+    created_at: float
+    scopes: tuple[str, ...] = ()
+    description: str | None = None
 
 
 class Store(ABC):
