@@ -334,6 +334,50 @@ class Store(ABC):
     @abstractmethod
     async def list_clients(self) -> list[Client]: ...
 
+    @abstractmethod
+    async def update_client(self, client: Client) -> None:
+        """Replace; raises ``ConfigurationError`` when the client id is unknown."""
+
+    # -- the authorization model: resources and roles ----------------------------------------
+    @abstractmethod
+    async def create_resource(self, resource: Resource) -> None:
+        """Insert; raises ``ConfigurationError`` when the identifier exists. (Whether its
+        scopes clash with another resource's is checked by the caller.)"""
+
+    @abstractmethod
+    async def update_resource(self, resource: Resource) -> None:
+        """Replace; raises ``ConfigurationError`` when the identifier is unknown."""
+
+    @abstractmethod
+    async def get_resource(self, identifier: str) -> Resource | None: ...
+
+    @abstractmethod
+    async def list_resources(self) -> list[Resource]:
+        """Every resource, by identifier."""
+
+    @abstractmethod
+    async def delete_resource(self, identifier: str) -> bool:
+        """Delete; ``False`` when there was none."""
+
+    @abstractmethod
+    async def create_role(self, role: Role) -> None:
+        """Insert; raises ``ConfigurationError`` when the name exists."""
+
+    @abstractmethod
+    async def update_role(self, role: Role) -> None:
+        """Replace; raises ``ConfigurationError`` when the name is unknown."""
+
+    @abstractmethod
+    async def get_role(self, name: str) -> Role | None: ...
+
+    @abstractmethod
+    async def list_roles(self) -> list[Role]:
+        """Every role, by name."""
+
+    @abstractmethod
+    async def delete_role(self, name: str) -> bool:
+        """Delete; ``False`` when there was none."""
+
     # -- health ----------------------------------------------------------------------------
     @abstractmethod
     async def ping(self) -> None:
