@@ -19,6 +19,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,7 @@ __all__ = [
     "DEFAULT_RETENTION_MARGIN",
     "REFRESH_TOKEN_PREFIX",
     "SUCCESSOR_SECRET_NAME",
+    "AccessSpec",
     "SessionInfo",
     "SessionManager",
     "TokenPair",
@@ -104,6 +106,22 @@ def parse_refresh_token(token: object) -> bytes | None:
 def hash_refresh_token(token: str) -> bytes:
     """What the store keeps: ``sha256(token)``."""
     return hashlib.sha256(token.encode("ascii")).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class AccessSpec:
+    """What an access token of a session carries beyond the session's facts: its ``scope``,
+    its ``aud`` (``None``: the issuer's default), its lifetime (``None``: the issuer's) and
+    its JWE wrapping (``True``: the issuer's own)."""
+
+    scope: str
+    audience: str | list[str] | None = None
+    ttl: int | None = None
+    encryption: Any = True
+
+
+# Decides the access token of a refresh from the session (may narrow it, or raise).
+RefreshDecision = Callable[[Family], Awaitable[AccessSpec]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,9 +274,15 @@ class SessionManager:
     def _sid_until(self, now: float) -> float:
         return now + self.issuer.access_token_ttl + self.revocation_margin
 
-    def _issue(self, family: Family, scope: str) -> IssuedAccessToken:
+    def _issue(self, family: Family, spec: AccessSpec) -> IssuedAccessToken:
         return self.issuer.issue(
-            sub=family.sub, client_id=family.client_id, scope=scope or None, sid=family.sid
+            sub=family.sub,
+            client_id=family.client_id,
+            scope=spec.scope or None,
+            sid=family.sid,
+            audience=spec.audience,
+            ttl=spec.ttl,
+            encryption=spec.encryption,
         )
 
     def _pair(
@@ -290,8 +314,11 @@ class SessionManager:
         user_agent: str | None = None,
         ip: str | None = None,
         device: str | None = None,
+        access: AccessSpec | None = None,
     ) -> TokenPair:
-        """Start a session: a new family, its first refresh token and an access token."""
+        """Start a session: a new family, its first refresh token and an access token.
+        ``scope`` is the session's grant; ``access`` what its first access token carries
+        (default: that scope for the issuer's audience)."""
         if not sub or not client_id:
             raise ConfigurationError("sub and client_id must be non-empty")
         scope = " ".join(scope.split())
@@ -313,7 +340,8 @@ class SessionManager:
             device=device,
         )
         await self.store.create_family(family, RefreshTokenRecord(token_hash, family.sid, now))
-        access = self._issue(family, scope)
+        spec = access if access is not None else AccessSpec(scope)
+        issued = self._issue(family, spec)
         emit(
             SecurityEvent.ISSUED,
             sid=family.sid,
@@ -323,7 +351,7 @@ class SessionManager:
             ip=ip,
             user_agent=user_agent,
         )
-        return self._pair(access, token, family, scope)
+        return self._pair(issued, token, family, spec.scope)
 
     async def refresh(
         self,
@@ -333,11 +361,15 @@ class SessionManager:
         scope: str | None = None,
         ip: str | None = None,
         user_agent: str | None = None,
+        decide: RefreshDecision | None = None,
     ) -> TokenPair:
         """Exchange ``refresh_token`` for a new pair (RFC 6749 §6), rotating it.
 
         ``client_id`` is the authenticated client; ``None`` skips the binding check (library
         use only — the server always passes it). ``scope`` may narrow, never widen.
+        ``decide`` (instead of ``scope``) computes the new access token from the session
+        before anything rotates, e.g. re-checking what the user may still have; it raises
+        to refuse the refresh.
         """
         raw = parse_refresh_token(refresh_token)
         if raw is None:
@@ -356,14 +388,17 @@ class SessionManager:
         now = self.clock.now()
         if family.expired(now):
             raise InvalidGrant("refresh token expired")
-        granted = family.scope.split()
-        if scope is not None and scope.split():
-            wanted = set(scope.split())
-            if not wanted.issubset(granted):
-                raise InvalidScope("requested scope exceeds the granted scope")
-            access_scope = " ".join(s for s in granted if s in wanted)
+        if decide is not None:
+            spec = await decide(family)
         else:
-            access_scope = family.scope
+            granted = family.scope.split()
+            if scope is not None and scope.split():
+                wanted = set(scope.split())
+                if not wanted.issubset(granted):
+                    raise InvalidScope("requested scope exceeds the granted scope")
+                spec = AccessSpec(" ".join(s for s in granted if s in wanted))
+            else:
+                spec = AccessSpec(family.scope)
         successor = await self.successor_of(refresh_token)
         child = RefreshTokenRecord(
             hash_refresh_token(successor), family.sid, now, parent_hash=token_hash
@@ -379,7 +414,7 @@ class SessionManager:
         outcome = result.outcome
         fam = result.family or family
         if outcome is RotationOutcome.ROTATED or outcome is RotationOutcome.GRACE:
-            access = self._issue(fam, access_scope)
+            access = self._issue(fam, spec)
             emit(
                 SecurityEvent.REFRESHED
                 if outcome is RotationOutcome.ROTATED
@@ -391,7 +426,7 @@ class SessionManager:
                 ip=ip,
                 user_agent=user_agent,
             )
-            return self._pair(access, successor, fam, access_scope)
+            return self._pair(access, successor, fam, spec.scope)
         if outcome is RotationOutcome.REUSED:
             self._mirror(result.event)
             emit(

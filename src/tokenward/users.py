@@ -80,7 +80,16 @@ class UserService:
 
         return await asyncio.to_thread(run)
 
-    async def create(self, username: str, password: str, *, is_admin: bool = False) -> User:
+    async def create(
+        self,
+        username: str,
+        password: str,
+        *,
+        is_admin: bool = False,
+        roles: tuple[str, ...] | list[str] = (),
+    ) -> User:
+        """Create a user; ``is_admin`` is a shortcut for the ``admin`` role."""
+        names = tuple(dict.fromkeys([*roles, *(["admin"] if is_admin else [])]))
         _check_username(username)
         if not password or len(password.encode()) > _MAX_PASSWORD:
             raise ConfigurationError(f"a password is 1-{_MAX_PASSWORD} bytes")
@@ -88,7 +97,8 @@ class UserService:
             username=username,
             password_hash=await self._hash(password),
             created_at=self.clock.now(),
-            is_admin=is_admin,
+            is_admin="admin" in names,
+            roles=names,
         )
         await self.store.create_user(user)
         return user

@@ -140,7 +140,19 @@ def test_no_resource_uses_the_default_resource() -> None:
 
 def test_no_resource_and_no_default_is_invalid_target() -> None:
     with pytest.raises(InvalidTarget, match="no default resource"):
-        grant("orders:read", [], default_resource=None)
+        grant(None, [], default_resource=None)
+    with pytest.raises(InvalidTarget, match="no default resource"):
+        grant("openid", [], default_resource=None)
+
+
+def test_no_resource_uses_the_one_resource_that_defines_the_requested_scopes() -> None:
+    g = grant("billing:read openid", [], default_resource=ORDERS, entitled=None)
+    assert (g.resource, g.audience()) == (BILLING, [BILLING, ISS])
+
+
+def test_no_resource_and_scopes_of_several_resources_is_invalid_target() -> None:
+    with pytest.raises(InvalidTarget, match="several resources"):
+        grant("orders:read billing:read", [], default_resource=ORDERS)
 
 
 def test_openid_adds_the_issuer_to_the_audience() -> None:

@@ -21,6 +21,7 @@ import asyncio
 import atexit
 import contextlib
 import threading
+from collections.abc import Container
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -116,7 +117,7 @@ class Verifier:
         return self.core.issuer
 
     @property
-    def audience(self) -> str:
+    def audience(self) -> str | Container[str]:
         return self.core.audience
 
     def _set_keys(self, keys: list[SigningKey]) -> None:

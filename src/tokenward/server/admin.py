@@ -29,6 +29,7 @@ from ..jws import JWSVerifier
 from ..revocation import Denylist
 from ..sessions import parse_refresh_token
 from ..users import generate_password
+from .authz import catalog_of, check_client_permissions, check_roles
 from .deps import get_runtime, no_store, require_scope
 from .errors import JSON, NO_STORE, OAuthError
 from .sessions import SessionOut, session_out
@@ -50,13 +51,15 @@ class UserOut(BaseModel):
     is_admin: bool
     disabled: bool
     created_at: float
+    roles: list[str] = Field(default_factory=list)
 
 
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(min_length=1, max_length=256)
     password: str = Field(min_length=8, max_length=1024)
-    is_admin: bool = False
+    is_admin: bool = False  # a shortcut for the admin role
+    roles: list[str] = Field(default_factory=list, max_length=32)
 
 
 class ClientOut(BaseModel):
@@ -67,6 +70,7 @@ class ClientOut(BaseModel):
     name: str | None = None
     created_at: float
     client_secret: str | None = None  # only in the creation response
+    resources: list[str] = Field(default_factory=list)
 
 
 class ClientCreate(BaseModel):
@@ -74,8 +78,9 @@ class ClientCreate(BaseModel):
     client_id: str = Field(min_length=1, max_length=256)
     public: bool = False
     grants: list[str] = Field(default_factory=lambda: ["refresh_token"], max_length=3)
-    scopes: list[str] = Field(default_factory=list, max_length=32)
+    scopes: list[str] = Field(default_factory=list, max_length=32)  # empty: no scope at all
     name: str | None = Field(None, max_length=256)
+    resources: list[str] = Field(default_factory=list, max_length=16)
 
 
 class KeyOut(BaseModel):
@@ -124,7 +129,11 @@ async def list_users(request: Request, _: Admin) -> list[UserOut]:
     users = await get_runtime(request).users.list()
     return [
         UserOut(
-            username=u.username, is_admin=u.is_admin, disabled=u.disabled, created_at=u.created_at
+            username=u.username,
+            is_admin=u.is_admin,
+            disabled=u.disabled,
+            created_at=u.created_at,
+            roles=list(u.roles),
         )
         for u in users
     ]
@@ -134,14 +143,20 @@ async def list_users(request: Request, _: Admin) -> list[UserOut]:
     "/users", response_model=UserOut, status_code=201, responses={400: {"model": OAuthError}}
 )
 async def create_user(request: Request, body: UserCreate, _: Admin) -> UserOut:
+    rt = get_runtime(request)
     try:
-        u = await get_runtime(request).users.create(
-            body.username, body.password, is_admin=body.is_admin
+        await check_roles(rt.store, body.roles)
+        u = await rt.users.create(
+            body.username, body.password, is_admin=body.is_admin, roles=body.roles
         )
     except ConfigurationError as exc:
         raise InvalidRequest(exc.description) from None
     return UserOut(
-        username=u.username, is_admin=u.is_admin, disabled=u.disabled, created_at=u.created_at
+        username=u.username,
+        is_admin=u.is_admin,
+        disabled=u.disabled,
+        created_at=u.created_at,
+        roles=list(u.roles),
     )
 
 
@@ -220,6 +235,7 @@ async def list_clients(request: Request, _: Admin) -> list[ClientOut]:
             scopes=list(c.scopes),
             name=c.name,
             created_at=c.created_at,
+            resources=list(c.resources),
         )
         for c in await get_runtime(request).clients.list()
     ]
@@ -229,13 +245,17 @@ async def list_clients(request: Request, _: Admin) -> list[ClientOut]:
     "/clients", response_model=ClientOut, status_code=201, responses={400: {"model": OAuthError}}
 )
 async def create_client(request: Request, body: ClientCreate, _: Admin) -> JSON:
+    rt = get_runtime(request)
     try:
-        c, secret = await get_runtime(request).clients.create(
+        catalog = await catalog_of(rt.store, rt.settings.issuer)
+        check_client_permissions(catalog, body.resources, body.scopes)
+        c, secret = await rt.clients.create(
             body.client_id,
             public=body.public,
             grants=body.grants,
             scopes=body.scopes,
             name=body.name,
+            resources=body.resources,
         )
     except ConfigurationError as exc:
         raise InvalidRequest(exc.description) from None
@@ -247,6 +267,7 @@ async def create_client(request: Request, body: ClientCreate, _: Admin) -> JSON:
         name=c.name,
         created_at=c.created_at,
         client_secret=secret,
+        resources=list(c.resources),
     )
     return JSON(out.model_dump(), status_code=201, headers={"Cache-Control": "no-store"})
 

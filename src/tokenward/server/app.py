@@ -15,6 +15,7 @@ from ..settings import Settings, load_settings
 from ..store.base import Store
 from . import (
     admin,
+    admin_authz,
     console,
     feed,
     introspect,
@@ -99,6 +100,7 @@ def create_app(
         userinfo,
         feed,
         admin,
+        admin_authz,
         metrics,
         console,
     ):

@@ -8,8 +8,10 @@ identifier is the issuer, with the reserved scopes of :data:`SERVER_SCOPES`.
 :func:`authorize` (a new grant: password, client credentials, ``/login``, ``/authorize``):
 
 * resource: the ``resource`` parameters, at most ``max_resources`` of them (one at
-  ``/token`` and ``/login``), else the default resource; an unknown resource, one the client
-  may not ask for, or none at all → ``invalid_target`` (RFC 8707 §2);
+  ``/token`` and ``/login``); without one, the resource that defines the requested scopes
+  (one resource, not counting the OIDC scopes), else the default resource; an unknown
+  resource, one the client may not ask for, scopes of several resources, or no resource at
+  all → ``invalid_target`` (RFC 8707 §2);
 * a requested scope that no resource defines, that belongs to none of the requested
   resources, or that the client may not receive → ``invalid_scope`` (RFC 6749 §5.2);
 * a requested scope the user is not entitled to is dropped silently: the response's
@@ -161,6 +163,7 @@ def _fits(scope: str, resources: Collection[str], catalog: Catalog) -> bool:
 
 def _targets(
     requested: Sequence[str],
+    scopes: Sequence[str],
     client: Client,
     catalog: Catalog,
     default_resource: str | None,
@@ -170,9 +173,16 @@ def _targets(
     if max_resources is not None and len(wanted) > max_resources:
         raise InvalidTarget(f"at most {max_resources} resource parameter(s) here")
     if not wanted:
-        if default_resource is None:
+        owners = {catalog.owner.get(s) for s in scopes if s not in OIDC_SCOPES}
+        owners.discard(None)
+        if len(owners) > 1:
+            raise InvalidTarget("the scopes belong to several resources: name one (resource)")
+        if owners:
+            wanted = (str(owners.pop()),)
+        elif default_resource is None:
             raise InvalidTarget("no resource given and no default resource is configured")
-        wanted = (default_resource,)
+        else:
+            wanted = (default_resource,)
     for r in wanted:
         if catalog.get(r) is None:
             raise InvalidTarget(f"unknown resource {r[:200]!r}")
@@ -198,8 +208,8 @@ def authorize(
     ``None`` for ``client_credentials`` (no user: the client's own scopes count);
     ``max_resources``: 1 at ``/token`` and ``/login``, ``None`` (any) at ``/authorize``.
     """
-    targets = _targets(resources, client, catalog, default_resource, max_resources)
     wanted = parse_scope(scope)
+    targets = _targets(resources, wanted, client, catalog, default_resource, max_resources)
     granted: list[str] = []
     if wanted:
         for s in wanted:

@@ -8,7 +8,8 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
 
@@ -19,16 +20,27 @@ from ..issuer import Issuer
 from ..keys import KeyRing
 from ..ratelimit import LoginThrottle, storage_url_for
 from ..revocation import Denylist, DenylistFollower
-from ..sessions import SessionManager
+from ..sessions import AccessSpec, SessionManager
 from ..settings import Settings
 from ..store import store_from_url
 from ..store.base import Store
 from ..users import UserService, generate_password, hasher_from_settings
 from ..verifier import Verifier
+from .authorization import Catalog, Grant
+from .authz import (
+    CONSOLE_SCOPES,
+    Authorizer,
+    ResourceRegistry,
+    RoleRegistry,
+    upgrade_authorization_model,
+)
 from .keystore import load_or_create_keyring, resolve_kek, rotate_if_due
 from .metrics import Metrics, instrument_store
 
-__all__ = ["BootstrapReport", "Runtime", "bootstrap"]
+if TYPE_CHECKING:
+    from ..jwe import TokenEncryption
+
+__all__ = ["BootstrapReport", "Runtime", "ServerAudiences", "bootstrap"]
 
 log = logging.getLogger("tokenward.server")
 
@@ -41,6 +53,23 @@ class BootstrapReport:
     console_client_created: bool
     admin_username: str | None = None
     admin_password: str | None = None  # only when generated here: print it once
+    clients_without_scopes: list[str] = field(default_factory=list)
+
+
+class ServerAudiences:
+    """The audiences this server's own endpoints accept: any of its resources (the issuer,
+    the default resource and every registered one; the set is refreshed as the server
+    reads its resources). The scopes then decide what a token may do here."""
+
+    def __init__(self, *always: str) -> None:
+        self._always = frozenset(always)
+        self.known: frozenset[str] = frozenset()
+
+    def __contains__(self, aud: object) -> bool:
+        return aud in self._always or aud in self.known
+
+    def __bool__(self) -> bool:
+        return True
 
 
 def open_store(settings: Settings) -> Store:
@@ -80,8 +109,16 @@ async def bootstrap(
                 public=True,
                 grants=("password", "refresh_token"),
                 name="tokenward console",
+                scopes=CONSOLE_SCOPES,
+                resources=(settings.issuer,),
             )
             console = True
+    bare = await upgrade_authorization_model(
+        store,
+        issuer=settings.issuer,
+        default_resource=settings.default_resource,
+        console_client_id=settings.console_client_id,
+    )
     admin_name: str | None = None
     admin_password: str | None = None
     if not await store.list_users():
@@ -93,7 +130,7 @@ async def bootstrap(
                 await users.create("admin", password, is_admin=True)
                 admin_name = "admin"
                 admin_password = None if given else password
-    return BootstrapReport(created, console, admin_name, admin_password)
+    return BootstrapReport(created, console, admin_name, admin_password, bare)
 
 
 class Runtime:
@@ -119,6 +156,18 @@ class Runtime:
         instrument_store(self.store, self.metrics.store_latency)
         self.users = UserService(self.store, hasher=self.hasher, clock=self.clock)
         self.clients = ClientRegistry(self.store, clock=self.clock)
+        self.audiences = ServerAudiences(settings.issuer, settings.default_resource)
+        self.authorizer = Authorizer(
+            self.store, settings.issuer, settings.default_resource, settings.console_client_id
+        )
+        self.resources = ResourceRegistry(
+            self.store,
+            issuer=settings.issuer,
+            default_resource=settings.default_resource,
+            max_ttl=settings.access_token_ttl,
+        )
+        self.roles = RoleRegistry(self.store, issuer=settings.issuer)
+        self._encryptions: dict[str, TokenEncryption] = {}
         self.throttle = LoginThrottle(
             per_account=settings.login_limit_per_account,
             per_ip=settings.login_limit_per_ip,
@@ -171,6 +220,12 @@ class Runtime:
         )
         if self._on_bootstrap is not None:
             self._on_bootstrap(report)
+        if report.clients_without_scopes:
+            log.warning(
+                "clients with no scopes get no tokens (tokenward client set ID --resources "
+                "… --scopes …): %s",
+                ", ".join(report.clients_without_scopes),
+            )
         ring, _ = await load_or_create_keyring(
             self.store, self._kek, alg=s.signing_alg, clock=self.clock
         )
@@ -178,7 +233,7 @@ class Runtime:
         self._issuer = Issuer(
             ring,
             issuer=s.issuer,
-            audience=s.audience,
+            audience=s.default_resource,
             access_token_ttl=s.access_token_ttl,
             clock=self.clock,
             encryption=encryption,
@@ -198,7 +253,7 @@ class Runtime:
         self._verifier = Verifier(
             ring,
             issuer=s.issuer,
-            audience=s.audience,
+            audience=self.audiences,
             leeway=s.leeway,
             clock=self.clock,
             revocation=denylist,
@@ -226,6 +281,37 @@ class Runtime:
                 await self._follower.stop()
             self._follower = None
         await self.store.close()
+
+    # authorization ------------------------------------------------------------------------------
+    def learn_resources(self, catalog: Catalog) -> None:
+        """Let this server's endpoints accept tokens for every resource it knows of."""
+        self.audiences.known = frozenset(catalog.resources)
+
+    def access_spec(self, grant: Grant, catalog: Catalog) -> AccessSpec:
+        """The access token of ``grant``: its scope, ``aud``, the resource's lifetime (never
+        above the server's) and, for a resource with an encryption key, JWE to that key."""
+        self.learn_resources(catalog)
+        resource = catalog.resources[grant.resource]
+        ttl = resource.access_token_ttl
+        if ttl is not None:
+            ttl = min(ttl, self.settings.access_token_ttl)
+        encryption: Any = True
+        if resource.encryption_key:
+            encryption = self._encryption_for(resource.identifier, resource.encryption_key)
+        return AccessSpec(grant.scope_text, grant.audience(), ttl, encryption)
+
+    def _encryption_for(self, identifier: str, jwk: dict[str, Any]) -> TokenEncryption:
+        import orjson
+
+        from ..jwe import TokenEncryption
+
+        cache_key = identifier + "\x00" + orjson.dumps(jwk, option=orjson.OPT_SORT_KEYS).decode()
+        found = self._encryptions.get(cache_key)
+        if found is None:
+            if len(self._encryptions) > 256:
+                self._encryptions.clear()
+            found = self._encryptions[cache_key] = TokenEncryption.ecdh_es(jwk)
+        return found
 
     # keys --------------------------------------------------------------------------------------
     def _use_ring(self, ring: KeyRing) -> None:

@@ -9,7 +9,6 @@ and per IP (RFC 6749 §4.3.2).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -17,62 +16,29 @@ from fastapi import APIRouter, Request
 from ..errors import (
     InvalidGrant,
     InvalidRequest,
-    InvalidScope,
+    InvalidTarget,
     UnauthorizedClient,
     UnsupportedGrantType,
 )
-from ..sessions import TokenPair, hash_refresh_token, parse_refresh_token
-from ..store.base import Client, User
+from ..sessions import AccessSpec, TokenPair, hash_refresh_token, parse_refresh_token
+from ..store.base import Client, Family
 from .auth import authenticate_client
+from .authorization import RESERVED_SCOPES
 from .cookies import check_csrf, csrf_token, read_refresh_cookie, set_refresh_cookie
-from .deps import client_ip, form_openapi, get_runtime, read_form, user_agent
+from .deps import client_ip, form_openapi, form_resources, get_runtime, read_form, user_agent
 from .errors import JSON, NO_STORE, OAuthError
 from .openapi import CLIENT_AUTH_OR_PUBLIC
 from .runtime import Runtime
 
-__all__ = ["RESERVED_SCOPES", "grant_scope", "password_session", "router", "token_response"]
+__all__ = ["RESERVED_SCOPES", "password_session", "router", "token_response"]
 
 router = APIRouter(tags=["oauth"])
 
-RESERVED_SCOPES = frozenset({"admin", "revocations"})
-_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")  # RFC 6749 §3.3
 _GRANTS = ("password", "refresh_token", "client_credentials")
 
 
 def token_response(body: dict[str, Any], status: int = 200) -> JSON:
     return JSON(body, status_code=status, headers=dict(NO_STORE))
-
-
-def parse_scope(value: str | None) -> list[str]:
-    if value is None:
-        return []
-    items = value.split(" ")
-    if len(items) > 32 or any(not _SCOPE_TOKEN.match(s) for s in items):
-        raise InvalidScope("malformed scope")
-    return list(dict.fromkeys(items))
-
-
-def grant_scope(requested: str | None, client: Client, user: User | None) -> str:
-    """The scope to grant: the requested one when allowed (else ``invalid_scope``), or the
-    client's default. Reserved scopes (``admin``, ``revocations``) need an admin user (password
-    grant) or an explicit client registration (client credentials)."""
-    wanted = parse_scope(requested)
-    allowed = set(client.scopes)
-    for s in wanted:
-        if allowed and s not in allowed:
-            raise InvalidScope(f"scope {s!r} is not allowed for this client")
-        if s in RESERVED_SCOPES:
-            if user is not None and not user.is_admin:
-                raise InvalidScope(f"scope {s!r} needs an administrator")
-            if user is None and s not in allowed:
-                raise InvalidScope(f"scope {s!r} must be registered for this client")
-    if not wanted:
-        wanted = [
-            s
-            for s in client.scopes
-            if s not in RESERVED_SCOPES or (user is not None and user.is_admin)
-        ]
-    return " ".join(wanted)
 
 
 async def password_session(
@@ -83,9 +49,12 @@ async def password_session(
     password: str,
     scope: str | None,
     *,
+    resources: list[str] | None = None,
     device: str | None = None,
 ) -> TokenPair:
-    """Throttle, check the password, start a session (shared by the grant and /login)."""
+    """Throttle, check the password, decide the grant, start a session (shared by the
+    grant and /login). The session keeps the granted scope; its first access token is for
+    the one requested resource (RFC 8707)."""
     ip = client_ip(request)
     await rt.throttle.check(username, ip)
     try:
@@ -95,14 +64,17 @@ async def password_session(
         await rt.throttle.failed(username, ip)
         raise
     await rt.throttle.succeeded(username)
-    granted = grant_scope(scope, client, user)
+    grant, catalog = await rt.authorizer.grant(
+        scope=scope, resources=resources or [], client=client, user=user
+    )
     pair = await rt.sessions.start(
         sub=user.username,
         client_id=client.client_id,
-        scope=granted,
+        scope=grant.scope_text,
         user_agent=user_agent(request),
         ip=ip,
         device=device,
+        access=rt.access_spec(grant, catalog),
     )
     rt.metrics.tokens_issued.labels(grant="password").inc()
     return pair
@@ -115,6 +87,7 @@ _FORM = form_openapi(
         "password": {"type": "string", "format": "password"},
         "refresh_token": {"type": "string"},
         "scope": {"type": "string"},
+        "resource": {"type": "string", "description": "RFC 8707 resource indicator (one)"},
         "client_id": {"type": "string"},
         "client_secret": {"type": "string", "format": "password"},
     },
@@ -170,22 +143,39 @@ async def token(request: Request) -> JSON:
         username, password = form.get("username"), form.get("password")
         if username is None or password is None:
             raise InvalidRequest("username and password are required")
-        pair = await password_session(rt, request, client, username, password, form.get("scope"))
+        pair = await password_session(
+            rt,
+            request,
+            client,
+            username,
+            password,
+            form.get("scope"),
+            resources=form_resources(request),
+        )
         return token_response(pair.to_response())
     if grant == "refresh_token":
         return await _refresh(rt, request, client, form)
     if client.public:
         raise UnauthorizedClient("client_credentials needs a confidential client")
-    granted = grant_scope(form.get("scope"), client, None)
-    issued = rt.issuer.issue(sub=client.client_id, client_id=client.client_id, scope=granted)
+    decided, catalog = await rt.authorizer.grant(
+        scope=form.get("scope"), resources=form_resources(request), client=client, user=None
+    )
+    spec = rt.access_spec(decided, catalog)
+    issued = rt.issuer.issue(
+        sub=client.client_id,
+        client_id=client.client_id,
+        scope=spec.scope,
+        audience=spec.audience,
+        ttl=spec.ttl,
+        encryption=spec.encryption,
+    )
     rt.metrics.tokens_issued.labels(grant="client_credentials").inc()
     body: dict[str, Any] = {
         "access_token": issued.token,
         "token_type": "Bearer",
         "expires_in": issued.expires_in,
+        "scope": spec.scope,
     }
-    if granted:
-        body["scope"] = granted
     return token_response(body)
 
 
@@ -202,12 +192,23 @@ async def _refresh(rt: Runtime, request: Request, client: Client, form: dict[str
             found = await rt.store.get_refresh_token(hash_refresh_token(refresh_token))
             if found is not None:  # unknown tokens fail below with invalid_grant
                 check_csrf(request, rt.csrf_secret, found[1].sid)
+    resources = form_resources(request)
+    if len(resources) > 1:
+        raise InvalidTarget("at most one resource parameter here")
+
+    async def decide(family: Family) -> AccessSpec:
+        # the session's grant, narrowed by what the client and user may have now
+        grant, catalog = await rt.authorizer.refresh(
+            family, scope=form.get("scope"), resource=resources[0] if resources else None
+        )
+        return rt.access_spec(grant, catalog)
+
     pair = await rt.sessions.refresh(
         refresh_token,
         client_id=client.client_id,
-        scope=form.get("scope"),
         ip=client_ip(request),
         user_agent=user_agent(request),
+        decide=decide,
     )
     rt.metrics.tokens_issued.labels(grant="refresh_token").inc()
     if not from_cookie:
