@@ -13,18 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
 
-from ..clients import ClientRegistry
 from ..clock import Clock, system_clock
 from ..errors import ConfigurationError, TokenwardError
 from ..issuer import Issuer
 from ..keys import KeyRing
-from ..ratelimit import LoginThrottle, storage_url_for
 from ..revocation import Denylist, DenylistFollower
 from ..sessions import AccessSpec, SessionManager
-from ..settings import Settings
-from ..store import store_from_url
 from ..store.base import Store
-from ..users import UserService, generate_password, hasher_from_settings
 from ..verifier import Verifier
 from .authorization import Catalog, Grant
 from .authz import (
@@ -34,8 +29,13 @@ from .authz import (
     RoleRegistry,
     upgrade_authorization_model,
 )
+from .clients import ClientRegistry
 from .keystore import load_or_create_keyring, resolve_kek, rotate_if_due
 from .metrics import Metrics, instrument_store
+from .ratelimit import LoginThrottle, storage_url_for
+from .settings import Settings
+from .stores import open_store
+from .users import UserService, generate_password, hasher_from_settings
 
 if TYPE_CHECKING:
     from ..jwe import TokenEncryption
@@ -70,20 +70,6 @@ class ServerAudiences:
 
     def __bool__(self) -> bool:
         return True
-
-
-def open_store(settings: Settings) -> Store:
-    db = settings.sqlite_path
-    if db is not None:
-        db.parent.mkdir(parents=True, exist_ok=True)
-    options: dict[str, object] = {}
-    if settings.store_scheme != "memory":
-        options["timeout"] = settings.store_timeout
-    if settings.store_prefix is not None:
-        if settings.store_scheme not in ("redis", "rediss"):
-            raise ConfigurationError("TOKENWARD_STORE_PREFIX: only Redis stores take a key prefix")
-        options["prefix"] = settings.store_prefix
-    return store_from_url(settings.store_url, **options)
 
 
 async def bootstrap(

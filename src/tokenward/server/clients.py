@@ -12,9 +12,9 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import replace
 
-from .clock import Clock, system_clock
-from .errors import ConfigurationError, InvalidClient
-from .store.base import Client, Store
+from ..clock import Clock, system_clock
+from ..errors import ConfigurationError, InvalidClient
+from ..store.base import Client, Store
 
 __all__ = ["GRANTS", "ClientRegistry", "hash_secret", "verify_secret"]
 
