@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from . import client, db, demo, keys, serve, session, token, user
+from . import authz, client, db, demo, keys, serve, session, token, user
 
 __all__ = ["app", "main"]
 
@@ -32,6 +32,8 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(token.app, name="token")
 app.add_typer(user.app, name="user")
 app.add_typer(client.app, name="client")
+app.add_typer(authz.resource_app, name="resource")
+app.add_typer(authz.role_app, name="role")
 app.add_typer(session.app, name="session")
 app.add_typer(db.app, name="db")
 app.command("demo")(demo.demo)

@@ -1,4 +1,4 @@
-"""``tokenward user add|list|disable|enable``."""
+"""``tokenward user add|list|roles|disable|enable``."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..server.authz import RoleRegistry, check_roles
 from ..server.settings import Settings
 from ..server.users import UserService, hasher_from_settings
 from ..store.base import Store
 from ._common import cli_errors, fail, format_ts, get_clock, out_console
 from ._store import run_with_store
+from .authz import open_model, revoke_now
 
 __all__ = ["app"]
 
@@ -31,10 +33,14 @@ def add(
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from stdin")
     ] = False,
-    admin: Annotated[bool, typer.Option("--admin", help="Administrator")] = False,
+    admin: Annotated[bool, typer.Option("--admin", help="Administrator (the admin role)")] = False,
+    roles: Annotated[
+        str | None, typer.Option("--roles", help="Comma-separated roles, e.g. clerk,manager")
+    ] = None,
     store: StoreOpt = None,
 ) -> None:
     """Create a user."""
+    role_names = [r.strip() for r in (roles or "").split(",") if r.strip()]
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -43,10 +49,38 @@ def add(
         raise fail("empty password")
 
     async def go(settings: Settings, st: Store) -> None:
-        await _service(settings, st).create(username, password, is_admin=admin)
+        await open_model(settings, st)
+        await check_roles(st, role_names)
+        await _service(settings, st).create(username, password, is_admin=admin, roles=role_names)
 
     run_with_store(store, go)
-    out_console.print(f"created user {username}{' (admin)' if admin else ''}")
+    given = role_names + (["admin"] if admin and "admin" not in role_names else [])
+    out_console.print(
+        f"created user {username}" + (f" (roles: {','.join(given)})" if given else "")
+    )
+
+
+@app.command("roles")
+@cli_errors
+def set_roles(
+    username: str,
+    roles: Annotated[str, typer.Argument(help="Comma-separated roles (replaces them); '' none")],
+    now: Annotated[
+        bool, typer.Option("--now", help="Revoke the affected sessions at once (else: at refresh)")
+    ] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Set a user's roles."""
+
+    async def go(settings: Settings, st: Store) -> int:
+        await open_model(settings, st)
+        await RoleRegistry(st, issuer=settings.issuer).set_user_roles(username, roles)
+        return await revoke_now(settings, st, usernames=[username]) if now else 0
+
+    n = run_with_store(store, go)
+    out_console.print(
+        f"{username}: roles {roles or '(none)'}" + (f"; revoked {n} session(s)" if now else "")
+    )
 
 
 @app.command("list")
@@ -55,11 +89,11 @@ def list_users(store: StoreOpt = None) -> None:
     """List users."""
 
     async def go(settings: Settings, st: Store) -> None:
-        table = Table("username", "admin", "disabled", "created")
+        table = Table("username", "roles", "disabled", "created")
         for u in await st.list_users():
             table.add_row(
                 u.username,
-                "yes" if u.is_admin else "",
+                ",".join(u.roles),
                 "yes" if u.disabled else "",
                 format_ts(u.created_at),
             )

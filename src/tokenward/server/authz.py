@@ -546,3 +546,16 @@ async def upgrade_authorization_model(
 
 
 CONSOLE_SCOPES = ("openid", "profile", "admin")
+
+
+async def revoke_families(
+    store: Store, families: Iterable[Family], *, now: float, until: float
+) -> int:
+    """Revoke ``families`` at once (each a ``sid`` event on the feed); the number revoked."""
+    n = 0
+    for fam in families:
+        event = await store.revoke_family(
+            fam.sid, now=now, reason="authorization_changed", until=until
+        )
+        n += event is not None
+    return n
