@@ -421,7 +421,7 @@ def test_encrypted_tokens_end_to_end_for_a_resource_with_a_key(server: Server):
             "client_id": "web",
             "resource": vault,
             "scope": "vault:read",
-        },  # fmt: skip
+        },
     )
     assert r.status_code == 200, r.text
     token = r.json()["access_token"]
