@@ -3,11 +3,29 @@ F8 onwards). Each test is named after its finding and fails on the code before t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import httpx
+import pytest
 
-from .conftest import Server
+from tokenward.server.addresses import address_prefix, client_address, parse_trusted_proxies
+
+from .conftest import ALICE_PW, PEER, Server
+from .test_serve_subprocess import ADMIN_PW, _env, _start, _stop
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """``tokenward serve`` over a real socket on SQLite (uvicorn's own behaviour matters here):
+    3 failed logins a minute per IP."""
+    cwd = tmp_path_factory.mktemp("live")
+    env = {**_env(), "TOKENWARD_LOGIN_LIMIT_PER_IP": "3/minute"}
+    proc, base, _ = _start(cwd, env)
+    try:
+        yield base, cwd
+    finally:
+        _stop(proc)
 
 
 def _stream_post(
@@ -63,3 +81,92 @@ def test_f10_chunked_form_past_the_limit_is_413(server_factory: Callable[..., Se
 
     r = _stream_post(server, "/token", body(), "application/x-www-form-urlencoded")
     assert r.status_code == 413, r.text
+
+
+# -- F11: X-Forwarded-For was believed from loopback ---------------------------------------------
+
+
+def _failed_login(server: Server, xff: str | None, user: str = "nobody") -> int:
+    headers = {"X-Forwarded-For": xff} if xff is not None else {}
+    r = server.http.post(
+        "/token",
+        data={"grant_type": "password", "username": user, "password": "x", "client_id": "app"},
+        headers=headers,
+    )
+    return r.status_code
+
+
+def test_f11_x_forwarded_for_is_ignored_without_trusted_proxies(
+    server_factory: Callable[..., Server],
+) -> None:
+    server = server_factory(login_limit_per_ip="3/minute")
+    statuses = [_failed_login(server, f"203.0.113.{i}", f"u{i}") for i in range(5)]
+    assert statuses == [400, 400, 400, 429, 429]
+
+
+def test_f11_x_forwarded_for_from_loopback_does_not_reset_the_per_ip_limit(
+    live: tuple[str, Path],
+) -> None:
+    """Over a real socket from 127.0.0.1: uvicorn believed X-Forwarded-For from loopback, so
+    every failed login came from a "new" address and none was throttled."""
+    base, _ = live
+    statuses = []
+    for i in range(5):
+        r = httpx.post(
+            f"{base}/token",
+            data={"grant_type": "password", "username": f"u{i}", "password": "x",
+                  "client_id": "tokenward-console"},
+            headers={"X-Forwarded-For": f"203.0.113.{i}"},
+        )  # fmt: skip
+        statuses.append(r.status_code)
+    assert statuses == [400, 400, 400, 429, 429]
+    r = httpx.post(f"{base}/login", json={"username": "admin", "password": ADMIN_PW})
+    assert r.status_code == 429  # the socket address's budget is spent, whatever XFF says
+
+
+def test_f11_trusted_proxy_gives_the_rightmost_untrusted_hop(
+    server_factory: Callable[..., Server],
+) -> None:
+    server = server_factory(login_limit_per_ip="2/minute", trusted_proxies=f"{PEER}, 10.0.0.0/8")
+    # the client wrote a fake left entry; the proxies appended the real 198.51.100.7
+    for i in range(2):
+        assert _failed_login(server, f"1.2.3.{i}, 198.51.100.7, 10.1.2.3", f"u{i}") == 400
+    assert _failed_login(server, "9.9.9.9, 198.51.100.7", "u9") == 429
+    assert _failed_login(server, "198.51.100.8", "u8") == 400  # another client is not throttled
+
+
+def test_f11_stored_session_ip_is_always_a_parsed_address(
+    server_factory: Callable[..., Server],
+) -> None:
+    server = server_factory(trusted_proxies=PEER)
+    token = server.login(**{"device": "x"})["access_token"]
+    r = server.http.post(
+        "/token",
+        data={"grant_type": "password", "username": "alice", "password": ALICE_PW,
+              "client_id": "app"},
+        headers={"X-Forwarded-For": "<script>" + "A" * 4000},
+    )  # fmt: skip
+    assert r.status_code == 200
+    sessions = server.http.get("/sessions", headers={"Authorization": f"Bearer {token}"}).json()
+    assert {s["ip"] for s in sessions} == {PEER}
+
+
+def test_f11_client_address_rules() -> None:
+    proxies = parse_trusted_proxies("127.0.0.1, 10.0.0.0/8, fd00::/8")
+    assert client_address("127.0.0.1", ["203.0.113.9"], ()) == "127.0.0.1"
+    assert client_address("192.0.2.1", ["203.0.113.9"], proxies) == "192.0.2.1"
+    assert client_address("127.0.0.1", ["203.0.113.9, 10.0.0.2"], proxies) == "203.0.113.9"
+    assert client_address("127.0.0.1", ["6.6.6.6", "203.0.113.9"], proxies) == "203.0.113.9"
+    assert client_address("127.0.0.1", ["10.0.0.3"], proxies) == "10.0.0.3"  # all trusted
+    assert client_address("127.0.0.1", ["junk, 10.0.0.2"], proxies) == "10.0.0.2"
+    assert client_address("127.0.0.1", [], proxies) == "127.0.0.1"
+    assert client_address("::ffff:10.0.0.1", ["2001:db8::1"], proxies) == "2001:db8::1"
+    assert client_address("testclient", ["203.0.113.9"], proxies) is None
+    with pytest.raises(ValueError, match="10.0.0.1/8"):
+        parse_trusted_proxies("10.0.0.1/8")
+
+
+def test_f11_address_prefix_is_the_configured_network() -> None:
+    assert address_prefix("203.0.113.77") == "203.0.113.0/24"
+    assert address_prefix("2001:db8:1:2::5") == "2001:db8:1::/48"
+    assert address_prefix("203.0.113.77", 16, 48) == "203.0.0.0/16"

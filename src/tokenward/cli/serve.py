@@ -71,7 +71,12 @@ def serve(
 
         app = create_app(settings, generate_admin=True, on_bootstrap=announce)
         uvicorn.run(
-            app, host=settings.host, port=settings.port, log_level="warning", access_log=False
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            proxy_headers=False,  # X-Forwarded-For only from TOKENWARD_TRUSTED_PROXIES
         )
         return
     announce(asyncio.run(prepare(settings)))
@@ -87,4 +92,5 @@ def serve(
         workers=settings.workers,
         log_level="warning",
         access_log=False,
+        proxy_headers=False,
     )

@@ -25,6 +25,7 @@ from ..store import store_from_url
 from ..store.base import Store
 from ..users import UserService, generate_password, hasher_from_settings
 from ..verifier import Verifier
+from .addresses import parse_trusted_proxies
 from .keystore import load_or_create_keyring, resolve_kek, rotate_if_due
 from .metrics import Metrics, instrument_store
 
@@ -119,6 +120,7 @@ class Runtime:
         instrument_store(self.store, self.metrics.store_latency)
         self.users = UserService(self.store, hasher=self.hasher, clock=self.clock)
         self.clients = ClientRegistry(self.store, clock=self.clock)
+        self.trusted_proxies = parse_trusted_proxies(settings.trusted_proxies)
         self.throttle = LoginThrottle(
             per_account=settings.login_limit_per_account,
             per_ip=settings.login_limit_per_ip,
