@@ -11,7 +11,7 @@ import pytest
 
 from tokenward.server.addresses import address_prefix, client_address, parse_trusted_proxies
 
-from .conftest import ALICE_PW, PEER, Server
+from .conftest import ALICE_PW, PEER, Server, bearer
 from .test_serve_subprocess import ADMIN_PW, _env, _start, _stop
 
 
@@ -170,3 +170,28 @@ def test_f11_address_prefix_is_the_configured_network() -> None:
     assert address_prefix("203.0.113.77") == "203.0.113.0/24"
     assert address_prefix("2001:db8:1:2::5") == "2001:db8:1::/48"
     assert address_prefix("203.0.113.77", 16, 48) == "203.0.0.0/16"
+
+
+# -- F13: a leeway above 30 s brought revoked tokens back ------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["logout", "revoke_jti"])
+def test_f13_revoked_token_stays_revoked_for_the_whole_leeway(
+    server_factory: Callable[..., Server], how: str
+) -> None:
+    """With ``TOKENWARD_LEEWAY=120`` a token is accepted until ``exp + 120``; its revocation
+    entry was dropped at ``exp + 30`` (the default margin), so 37 s after expiry a logged-out
+    token was ``active: true`` again."""
+    server = server_factory(leeway=120.0, access_token_ttl=60)
+    tok = server.login()
+    at = tok["access_token"]
+    if how == "logout":
+        assert server.http.post("/logout", headers=bearer(at)).status_code == 200
+    else:
+        r = server.http.post("/revoke", data={"token": at, "client_id": "app"})
+        assert r.status_code == 200, r.text
+    server.clock.advance(60 + 37)
+    server.runtime.sessions.denylist.sweep()  # what the follower does every step
+    r = server.http.post("/introspect", data={"token": at}, headers=server.svc())
+    assert r.json() == {"active": False}
+    assert server.http.get("/userinfo", headers=bearer(at)).status_code == 401

@@ -194,6 +194,8 @@ class Runtime:
             idle_timeout=s.refresh_idle_ttl,
             absolute_lifetime=s.refresh_absolute_ttl,
             retention_margin=s.retention_margin,
+            # a verifier accepts a token until exp + leeway: its revocation must last as long
+            revocation_margin=s.leeway,
             denylist=denylist,
         )
         await denylist.load(self.store)
