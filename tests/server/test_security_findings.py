@@ -11,6 +11,7 @@ import pytest
 
 from tokenward.server.addresses import address_prefix, client_address, parse_trusted_proxies
 
+from .conftest import ADMIN_PW as ADMIN_PASSWORD
 from .conftest import ALICE_PW, PEER, Server, bearer
 from .test_serve_subprocess import ADMIN_PW, _env, _start, _stop
 
@@ -195,3 +196,88 @@ def test_f13_revoked_token_stays_revoked_for_the_whole_leeway(
     r = server.http.post("/introspect", data={"token": at}, headers=server.svc())
     assert r.json() == {"active": False}
     assert server.http.get("/userinfo", headers=bearer(at)).status_code == 401
+
+
+# -- F15: a NUL in a text field was a 500 on PostgreSQL, logged with the SQL parameters ------------
+
+
+def _admin(server: Server) -> dict[str, str]:
+    tok = server.login(username="root", password=ADMIN_PASSWORD, scope="admin")
+    return bearer(tok["access_token"])
+
+
+def test_f15_nul_or_lone_surrogate_in_any_text_field_is_400(server: Server) -> None:
+    """Every text field is checked at the edge: before the fix these reached the store (on
+    PostgreSQL a 500 whose log carried the statement's parameters)."""
+    admin = _admin(server)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    cases = [
+        server.http.post(
+            "/login", json={"username": "alice", "password": ALICE_PW, "device": "a\x00"}
+        ),
+        server.http.post(
+            "/login",
+            content=b'{"username": "alice", "password": "p\\ud800"}',
+            headers={"Content-Type": "application/json"},
+        ),
+        server.http.post(
+            "/admin/clients", json={"client_id": "c1", "name": "n\x00"}, headers=admin
+        ),
+        server.http.post(
+            "/admin/clients", json={"client_id": "c2", "scopes": ["a\x00"]}, headers=admin
+        ),
+        server.http.post(
+            "/admin/users", json={"username": "bob", "password": "x\x00yyyyyyy"}, headers=admin
+        ),
+        server.password(scope="read\x00"),
+        server.http.post(
+            "/token",
+            content=b"grant_type=password&username=alice&password=x&client_id=app&x%00=1",
+            headers=form,
+        ),
+        server.http.get("/revocations?after=0%00", headers=server.svc()),
+    ]
+    for i, r in enumerate(cases):
+        assert r.status_code == 400, (i, r.text)
+        assert r.json()["error"] == "invalid_request", (i, r.text)
+    names = [c["client_id"] for c in server.http.get("/admin/clients", headers=admin).json()]
+    assert "c1" not in names and "c2" not in names
+
+
+def test_f15_sql_engines_never_carry_statement_parameters(tmp_path: Path) -> None:
+    from sqlalchemy.engine import make_url
+
+    from tokenward.store.sql_engine import postgres_engine, sqlite_engine
+
+    lite = sqlite_engine(
+        make_url(f"sqlite:///{tmp_path}/x.db"), timeout=1, memory=False, pool=(1, 0)
+    )
+    pg = postgres_engine(
+        make_url("postgresql://u@127.0.0.1/db"), timeout=1, schema=None, pool=(1, 0)
+    )
+    assert lite.sync_engine.hide_parameters and pg.sync_engine.hide_parameters
+
+
+# -- F19: SQLite database files were created world-readable ----------------------------------------
+
+
+def test_f19_sqlite_files_are_created_owner_only(live: tuple[str, Path]) -> None:
+    """``tokenward serve`` on a fresh SQLite path (umask 022): the database and its WAL files."""
+    _, cwd = live
+    files = [p for p in (cwd / "var").iterdir() if p.name.startswith("tokenward.db")]
+    assert any(p.name == "tokenward.db" for p in files)
+    for p in files:
+        assert p.stat().st_mode & 0o777 == 0o600, (p.name, oct(p.stat().st_mode))
+
+
+def test_f19_existing_world_readable_sqlite_files_are_tightened(tmp_path: Path) -> None:
+    from tokenward.store.sql_engine import private_sqlite_file
+
+    db = tmp_path / "t.db"
+    db.write_bytes(b"")
+    Path(f"{db}-wal").write_bytes(b"")
+    db.chmod(0o644)
+    Path(f"{db}-wal").chmod(0o664)
+    private_sqlite_file(db)
+    assert db.stat().st_mode & 0o777 == 0o600
+    assert Path(f"{db}-wal").stat().st_mode & 0o777 == 0o600

@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ..claims import AccessTokenClaims
 from ..errors import InsufficientScope, InvalidRequest, InvalidToken
 from .addresses import client_address
+from .text import check_text
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -83,6 +84,8 @@ async def read_form(request: Request) -> dict[str, str]:
     form: dict[str, str] = {}
     seen: set[str] = set()
     for name, value in pairs:
+        check_text(name, name)
+        check_text(name, value)
         if name in seen:
             raise InvalidRequest(f"parameter {name!r} is repeated")
         seen.add(name)

@@ -141,8 +141,11 @@ class RequestMiddleware:
                 for m in _json_error(413, "invalid_request", "request body too large", rid):
                     await tracked_send(m)
                 status_holder[0] = 413
-            elif "\x00" in scope.get("path", ""):  # no id has one; PostgreSQL refuses NUL
-                for m in _json_error(400, "invalid_request", "NUL in the request path", rid):
+            elif "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
+                # no id or parameter has one; PostgreSQL refuses NUL
+                for m in _json_error(
+                    400, "invalid_request", "NUL in the request path or query", rid
+                ):
                     await tracked_send(m)
                 status_holder[0] = 400
             else:
