@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tokenward.errors import StoreUnavailable
 from tokenward.server.addresses import address_prefix, client_address, parse_trusted_proxies
 
 from .conftest import ADMIN_PW as ADMIN_PASSWORD
@@ -281,3 +282,35 @@ def test_f19_existing_world_readable_sqlite_files_are_tightened(tmp_path: Path) 
     private_sqlite_file(db)
     assert db.stat().st_mode & 0o777 == 0o600
     assert Path(f"{db}-wal").stat().st_mode & 0o777 == 0o600
+
+
+# -- F17: a store hiccup as an SSE stream started was an unhandled 500 and a torn response ---------
+
+
+def test_f17_store_failure_at_sse_start_is_503(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def down(*_: object, **__: object) -> int:
+        raise StoreUnavailable("store unavailable (OSError)")
+
+    monkeypatch.setattr(server.store, "revocation_cursor", down)
+    r = server.http.get("/revocations", headers={**server.svc(), "Accept": "text/event-stream"})
+    assert r.status_code == 503, r.text
+    assert r.json()["error"] == "temporarily_unavailable"
+    assert "retry-after" in r.headers
+
+
+def test_f17_store_failure_during_sse_is_an_error_event(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def down(*_: object, **__: object) -> list[object]:
+        raise StoreUnavailable("store unavailable (OSError)")
+
+    monkeypatch.setattr(server.store, "wait_revocations", down)
+    with server.http.stream(
+        "GET", "/revocations", headers={**server.svc(), "Accept": "text/event-stream"}
+    ) as r:
+        assert r.status_code == 200
+        text = "".join(r.iter_text())
+    assert text.startswith("event: ready\n")
+    assert text.endswith("event: error\ndata: store unavailable\n\n")
