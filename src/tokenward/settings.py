@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
+    # slow clients: the request line + headers must arrive within header_timeout; an idle
+    # kept-alive connection is closed after keep_alive_timeout; beyond max_connections open
+    # connections (or running requests) uvicorn answers 503
+    header_timeout: float = Field(10.0, gt=0, le=300)
+    keep_alive_timeout: float = Field(5.0, gt=0, le=300)
+    max_connections: int = Field(1000, ge=1)
 
     console_client_id: str = "tokenward-console"
     cookie_path: str = "/token"

@@ -3,6 +3,8 @@ F8 onwards). Each test is named after its finding and fails on the code before t
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -20,9 +22,9 @@ from .test_serve_subprocess import ADMIN_PW, _env, _start, _stop
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """``tokenward serve`` over a real socket on SQLite (uvicorn's own behaviour matters here):
-    3 failed logins a minute per IP."""
+    3 failed logins a minute per IP, a 1 s header timeout."""
     cwd = tmp_path_factory.mktemp("live")
-    env = {**_env(), "TOKENWARD_LOGIN_LIMIT_PER_IP": "3/minute"}
+    env = {**_env(), "TOKENWARD_LOGIN_LIMIT_PER_IP": "3/minute", "TOKENWARD_HEADER_TIMEOUT": "1"}
     proc, base, _ = _start(cwd, env)
     try:
         yield base, cwd
@@ -314,3 +316,55 @@ def test_f17_store_failure_during_sse_is_an_error_event(
         text = "".join(r.iter_text())
     assert text.startswith("event: ready\n")
     assert text.endswith("event: error\ndata: store unavailable\n\n")
+
+
+# -- F18: no request-header read timeout (slowloris) -----------------------------------------------
+
+
+def _drip_until_closed(sock: socket.socket, first: bytes, drips: int) -> bool:
+    """Send ``first``, then one header byte every 0.25 s; True when the server closed the
+    connection before the drips ran out."""
+    sock.sendall(first)
+    for _ in range(drips):
+        time.sleep(0.25)
+        try:
+            sock.sendall(b"x")
+            sock.settimeout(0.01)
+            if sock.recv(65536) == b"":
+                return True
+        except TimeoutError:
+            continue
+        except OSError:  # reset: closed
+            return True
+    return False
+
+
+def test_f18_slow_header_sender_is_disconnected(live: tuple[str, Path]) -> None:
+    """Headers dripped a byte at a time: before the fix uvicorn held the connection for as
+    long as the client kept dripping (there was no header timeout)."""
+    host, port = live[0].removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        assert _drip_until_closed(sock, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ", 40)
+
+
+def test_f18_slow_second_request_on_a_kept_alive_connection_is_disconnected(
+    live: tuple[str, Path],
+) -> None:
+    host, port = live[0].removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.settimeout(5)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        assert _drip_until_closed(sock, b"GET /healthz HTTP/1.1\r\nX-Slow: ", 40)
+
+
+def test_f18_slow_client_settings_reach_uvicorn() -> None:
+    from tokenward.server.http import HeaderTimeoutProtocol, serve_options
+    from tokenward.settings import Settings
+
+    opts = serve_options(
+        Settings(header_timeout=3, keep_alive_timeout=4, max_connections=50)  # type: ignore[call-arg]
+    )
+    assert opts["http"] is HeaderTimeoutProtocol and HeaderTimeoutProtocol.header_timeout == 3
+    assert opts["timeout_keep_alive"] == 4 and opts["limit_concurrency"] == 50
+    assert opts["proxy_headers"] is False

@@ -46,6 +46,7 @@ def serve(
     import uvicorn
 
     settings = load_settings(config, store_url=store, host=host, port=port, workers=workers)
+    from ..server.http import serve_options
     from ..server.keystore import resolve_kek
 
     resolve_kek(settings)  # a missing or unreadable KEK stops start-up with one line, here
@@ -76,7 +77,7 @@ def serve(
             port=settings.port,
             log_level="warning",
             access_log=False,
-            proxy_headers=False,  # X-Forwarded-For only from TOKENWARD_TRUSTED_PROXIES
+            **serve_options(settings),
         )
         return
     announce(asyncio.run(prepare(settings)))
@@ -92,5 +93,5 @@ def serve(
         workers=settings.workers,
         log_level="warning",
         access_log=False,
-        proxy_headers=False,
+        **serve_options(settings),
     )

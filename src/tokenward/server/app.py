@@ -111,6 +111,9 @@ def create_app_from_env() -> FastAPI:
 
     Each worker is a fresh process, so it sets up its own logging as ``tokenward serve`` does.
     """
+    from .http import protocol_class
+
     settings = load_settings()
     configure_logging(json=settings.log_json)
+    protocol_class(settings.header_timeout)  # this worker's header timeout
     return create_app(settings)
