@@ -250,7 +250,7 @@ def test_f15_nul_or_lone_surrogate_in_any_text_field_is_400(server: Server) -> N
 def test_f15_sql_engines_never_carry_statement_parameters(tmp_path: Path) -> None:
     from sqlalchemy.engine import make_url
 
-    from tokenward.store.sql_engine import postgres_engine, sqlite_engine
+    from tokenward.store.sql.engine import postgres_engine, sqlite_engine
 
     lite = sqlite_engine(
         make_url(f"sqlite:///{tmp_path}/x.db"), timeout=1, memory=False, pool=(1, 0)
@@ -274,7 +274,7 @@ def test_f19_sqlite_files_are_created_owner_only(live: tuple[str, Path]) -> None
 
 
 def test_f19_existing_world_readable_sqlite_files_are_tightened(tmp_path: Path) -> None:
-    from tokenward.store.sql_engine import private_sqlite_file
+    from tokenward.store.sql.engine import private_sqlite_file
 
     db = tmp_path / "t.db"
     db.write_bytes(b"")
@@ -360,7 +360,7 @@ def test_f18_slow_second_request_on_a_kept_alive_connection_is_disconnected(
 
 def test_f18_slow_client_settings_reach_uvicorn() -> None:
     from tokenward.server.http import HeaderTimeoutProtocol, serve_options
-    from tokenward.settings import Settings
+    from tokenward.server.settings import Settings
 
     opts = serve_options(
         Settings(header_timeout=3, keep_alive_timeout=4, max_connections=50)  # type: ignore[call-arg]
