@@ -3,10 +3,12 @@ F8 onwards). Each test is named after its finding and fails on the code before t
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -368,3 +370,119 @@ def test_f18_slow_client_settings_reach_uvicorn() -> None:
     assert opts["http"] is HeaderTimeoutProtocol and HeaderTimeoutProtocol.header_timeout == 3
     assert opts["timeout_keep_alive"] == 4 and opts["limit_concurrency"] == 50
     assert opts["proxy_headers"] is False
+
+
+# -- F8: disabling a user or resetting their password did not reliably end their sessions ---------
+
+
+async def _disable(rt: Any) -> None:  # what POST /admin/users/{name}/disable does
+    await rt.users.set_disabled("alice", True)
+    await rt.sessions.revoke_subject("alice")
+
+
+async def _reset(rt: Any) -> None:  # what POST /admin/users/{name}/password does
+    await rt.users.set_password("alice", "a brand new password")
+    await rt.sessions.revoke_subject("alice")
+
+
+def _assert_no_live_session(server: Server, r: httpx.Response) -> None:
+    """Whatever the racing login answered, nothing it got may still work."""
+    if r.status_code == 200:
+        tok = r.json()
+        assert server.http.get("/userinfo", headers=bearer(tok["access_token"])).status_code == 401
+        assert server.refresh(tok["refresh_token"]).status_code == 400
+        info = server.http.post(
+            "/introspect", data={"token": tok["access_token"]}, headers=server.svc()
+        )
+        assert info.json() == {"active": False}
+    else:
+        assert r.status_code == 400 and r.json()["error"] == "invalid_grant", r.text
+    live = server.run(server.store.list_families, "alice")
+    assert live == []
+
+
+@pytest.mark.parametrize("change", [_disable, _reset], ids=["disable", "reset"])
+@pytest.mark.parametrize("order", ["before_the_family_exists", "after_the_family_exists"])
+def test_f8_credential_change_racing_a_login_ends_its_session(
+    server: Server, monkeypatch: pytest.MonkeyPatch, change: Any, order: str
+) -> None:
+    """The login has passed its password check; the admin's change lands just before, or just
+    after, the login creates its family. Before the fix the first order left a session that
+    refreshed for its whole absolute lifetime (its family was created after revoke_subject)."""
+    original = server.store.create_family
+
+    async def racing(*args: Any, **kw: Any) -> Any:
+        if order == "before_the_family_exists":
+            await change(server.runtime)
+            return await original(*args, **kw)
+        out = await original(*args, **kw)
+        await change(server.runtime)
+        return out
+
+    monkeypatch.setattr(server.store, "create_family", racing)
+    r = server.password()
+    monkeypatch.setattr(server.store, "create_family", original)
+    _assert_no_live_session(server, r)
+
+
+@pytest.mark.parametrize("change", [_disable, _reset], ids=["disable", "reset"])
+def test_f8_concurrent_logins_leave_no_session_after_a_credential_change(
+    server: Server, change: Any
+) -> None:
+    """Six login loops for the victim while the admin acts (the review's attack)."""
+    app = server.http.app
+    stop = asyncio.Event()
+
+    async def attack() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
+            got: list[httpx.Response] = []
+
+            async def loop() -> None:
+                while not stop.is_set():
+                    got.append(
+                        await c.post(
+                            "/login",
+                            json={"username": "alice", "password": ALICE_PW, "client_id": "app"},
+                        )
+                    )
+                    await asyncio.sleep(0)
+
+            tasks = [asyncio.create_task(loop()) for _ in range(6)]
+            await asyncio.sleep(0.05)
+            await change(server.runtime)
+            await asyncio.sleep(0.05)
+            stop.set()
+            await asyncio.gather(*tasks)
+            return got
+
+    responses = server.run(attack)
+    assert any(r.status_code == 200 for r in responses)  # the loops did log in before
+    assert server.run(server.store.list_families, "alice") == []
+
+
+def test_f8_refresh_of_a_session_older_than_the_credential_change_is_refused(
+    server: Server,
+) -> None:
+    """A family that escaped revoke_subject (here: its revocation is undone in the store) is
+    still refused at its next refresh: the refresh re-reads the user."""
+    tok = server.login()
+    server.run(server.runtime.users.set_disabled, "alice", True)
+    r = server.refresh(tok["refresh_token"])
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+    server.run(server.runtime.users.set_disabled, "alice", False)
+    assert server.refresh(tok["refresh_token"]).status_code == 400  # revoked by the refusal
+
+
+def test_f8_credential_watermark_api() -> None:
+    from tokenward.server.credentials import bump, credential_version, session_refusal
+    from tokenward.store.base import User
+
+    u = User("alice", "h", created_at=1.0)
+    assert credential_version(u) == 0 and session_refusal(u, seen_version=0) is None
+    v = bump(u, 100.0)
+    assert credential_version(v) == 1
+    assert session_refusal(v, seen_version=0) == "credentials changed"
+    assert session_refusal(v, created_at=99.0) == "credentials changed"
+    assert session_refusal(v, created_at=100.0) is None
+    assert session_refusal(None) == "no such user"

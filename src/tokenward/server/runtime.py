@@ -22,6 +22,7 @@ from ..store.base import Store
 from ..verifier import Verifier
 from .addresses import parse_trusted_proxies
 from .clients import ClientRegistry
+from .credentials import family_check
 from .keystore import load_or_create_keyring, resolve_kek, rotate_if_due
 from .metrics import Metrics, instrument_store
 from .ratelimit import LoginThrottle, storage_url_for
@@ -183,6 +184,7 @@ class Runtime:
             # a verifier accepts a token until exp + leeway: its revocation must last as long
             revocation_margin=s.leeway,
             denylist=denylist,
+            family_check=family_check(self.store),
         )
         await denylist.load(self.store)
         self._verifier = Verifier(
