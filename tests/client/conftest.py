@@ -121,3 +121,29 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         yield server
     finally:
         stop_server(server.proc)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--no-first-run"]
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium through Playwright (never ``playwright install``)."""
+    require = os.environ.get("TOKENWARD_REQUIRE_SERVICES") == "1"
+    if not CHROMIUM.exists():
+        if require:
+            pytest.fail(f"{CHROMIUM} is not installed (TOKENWARD_REQUIRE_SERVICES=1)")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if require:
+            pytest.fail("playwright is not installed (TOKENWARD_REQUIRE_SERVICES=1)")
+        pytest.skip("playwright is not installed")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
