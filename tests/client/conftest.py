@@ -16,10 +16,11 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tests.support.env import require_module, service_missing
 
 ADMIN_PW = "client-sdk-admin-password"
 USER = "alice"
-USER_PW = "alice client sdk password"
+USER_PW = "alice-password-1"  # the one docs/clients.md uses
 CONSOLE = "tokenward-console"  # the built-in public first-party client (password grant)
 ACCESS_TTL = 2
 BIN = Path(sys.executable).parent / "tokenward"
@@ -130,17 +131,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--no-first-
 @pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     """Headless Debian Chromium through Playwright (never ``playwright install``)."""
-    require = os.environ.get("TOKENWARD_REQUIRE_SERVICES") == "1"
     if not CHROMIUM.exists():
-        if require:
-            pytest.fail(f"{CHROMIUM} is not installed (TOKENWARD_REQUIRE_SERVICES=1)")
-        pytest.skip(f"{CHROMIUM} is not installed")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if require:
-            pytest.fail("playwright is not installed (TOKENWARD_REQUIRE_SERVICES=1)")
-        pytest.skip("playwright is not installed")
+        service_missing(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
+    sync_playwright = require_module("playwright.sync_api").sync_playwright
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:

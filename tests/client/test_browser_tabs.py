@@ -137,7 +137,7 @@ def test_closing_the_tab_that_holds_the_refresh_lock_does_not_wedge_the_others(
             f"""async () => {{
               const {{ auth }} = await import('{API}');
               const t0 = Date.now();
-              const token = await auth.refresh();
+              const token = await auth.refresh({{ rejected: auth._state.token }});
               const r = await auth.fetch('/userinfo');
               return {{ status: r.status, jti: auth.claims.jti, ms: Date.now() - t0, ok: !!token }};
             }}"""

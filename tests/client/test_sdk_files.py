@@ -6,7 +6,6 @@ tests read really count."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.env import service_missing
 
 from tokenward.server.sdk import integrity
 
@@ -22,7 +22,6 @@ from .conftest import CONSOLE, USER, USER_PW, Live
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGED = ROOT / "src" / "tokenward" / "sdk"
 NPM = ROOT / "clients" / "js"
-REQUIRE = os.environ.get("TOKENWARD_REQUIRE_SERVICES") == "1"
 
 
 @pytest.mark.parametrize("name", ["tokenward.js", "tokenward.d.ts"])
@@ -46,9 +45,7 @@ def test_node_package_pins_its_dependencies_in_a_lockfile() -> None:
 def test_node_unit_tests_of_the_pure_parts_pass() -> None:
     node = shutil.which("node")
     if node is None:
-        if REQUIRE:
-            pytest.fail("node is not installed (TOKENWARD_REQUIRE_SERVICES=1)")
-        pytest.skip("node is not installed")
+        service_missing("node is not installed (apt-get install -y nodejs)")
     # the built-in runner and node:assert only: nothing is installed at run time
     run = subprocess.run(
         [node, "--test", "test/"], cwd=NPM, capture_output=True, text=True, timeout=120

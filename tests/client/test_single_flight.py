@@ -17,7 +17,10 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -28,9 +31,18 @@ from .conftest import CONSOLE, USER, USER_PW, Live
 
 pytestmark = pytest.mark.slow
 
+T = TypeVar("T")
+
 CALLERS = 64
 PROCESSES = 8
 TOKENS = 4  # the sign-in's token + one per expiry, three expiries
+
+
+def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(main())`` on a thread of its own: a Playwright sync session elsewhere in
+    the test process keeps an event loop on the main thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(main())).result()
 
 
 def _delta(before: dict[str, float], after: dict[str, float], name: str) -> float:
@@ -125,7 +137,7 @@ def test_64_asyncio_tasks_refresh_once_per_expiry(live: Live) -> None:
 
             await asyncio.wait_for(asyncio.gather(*(caller() for _ in range(CALLERS))), 120)
 
-    asyncio.run(main())
+    run_async(main)
     after = live.counters()
     _report("64 asyncio tasks", before, after, calls)
     assert len(watch.seen) == TOKENS
@@ -238,7 +250,7 @@ def test_revoked_session_gives_every_task_login_required_without_a_retry_storm(
 
             return await asyncio.gather(*(caller() for _ in range(CALLERS)))
 
-    outcomes = Counter(asyncio.run(main()))
+    outcomes = Counter(run_async(main))
     after = live.counters()
     _report("revoked session, 64 tasks", before, after, outcomes)
     assert outcomes == {"LoginRequired": CALLERS}
