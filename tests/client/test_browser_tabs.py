@@ -157,3 +157,24 @@ def test_logout_in_one_tab_signs_out_every_tab(tabs: list[Any], live: Live) -> N
         assert p.evaluate(f"localStorage.getItem('{STASH}')") is None
     r = httpx.get(f"{live.base}/userinfo", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401  # the session really ended on the server
+
+
+def test_a_console_tab_from_before_the_sdk_still_refreshes_on_reload(tabs: list[Any]) -> None:
+    page = tabs[0]
+    for p in tabs[1:]:
+        p.close()
+    # what the console kept before it used the SDK: {csrf, clientId} in sessionStorage
+    page.evaluate(
+        f"""() => {{
+          const s = JSON.parse(localStorage.getItem('{STASH}'));
+          localStorage.removeItem('{STASH}');
+          sessionStorage.setItem('tokenward.console',
+            JSON.stringify({{ csrf: s.csrf, clientId: s.clientId }}));
+        }}"""
+    )
+    with page.expect_response(lambda r: r.url.endswith("/token")) as refreshed:
+        page.reload()
+    assert refreshed.value.status == 200
+    page.wait_for_selector("#view-sessions:not([hidden])")
+    assert page.evaluate("sessionStorage.getItem('tokenward.console')") is None
+    assert _seq(page) >= 1

@@ -9,6 +9,16 @@ export { b64urlDecode };
 export const ApiError = TokenwardError;
 export const decodeJson = decodeJsonSegment;
 
+// Consoles before the SDK kept {csrf, clientId} in this tab's sessionStorage: carry it over
+// once, so that an open console tab upgraded under its feet still refreshes on reload.
+try {
+  const old = JSON.parse(sessionStorage.getItem('tokenward.console') || 'null');
+  if (old && old.csrf && !localStorage.getItem('tokenward.console:session')) {
+    localStorage.setItem('tokenward.console:session', JSON.stringify({ seq: 0, csrf: old.csrf, clientId: old.clientId }));
+  }
+  sessionStorage.removeItem('tokenward.console');
+} catch { /* storage disabled: sign in again */ }
+
 export const auth = createClient({ name: 'tokenward.console' });
 
 export const session = {
