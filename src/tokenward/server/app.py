@@ -20,6 +20,7 @@ from . import (
     login,
     metrics,
     revoke,
+    sdk,
     sessions,
     token,
     userinfo,
@@ -101,6 +102,7 @@ def create_app(
         admin,
         metrics,
         console,
+        sdk,
     ):
         app.include_router(module.router)
     return app
