@@ -26,6 +26,7 @@ from . import (
     userinfo,
     wellknown,
 )
+from .apidocs import install_docs
 from .errors import install_error_handlers
 from .middleware import RequestMiddleware
 from .openapi import install_openapi
@@ -82,10 +83,13 @@ def create_app(
         version=__version__,
         description=_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = runtime
     install_error_handlers(app)
     install_openapi(app)
+    install_docs(app)
     app.add_middleware(
         RequestMiddleware, metrics=runtime.metrics, max_body_bytes=settings.max_body_bytes
     )
