@@ -192,6 +192,13 @@ def test_inspect_shows_banner_and_human_times(
     assert later.exit_code == 0 and "expired 46 min ago" in later.output
 
 
+def test_token_inspect_says_a_refresh_token_is_opaque(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["token", "inspect", "twr_" + "A" * 43], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "opaque refresh token" in result.output
+    assert "segments" not in result.output
+
+
 def test_inspect_bad_input_is_exit_2(runner: CliRunner) -> None:
     for bad in ("abc", "a.b", "!!!.e30.x", ""):
         result = runner.invoke(app, ["token", "inspect", bad])

@@ -121,6 +121,8 @@ class RedisStore(Store):
         if timeout <= 0:
             raise ConfigurationError("timeout must be positive")
         url, prefix = _url_prefix(url, prefix)
+        # the separator is ours: "nu:" and "nu" name the same namespace (never "nu::rt:...")
+        prefix = prefix.rstrip(":")
         if not prefix or any(c in prefix for c in "{} "):
             raise ConfigurationError("prefix must be non-empty, without braces or spaces")
         self.url = url
