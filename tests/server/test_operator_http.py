@@ -4,6 +4,7 @@ refresh-token introspection times, the local /docs and the root redirect."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from .conftest import Server, bearer
 
@@ -86,3 +87,16 @@ def test_docs_serve_swagger_ui_from_local_assets_never_a_cdn(server: Server) -> 
 def test_root_redirects_to_console(server: Server) -> None:
     r = server.http.get("/", follow_redirects=False)
     assert r.status_code in (302, 303, 307) and r.headers["Location"] == "/console"
+
+
+def test_metrics_token_protects_metrics_and_unset_is_open(server_factory: Any) -> None:
+    open_server = server_factory()
+    assert open_server.http.get("/metrics").status_code == 200
+    guarded = server_factory(metrics_token="scrape-secret-1")
+    r = guarded.http.get("/metrics")
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"] == 'Bearer realm="tokenward"'
+    assert r.json()["error"] == "unauthorized"
+    wrong = guarded.http.get("/metrics", headers=bearer("scrape-secret-2"))
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_token"
+    ok = guarded.http.get("/metrics", headers=bearer("scrape-secret-1"))
+    assert ok.status_code == 200 and "tokenward_" in ok.text

@@ -71,7 +71,8 @@ def issue(
     client_id: Annotated[str, typer.Option("--client-id", help="client_id claim.")] = "cli",
     sid: Annotated[str | None, typer.Option("--sid", help="Session id claim.")] = None,
     kek_file: Annotated[
-        Path | None, typer.Option("--kek-file", help="KEK file. Default: $TOKENWARD_KEK.")
+        Path | None,
+        typer.Option("--kek-file", help="KEK file. Default: $TOKENWARD_KEY_ENCRYPTION_KEY."),
     ] = None,
 ) -> None:
     """Sign an access token with the key file's active key and print it."""

@@ -30,7 +30,7 @@ from .apidocs import install_docs
 from .errors import install_error_handlers
 from .middleware import RequestMiddleware
 from .openapi import install_openapi
-from .runtime import BootstrapReport, Runtime
+from .runtime import BootstrapReport, Runtime, chain_stop_signals
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -71,9 +71,11 @@ def create_app(
         remove = add_listener(runtime.metrics.on_event)
         remove_hub = admin.install_event_hub(app, runtime.clock)
         await runtime.start()
+        restore_signals = chain_stop_signals()
         try:
             yield
         finally:
+            restore_signals()
             remove_hub()
             remove()
             await runtime.stop()
