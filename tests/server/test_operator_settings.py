@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tokenward.errors import ConfigurationError
-from tokenward.settings import load_settings
+from tokenward.server.settings import load_settings
 
 
 def test_toml_typo_is_reported_as_its_toml_key(tmp_path: Path) -> None:
@@ -36,10 +36,10 @@ def test_duration_settings_accept_15m_and_7d(
     s = load_settings()
     assert s.refresh_absolute_ttl == 14 * 86400 and s.store_timeout == 1.5
     monkeypatch.setenv("TOKENWARD_ACCESS_TOKEN_TTL", "15 minutes please")
-    with pytest.raises(ConfigurationError, match="TOKENWARD_ACCESS_TOKEN_TTL: .*not a duration"):
+    with pytest.raises(ConfigurationError, match=r"TOKENWARD_ACCESS_TOKEN_TTL: .*not a duration"):
         load_settings()
 
 
 def test_sqlite_one_slash_typo_is_a_one_line_setting_error() -> None:
-    with pytest.raises(ConfigurationError, match="TOKENWARD_STORE_URL: 'sqlite:/x.db' is not"):
+    with pytest.raises(ConfigurationError, match=r"TOKENWARD_STORE_URL: .sqlite:/x\.db. is not"):
         load_settings(store_url="sqlite:/x.db")

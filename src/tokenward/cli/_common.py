@@ -18,7 +18,7 @@ from rich.console import Console
 from ..clock import Clock, system_clock
 from ..errors import TokenwardError
 from ..keys import KeyRing
-from ..settings import DEPRECATED_KEK_ENV, KEK_ENV, decode_kek, warn_deprecated_kek
+from ..server.settings import DEPRECATED_KEK_ENV, KEK_ENV, decode_kek, warn_deprecated_kek
 
 __all__ = [
     "CLOCK",

@@ -1,6 +1,6 @@
 """``tokenward serve``: checks, bind, first start (keys, console client, admin user), uvicorn.
 
-Every setting comes from :func:`tokenward.settings.load_settings` (``TOKENWARD_*``, an
+Every setting comes from :func:`tokenward.server.settings.load_settings` (``TOKENWARD_*``, an
 optional TOML file); the options here override them. Start-up refuses, in one line naming the
 setting and exit code 2: a wildcard bind without ``TOKENWARD_ISSUER``, a store it cannot reach
 (the driver's reason, no secrets), a key-encryption key that is missing or does not decrypt
@@ -25,7 +25,7 @@ import typer
 
 from ..errors import ConfigurationError, StoreUnavailable
 from ..events import configure_logging
-from ..settings import KEK_ENV, Settings, load_settings
+from ..server.settings import KEK_ENV, Settings, load_settings
 from ._common import cli_errors, err_console, read_kek_file_text
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ async def preflight(settings: Settings) -> list[str]:
     """Open the store and check the key-encryption key against it before anything is bound
     or created; returns warnings to print. Raises ``ConfigurationError`` with one line."""
     from ..server.keystore import kek_for_store, resolve_kek
-    from ..server.runtime import open_store
+    from ..server.stores import open_store
 
     if settings.shared_store:
         resolve_kek(settings)  # a shared store needs a configured KEK: say so before connecting
@@ -68,7 +68,8 @@ async def preflight(settings: Settings) -> list[str]:
 
 async def prepare(settings: Settings) -> BootstrapReport:
     """Create/migrate the store and bootstrap it (before starting several workers)."""
-    from ..server.runtime import bootstrap, open_store
+    from ..server.runtime import bootstrap
+    from ..server.stores import open_store
 
     store = open_store(settings)
     async with store:

@@ -27,8 +27,8 @@ from pathlib import Path
 from ..clock import Clock
 from ..errors import ConfigurationError
 from ..keys import KeyRing
-from ..settings import KEK_ENV, Settings, decode_kek
 from ..store.base import Store
+from .settings import KEK_ENV, Settings, decode_kek
 
 __all__ = [
     "KEK_ENV",

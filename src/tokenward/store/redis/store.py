@@ -1,7 +1,7 @@
 """``redis://`` and ``rediss://``: the store on Redis (redis-py asyncio + hiredis).
 
 Every atomic step of the :class:`~tokenward.store.base.Store` contract is one Lua script
-(:mod:`tokenward.store.redis_scripts`, run with ``EVALSHA``; redis-py reloads a script after
+(:mod:`tokenward.store.redis.scripts`, run with ``EVALSHA``; redis-py reloads a script after
 ``SCRIPT FLUSH`` or a failover). Keys expire by themselves (relative ``EXPIRE`` computed from the
 caller's ``now``); the revocation feed is a Redis Stream whose entry ids are ``<seq>-0``, so
 followers ``XREAD BLOCK`` after their cursor.
@@ -51,9 +51,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import ConfigurationError, StoreUnavailable
-from . import redis_scripts as lua
-from .base import (
+from ...errors import ConfigurationError, StoreUnavailable
+from ..base import (
     Client,
     Family,
     PurgeCounts,
@@ -65,6 +64,7 @@ from .base import (
     Store,
     User,
 )
+from . import scripts as lua
 
 __all__ = ["RedisStore"]
 
