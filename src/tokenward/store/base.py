@@ -65,6 +65,7 @@ class Family:
     device: str | None = None
     revoked_at: float | None = None
     revoked_reason: str | None = None
+    dpop_jkt: str | None = None  # RFC 9449 §5: the refresh token is bound to this key
 
     @property
     def revoked(self) -> bool:
@@ -126,6 +127,7 @@ class Client:
     scopes: tuple[str, ...] = ()  # the scopes it may receive; empty means none
     name: str | None = None
     resources: tuple[str, ...] = ()  # the resources (RFC 8707) it may ask tokens for
+    dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2: DPoP proofs required at /token
 
     @property
     def public(self) -> bool:
@@ -353,6 +355,14 @@ class Store(ABC):
     @abstractmethod
     async def delete_role(self, name: str) -> bool:
         """Delete; ``False`` when there was none."""
+
+    # -- DPoP replay cache -----------------------------------------------------------------
+    @abstractmethod
+    async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:
+        """Atomically: ``True`` when ``key`` (a proof's replay key) is recorded and not yet
+        expired at ``now``; otherwise record it until ``until`` and return ``False``. Shared
+        by every instance on the store, so a proof is accepted once (RFC 9449 §11.1).
+        Expired keys are removed by :meth:`purge` (Redis: by ``EXPIRE``)."""
 
     # -- health ----------------------------------------------------------------------------
     @abstractmethod

@@ -23,6 +23,7 @@ from .schema import (
     client_from_row,
     client_to_row,
     clients,
+    dpop_jtis,
     keys,
     resource_from_row,
     resource_to_row,
@@ -194,3 +195,19 @@ class SQLRecordsMixin:
 
     async def delete_role(self, name: str) -> bool:
         return await self._delete(roles, roles.c.name, name)
+
+    # -- DPoP replay cache -----------------------------------------------------------------
+    async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:
+        # one transaction: an expired entry is dropped, then the insert decides (the primary
+        # key makes concurrent inserts of one key race to exactly one winner)
+        stmt = (
+            self._insert(dpop_jtis)
+            .values(key=key, until=until)
+            .on_conflict_do_nothing()
+            .returning(dpop_jtis.c.key)
+        )
+        async with self._tx(write=True) as conn:
+            await conn.execute(
+                delete(dpop_jtis).where(dpop_jtis.c.key == key, dpop_jtis.c.until <= now)
+            )
+            return (await conn.execute(stmt)).first() is None

@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 from ..base import (
@@ -50,6 +51,7 @@ __all__ = [
     "client_to_row",
     "clients",
     "counters",
+    "dpop_jtis",
     "event_from_row",
     "families",
     "family_from_row",
@@ -93,6 +95,7 @@ families = Table(
     Column("device", Text),
     Column("revoked_at", Double),
     Column("revoked_reason", String(64)),
+    Column("dpop_jkt", String(64)),
     Index("ix_families_sub_created", "sub", "created_at"),
     Index("ix_families_expires_at", "expires_at"),
     Index("ix_families_idle_expires_at", "idle_expires_at"),
@@ -164,6 +167,15 @@ clients = Table(
     Column("scopes", Text, nullable=False),  # space-separated
     Column("name", Text),
     Column("resources", Text, nullable=False, server_default=""),  # space-separated
+    Column("dpop_bound_access_tokens", Boolean, nullable=False, server_default=false()),
+)
+
+dpop_jtis = Table(
+    "dpop_jtis",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("until", Double, nullable=False),
+    Index("ix_dpop_jtis_until", "until"),
 )
 
 resources = Table(
@@ -211,6 +223,7 @@ def family_from_row(row: Row[Any]) -> Family:
         device=m["device"],
         revoked_at=m["revoked_at"],
         revoked_reason=m["revoked_reason"],
+        dpop_jkt=m["dpop_jkt"],
     )
 
 
@@ -267,6 +280,7 @@ def client_to_row(client: Client) -> dict[str, Any]:
         "scopes": " ".join(client.scopes),
         "name": client.name,
         "resources": " ".join(client.resources),
+        "dpop_bound_access_tokens": bool(client.dpop_bound_access_tokens),
     }
 
 
@@ -279,6 +293,7 @@ def client_from_row(row: Row[Any]) -> Client:
         grants=tuple(m["grants"].split()),
         scopes=tuple(m["scopes"].split()),
         name=m["name"],
+        dpop_bound_access_tokens=bool(m["dpop_bound_access_tokens"]),
         resources=tuple(m["resources"].split()),
     )
 
