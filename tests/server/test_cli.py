@@ -38,8 +38,17 @@ def test_user_and_client_commands_before_first_serve(tmp_path: Path) -> None:
     assert dup.exit_code == 2 and "Traceback" not in dup.output
     undefined = runner.invoke(
         app,
-        ["client", "add", "svc", "--grants", "client_credentials", "--scopes", "read"]
-        + ["--store", url],
+        [
+            "client",
+            "add",
+            "svc",
+            "--grants",
+            "client_credentials",
+            "--scopes",
+            "read",
+            "--store",
+            url,
+        ],
     )
     assert undefined.exit_code == 2 and "no resource defines the scope 'read'" in undefined.output
     api = runner.invoke(
@@ -48,14 +57,24 @@ def test_user_and_client_commands_before_first_serve(tmp_path: Path) -> None:
     assert api.exit_code == 0, api.output
     clash = runner.invoke(
         app,
-        ["resource", "add", "https://b.example", "--name", "B", "--scopes", "read"]
-        + ["--store", url],
+        ["resource", "add", "https://b.example", "--name", "B", "--scopes", "read", "--store", url],
     )
     assert clash.exit_code == 2 and "already defined by api" in clash.output
     c = runner.invoke(
         app,
-        ["client", "add", "svc", "--grants", "client_credentials", "--resources", "api"]
-        + ["--scopes", "read", "--store", url],
+        [
+            "client",
+            "add",
+            "svc",
+            "--grants",
+            "client_credentials",
+            "--resources",
+            "api",
+            "--scopes",
+            "read",
+            "--store",
+            url,
+        ],
     )
     assert c.exit_code == 0 and "client_secret:" in c.output
     bad = runner.invoke(
