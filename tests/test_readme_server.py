@@ -98,7 +98,7 @@ def test_readme_server_quickstart_snippets_work_together(served: Any) -> None:
         "THE_SECRET", secret.group(1)
     )
     namespace: dict[str, Any] = {}
-    exec(compile(guard_code, "README.md", "exec"), namespace)  # noqa: S102 - the README's code
+    exec(compile(guard_code, "README.md", "exec"), namespace)
     from fastapi.testclient import TestClient
 
     with TestClient(namespace["app"]) as api:
