@@ -39,6 +39,7 @@ from .authorization import (
 
 __all__ = [
     "ADMIN_ROLE",
+    "CONSOLE_SCOPES",
     "Authorizer",
     "Conflict",
     "NotFound",
@@ -49,12 +50,15 @@ __all__ = [
     "check_client_permissions",
     "check_roles",
     "ensure_an_admin_remains",
+    "revoke_families",
     "upgrade_authorization_model",
 ]
 
 log = logging.getLogger("tokenward.server")
 
 ADMIN_ROLE = "admin"
+#: What the console's own client may receive (it asks for the server itself only).
+CONSOLE_SCOPES = ("openid", "profile", "admin")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 _MAX_ID = 512
 _MAX_TTL = 86400
@@ -543,9 +547,6 @@ async def upgrade_authorization_model(
     if console is not None and (issuer not in console.resources or not console.scopes):
         await store.update_client(replace(console, resources=(issuer,), scopes=CONSOLE_SCOPES))
     return [c.client_id for c in await store.list_clients() if not c.scopes]
-
-
-CONSOLE_SCOPES = ("openid", "profile", "admin")
 
 
 async def revoke_families(
