@@ -12,7 +12,7 @@ import pytest
 
 from tokenward.errors import InvalidClaims
 from tokenward.jws import b64url_decode
-from tokenward.server.authz import upgrade_authorization_model
+from tokenward.server.authz_changes import upgrade_authorization_model
 from tokenward.store.base import Client, User
 from tokenward.store.memory import MemoryStore
 from tokenward.verifier import Verifier

@@ -16,9 +16,8 @@ import orjson
 import typer
 from rich.table import Table
 
-from ..server.authz import (
-    ResourceRegistry,
-    RoleRegistry,
+from ..server.authz import ResourceRegistry, RoleRegistry
+from ..server.authz_changes import (
     affected_sessions,
     revoke_families,
     upgrade_authorization_model,

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..claims import AccessTokenClaims
 from ..errors import ConfigurationError, InvalidRequest
 from .authorization import SERVER_SCOPES
-from .authz import Conflict, NotFound, affected_sessions, catalog_of, check_client_permissions
+from .authz import Conflict, NotFound, catalog_of, check_client_permissions
+from .authz_changes import affected_sessions
 from .deps import get_runtime, no_store, require_scope
 from .errors import OAuthError
 from .runtime import Runtime

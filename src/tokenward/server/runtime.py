@@ -25,13 +25,8 @@ from ..store.base import Store
 from ..verifier import Verifier
 from .addresses import parse_trusted_proxies
 from .authorization import Catalog, Grant
-from .authz import (
-    CONSOLE_SCOPES,
-    Authorizer,
-    ResourceRegistry,
-    RoleRegistry,
-    upgrade_authorization_model,
-)
+from .authz import CONSOLE_SCOPES, Authorizer, ResourceRegistry, RoleRegistry
+from .authz_changes import upgrade_authorization_model
 from .clients import ClientRegistry
 from .credentials import family_check
 from .keystore import kek_for_store, load_or_create_keyring, rotate_if_due

@@ -4,7 +4,7 @@ Users marked ``is_admin`` get the ``admin`` role (the server creates that role, 
 ``admin``, at its first start on this schema, as on every backend). Clients keep exactly
 the scopes they had registered; which resources those scopes belong to depends on settings
 (the issuer, the default resource), so the server assigns a client's resources once, at its
-first start on this schema (``tokenward.server.runtime``).
+first start on this schema (``tokenward.server.authz_changes``).
 
 Revision ID: 0002_authz
 Revises: 0002_dpop
