@@ -41,6 +41,7 @@ from store.conftest import (
     redis_problem,
     service_missing,
 )
+from support.authz import open_api
 from support.faultproxy import FaultProxy
 from tokenward.clock import FrozenClock
 from tokenward.errors import RevokedToken
@@ -155,6 +156,7 @@ def _app(store_url: str, backend: Backend) -> Iterator[App]:
             _, secret = await rt.clients.create(
                 "svc", grants=("password", "refresh_token"), scopes=("read",)
             )
+            await open_api(rt, users=["alice"], clients=["svc"], scopes="read")
             assert secret is not None
             return secret
 

@@ -330,6 +330,7 @@ class Runtime:
         self.csrf_secret = await self.store.get_or_create_secret(
             "csrf", lambda: secrets.token_bytes(32)
         )
+        self.learn_resources(await self.authorizer.catalog())
         self._follower = DenylistFollower(self.store, denylist, clock=self.clock)
         self._follower.start()
         self._tasks = [
@@ -413,6 +414,8 @@ class Runtime:
                 await self.check_keys()
             except TokenwardError as exc:
                 log.warning("key check failed: %s", exc)
+            with contextlib.suppress(TokenwardError):  # resources registered elsewhere
+                self.learn_resources(await self.authorizer.catalog())
 
     async def _purge_loop(self) -> None:
         while True:
