@@ -160,8 +160,32 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     cluster = Cluster(backend, env, url, options)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        _cli(env, "user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
-        _cli(env, "client", "add", "app", "--public", "--grants", "password,refresh_token")
+        # the API the tokens are for (the default resource "api"), a role holding its scope
+        _cli(
+            env,
+            "resource",
+            "add",
+            "api",
+            "--name",
+            "API",
+            "--scopes",
+            "read",
+            "--default-scopes",
+            "read",
+        )
+        _cli(env, "role", "add", "member", "--scopes", "read")
+        _cli(
+            env,
+            "user",
+            "add",
+            "alice",
+            "--password-stdin",
+            "--roles",
+            "member",
+            stdin=PASSWORD + "\n",
+        )
+        _cli(env, "client", "add", "app", "--public", "--grants", "password,refresh_token",
+             "--resources", "api", "--scopes", "read")  # fmt: skip
         out = _cli(env, "client", "add", "rs", "--grants", "client_credentials")
         cluster.rs_secret = out.split("client_secret:", 1)[1].split()[0]
         procs, cluster.bases = _start_all(env, 3)
