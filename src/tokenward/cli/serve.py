@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..events import configure_logging
+from ..server.logs import configure_logging
 from ..server.settings import Settings, load_settings
 from ._common import cli_errors, err_console
 

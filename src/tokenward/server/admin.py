@@ -19,13 +19,13 @@ import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.exceptions import HTTPException
 
 from ..claims import AccessTokenClaims
 from ..clock import Clock
-from ..errors import ConfigurationError, InvalidRequest, InvalidToken
+from ..errors import ConfigurationError, InvalidRequest, InvalidToken, NotFound
 from ..events import add_listener
 from ..jws import JWSVerifier
+from ..mirror import RevocationMirror
 from ..revocation import Denylist
 from ..sessions import parse_refresh_token
 from .deps import get_runtime, no_store, require_scope
@@ -69,11 +69,15 @@ class ClientOut(BaseModel):
     client_secret: str | None = None  # only in the creation response
 
 
+# a request-size bound only: which names are valid is the grant registry's business
+_MAX_GRANTS = 32
+
+
 class ClientCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     client_id: str = Field(min_length=1, max_length=256)
     public: bool = False
-    grants: list[str] = Field(default_factory=lambda: ["refresh_token"], max_length=3)
+    grants: list[str] = Field(default_factory=lambda: ["refresh_token"], max_length=_MAX_GRANTS)
     scopes: list[str] = Field(default_factory=list, max_length=32)
     name: str | None = Field(None, max_length=256)
 
@@ -131,7 +135,10 @@ async def list_users(request: Request, _: Admin) -> list[UserOut]:
 
 
 @router.post(
-    "/users", response_model=UserOut, status_code=201, responses={400: {"model": OAuthError}}
+    "/users",
+    response_model=UserOut,
+    status_code=201,
+    responses={400: {"model": OAuthError}, 409: {"model": OAuthError}},
 )
 async def create_user(request: Request, body: UserCreate, _: Admin) -> UserOut:
     try:
@@ -147,10 +154,7 @@ async def create_user(request: Request, body: UserCreate, _: Admin) -> UserOut:
 
 async def _set_disabled(request: Request, username: str, disabled: bool) -> int:
     rt = get_runtime(request)
-    try:
-        await rt.users.set_disabled(username, disabled)
-    except ConfigurationError:
-        raise HTTPException(404) from None
+    await rt.users.set_disabled(username, disabled)  # NotFound: 404
     return await rt.sessions.revoke_subject(username) if disabled else 0
 
 
@@ -177,10 +181,7 @@ async def reset_password(request: Request, username: str, body: PasswordReset, _
     """Set a new password (or generate one, returned once) and end the user's sessions."""
     rt = get_runtime(request)
     password = body.password or generate_password()
-    try:
-        await rt.users.set_password(username, password)
-    except ConfigurationError:
-        raise HTTPException(404) from None
+    await rt.users.set_password(username, password)  # NotFound: 404
     out = PasswordResetOut(
         sessions_revoked=await rt.sessions.revoke_subject(username),
         password=None if body.password else password,
@@ -206,7 +207,7 @@ async def revoke_subject(request: Request, sub: str, _: Admin) -> Revoked:
 )
 async def revoke_session(request: Request, sid: str, _: Admin) -> Response:
     if not await get_runtime(request).sessions.revoke_session(sid[:256], reason="admin"):
-        raise HTTPException(404)
+        raise NotFound("no such session")
     return Response(status_code=204)
 
 
@@ -226,7 +227,10 @@ async def list_clients(request: Request, _: Admin) -> list[ClientOut]:
 
 
 @router.post(
-    "/clients", response_model=ClientOut, status_code=201, responses={400: {"model": OAuthError}}
+    "/clients",
+    response_model=ClientOut,
+    status_code=201,
+    responses={400: {"model": OAuthError}, 409: {"model": OAuthError}},
 )
 async def create_client(request: Request, body: ClientCreate, _: Admin) -> JSON:
     try:
@@ -334,6 +338,8 @@ def _header_kid(token: str) -> str | None:
 
 
 def _revocation_reason(check: object, payload: Mapping[str, Any]) -> str | None:
+    if isinstance(check, RevocationMirror):
+        check = check.denylist
     if not isinstance(check, Denylist):
         return None
     jti, sid, sub, iat = (payload.get(k) for k in ("jti", "sid", "sub", "iat"))

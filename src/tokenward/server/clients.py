@@ -13,11 +13,11 @@ from collections.abc import Iterable
 
 from ..clock import Clock, system_clock
 from ..errors import ConfigurationError, InvalidClient
-from ..store.base import Client, Store
+from ..store.base import AccountStore, Client
+from .grants.registry import GRANTS
 
-__all__ = ["GRANTS", "ClientRegistry", "hash_secret", "verify_secret"]
+__all__ = ["ClientRegistry", "hash_secret", "verify_secret"]
 
-GRANTS = ("password", "refresh_token", "client_credentials")
 _PREFIX = "sha256$"
 _MAX_ID = 256
 _MAX_SECRET = 512
@@ -40,9 +40,9 @@ _DUMMY_HASH = hash_secret(secrets.token_urlsafe(32))
 
 
 class ClientRegistry:
-    """Register and authenticate clients kept in a :class:`Store`."""
+    """Register and authenticate clients kept in an :class:`AccountStore`."""
 
-    def __init__(self, store: Store, *, clock: Clock = system_clock) -> None:
+    def __init__(self, store: AccountStore, *, clock: Clock = system_clock) -> None:
         self.store = store
         self.clock = clock
 
@@ -65,8 +65,9 @@ class ClientRegistry:
         unknown = [g for g in grant_list if g not in GRANTS]
         if unknown:
             raise ConfigurationError(f"unknown grant(s) {unknown}; use {', '.join(GRANTS)}")
-        if public and "client_credentials" in grant_list:
-            raise ConfigurationError("a public client cannot use client_credentials")
+        for g in grant_list:
+            if public and GRANTS[g].confidential_only:
+                raise ConfigurationError(f"a public client cannot use {g}")
         secret = None if public else secrets.token_urlsafe(32)
         client = Client(
             client_id=client_id,

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..clock import Clock
 from ..errors import ConfigurationError
 from ..keys import KeyRing
-from ..store.base import Store
+from ..store.base import KeyBlobStore
 from .settings import Settings, decode_kek
 
 __all__ = ["load_or_create_keyring", "reload_keyring", "resolve_kek", "rotate_if_due"]
@@ -66,7 +66,7 @@ def _kek_file(path: Path) -> bytes:
 
 
 async def load_or_create_keyring(
-    store: Store, kek: bytes, *, alg: str, clock: Clock
+    store: KeyBlobStore, kek: bytes, *, alg: str, clock: Clock
 ) -> tuple[KeyRing, bool]:
     """The stored key set, or a new one (``created=True``) saved race-free."""
     blob = await store.load_keys()
@@ -81,7 +81,9 @@ async def load_or_create_keyring(
     return KeyRing.from_bytes(stored or winner, kek, clock=clock), False
 
 
-async def reload_keyring(store: Store, kek: bytes, ring: KeyRing, *, clock: Clock) -> KeyRing:
+async def reload_keyring(
+    store: KeyBlobStore, kek: bytes, ring: KeyRing, *, clock: Clock
+) -> KeyRing:
     """The stored key set when it differs from ``ring`` (else ``ring`` itself)."""
     blob = await store.load_keys()
     if blob is None:
@@ -91,7 +93,7 @@ async def reload_keyring(store: Store, kek: bytes, ring: KeyRing, *, clock: Cloc
 
 
 async def rotate_if_due(
-    store: Store,
+    store: KeyBlobStore,
     kek: bytes,
     ring: KeyRing,
     settings: Settings,

@@ -25,7 +25,7 @@ from ..errors import InsufficientScope, InvalidRequest, UnauthorizedClient
 from .cookies import clear_refresh_cookie, csrf_token, set_refresh_cookie
 from .deps import Bearer, get_runtime
 from .errors import JSON, NO_STORE, OAuthError
-from .token import password_session
+from .grants.common import password_session
 
 __all__ = ["LoginRequest", "router"]
 

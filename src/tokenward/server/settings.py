@@ -30,6 +30,7 @@ from pydantic_settings import (
 
 from ..errors import ConfigurationError
 from ..keys import ALGORITHMS
+from ..mirror import DEFAULT_MAX_STALENESS
 
 if TYPE_CHECKING:
     from ..jwe import TokenEncryption
@@ -93,7 +94,7 @@ class Settings(BaseSettings):
     login_limit_per_account: str = "5/minute"
     login_limit_per_ip: str = "30/minute"
     ratelimit_url: str | None = None  # None: Redis when the store is Redis, else memory
-    revocation_max_staleness: float | None = Field(None, gt=0)
+    revocation_max_staleness: float = Field(DEFAULT_MAX_STALENESS, gt=0)
     max_body_bytes: int = Field(65536, ge=1024)
     feed_max_wait: float = Field(30.0, ge=0, le=300)
     # argon2id, OWASP Password Storage Cheat Sheet's first configuration (m=19 MiB, t=2, p=1):
@@ -106,10 +107,10 @@ class Settings(BaseSettings):
     @field_validator("store_url")
     @classmethod
     def _store_url(cls, v: str) -> str:
-        from ..store import _BACKENDS
+        from ..store import BACKENDS
 
         scheme = urlsplit(v).scheme.lower()
-        if scheme not in _BACKENDS:
+        if scheme not in BACKENDS:
             raise ValueError(f"unknown store URL scheme {scheme!r}")
         return v
 

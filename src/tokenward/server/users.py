@@ -17,8 +17,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from ..clock import Clock, system_clock
-from ..errors import ConfigurationError, InvalidGrant
-from ..store.base import Store, User
+from ..errors import ConfigurationError, InvalidGrant, NotFound
+from ..store.base import AccountStore, User
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -54,11 +54,11 @@ def _check_username(username: str) -> None:
 
 
 class UserService:
-    """Create, authenticate, list and disable users kept in a :class:`Store`."""
+    """Create, authenticate, list and disable users kept in an :class:`AccountStore`."""
 
     def __init__(
         self,
-        store: Store,
+        store: AccountStore,
         *,
         hasher: PasswordHasher | None = None,
         clock: Clock = system_clock,
@@ -96,7 +96,7 @@ class UserService:
     async def set_password(self, username: str, password: str) -> None:
         user = await self.store.get_user(username)
         if user is None:
-            raise ConfigurationError(f"no user {username!r}")
+            raise NotFound(f"no user {username!r}")
         await self.store.update_user(replace(user, password_hash=await self._hash(password)))
 
     async def authenticate(self, username: str, password: str) -> User:
@@ -134,7 +134,7 @@ class UserService:
         """Disable (or enable) a user. The caller revokes a disabled user's sessions."""
         user = await self.store.get_user(username)
         if user is None:
-            raise ConfigurationError(f"no user {username!r}")
+            raise NotFound(f"no user {username!r}")
         user = replace(user, disabled=disabled)
         await self.store.update_user(user)
         return user

@@ -51,7 +51,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ...errors import ConfigurationError, StoreUnavailable
+from ...errors import AlreadyExists, ConfigurationError, NotFound, StoreUnavailable
 from ..base import (
     Client,
     Family,
@@ -284,9 +284,9 @@ class RedisStore(Store):
         ]
         result = _s(await self._call(lambda: self._script("CREATE_FAMILY", keys, args), "create"))
         if result == "family_exists":
-            raise ConfigurationError("a family with this sid exists")
+            raise AlreadyExists("a family with this sid exists")
         if result == "token_exists":
-            raise ConfigurationError("a refresh token with this hash exists")
+            raise AlreadyExists("a refresh token with this hash exists")
 
     async def get_refresh_token(
         self, token_hash: bytes
@@ -358,7 +358,7 @@ class RedisStore(Store):
             return RotationResult(RotationOutcome.NOT_FOUND)
         outcome = _s(reply[0])
         if outcome == "token_exists":
-            raise ConfigurationError("a refresh token with this hash exists")
+            raise AlreadyExists("a refresh token with this hash exists")
         if outcome == "not_found":
             return RotationResult(RotationOutcome.NOT_FOUND)
         family = _family_from(_pairs(reply[2:]))
@@ -583,7 +583,7 @@ class RedisStore(Store):
         if not await self._create_record(
             self._k_users, self._user_key(user.username), user.username, _user_blob(user)
         ):
-            raise ConfigurationError(f"user {user.username!r} exists")
+            raise AlreadyExists(f"user {user.username!r} exists")
 
     async def get_user(self, username: str) -> User | None:
         raw = await self._call(lambda: self._r.get(self._user_key(username)), "get_user")
@@ -592,7 +592,7 @@ class RedisStore(Store):
     async def update_user(self, user: User) -> None:
         key, blob = self._user_key(user.username), _user_blob(user)
         if not await self._call(lambda: self._r.set(key, blob, xx=True), "update_user"):
-            raise ConfigurationError(f"unknown user {user.username!r}")
+            raise NotFound(f"unknown user {user.username!r}")
 
     async def list_users(self) -> list[User]:
         return [_user_from(r) for r in await self._list_records(self._k_users, self._user_key)]
@@ -604,7 +604,7 @@ class RedisStore(Store):
             client.client_id,
             _client_blob(client),
         ):
-            raise ConfigurationError(f"client {client.client_id!r} exists")
+            raise AlreadyExists(f"client {client.client_id!r} exists")
 
     async def get_client(self, client_id: str) -> Client | None:
         raw = await self._call(lambda: self._r.get(self._client_key(client_id)), "get_client")

@@ -1,0 +1,27 @@
+"""Internal. The typer app behind :mod:`tokenward.cli` (see there)."""
+
+from __future__ import annotations
+
+import typer
+
+from . import client, db, demo, keys, serve, session, token, user
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="tokenward",
+    help="JWT token lifecycle: keys, access tokens, refresh tokens, revocation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Sub-apps: one line each.
+app.command("serve")(serve.serve)
+app.add_typer(keys.app, name="keys")
+app.add_typer(token.app, name="token")
+app.add_typer(user.app, name="user")
+app.add_typer(client.app, name="client")
+app.add_typer(session.app, name="session")
+app.add_typer(db.app, name="db")
+app.command("demo")(demo.demo)
