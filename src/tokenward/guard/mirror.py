@@ -152,8 +152,10 @@ class HttpFeedSource(RevocationSource):
         """One SSE connection: apply events until the server closes it.
 
         The server (``tokenward.server.feed``) sends ``event: ready``, then ``event:
-        revocation`` frames (``id:`` = ``seq``), keep-alive comments every 15 s and ``event:
-        error`` when its store fails. Every frame or comment counts as contact.
+        revocation`` frames (``id:`` = ``seq``), keep-alive comments every 15 s, ``event:
+        error`` when its store fails and ``event: reconnect`` when it is shutting down (the
+        follower then connects again at once, to the next instance, keeping its cursor).
+        Every frame or comment counts as contact.
         """
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
         if mirror.cursor:
@@ -173,6 +175,9 @@ class HttpFeedSource(RevocationSource):
                             applied += self._on_sse(mirror, event, "\n".join(data))
                         except _Resync:
                             return applied  # reconnect from cursor 0: the snapshot, the tail
+                        except _Reconnect:
+                            mirror.mark_synced()  # a clean goodbye is contact, not a failure
+                            return applied
                     event, data = "message", list[str]()
                     mirror.mark_synced()
                 elif line.startswith(":"):
@@ -194,6 +199,8 @@ class HttpFeedSource(RevocationSource):
             return 0
         if event == "error":
             raise StoreUnavailable("revocation feed reported an error")
+        if event == "reconnect":
+            raise _Reconnect()
         return mirror.apply([event_from_json(orjson.loads(payload))])
 
 
@@ -254,6 +261,10 @@ class RevocationMirror(CoreMirror):
 
 
 class _Resync(Exception):
+    pass
+
+
+class _Reconnect(Exception):
     pass
 
 

@@ -81,6 +81,7 @@ class Family:
     device: str | None = None
     revoked_at: float | None = None
     revoked_reason: str | None = None
+    dpop_jkt: str | None = None  # RFC 9449 §5: the refresh token is bound to this key
 
     @property
     def revoked(self) -> bool:
@@ -178,6 +179,7 @@ class Client:
     grants: tuple[str, ...] = ("refresh_token",)
     scopes: tuple[str, ...] = ()
     name: str | None = None
+    dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2: DPoP proofs required at /token
 
     @property
     def public(self) -> bool:
@@ -360,13 +362,28 @@ class AccountStore(BaseStore):
     @abstractmethod
     async def list_clients(self) -> list[Client]: ...
 
+    @abstractmethod
+    async def update_client(self, client: Client) -> None:
+        """Replace; raises ``NotFound`` when the client id is unknown."""
+
+
+class ReplayCacheStore(BaseStore):
+    """A shared set of seen one-time keys (DPoP proof ids)."""
+
+    @abstractmethod
+    async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:
+        """Atomically: ``True`` when ``key`` (a proof's replay key) is recorded and not yet
+        expired at ``now``; otherwise record it until ``until`` and return ``False``. Shared
+        by every instance on the store, so a proof is accepted once (RFC 9449 §11.1).
+        Expired keys are removed by :meth:`purge` (Redis: by ``EXPIRE``)."""
+
 
 class SessionStore(RefreshTokenStore, KeyBlobStore):
     """What :class:`~tokenward.sessions.SessionManager` needs: families, rotation, the feed
     and the successor secret."""
 
 
-class Store(SessionStore, AccountStore):
+class Store(SessionStore, AccountStore, ReplayCacheStore):
     """Async storage of everything tokenward keeps: every capability. Use as
     ``async with store:``."""
 

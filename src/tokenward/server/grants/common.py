@@ -11,6 +11,7 @@ from fastapi import Request
 from ...errors import InvalidGrant, InvalidScope
 from ...sessions import TokenPair
 from ...store.base import Client, User
+from ..credentials import confirm_session
 from ..deps import client_ip, user_agent
 from ..errors import JSON, NO_STORE
 from ..runtime import Runtime
@@ -86,5 +87,7 @@ async def password_session(
         ip=ip,
         device=device,
     )
+    # a disable or reset that ran while the password was being checked ends this session
+    await confirm_session(rt.sessions, user, pair.session_id)
     rt.metrics.tokens_issued.labels(grant="password").inc()
     return pair
