@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,3 +148,38 @@ def test_server_helpers_do_not_import_the_web_framework(module: str) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def _project() -> dict[str, Any]:
+    import tomllib
+
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        project: dict[str, Any] = tomllib.load(f)["project"]
+    return project
+
+
+def _names(specs: list[str]) -> set[str]:
+    import re
+
+    return {re.split(r"[\[<>=;! ]", s, maxsplit=1)[0].lower() for s in specs}
+
+
+def test_core_dependencies_are_exactly_the_four() -> None:
+    assert _names(_project()["dependencies"]) == {"cryptography", "joserfc", "orjson", "httpx"}
+
+
+def test_each_framework_extra_brings_only_its_framework() -> None:
+    extras = _project()["optional-dependencies"]
+    assert _names(extras["flask"]) == {"flask"}
+    assert _names(extras["django"]) == {"django", "djangorestframework"}
+    assert _names(extras["fastapi"]) == {"fastapi"}
+    server = _names(extras["server"])
+    assert {"fastapi", "sqlalchemy", "typer", "structlog"} <= server
+    assert not server & {"flask", "django", "djangorestframework", "redis", "psycopg"}
+
+
+def test_dev_installs_everything_the_tests_need() -> None:
+    extras = _project()["optional-dependencies"]
+    assert "tokenward[all]" in extras["dev"]
+    assert all(name in extras["all"][0] for name in ("server", "redis", "postgres", "flask"))
+    assert "import-linter" in _names(extras["dev"])
