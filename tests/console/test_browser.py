@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import ADMIN_PW, LiveServer, shot, sign_in
+from support.console import ADMIN_PW, LiveServer, shot, sign_in
 
 pytestmark = pytest.mark.slow
 

@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 
+from support.stores import StoreFactory
 from tokenward.errors import ConfigurationError
 from tokenward.store import (
     Client,
@@ -22,8 +23,6 @@ from tokenward.store import (
     Store,
     User,
 )
-
-from .conftest import StoreFactory
 
 NOW = 1_800_000_000.0
 GRACE = 10.0
