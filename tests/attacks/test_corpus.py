@@ -41,7 +41,7 @@ from support.forge import Forge
 from support.live import Serve
 from tokenward.clock import system_clock
 from tokenward.keys import KeyRing
-from tokenward.settings import decode_kek
+from tokenward.server.settings import decode_kek
 
 HERE = Path(__file__).parent
 CASES: list[dict[str, Any]] = [

@@ -14,7 +14,7 @@ from joserfc.jwk import ECKey
 
 from support.server import Server, bearer
 from tokenward.errors import ConfigurationError
-from tokenward.settings import load_settings
+from tokenward.server.settings import load_settings
 
 DIR_KEY = base64.urlsafe_b64encode(bytes(range(32))).decode().rstrip("=")
 

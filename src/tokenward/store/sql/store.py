@@ -33,8 +33,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ..errors import ConfigurationError, StoreUnavailable
-from .base import (
+from ...errors import ConfigurationError, StoreUnavailable
+from ..base import (
     Family,
     PurgeCounts,
     RefreshTokenRecord,
@@ -44,7 +44,7 @@ from .base import (
     RotationResult,
     Store,
 )
-from .sql_engine import (
+from .engine import (
     MIGRATIONS_DIR,
     UNAVAILABLE_ERRORS,
     alembic_config,
@@ -55,11 +55,12 @@ from .sql_engine import (
     sqlite_engine,
     upgrade_sync,
 )
-from .sql_listener import MAX_PAYLOAD, NOTIFY_CHANNEL, PgListener
-from .sql_records import SQLRecordsMixin
-from .sql_schema import (
+from .listener import MAX_PAYLOAD, NOTIFY_CHANNEL, PgListener
+from .records import SQLRecordsMixin
+from .schema import (
     REVOCATION_COUNTER,
     counters,
+    dpop_jtis,
     event_from_row,
     families,
     family_from_row,
@@ -176,10 +177,26 @@ class SQLStore(SQLRecordsMixin, Store):
         )
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
-        reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+        reason = "timed out" if isinstance(exc, TimeoutError) else self._driver_reason(exc)
         return StoreUnavailable(
             f"{self.backend} store at {self.safe_url} unavailable ({reason}, limit {self.timeout}s)"
         )
+
+    def _driver_reason(self, exc: BaseException) -> str:
+        """The driver's own reason (``database "x" does not exist``, ``Connection refused``),
+        one line, with the URL's password masked; the exception's class when there is none."""
+        orig = getattr(exc, "orig", None) or exc
+        text = " ".join(str(orig).split())
+        for marker in ("FATAL:", "ERROR:", "failed:"):
+            if marker in text:
+                text = text.rsplit(marker, 1)[1].strip()
+        text = text.split(" Is the server running", 1)[0].strip()
+        password = self._url.password
+        if password:
+            text = text.replace(password, "***")
+        if not text:
+            return type(exc).__name__
+        return text[:200]
 
     @contextlib.asynccontextmanager
     async def _tx(
@@ -524,7 +541,7 @@ class SQLStore(SQLRecordsMixin, Store):
         until: float,
     ) -> list[RevocationEvent]:
         """PostgreSQL: counter, insert and ``NOTIFY`` (payload built by the server, same shape
-        as :func:`~tokenward.store.sql_listener.notify_payload`) in one statement."""
+        as :func:`~tokenward.store.sql.listener.notify_payload`) in one statement."""
         last = (
             await conn.execute(
                 _PG_APPEND,
@@ -665,6 +682,7 @@ class SQLStore(SQLRecordsMixin, Store):
         async with self._tx(write=True) as conn:
             res = await conn.execute(delete(revocations).where(revocations.c.until <= now))
             events = res.rowcount
+            await conn.execute(delete(dpop_jtis).where(dpop_jtis.c.until <= now))
         return PurgeCounts(refresh_tokens=tokens, families=gone, revocations=events)
 
     # -- health ----------------------------------------------------------------------------

@@ -11,9 +11,9 @@ import hmac
 import secrets
 from collections.abc import Iterable
 
-from .clock import Clock, system_clock
-from .errors import ConfigurationError, InvalidClient
-from .store.base import Client, Store
+from ..clock import Clock, system_clock
+from ..errors import ConfigurationError, InvalidClient
+from ..store.base import Client, Store
 
 __all__ = ["GRANTS", "ClientRegistry", "hash_secret", "verify_secret"]
 
