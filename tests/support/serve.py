@@ -35,8 +35,9 @@ def free_port() -> int:
 
 
 def clean_env(settings: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The caller's environment without any ``TOKENWARD_*`` variable, plus ``settings``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWARD_")}
+    """The caller's environment without any ``TOKENWARD_*`` (or ``PROMETHEUS_*``: the
+    multiprocess metrics directory) variable, plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENWARD_", "PROMETHEUS_"))}
     env.update(settings or {})
     return env
 
