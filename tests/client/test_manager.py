@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from support.env import require_module
 from tokenward.client import (
     ClientError,
     DeviceCode,
@@ -438,7 +439,7 @@ def test_httpx_auth_recovers_from_a_refused_token_with_one_refresh(live: Live) -
 
 
 def test_requests_auth_recovers_from_a_refused_token_with_one_refresh(live: Live) -> None:
-    requests = pytest.importorskip("requests")
+    requests = require_module("requests")
     tm = _with_rejected_token(live)
     before = live.counters()
     r = requests.get(f"{live.base}/userinfo", auth=tm.requests_auth(), timeout=10)
