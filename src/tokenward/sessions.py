@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import secrets
@@ -155,6 +156,8 @@ class SessionInfo:
     device: str | None
     revoked_at: float | None
     revoked_reason: str | None
+    #: when the refresh token this was looked up by was issued (introspection only)
+    token_issued_at: float | None = None
 
     @classmethod
     def from_family(cls, family: Family) -> SessionInfo:
@@ -504,7 +507,9 @@ class SessionManager:
             return None
         if not hmac.compare_digest(family.current_hash, token_hash):
             return None
-        return SessionInfo.from_family(family)
+        return dataclasses.replace(
+            SessionInfo.from_family(family), token_issued_at=record.created_at
+        )
 
     # -- retention -------------------------------------------------------------------------
     async def purge(self) -> PurgeCounts:

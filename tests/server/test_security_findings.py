@@ -590,7 +590,7 @@ def test_f12_feed_streams_beyond_the_per_client_cap_are_429(
     codes = sorted(r.status_code for r in rs)
     assert codes == [200, 200, 200, 429, 429]
     refused = next(r for r in rs if r.status_code == 429)
-    assert refused.json()["error"] == "slow_down" and int(refused.headers["retry-after"]) > 0
+    assert refused.json()["error"] == "invalid_request" and int(refused.headers["retry-after"]) > 0
     # the slots are given back: the next long-poll is served
     r = server.http.get("/revocations?after=0&wait=0.01", headers=server.svc())
     assert r.status_code == 200

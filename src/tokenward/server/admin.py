@@ -444,13 +444,18 @@ async def _sse(request: Request, hub: EventHub, after: int) -> AsyncIterator[byt
         for seq, event in hub.backlog(after):
             after = seq
             yield b"id: %d\nevent: security\ndata: %s\n\n" % (seq, orjson.dumps(event))
+        rt = get_runtime(request)
         while not await request.is_disconnected():
             try:
                 async with asyncio.timeout(_KEEPALIVE):
-                    seq, event = await q.get()
+                    got = await rt.until_stopping(q.get())
             except TimeoutError:
                 yield b": keep-alive\n\n"
                 continue
+            if got is None:  # the server is shutting down
+                yield b"event: reconnect\ndata: shutting down\n\n"
+                return
+            seq, event = got
             if seq > after:
                 after = seq
                 yield b"id: %d\nevent: security\ndata: %s\n\n" % (seq, orjson.dumps(event))

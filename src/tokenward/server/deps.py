@@ -11,7 +11,7 @@ from fastapi import Depends, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..claims import AccessTokenClaims
-from ..errors import InsufficientScope, InvalidRequest, InvalidToken
+from ..errors import BearerRequired, InsufficientScope, InvalidRequest, InvalidToken
 from .addresses import client_address
 from .text import check_text
 
@@ -121,7 +121,7 @@ def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization")
     if not header:
         request.state.bearer_missing = True
-        raise InvalidToken("a bearer access token is required")
+        raise BearerRequired()
     if len(header) > _MAX_AUTH_HEADER:
         raise InvalidToken("authorization header too large")
     scheme, _, token = header.partition(" ")

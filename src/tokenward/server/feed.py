@@ -5,13 +5,17 @@
 ``Accept: text/event-stream`` it streams Server-Sent Events (``id:`` = ``seq``, so a
 reconnecting ``EventSource`` resumes through ``Last-Event-ID``), with keep-alive comments.
 
+When the process is told to stop (SIGTERM/SIGINT), a stream sends ``event: reconnect`` and
+closes, and a long-poll answers at once with no events and the caller's own cursor: the
+follower reconnects (to another instance) and the server exits without waiting for them.
+
 Callers authenticate as a confidential client (HTTP Basic) or with a bearer token carrying the
 ``revocations`` (or ``admin``) scope.
 
 Every waiting request (SSE stream, or long-poll with ``wait``) of this process waits on the
 runtime's :class:`~tokenward.store.fanout.FeedFanout` (one store follower for all of them) and
 holds one of the stream slots (``feed_max_streams`` in all, ``feed_max_streams_per_client``
-per client): beyond them 429 ``slow_down`` + ``Retry-After``.
+per client): beyond them 429 (``invalid_request``) + ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -33,11 +37,13 @@ from .deps import bearer_claims, get_runtime
 from .errors import JSON, OAuthError
 from .openapi import BASIC_AUTH, BEARER_AUTH
 
-__all__ = ["router"]
+__all__ = ["RECONNECT", "router"]
 
 router = APIRouter(tags=["revocation feed"])
 
 _KEEPALIVE = 15.0
+#: The last SSE message before a server that is shutting down closes the stream.
+RECONNECT = b"event: reconnect\ndata: shutting down\n\n"
 _FEED_SCOPES = frozenset({"revocations", "admin"})
 
 
@@ -141,10 +147,14 @@ async def revocations(
         cursor = await store.revocation_cursor()
         events = await store.revocations_after(after, now=rt.clock.now(), limit=limit)
         if not events and wait > 0 and cursor >= after:
-            events = await rt.feed.wait_revocations(
-                after, now=rt.clock.now, timeout=min(wait, rt.settings.feed_max_wait)
+            waited = await rt.until_stopping(
+                rt.feed.wait_revocations(
+                    after, now=rt.clock.now, timeout=min(wait, rt.settings.feed_max_wait)
+                )
             )
-            events = events[:limit]
+            if waited is None:  # shutting down: nothing new, same cursor; the caller polls again
+                return JSON(_page([], after, limit), headers={"Cache-Control": "no-store"})
+            events = waited[:limit]
     finally:
         if wait > 0:
             rt.feed_streams.release(client)
@@ -166,11 +176,17 @@ async def _sse(
         if await request.is_disconnected():
             return
         try:
-            events = await rt.feed.wait_revocations(cursor, now=rt.clock.now, timeout=_KEEPALIVE)
+            waited = await rt.until_stopping(
+                rt.feed.wait_revocations(cursor, now=rt.clock.now, timeout=_KEEPALIVE)
+            )
         except asyncio.CancelledError:
             raise
         except Exception:
             yield b"event: error\ndata: store unavailable\n\n"
             return
+        if waited is None:  # shutting down: tell the follower to reconnect (elsewhere)
+            yield RECONNECT
+            return
+        events = waited
         if not events:
             yield b": keep-alive\n\n"

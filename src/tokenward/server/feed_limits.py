@@ -1,6 +1,6 @@
 """Caps on concurrent revocation-feed streams (SSE streams and long-polls) in one process:
 ``feed_max_streams`` in all and ``feed_max_streams_per_client`` per client. Beyond either the
-request is answered 429 ``slow_down`` with ``Retry-After``, before any store read."""
+request is answered 429 (``invalid_request``) with ``Retry-After``, before any store read."""
 
 from __future__ import annotations
 
