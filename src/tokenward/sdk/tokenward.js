@@ -426,10 +426,15 @@ export class TokenwardClient {
    * Refresh now, single-flight: one per tab at a time, and under the Web Lock one per origin.
    * `rejected`: the token a server just refused; any other valid token is then good enough.
    */
-  refresh({ rejected = null } = {}) {
-    if (this._inflight) return this._inflight;
-    this._inflight = this._withLock(() => this._refreshLocked(rejected)).finally(() => { this._inflight = null; });
-    return this._inflight;
+  async refresh({ rejected = null } = {}) {
+    for (;;) {
+      if (!this._inflight) {
+        this._inflight = this._withLock(() => this._refreshLocked(rejected)).finally(() => { this._inflight = null; });
+        return this._inflight;
+      }
+      const token = await this._inflight; // joins this tab's refresh in flight
+      if (!rejected || token !== rejected) return token;
+    }
   }
 
   async _refreshLocked(rejected) {
