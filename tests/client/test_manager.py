@@ -506,3 +506,13 @@ def test_sign_in_and_refresh_log_no_token(caplog: pytest.LogCaptureFixture) -> N
     assert caplog.records  # sign-in and refresh are logged...
     logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert SECRET_RT not in logged and "at-1" not in logged and "at-2" not in logged  # ...bare
+
+
+def test_logout_keeps_the_tokens_when_even_discovery_fails() -> None:
+    stub = Stub()
+    stub.fail.add("/.well-known/oauth-authorization-server")
+    tm = manager(stub)
+    stored(tm, expires_in=100)
+    with pytest.raises(TemporarilyUnavailable):
+        tm.logout()
+    assert tm.storage.load() is not None
