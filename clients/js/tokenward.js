@@ -295,7 +295,8 @@ export class TokenwardClient {
   _forget(broadcast) {
     const had = this.signedIn;
     clearTimeout(this._timer);
-    this._state = { token: null, claims: null, expiresAt: 0, refreshAt: 0, lifetime: 0, seq: this._state.seq, refreshToken: null };
+    // every tab forgets together (and the record goes): the next sign-in starts the count again
+    this._state = { token: null, claims: null, expiresAt: 0, refreshAt: 0, lifetime: 0, seq: 0, refreshToken: null };
     if (broadcast) {
       localStorage.removeItem(this._stashKey);
       this._post({ type: 'logout' });
