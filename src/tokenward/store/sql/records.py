@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from sqlalchemy import Executable, Row, select, update
+from sqlalchemy import Executable, Row, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -102,6 +102,11 @@ class SQLRecordsMixin:
         async with self._tx(write=False) as conn:
             rows = (await conn.execute(select(users).order_by(users.c.username))).all()
         return [user_from_row(r) for r in rows]
+
+    async def delete_user(self, username: str) -> bool:
+        async with self._tx(write=True) as conn:
+            result = await conn.execute(delete(users).where(users.c.username == username))
+            return bool(result.rowcount)
 
     async def create_client(self, client: Client) -> None:
         stmt = (
