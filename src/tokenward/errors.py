@@ -19,6 +19,8 @@ exception handler can map all of them::
     │   └── BearerRequired        unauthorized 401 (no credentials at all, RFC 6750 §3.1)
     ├── InvalidRequest            invalid_request      400
     │   └── UnsupportedGrantType  unsupported_grant_type 400
+    ├── InvalidDPoPProof          invalid_dpop_proof   400 (401 at a resource, RFC 9449 §7.1)
+    │   └── UseDPoPNonce          use_dpop_nonce       (RFC 9449 §8, carries the nonce)
     ├── InvalidGrant              invalid_grant        400
     │   └── RefreshTokenReused    (reuse detected; the family was revoked)
     ├── InvalidClient             invalid_client       401
@@ -44,6 +46,7 @@ __all__ = [
     "InsufficientScope",
     "InvalidClaims",
     "InvalidClient",
+    "InvalidDPoPProof",
     "InvalidGrant",
     "InvalidRequest",
     "InvalidScope",
@@ -61,6 +64,7 @@ __all__ = [
     "UnknownKey",
     "UnsupportedAlgorithm",
     "UnsupportedGrantType",
+    "UseDPoPNonce",
 ]
 
 
@@ -141,6 +145,24 @@ class UnsupportedGrantType(InvalidRequest):
     """RFC 6749 §5.2: the ``grant_type`` is not supported by the server."""
 
     error = "unsupported_grant_type"
+
+
+class InvalidDPoPProof(TokenwardError):
+    """RFC 9449 §5.1, §7.1: the DPoP proof is missing or invalid. A token endpoint answers
+    400; a protected resource answers 401 with a ``DPoP`` challenge."""
+
+    error = "invalid_dpop_proof"
+    status_code = 400
+
+
+class UseDPoPNonce(InvalidDPoPProof):
+    """RFC 9449 §8, §9: the proof must carry the server's current nonce (``DPoP-Nonce``)."""
+
+    error = "use_dpop_nonce"
+
+    def __init__(self, description: str = "", nonce: str | None = None) -> None:
+        super().__init__(description)
+        self.nonce = nonce
 
 
 class InvalidGrant(TokenwardError):

@@ -179,6 +179,7 @@ def _serve_one(settings: Settings, sock: socket.socket, announce: Any) -> None:
     import uvicorn
 
     from ..server import create_app
+    from ..server.http import serve_options
 
     reports: list[BootstrapReport] = []
     app = create_app(settings, generate_admin=True, on_bootstrap=reports.append)
@@ -194,6 +195,7 @@ def _serve_one(settings: Settings, sock: socket.socket, announce: Any) -> None:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        **serve_options(settings),
     )
     Server(config).run(sockets=[sock])
 
@@ -203,6 +205,7 @@ def _serve_many(settings: Settings, sock: socket.socket, announce: Any) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from ..server.http import serve_options
     from ..server.metrics import prepare_multiprocess
 
     report = asyncio.run(prepare(settings))
@@ -214,6 +217,7 @@ def _serve_many(settings: Settings, sock: socket.socket, announce: Any) -> None:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        **serve_options(settings),
     )
     announce(report)
     Multiprocess(config, sockets=[sock]).run()

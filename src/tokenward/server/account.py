@@ -5,7 +5,9 @@ bearer access token (a user's session token, one with a ``sid``). The current pa
 verify — a wrong one counts against the same brute-force budget as a sign-in — and the new one
 must pass the password policy (:mod:`.passwords`). Then every *other* session of the user is
 revoked (its refresh tokens, and its access tokens through the feed), the caller's own session
-stays, and a ``password_changed`` security event is emitted.
+stays — re-bound to the new credential version, so the credential watermark that ends
+sessions from before the change spares it — and a ``password_changed`` security event is
+emitted.
 
 In browser mode (the refresh cookie reaches this path, ``cookie_path = "/"``) the request must
 also carry ``X-CSRF-Token``; a token sent by the console in any mode is checked as well.
@@ -59,8 +61,16 @@ async def change_password(
         check_csrf(request, rt.csrf_secret, claims.sid)
     ip = client_ip(request)
     await rt.throttle.check(claims.sub, ip)
+    own = await rt.sessions.get_session(claims.sid)
+    if own is None or not own.active:
+        raise InvalidGrant("this session has ended")
     try:
-        await rt.users.change_password(claims.sub, body.current_password, body.new_password)
+        await rt.users.change_password(
+            claims.sub,
+            body.current_password,
+            body.new_password,
+            keep_session_since=own.created_at,
+        )
     except InvalidGrant:
         await rt.throttle.failed(claims.sub, ip)
         raise InvalidGrant("the current password is wrong") from None

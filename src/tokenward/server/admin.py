@@ -31,6 +31,7 @@ from ..sessions import parse_refresh_token
 from .deps import get_runtime, no_store, require_scope
 from .errors import JSON, NO_STORE, OAuthError
 from .sessions import SessionOut, session_out
+from .text import RequestModel
 from .users import generate_password
 
 __all__ = ["EventHub", "install_event_hub", "router"]
@@ -52,7 +53,7 @@ class UserOut(BaseModel):
     created_at: float
 
 
-class UserCreate(BaseModel):
+class UserCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(min_length=1, max_length=256)
     password: str = Field(min_length=8, max_length=1024)
@@ -69,7 +70,7 @@ class ClientOut(BaseModel):
     client_secret: str | None = None  # only in the creation response
 
 
-class ClientCreate(BaseModel):
+class ClientCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
     client_id: str = Field(min_length=1, max_length=256)
     public: bool = False
@@ -88,7 +89,7 @@ class KeyOut(BaseModel):
     next_rotation_at: float | None = None  # the active key's scheduled rotation
 
 
-class PasswordReset(BaseModel):
+class PasswordReset(RequestModel):
     model_config = ConfigDict(extra="forbid")
     password: str | None = Field(None, min_length=8, max_length=1024)  # None: generate one
 
@@ -98,7 +99,7 @@ class PasswordResetOut(BaseModel):
     password: str | None = None  # only when generated here: shown once
 
 
-class TokenCheck(BaseModel):
+class TokenCheck(RequestModel):
     model_config = ConfigDict(extra="forbid")
     token: str = Field(min_length=1, max_length=16384)
 

@@ -21,6 +21,7 @@ from . import (
     login,
     metrics,
     revoke,
+    sdk,
     sessions,
     token,
     userinfo,
@@ -109,6 +110,7 @@ def create_app(
         admin,
         metrics,
         console,
+        sdk,
     ):
         app.include_router(module.router)
     return app
@@ -119,6 +121,9 @@ def create_app_from_env() -> FastAPI:
 
     Each worker is a fresh process, so it sets up its own logging as ``tokenward serve`` does.
     """
+    from .http import protocol_class
+
     settings = load_settings()
     configure_logging(json=settings.log_json)
+    protocol_class(settings.header_timeout)  # this worker's header timeout
     return create_app(settings)

@@ -100,8 +100,12 @@ async def revocations(
     if last_id.isdigit() and len(last_id) < 19:
         after = max(after, int(last_id))
     if "text/event-stream" in request.headers.get("accept", ""):
+        # the first reads happen before the stream starts: a store that fails here is an
+        # ordinary 503, not a torn chunked response
+        head = await store.revocation_cursor()
+        first = await store.revocations_after(after, now=rt.clock.now(), limit=limit)
         return StreamingResponse(
-            _sse(request, after, limit),
+            _sse(request, after, head, first),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -121,11 +125,11 @@ async def revocations(
     return JSON(_page(events, cursor, limit), headers={"Cache-Control": "no-store"})
 
 
-async def _sse(request: Request, after: int, limit: int) -> AsyncIterator[bytes]:
+async def _sse(
+    request: Request, after: int, head: int, events: list[RevocationEvent]
+) -> AsyncIterator[bytes]:
     rt = get_runtime(request)
     store = rt.store
-    head = await store.revocation_cursor()
-    events = await store.revocations_after(after, now=rt.clock.now(), limit=limit)
     # ``ready`` carries the store's cursor; below ``after`` the caller's mirror is ahead of
     # this store (a fresh one), so the tail is followed from the store's cursor, not ``after``
     cursor = after if events else head

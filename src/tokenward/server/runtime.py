@@ -23,7 +23,9 @@ from ..revocation import Denylist, DenylistFollower
 from ..sessions import SessionManager
 from ..store.base import Store
 from ..verifier import Verifier
+from .addresses import parse_trusted_proxies
 from .clients import ClientRegistry
+from .credentials import family_check
 from .keystore import kek_for_store, load_or_create_keyring, rotate_if_due
 from .metrics import Metrics, instrument_store
 from .ratelimit import LoginThrottle, storage_url_for
@@ -149,6 +151,7 @@ class Runtime:
         instrument_store(self.store, self.metrics.store_latency)
         self.users = UserService(self.store, hasher=self.hasher, clock=self.clock)
         self.clients = ClientRegistry(self.store, clock=self.clock)
+        self.trusted_proxies = parse_trusted_proxies(settings.trusted_proxies)
         self.throttle = LoginThrottle(
             per_account=settings.login_limit_per_account,
             per_ip=settings.login_limit_per_ip,
@@ -253,7 +256,10 @@ class Runtime:
             idle_timeout=s.refresh_idle_ttl,
             absolute_lifetime=s.refresh_absolute_ttl,
             retention_margin=s.retention_margin,
+            # a verifier accepts a token until exp + leeway: its revocation must last as long
+            revocation_margin=s.leeway,
             denylist=denylist,
+            family_check=family_check(self.store),
         )
         await denylist.load(self.store)
         self._verifier = Verifier(

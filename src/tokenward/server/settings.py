@@ -129,6 +129,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
+    # slow clients: the request line + headers must arrive within header_timeout; an idle
+    # kept-alive connection is closed after keep_alive_timeout; beyond max_connections open
+    # connections (or running requests) uvicorn answers 503
+    header_timeout: float = Field(10.0, gt=0, le=300)
+    keep_alive_timeout: float = Field(5.0, gt=0, le=300)
+    max_connections: int = Field(1000, ge=1)
 
     console_client_id: str = "tokenward-console"
     cookie_path: str = "/token"
@@ -136,6 +142,12 @@ class Settings(BaseSettings):
     login_limit_per_account: str = "5/minute"
     login_limit_per_ip: str = "30/minute"
     ratelimit_url: str | None = None  # None: Redis when the store is Redis, else memory
+    # comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed; empty:
+    # none (the client is the socket peer)
+    trusted_proxies: str = ""
+    # the network a client address belongs to, for per-network limits
+    address_prefix_v4: int = Field(24, ge=8, le=32)
+    address_prefix_v6: int = Field(48, ge=16, le=128)
     revocation_max_staleness: float | None = Field(None, gt=0)
     max_body_bytes: int = Field(65536, ge=1024)
     feed_max_wait: float = Field(30.0, ge=0, le=300)
@@ -222,6 +234,14 @@ class Settings(BaseSettings):
     def _cookie_path(cls, v: str) -> str:
         if not v.startswith("/") or any(c in v for c in ";, \t\r\n"):
             raise ValueError("must be an absolute path without separators")
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: str) -> str:
+        from .addresses import parse_trusted_proxies
+
+        parse_trusted_proxies(v)
         return v
 
     @field_validator("login_limit_per_account", "login_limit_per_ip")

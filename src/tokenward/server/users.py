@@ -20,6 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from ..clock import Clock, system_clock
 from ..errors import ConfigurationError, InvalidGrant, InvalidRequest
 from ..store.base import Store, User
+from .credentials import NOT_BEFORE, bump, sessions_not_before
 from .passwords import MAX_PASSWORD_BYTES as _MAX_PASSWORD
 from .passwords import check_password
 
@@ -126,7 +127,8 @@ class UserService:
         if user is None:
             raise ConfigurationError(f"no user {username!r}")
         check_password(password, username=username)
-        await self.store.update_user(replace(user, password_hash=await self._hash(password)))
+        user = bump(replace(user, password_hash=await self._hash(password)), self.clock.now())
+        await self.store.update_user(user)
 
     async def authenticate(self, username: str, password: str) -> User:
         """The user, or ``InvalidGrant("invalid username or password")`` — the same answer
@@ -167,6 +169,8 @@ class UserService:
         user = replace(user, disabled=disabled)
         if disabled:
             ensure_an_admin_remains(await self.store.list_users(), {username: user})
+            # sessions older than this are dead, even one a racing login starts
+            user = bump(user, self.clock.now())
         await self.store.update_user(user)
         return user
 
@@ -178,13 +182,23 @@ class UserService:
         ensure_an_admin_remains(await self.store.list_users(), {username: None})
         await self.store.delete_user(username)
 
-    async def change_password(self, username: str, current: str, new: str) -> User:
+    async def change_password(
+        self, username: str, current: str, new: str, *, keep_session_since: float | None = None
+    ) -> User:
         """Self-service: the current password must verify (same answer and cost as a failed
-        login), then the new one must pass the policy."""
+        login), then the new one must pass the policy. The credential version is bumped (a
+        login racing this change revokes itself); ``keep_session_since`` re-binds the caller's
+        own session (created then) to the new version: only sessions created before it fall
+        to the watermark, and the caller revokes the others itself."""
         user = await self.authenticate(username, current)
         check_password(new, username=username)
         if current == new:
             raise InvalidRequest("the new password must differ from the current one")
-        user = replace(user, password_hash=await self._hash(new))
+        now = self.clock.now()
+        before = sessions_not_before(user)
+        user = bump(replace(user, password_hash=await self._hash(new)), now)
+        if keep_session_since is not None:
+            not_before = max(before, min(now, keep_session_since))
+            user = replace(user, attributes={**user.attributes, NOT_BEFORE: not_before})
         await self.store.update_user(user)
         return user

@@ -17,6 +17,7 @@ Key layout for ``prefix="tw"`` (``{...}`` is the Redis Cluster hash tag)::
     {tw}:rev                stream the revocation feed, ids <seq>-0 (trimmed by purge)
     {tw}:revexp             zset   seq -> until (purge index)
     {tw}:keys  {tw}:secret:<name>  {tw}:user:<name> {tw}:users  {tw}:client:<id> {tw}:clients
+    {tw}:dpop:<replay key>  string a seen DPoP proof: its until (script)                  TTL
 
 A family's keys share one slot; everything global shares the ``{tw}`` slot. On a single node
 (the supported and tested deployment, also behind Sentinel) every script declares all its keys.
@@ -637,13 +638,24 @@ class RedisStore(Store):
         raws = await self._list_records(self._k_clients, self._client_key)
         return [_client_from(r) for r in raws]
 
+    async def update_client(self, client: Client) -> None:
+        key, blob = self._client_key(client.client_id), _client_blob(client)
+        if not await self._call(lambda: self._r.set(key, blob, xx=True), "update_client"):
+            raise ConfigurationError(f"unknown client {client.client_id!r}")
+
+    # -- DPoP replay cache -----------------------------------------------------------------
+    async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:
+        keys, args = [f"{self._g}:dpop:{key}"], [_num(now), _num(until)]
+        seen = await self._call(lambda: self._script("DPOP_JTI_SEEN", keys, args), "dpop_jti_seen")
+        return bool(int(seen))
+
     # -- health ----------------------------------------------------------------------------
     async def ping(self) -> None:
         await self._call(lambda: self._r.ping(), "ping")
 
 
 # -- (de)serialisation ---------------------------------------------------------------------
-_OPTIONAL = ("user_agent", "ip", "device", "revoked_reason")
+_OPTIONAL = ("user_agent", "ip", "device", "revoked_reason", "dpop_jkt")
 
 
 def _family_fields(family: Family, *, current_hash: bytes) -> list[str]:
@@ -690,6 +702,7 @@ def _family_from(raw: dict[Any, Any]) -> Family:
         device=d.get("device"),
         revoked_at=float(d["revoked_at"]) if "revoked_at" in d else None,
         revoked_reason=d.get("revoked_reason"),
+        dpop_jkt=d.get("dpop_jkt"),
     )
 
 
@@ -738,6 +751,7 @@ def _client_blob(client: Client) -> bytes:
             "grants": list(client.grants),
             "scopes": list(client.scopes),
             "name": client.name,
+            "dpop_bound_access_tokens": bool(client.dpop_bound_access_tokens),
         }
     )
 
@@ -751,6 +765,7 @@ def _client_from(raw: bytes) -> Client:
         grants=tuple(d["grants"]),
         scopes=tuple(d["scopes"]),
         name=d["name"],
+        dpop_bound_access_tokens=bool(d.get("dpop_bound_access_tokens", False)),
     )
 
 

@@ -60,6 +60,7 @@ from .records import SQLRecordsMixin
 from .schema import (
     REVOCATION_COUNTER,
     counters,
+    dpop_jtis,
     event_from_row,
     families,
     family_from_row,
@@ -681,6 +682,7 @@ class SQLStore(SQLRecordsMixin, Store):
         async with self._tx(write=True) as conn:
             res = await conn.execute(delete(revocations).where(revocations.c.until <= now))
             events = res.rowcount
+            await conn.execute(delete(dpop_jtis).where(dpop_jtis.c.until <= now))
         return PurgeCounts(refresh_tokens=tokens, families=gone, revocations=events)
 
     # -- health ----------------------------------------------------------------------------
