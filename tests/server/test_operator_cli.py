@@ -246,3 +246,23 @@ def test_keys_kek_and_rekey_re_encrypt_the_store_under_a_new_kek(
     settings = Settings(store_url=url, issuer="https://auth.test")
     with TestClient(create_app(settings, password_hasher=cheap_hasher())) as http:
         assert http.get("/.well-known/jwks.json").status_code == 200
+
+
+def test_serve_on_a_store_with_users_but_no_admin_says_how_to_create_one(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from tokenward.cli.serve import preflight
+    from tokenward.server.settings import load_settings
+
+    url = f"sqlite:///{tmp_path}/noadmin/tw.db"
+    r = cli(runner, "user", "add", "alice", "--password-stdin", "--store", url,
+            input="alice password 1\n")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    notes = asyncio.run(preflight(load_settings(store_url=url)))
+    assert len(notes) == 1 and "no active admin" in notes[0]
+    assert "tokenward user add NAME --admin --password-stdin" in notes[0]
+    cli(runner, "user", "add", "root", "--admin", "--password-stdin", "--store", url,
+        input=ADMIN_PW + "\n")  # fmt: skip
+    assert asyncio.run(preflight(load_settings(store_url=url))) == []
