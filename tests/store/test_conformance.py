@@ -409,6 +409,17 @@ async def test_users_crud(store: Store) -> None:
     assert (await store.list_users())[1].is_admin
 
 
+async def test_delete_user_removes_the_record_once(store: Store) -> None:
+    await store.create_user(User("carol", "$argon2id$x", NOW))
+    await store.create_user(User("dave", "$argon2id$y", NOW))
+    assert await store.delete_user("carol") is True
+    assert await store.get_user("carol") is None
+    assert [u.username for u in await store.list_users()] == ["dave"]
+    assert await store.delete_user("carol") is False
+    await store.create_user(User("carol", "$argon2id$z", NOW))  # the name is free again
+    assert (await store.get_user("carol")) is not None
+
+
 async def test_clients_crud(store: Store) -> None:
     web = Client("web", NOW)
     svc = Client(
