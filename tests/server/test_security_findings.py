@@ -619,3 +619,40 @@ def test_f12_sse_stream_slot_is_released_when_the_stream_ends(
             assert r.status_code == 200
             assert "".join(r.iter_text()).endswith("event: error\ndata: store unavailable\n\n")
     assert server.runtime.feed_streams.open == 0
+
+
+# -- F20: anyone could lock a known account out with 5 wrong passwords a minute -------------------
+
+
+def _login_from(server: Server, address: str, password: str) -> int:
+    r = server.http.post(
+        "/token",
+        data={"grant_type": "password", "username": "alice", "password": password,
+              "client_id": "app"},
+        headers={"X-Forwarded-For": address},
+    )  # fmt: skip
+    return r.status_code
+
+
+def test_f20_attacker_on_another_network_cannot_lock_the_owner_out(
+    server_factory: Callable[..., Server],
+) -> None:
+    server = server_factory(login_limit_per_account="3/minute", trusted_proxies=PEER)
+    assert [_login_from(server, "203.0.113.9", "wrong") for _ in range(5)] == [400] * 3 + [429] * 2
+    assert _login_from(server, "203.0.113.77", ALICE_PW) == 429  # the attacker's own /24
+    assert _login_from(server, "198.51.100.7", ALICE_PW) == 200  # the owner, elsewhere
+
+
+def test_f20_the_account_ceiling_bounds_guesses_from_every_network(
+    server_factory: Callable[..., Server],
+) -> None:
+    """The trade-off: enough networks together do spend the (far higher) ceiling."""
+    server = server_factory(
+        login_limit_per_account="3/minute",
+        login_limit_per_account_ceiling="6/minute",
+        trusted_proxies=PEER,
+    )
+    for net in range(3):
+        for _ in range(2):
+            assert _login_from(server, f"203.0.{net}.1", "wrong") == 400
+    assert _login_from(server, "198.51.100.7", ALICE_PW) == 429

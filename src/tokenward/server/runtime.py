@@ -11,6 +11,7 @@ import signal
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from argon2 import PasswordHasher
@@ -24,7 +25,7 @@ from ..sessions import SessionManager
 from ..store.base import Store
 from ..store.fanout import FeedFanout
 from ..verifier import Verifier
-from .addresses import parse_trusted_proxies
+from .addresses import address_prefix, parse_trusted_proxies
 from .clients import ClientRegistry
 from .credentials import family_check
 from .feed_limits import StreamSlots
@@ -162,6 +163,10 @@ class Runtime:
         self.throttle = LoginThrottle(
             per_account=settings.login_limit_per_account,
             per_ip=settings.login_limit_per_ip,
+            account_ceiling=settings.login_limit_per_account_ceiling,
+            prefix=partial(
+                address_prefix, v4=settings.address_prefix_v4, v6=settings.address_prefix_v6
+            ),
             storage_url=storage_url_for(settings.store_url, settings.ratelimit_url),
         )
         self._kek: bytes | None = None
