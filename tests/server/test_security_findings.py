@@ -4,6 +4,7 @@ F8 onwards). Each test is named after its finding and fails on the code before t
 from __future__ import annotations
 
 import asyncio
+import base64
 import secrets
 import socket
 import time
@@ -656,3 +657,108 @@ def test_f20_the_account_ceiling_bounds_guesses_from_every_network(
         for _ in range(2):
             assert _login_from(server, f"203.0.{net}.1", "wrong") == 400
     assert _login_from(server, "198.51.100.7", ALICE_PW) == 429
+
+
+# -- F14: a leaked client secret could not be revoked or rotated ----------------------------------
+
+
+def _cc(server: Server, client_id: str, secret: str) -> int:
+    r = server.http.post(
+        "/token",
+        data={"grant_type": "client_credentials"},
+        headers={
+            "Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+        },
+    )
+    return r.status_code
+
+
+def test_f14_disabling_a_client_refuses_it_and_ends_its_sessions(server: Server) -> None:
+    admin = _admin(server)
+    tok = server.login(client_id="svc", client_secret=server.svc_secret)
+    r = server.http.post("/admin/clients/svc/disable", headers=admin)
+    assert r.status_code == 200 and r.json() == {"sessions_revoked": 1}
+    assert _cc(server, "svc", server.svc_secret) == 401
+    assert (
+        server.refresh(
+            tok["refresh_token"], client_id="svc", client_secret=server.svc_secret
+        ).status_code
+        == 401
+    )
+    assert server.http.get("/userinfo", headers=bearer(tok["access_token"])).status_code == 401
+    listed = {c["client_id"]: c for c in server.http.get("/admin/clients", headers=admin).json()}
+    assert listed["svc"]["disabled"] is True
+    assert server.http.post("/admin/clients/svc/enable", headers=admin).status_code == 200
+    assert _cc(server, "svc", server.svc_secret) == 200
+    assert server.http.post("/admin/clients/nope/disable", headers=admin).status_code == 404
+    # a public client too: its logins are refused while it is disabled
+    server.http.post("/admin/clients/app/disable", headers=admin)
+    assert server.password().status_code == 401
+
+
+@pytest.mark.parametrize("overlap", [0, 3600])
+def test_f14_rotated_secret_replaces_the_old_one_after_the_overlap(
+    server: Server, overlap: int
+) -> None:
+    admin = _admin(server)
+    r = server.http.post(
+        "/admin/clients/svc/rotate-secret", json={"overlap": overlap}, headers=admin
+    )
+    assert r.status_code == 200, r.text
+    new = r.json()["client_secret"]
+    assert r.headers["cache-control"] == "no-store"
+    assert _cc(server, "svc", new) == 200
+    assert _cc(server, "svc", server.svc_secret) == (200 if overlap else 401)
+    public = server.http.post("/admin/clients/app/rotate-secret", json={}, headers=admin)
+    assert public.status_code == 400
+    server.clock.advance(overlap + 1)
+    assert _cc(server, "svc", server.svc_secret) == 401
+    assert _cc(server, "svc", new) == 200
+
+
+def test_f14_removing_a_client_disables_it_ends_its_sessions_and_deletes_it(
+    server: Server,
+) -> None:
+    admin = _admin(server)
+    tok = server.login(client_id="svc", client_secret=server.svc_secret)
+    r = server.http.delete("/admin/clients/svc", headers=admin)
+    assert r.status_code == 200 and r.json() == {"sessions_revoked": 1}
+    assert _cc(server, "svc", server.svc_secret) == 401
+    assert server.http.get("/userinfo", headers=bearer(tok["access_token"])).status_code == 401
+    assert "svc" not in [
+        c["client_id"] for c in server.http.get("/admin/clients", headers=admin).json()
+    ]
+    assert server.http.delete("/admin/clients/svc", headers=admin).status_code == 404
+    console = server.http.delete(
+        f"/admin/clients/{server.runtime.settings.console_client_id}", headers=admin
+    )
+    assert console.status_code == 400
+
+
+def test_f14_client_cli_disable_enable_rotate_remove(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tokenward.cli import app
+
+    url = f"sqlite:///{tmp_path}/tw.db"
+    runner = CliRunner()
+    add = runner.invoke(
+        app, ["client", "add", "svc", "--grants", "client_credentials", "--store", url]
+    )
+    assert add.exit_code == 0, add.output
+    assert runner.invoke(app, ["client", "disable", "svc", "--store", url]).exit_code == 0
+    listed = runner.invoke(app, ["client", "list", "--store", url], terminal_width=200)
+    assert "yes" in listed.output
+    assert runner.invoke(app, ["client", "enable", "svc", "--store", url]).exit_code == 0
+    rot = runner.invoke(app, ["client", "rotate-secret", "svc", "--overlap", "1h", "--store", url])
+    assert rot.exit_code == 0 and "client_secret:" in rot.output and "1h" in rot.output
+    bad = runner.invoke(
+        app, ["client", "rotate-secret", "svc", "--overlap", "soon", "--store", url]
+    )
+    assert bad.exit_code == 2
+    assert runner.invoke(app, ["client", "remove", "svc", "--store", url]).exit_code == 0
+    assert "svc" not in runner.invoke(app, ["client", "list", "--store", url]).output
+    missing = runner.invoke(app, ["client", "disable", "svc", "--store", url])
+    assert missing.exit_code == 2 and "Traceback" not in missing.output
+    console = runner.invoke(app, ["client", "remove", "tokenward-console", "--store", url])
+    assert console.exit_code == 2
