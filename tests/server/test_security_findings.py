@@ -15,13 +15,14 @@ from typing import Any
 import httpx
 import pytest
 
+from support.serve import free_port, serve
+from support.server import ADMIN_PW as ADMIN_PASSWORD
+from support.server import ALICE_PW, PEER, Server, bearer
 from tokenward.errors import StoreUnavailable
 from tokenward.feed import RevocationKind
 from tokenward.server.addresses import address_prefix, client_address, parse_trusted_proxies
 
-from .conftest import ADMIN_PW as ADMIN_PASSWORD
-from .conftest import ALICE_PW, PEER, Server, bearer
-from .test_serve_subprocess import ADMIN_PW, _env, _start, _stop
+ADMIN_PW = "first-start-password"  # the live server's admin
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +30,15 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
     """``tokenward serve`` over a real socket on SQLite (uvicorn's own behaviour matters here):
     3 failed logins a minute per IP, a 1 s header timeout."""
     cwd = tmp_path_factory.mktemp("live")
-    env = {**_env(), "TOKENWARD_LOGIN_LIMIT_PER_IP": "3/minute", "TOKENWARD_HEADER_TIMEOUT": "1"}
-    proc, base, _ = _start(cwd, env)
-    try:
-        yield base, cwd
-    finally:
-        _stop(proc)
+    port = free_port()
+    settings = {
+        "TOKENWARD_ADMIN_PASSWORD": ADMIN_PW,
+        "TOKENWARD_ISSUER": f"http://127.0.0.1:{port}",
+        "TOKENWARD_LOGIN_LIMIT_PER_IP": "3/minute",
+        "TOKENWARD_HEADER_TIMEOUT": "1",
+    }
+    with serve(settings, cwd=cwd, port=port) as served:
+        yield served.base, cwd
 
 
 def _stream_post(
@@ -496,7 +500,7 @@ def test_f8_credential_watermark_api() -> None:
 
 @pytest.fixture
 def redis_server(server_factory: Callable[..., Server]) -> Iterator[Server]:
-    from store.conftest import REDIS_URL, delete_redis_prefix, redis_problem, service_missing
+    from support.stores import REDIS_URL, delete_redis_prefix, redis_problem, service_missing
     from tokenward.store import store_from_url
 
     if (problem := redis_problem()) is not None:

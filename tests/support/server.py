@@ -1,5 +1,7 @@
-"""Fixtures for the server tests: an app on a MemoryStore with a frozen clock, a cheap argon2
-hasher, two users and three clients, driven through Starlette's TestClient."""
+"""The in-process server of the server tests: an app on a MemoryStore with a frozen clock, a
+cheap argon2 hasher, two users and three clients, driven through Starlette's TestClient. The
+``server`` and ``server_factory`` fixtures are registered for every test by
+``tests/conftest.py``."""
 
 from __future__ import annotations
 
