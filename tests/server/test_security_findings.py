@@ -766,3 +766,76 @@ def test_f14_client_cli_disable_enable_rotate_remove(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "Traceback" not in missing.output
     console = runner.invoke(app, ["client", "remove", "tokenward-console", "--store", url])
     assert console.exit_code == 2
+
+
+# -- F16: a username with "/" could be created but never administered -------------------------
+
+
+def test_f16_usernames_outside_the_rule_are_refused_everywhere(
+    server: Server, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from tokenward.cli import app
+
+    admin = _admin(server)
+    for bad in ("a/b", "a b", "", "x" * 65, "semi;colon", "tab\t", "emoji\U0001f600"):
+        r = server.http.post(
+            "/admin/users", json={"username": bad, "password": "long password 1"}, headers=admin
+        )
+        assert r.status_code == 400, (bad, r.text)
+    ok = server.http.post(
+        "/admin/users",
+        json={"username": "Zoë.Smith@example-1", "password": "long password 1"},
+        headers=admin,
+    )
+    assert ok.status_code == 201 and ok.json()["username"] == "zoë.smith@example-1"
+    cli = CliRunner().invoke(
+        app,
+        ["user", "add", "a/b", "--password-stdin", "--store", f"sqlite:///{tmp_path}/t.db"],
+        input="long password 1\n",
+    )
+    assert cli.exit_code == 2 and "1-64 Unicode letters" in cli.output
+
+
+def test_f16_names_are_compared_after_nfkc_and_case_folding(server: Server) -> None:
+    admin = _admin(server)
+    dup = server.http.post(
+        "/admin/users", json={"username": "ALICE", "password": "long password 1"}, headers=admin
+    )
+    assert dup.status_code == 400
+    tok = server.login(username="ＡＬＩＣＥ")  # full-width: NFKC makes it ALICE, folding alice
+    r = server.http.post("/admin/users/Alice/disable", headers=admin)
+    assert r.status_code == 200 and r.json() == {"sessions_revoked": 1}
+    assert server.http.get("/userinfo", headers=bearer(tok["access_token"])).status_code == 401
+
+
+def test_f16_case_variants_share_one_login_budget(server_factory: Callable[..., Server]) -> None:
+    server = server_factory(login_limit_per_account="3/minute")
+    codes = [
+        server.password(username=v, password="wrong").status_code
+        for v in ("alice", "Alice", "ALICE", "aLiCe")
+    ]
+    assert codes == [400, 400, 400, 429]
+
+
+def test_f16_legacy_colliding_names_keep_signing_in_by_exact_name_and_are_reported(
+    server: Server,
+) -> None:
+    """Records from before the rule (written straight to the store): 'Bob' and 'bob' collide,
+    'x/y' breaks the rule. Each signs in by its exact name; start-up lists them."""
+    from tokenward.store.base import User
+
+    async def seed() -> list[str]:
+        h = await server.runtime.users._hash("legacy password 1")
+        for name in ("Bob", "bob", "x/y"):
+            await server.store.create_user(User(name, h, created_at=1.0))
+        return await server.runtime._report_usernames()
+
+    lines = server.run(seed)
+    assert any("'x/y' breaks the rule" in line for line in lines)
+    assert any("'Bob', 'bob'" in line for line in lines)
+    for name in ("Bob", "bob", "x/y"):
+        tok = server.login(username=name, password="legacy password 1")
+        info = server.http.get("/userinfo", headers=bearer(tok["access_token"])).json()
+        assert info["sub"] == name

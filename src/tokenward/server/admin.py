@@ -150,10 +150,10 @@ async def create_user(request: Request, body: UserCreate, _: Admin) -> UserOut:
 async def _set_disabled(request: Request, username: str, disabled: bool) -> int:
     rt = get_runtime(request)
     try:
-        await rt.users.set_disabled(username, disabled)
+        user = await rt.users.set_disabled(username, disabled)
     except ConfigurationError:
         raise HTTPException(404) from None
-    return await rt.sessions.revoke_subject(username) if disabled else 0
+    return await rt.sessions.revoke_subject(user.username) if disabled else 0
 
 
 @router.post(
@@ -180,7 +180,7 @@ async def reset_password(request: Request, username: str, body: PasswordReset, _
     rt = get_runtime(request)
     password = body.password or generate_password()
     try:
-        await rt.users.set_password(username, password)
+        username = (await rt.users.set_password(username, password)).username
     except ConfigurationError:
         raise HTTPException(404) from None
     out = PasswordResetOut(

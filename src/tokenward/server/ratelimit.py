@@ -28,6 +28,7 @@ from limits.storage import storage_from_string
 
 from ..errors import RateLimited, StoreUnavailable
 from .addresses import address_prefix
+from .usernames import fold, valid
 
 __all__ = ["LoginThrottle", "storage_url_for"]
 
@@ -50,6 +51,11 @@ def storage_url_for(store_url: str, override: str | None = None) -> str:
 def _key(kind: str, value: str) -> str:
     # hashed so that usernames and addresses never appear as keys in a shared Redis
     return kind + ":" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _name(username: str) -> str:
+    """One budget per account whatever the spelling: ``Alice`` and ``alice`` are one name."""
+    return fold(username) if valid(username) else username
 
 
 class LoginThrottle:
@@ -87,11 +93,11 @@ class LoginThrottle:
 
     def _account_key(self, username: str, ip: str | None) -> str:
         network = self._prefix(ip) if ip else "-"
-        return _key("account", username + "\x00" + network)
+        return _key("account", _name(username) + "\x00" + network)
 
     def _budgets(self, username: str, ip: str | None) -> list[tuple[RateLimitItem, str]]:
         out = [(item, self._account_key(username, ip)) for item in self._account]
-        out += [(item, _key("ceiling", username)) for item in self._ceiling]
+        out += [(item, _key("ceiling", _name(username))) for item in self._ceiling]
         if ip:
             out += [(item, _key("ip", ip)) for item in self._ip]
         return out
@@ -134,7 +140,7 @@ class LoginThrottle:
         """Count a failed attempt against the account's ceiling and the IP (the account's
         per-network attempt was reserved by ``check``)."""
         for item in self._ceiling:
-            await self._call(self._limiter.hit(item, _key("ceiling", username)))
+            await self._call(self._limiter.hit(item, _key("ceiling", _name(username))))
         if ip:
             for item in self._ip:
                 await self._call(self._limiter.hit(item, _key("ip", ip)))
