@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from store.conftest import StoreFactory, store_factory  # noqa: F401 - shared fixture
+from support.stores import StoreFactory
 from tokenward import FrozenClock, SessionManager, TokenPair
 from tokenward.errors import (
     ConfigurationError,
@@ -44,7 +44,7 @@ ABSOLUTE = 30 * 86400.0
 
 
 @pytest.fixture
-async def store(store_factory: StoreFactory) -> Store:  # noqa: F811
+async def store(store_factory: StoreFactory) -> Store:
     """The first instance of the shared backend list (memory, sqlite, postgres, redis)."""
     return await store_factory(poll_interval=0.01)
 

@@ -53,6 +53,7 @@ class SecurityEvent(StrEnum):
     REFRESH_TOKEN_REUSE = "refresh_token_reuse"  # noqa: S105 - an event name
     REVOKED = "revoked"
     PURGED = "purged"
+    PASSWORD_CHANGED = "password_changed"  # noqa: S105 - an event name
 
 
 _logger = get_logger(EVENT_LOGGER)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from support.server import Server
 from tokenward.errors import ConfigurationError, InvalidRequest
 from tokenward.server.clients import ClientRegistry
 from tokenward.server.errors import JSON
@@ -16,8 +17,6 @@ from tokenward.server.grants import GRANTS, grant_names, load_grant, register_gr
 from tokenward.server.grants.base import Grant, GrantContext
 from tokenward.server.grants.common import token_response
 from tokenward.store.memory import MemoryStore
-
-from .conftest import Server
 
 
 @pytest.mark.parametrize("name", list(GRANTS))

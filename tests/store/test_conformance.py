@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 
+from support.stores import StoreFactory
 from tokenward.errors import AlreadyExists, NotFound
 from tokenward.store import (
     Client,
@@ -22,8 +23,6 @@ from tokenward.store import (
     Store,
     User,
 )
-
-from .conftest import StoreFactory
 
 NOW = 1_800_000_000.0
 GRACE = 10.0
@@ -424,6 +423,17 @@ async def test_duplicates_are_already_exists_409(store: Store) -> None:
     assert (info.value.status_code, info.value.error) == (409, "already_exists")
 
 
+async def test_delete_user_removes_the_record_once(store: Store) -> None:
+    await store.create_user(User("carol", "$argon2id$x", NOW))
+    await store.create_user(User("dave", "$argon2id$y", NOW))
+    assert await store.delete_user("carol") is True
+    assert await store.get_user("carol") is None
+    assert [u.username for u in await store.list_users()] == ["dave"]
+    assert await store.delete_user("carol") is False
+    await store.create_user(User("carol", "$argon2id$z", NOW))  # the name is free again
+    assert (await store.get_user("carol")) is not None
+
+
 async def test_clients_crud(store: Store) -> None:
     web = Client("web", NOW)
     svc = Client(
@@ -476,6 +486,22 @@ async def test_client_dpop_requirement_and_update(store: Store) -> None:
     assert again == got and not again.dpop_bound_access_tokens
     with pytest.raises(NotFound):
         await store.update_client(Client("nope", NOW))
+
+
+async def test_client_disable_previous_secret_and_delete(store: Store) -> None:
+    await store.create_client(Client("svc", NOW, secret_hash="sha256$new"))
+    got = await store.get_client("svc")
+    assert got is not None and not got.disabled and got.previous_secret_hash is None
+    got.disabled = True
+    got.previous_secret_hash = "sha256$old"
+    got.previous_secret_expires_at = NOW + 3600
+    await store.update_client(got)
+    assert await store.get_client("svc") == got
+    assert await store.delete_client("svc") is True
+    assert await store.get_client("svc") is None
+    assert [c.client_id for c in await store.list_clients()] == []
+    assert await store.delete_client("svc") is False
+    await store.create_client(Client("svc", NOW))  # the id can be registered again
 
 
 async def test_dpop_jti_is_accepted_once_until_it_expires(store: Store) -> None:

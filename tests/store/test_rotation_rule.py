@@ -13,21 +13,51 @@ from dataclasses import dataclass
 
 import pytest
 
+from support.env import service_missing
+from support.stores import REDIS_URL, redis_problem
 from tokenward.store.base import (
+    Family,
     RefreshTokenRecord,
     RotationOutcome,
+    RotationResult,
     Store,
     decide_rotation,
 )
 
-from .conftest import REDIS_URL, redis_problem, service_missing
-from .test_conformance import GRACE, NOW, new_family, rotate
-
 R = RotationOutcome
+NOW = 1_800_000_000.0
+GRACE = 10.0
 
 
 def h(label: str) -> bytes:
     return hashlib.sha256(label.encode()).digest()
+
+
+async def new_family(store: Store, sid: str) -> bytes:
+    family = Family(
+        sid=sid,
+        sub="alice",
+        client_id="web",
+        scope="read",
+        created_at=NOW,
+        last_used_at=NOW,
+        expires_at=NOW + 30 * 86_400,
+        idle_expires_at=NOW + 14 * 86_400,
+        current_hash=h(f"{sid}/0"),
+    )
+    await store.create_family(family, RefreshTokenRecord(h(f"{sid}/0"), sid, NOW))
+    return h(f"{sid}/0")
+
+
+async def rotate(store: Store, parent: bytes, child: bytes, *, now: float) -> RotationResult:
+    return await store.rotate(
+        parent,
+        RefreshTokenRecord(child, "", now),
+        now=now,
+        grace=GRACE,
+        idle_expires_at=now + 3600,
+        revocation_until=now + 900,
+    )
 
 
 A, B, C = h("a"), h("b"), h("c")

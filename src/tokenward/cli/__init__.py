@@ -1,6 +1,6 @@
 """The ``tokenward`` command line (typer + rich; installed by ``tokenward[server]``).
 
-Each concept is a sub-app in its own module, registered here with one line::
+Each concept is a sub-app in its own module, registered in ``_app.py`` with one line::
 
     app.add_typer(keys.app, name="keys")
 

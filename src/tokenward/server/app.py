@@ -13,6 +13,7 @@ from ..clock import Clock
 from ..events import add_listener
 from ..store.base import Store
 from . import (
+    account,
     admin,
     console,
     feed,
@@ -104,6 +105,7 @@ def create_app(
         wellknown,
         login,
         sessions,
+        account,
         userinfo,
         feed,
         admin,

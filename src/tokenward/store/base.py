@@ -180,6 +180,10 @@ class Client:
     scopes: tuple[str, ...] = ()
     name: str | None = None
     dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2: DPoP proofs required at /token
+    disabled: bool = False  # refused at authentication (a leaked secret, a retired app)
+    # after a secret rotation with an overlap: the old secret's hash, accepted until then
+    previous_secret_hash: str | None = None
+    previous_secret_expires_at: float | None = None
 
     @property
     def public(self) -> bool:
@@ -353,6 +357,11 @@ class AccountStore(BaseStore):
     async def list_users(self) -> list[User]: ...
 
     @abstractmethod
+    async def delete_user(self, username: str) -> bool:
+        """Remove the user record; ``False`` when there was none. Its sessions are the
+        caller's to revoke first."""
+
+    @abstractmethod
     async def create_client(self, client: Client) -> None:
         """Insert; raises ``AlreadyExists`` when the client id exists."""
 
@@ -365,6 +374,10 @@ class AccountStore(BaseStore):
     @abstractmethod
     async def update_client(self, client: Client) -> None:
         """Replace; raises ``NotFound`` when the client id is unknown."""
+
+    @abstractmethod
+    async def delete_client(self, client_id: str) -> bool:
+        """Delete a client record; ``False`` when there was none."""
 
 
 class ReplayCacheStore(BaseStore):

@@ -341,6 +341,11 @@ class MemoryStore(Store):
         with self._lock:
             return [_copy_user(u) for _, u in sorted(self._users.items())]
 
+    async def delete_user(self, username: str) -> bool:
+        self._guard()
+        with self._lock:
+            return self._users.pop(username, None) is not None
+
     async def create_client(self, client: Client) -> None:
         self._guard()
         with self._lock:
@@ -364,6 +369,11 @@ class MemoryStore(Store):
             if client.client_id not in self._clients:
                 raise NotFound(f"unknown client {client.client_id!r}")
             self._clients[client.client_id] = replace(client)
+
+    async def delete_client(self, client_id: str) -> bool:
+        self._guard()
+        with self._lock:
+            return self._clients.pop(client_id, None) is not None
 
     # -- DPoP replay cache -----------------------------------------------------------------
     async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:

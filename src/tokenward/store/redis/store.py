@@ -611,6 +611,16 @@ class RedisStore(Store):
     async def list_users(self) -> list[User]:
         return [_user_from(r) for r in await self._list_records(self._k_users, self._user_key)]
 
+    async def delete_user(self, username: str) -> bool:
+        async def run() -> bool:
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.delete(self._user_key(username))
+                pipe.srem(self._k_users, username)
+                deleted, _ = await pipe.execute()
+            return bool(deleted)
+
+        return await self._call(run, "delete_user")
+
     async def create_client(self, client: Client) -> None:
         if not await self._create_record(
             self._k_clients,
@@ -632,6 +642,18 @@ class RedisStore(Store):
         key, blob = self._client_key(client.client_id), _client_blob(client)
         if not await self._call(lambda: self._r.set(key, blob, xx=True), "update_client"):
             raise NotFound(f"unknown client {client.client_id!r}")
+
+    async def delete_client(self, client_id: str) -> bool:
+        key = self._client_key(client_id)
+
+        async def run() -> bool:
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.srem(self._k_clients, client_id)
+                deleted, _ = await pipe.execute()
+            return bool(deleted)
+
+        return await self._call(run, "delete_client")
 
     # -- DPoP replay cache -----------------------------------------------------------------
     async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:
@@ -742,6 +764,9 @@ def _client_blob(client: Client) -> bytes:
             "scopes": list(client.scopes),
             "name": client.name,
             "dpop_bound_access_tokens": bool(client.dpop_bound_access_tokens),
+            "disabled": bool(client.disabled),
+            "previous_secret_hash": client.previous_secret_hash,
+            "previous_secret_expires_at": client.previous_secret_expires_at,
         }
     )
 
@@ -756,6 +781,9 @@ def _client_from(raw: bytes) -> Client:
         scopes=tuple(d["scopes"]),
         name=d["name"],
         dpop_bound_access_tokens=bool(d.get("dpop_bound_access_tokens", False)),
+        disabled=bool(d.get("disabled", False)),
+        previous_secret_hash=d.get("previous_secret_hash"),
+        previous_secret_expires_at=d.get("previous_secret_expires_at"),
     )
 
 

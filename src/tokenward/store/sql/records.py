@@ -104,6 +104,11 @@ class SQLRecordsMixin:
             rows = (await conn.execute(select(users).order_by(users.c.username))).all()
         return [user_from_row(r) for r in rows]
 
+    async def delete_user(self, username: str) -> bool:
+        async with self._tx(write=True) as conn:
+            result = await conn.execute(delete(users).where(users.c.username == username))
+            return bool(result.rowcount)
+
     async def create_client(self, client: Client) -> None:
         stmt = (
             self._insert(clients)
@@ -132,6 +137,11 @@ class SQLRecordsMixin:
         async with self._tx(write=True) as conn:
             if (await conn.execute(stmt)).rowcount == 0:
                 raise NotFound(f"unknown client {client.client_id!r}")
+
+    async def delete_client(self, client_id: str) -> bool:
+        stmt = delete(clients).where(clients.c.client_id == client_id)
+        async with self._tx(write=True) as conn:
+            return bool((await conn.execute(stmt)).rowcount)
 
     # -- DPoP replay cache -----------------------------------------------------------------
     async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:
