@@ -134,6 +134,7 @@ def test_sigterm_ends_sse_and_long_poll_and_exits_within_bound(served: Served) -
     elapsed = time.monotonic() - sent
     for t in threads:
         t.join(5)
+    print(f"\nSIGTERM → exit with one SSE and one long-poll client open: {elapsed:.2f} s")
     assert elapsed <= SHUTDOWN_BOUND
     assert "event: reconnect" in sse_lines
     assert poll["status"] == 200
