@@ -18,6 +18,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from support.env import service_missing
+from support.sql_worker import open_and_rotate
+from support.stores import POSTGRES_URL, drop_postgres_schema, postgres_problem
 from tokenward.clock import FrozenClock
 from tokenward.errors import StoreUnavailable
 from tokenward.store import (
@@ -28,9 +31,6 @@ from tokenward.store import (
     RotationOutcome,
 )
 from tokenward.store.sql import SQLStore, head_revision
-
-from .conftest import POSTGRES_URL, drop_postgres_schema, postgres_problem, service_missing
-from .sql_worker import open_and_rotate
 
 NOW = 1_800_000_000.0
 DAY = 86_400.0
@@ -112,7 +112,7 @@ async def test_sqlite_processes_race_on_a_fresh_file_one_successor(tmp_path: Pat
 async def test_migrations_idempotent_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'deep' / 'dir' / 'tw.db'}"  # parent dirs are created
     async with SQLStore(url) as store:
-        assert await store.current_revision() == head_revision() == "0002_dpop"
+        assert await store.current_revision() == head_revision() == "0003_client_lifecycle"
         await store.create_family(family("s1"), RefreshTokenRecord(h("s1/0"), "s1", NOW))
         assert await store.upgrade() == head_revision()  # again: no-op, data kept
     async with SQLStore(url) as store:
