@@ -305,6 +305,22 @@ class Store(ABC):
         by every instance on the store, so a proof is accepted once (RFC 9449 §11.1).
         Expired keys are removed by :meth:`purge` (Redis: by ``EXPIRE``)."""
 
+    # -- attempt counters (login limits shared by every process on the store) -----------------
+    @abstractmethod
+    async def rate_hit(self, key: str, *, now: float, window: float, limit: int) -> bool:
+        """Atomically: record one attempt of ``key`` at ``now`` when fewer than ``limit`` were
+        recorded in ``(now - window, now]`` and return ``True``; else record nothing and
+        return ``False`` (a moving window). Concurrent calls never overrun ``limit``."""
+
+    @abstractmethod
+    async def rate_window(self, key: str, *, now: float, window: float) -> tuple[int, float]:
+        """How many attempts of ``key`` lie in ``(now - window, now]``, and when the oldest of
+        them leaves the window (``now`` when none)."""
+
+    @abstractmethod
+    async def rate_clear(self, key: str) -> None:
+        """Forget every attempt of ``key``. Old attempts are also removed by :meth:`purge`."""
+
     # -- health ----------------------------------------------------------------------------
     @abstractmethod
     async def ping(self) -> None:
