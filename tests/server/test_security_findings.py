@@ -501,7 +501,8 @@ def test_f8_credential_watermark_api() -> None:
 
 @pytest.fixture
 def redis_server(server_factory: Callable[..., Server]) -> Iterator[Server]:
-    from support.stores import REDIS_URL, delete_redis_prefix, redis_problem, service_missing
+    from support.env import service_missing
+    from support.stores import REDIS_URL, delete_redis_prefix, redis_problem
     from tokenward.store import store_from_url
 
     if (problem := redis_problem()) is not None:
