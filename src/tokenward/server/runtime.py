@@ -169,6 +169,7 @@ class Runtime:
                 address_prefix, v4=settings.address_prefix_v4, v6=settings.address_prefix_v6
             ),
             storage_url=storage_url_for(settings.store_url, settings.ratelimit_url),
+            store=self.store,
         )
         self._kek: bytes | None = None
         self._issuer: Issuer | None = None
