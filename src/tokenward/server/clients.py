@@ -20,12 +20,12 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from ..clock import Clock, system_clock
-from ..errors import ConfigurationError, InvalidClient
+from ..errors import ConfigurationError, InvalidClient, NotFound
 from ..store.base import Client, Store
+from .grants.registry import GRANTS
 
-__all__ = ["GRANTS", "ClientRegistry", "check_usable_grants", "hash_secret", "verify_secret"]
+__all__ = ["ClientRegistry", "check_usable_grants", "hash_secret", "verify_secret"]
 
-GRANTS = ("password", "refresh_token", "client_credentials")
 #: Grants that only renew what another grant issued first.
 _RENEWING = frozenset({"refresh_token"})
 
@@ -35,9 +35,11 @@ def check_usable_grants(grants: Iterable[str], *, public: bool) -> None:
     ``refresh_token`` alone: nothing ever issues the first refresh token)."""
     usable = [g for g in grants if g not in _RENEWING]
     if not usable:
-        starters = [g for g in GRANTS if g not in _RENEWING]
-        if public:
-            starters = [g for g in starters if g != "client_credentials"]
+        starters = [
+            g
+            for g, info in GRANTS.items()
+            if g not in _RENEWING and not (public and info.confidential_only)
+        ]
         raise ConfigurationError(
             f"grants {list(grants)} cannot obtain a first token: add one of "
             f"{', '.join(starters)} (refresh_token only renews)"
@@ -66,7 +68,7 @@ _DUMMY_HASH = hash_secret(secrets.token_urlsafe(32))
 
 
 class ClientRegistry:
-    """Register and authenticate clients kept in a :class:`Store`."""
+    """Register and authenticate clients kept in a :class:`Store` (its sessions are families)."""
 
     def __init__(self, store: Store, *, clock: Clock = system_clock) -> None:
         self.store = store
@@ -91,8 +93,9 @@ class ClientRegistry:
         unknown = [g for g in grant_list if g not in GRANTS]
         if unknown:
             raise ConfigurationError(f"unknown grant(s) {unknown}; use {', '.join(GRANTS)}")
-        if public and "client_credentials" in grant_list:
-            raise ConfigurationError("a public client cannot use client_credentials")
+        for g in grant_list:
+            if public and GRANTS[g].confidential_only:
+                raise ConfigurationError(f"a public client cannot use {g}")
         check_usable_grants(grant_list, public=public)
         secret = None if public else secrets.token_urlsafe(32)
         client = Client(
@@ -117,7 +120,7 @@ class ClientRegistry:
     async def _existing(self, client_id: str) -> Client:
         client = await self.get(client_id)
         if client is None:
-            raise ConfigurationError(f"no client {client_id!r}")
+            raise NotFound(f"no client {client_id!r}")
         return client
 
     async def set_disabled(self, client_id: str, disabled: bool = True) -> Client:
