@@ -1,4 +1,4 @@
-"""The Denylist mirror and its follower (DESIGN §3 "Feed"), with a frozen clock."""
+"""The Denylist mirror and its follower on the revocation feed, with a frozen clock."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The token lifecycle (DESIGN §3, issue 3) with a frozen clock, on every store backend."""
+"""The token lifecycle with a frozen clock, on every store backend."""
 
 from __future__ import annotations
 

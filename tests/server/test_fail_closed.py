@@ -1,4 +1,4 @@
-"""The server's revocation mirror and its fail-closed answers, per backend (issue 4, DESIGN §6).
+"""The server's revocation mirror and its fail-closed answers, per backend.
 
 * **The mirror follows the feed** on SQLite (polling), PostgreSQL (``LISTEN/NOTIFY``) and Redis
   (``XREAD BLOCK``): a session revoked by *another* store instance on the same data is refused
