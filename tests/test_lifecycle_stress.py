@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from store.conftest import StoreFactory, store_factory  # noqa: F401 - shared fixture
+from support.stores import StoreFactory
 from tokenward import FrozenClock, SessionManager, TokenPair
 from tokenward.errors import InvalidGrant, RefreshTokenReused
 from tokenward.events import add_listener
@@ -23,6 +23,10 @@ from tokenward.issuer import Issuer
 from tokenward.sessions import hash_refresh_token
 from tokenward.store import Store, store_from_url
 from tokenward.testing import TEST_AUDIENCE, TEST_ISSUER, throwaway_keyring
+
+# serial: several processes racing on one SQLite file within a timeout; make test runs it
+# after the parallel files
+pytestmark = pytest.mark.serial
 
 WORKERS = 50
 ROUNDS = 5
@@ -55,7 +59,7 @@ async def race(
     return [t.result() for t in tasks]
 
 
-async def instances(store_factory: StoreFactory) -> list[Store]:  # noqa: F811
+async def instances(store_factory: StoreFactory) -> list[Store]:
     # small SQL pools: several test runs may share one PostgreSQL (max_connections)
     small = {"pool_size": 4, "max_overflow": 0, "timeout": 10.0}
     options = small if store_factory.backend in ("sqlite", "postgres") else {}
@@ -63,7 +67,7 @@ async def instances(store_factory: StoreFactory) -> list[Store]:  # noqa: F811
 
 
 async def test_racers_inside_the_grace_window_share_one_successor(
-    store_factory: StoreFactory,  # noqa: F811
+    store_factory: StoreFactory,
     clock: FrozenClock,
 ) -> None:
     stores = await instances(store_factory)
@@ -98,7 +102,7 @@ async def test_racers_inside_the_grace_window_share_one_successor(
 
 
 async def test_without_grace_exactly_one_racer_wins(
-    store_factory: StoreFactory,  # noqa: F811
+    store_factory: StoreFactory,
     clock: FrozenClock,
 ) -> None:
     stores = await instances(store_factory)

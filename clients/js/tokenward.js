@@ -295,7 +295,8 @@ export class TokenwardClient {
   _forget(broadcast) {
     const had = this.signedIn;
     clearTimeout(this._timer);
-    this._state = { token: null, claims: null, expiresAt: 0, refreshAt: 0, lifetime: 0, seq: this._state.seq, refreshToken: null };
+    // every tab forgets together (and the record goes): the next sign-in starts the count again
+    this._state = { token: null, claims: null, expiresAt: 0, refreshAt: 0, lifetime: 0, seq: 0, refreshToken: null };
     if (broadcast) {
       localStorage.removeItem(this._stashKey);
       this._post({ type: 'logout' });
@@ -402,6 +403,8 @@ export class TokenwardClient {
     const pending = JSON.parse(sessionStorage.getItem(key) || 'null');
     sessionStorage.removeItem(key);
     if (!pending || u.searchParams.get('state') !== pending.state) throw new TokenwardError('the state does not match this sign-in', { code: 'invalid_state' });
+    const iss = u.searchParams.get('iss'); // RFC 9207: the answer must come from our server
+    if (iss !== null && this.issuer && iss !== this.issuer) throw new TokenwardError('the redirect names another server', { code: 'invalid_issuer' });
     if (error) throw new TokenwardError(`authorization failed: ${error}`, { code: error });
     const { body, receivedAt } = await this._tokenRequest(this._endpoints.token, {
       method: 'POST',
@@ -426,10 +429,15 @@ export class TokenwardClient {
    * Refresh now, single-flight: one per tab at a time, and under the Web Lock one per origin.
    * `rejected`: the token a server just refused; any other valid token is then good enough.
    */
-  refresh({ rejected = null } = {}) {
-    if (this._inflight) return this._inflight;
-    this._inflight = this._withLock(() => this._refreshLocked(rejected)).finally(() => { this._inflight = null; });
-    return this._inflight;
+  async refresh({ rejected = null } = {}) {
+    for (;;) {
+      if (!this._inflight) {
+        this._inflight = this._withLock(() => this._refreshLocked(rejected)).finally(() => { this._inflight = null; });
+        return this._inflight;
+      }
+      const token = await this._inflight; // joins this tab's refresh in flight
+      if (!rejected || token !== rejected) return token;
+    }
   }
 
   async _refreshLocked(rejected) {

@@ -10,14 +10,13 @@ from typing import Any
 import orjson
 import pytest
 
+from support.server import ISSUER, Server, bearer
 from tokenward.errors import InvalidClaims
 from tokenward.jws import b64url_decode
 from tokenward.server.authz_changes import upgrade_authorization_model
 from tokenward.store.base import Client, User
 from tokenward.store.memory import MemoryStore
 from tokenward.verifier import Verifier
-
-from .conftest import ISSUER, Server, bearer
 
 BOB_PW = "bob password 123"
 ORDERS = "https://orders.example"
@@ -361,9 +360,8 @@ async def test_upgrade_keeps_registered_scopes_and_gives_admins_the_admin_role()
 def test_serve_warns_about_clients_without_scopes(caplog: pytest.LogCaptureFixture) -> None:
     from fastapi.testclient import TestClient
 
+    from support.server import cheap_hasher, make_settings
     from tokenward.server import create_app
-
-    from .conftest import cheap_hasher, make_settings
 
     store = MemoryStore()
     store._clients["old-web"] = Client("old-web", 1.0, scopes=())  # registered before

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from .conftest import ADMIN_PW, ALICE_PW, Server, bearer
+from support.server import ADMIN_PW, ALICE_PW, Server, bearer
 
 
 def _login(server: Server, **kw: str) -> dict[str, str]:
@@ -165,6 +165,24 @@ def test_admin_disable_user_revokes_sessions_and_blocks_login(server: Server) ->
     assert server.http.get("/userinfo", headers=bearer(tok["access_token"])).status_code == 401
     assert server.password().json()["error"] == "invalid_grant"
     assert server.http.post("/admin/users/ghost/disable", headers=admin).status_code == 404
+
+
+def test_admin_unknown_user_is_404_not_found_and_duplicate_is_409_already_exists(
+    server: Server,
+) -> None:
+    admin = _admin(server)
+    ghost = server.http.post("/admin/users/ghost/password", headers=admin, json={})
+    assert (ghost.status_code, ghost.json()["error"]) == (404, "not_found")
+    assert "ghost" in ghost.json()["error_description"]
+    body = {"username": "alice", "password": "another password 1"}
+    dup = server.http.post("/admin/users", headers=admin, json=body)
+    assert (dup.status_code, dup.json()["error"]) == (409, "already_exists")
+    dup = server.http.post(
+        "/admin/clients",
+        headers=admin,
+        json={"client_id": "app", "public": True, "grants": ["password"]},
+    )
+    assert (dup.status_code, dup.json()["error"]) == (409, "already_exists")
 
 
 def test_admin_sessions_and_revoke_subject(server: Server) -> None:

@@ -4,6 +4,8 @@ F8 onwards). Each test is named after its finding and fails on the code before t
 from __future__ import annotations
 
 import asyncio
+import base64
+import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -13,12 +15,15 @@ from typing import Any
 import httpx
 import pytest
 
+from support.env import service_missing
+from support.serve import free_port, serve
+from support.server import ADMIN_PW as ADMIN_PASSWORD
+from support.server import ALICE_PW, PEER, Server, bearer
 from tokenward.errors import StoreUnavailable
+from tokenward.feed import RevocationKind
 from tokenward.server.addresses import address_prefix, client_address, parse_trusted_proxies
 
-from .conftest import ADMIN_PW as ADMIN_PASSWORD
-from .conftest import ALICE_PW, PEER, Server, bearer
-from .test_serve_subprocess import ADMIN_PW, _env, _start, _stop
+ADMIN_PW = "first-start-password"  # the live server's admin
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +31,15 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
     """``tokenward serve`` over a real socket on SQLite (uvicorn's own behaviour matters here):
     3 failed logins a minute per IP, a 1 s header timeout."""
     cwd = tmp_path_factory.mktemp("live")
-    env = {**_env(), "TOKENWARD_LOGIN_LIMIT_PER_IP": "3/minute", "TOKENWARD_HEADER_TIMEOUT": "1"}
-    proc, base, _ = _start(cwd, env)
-    try:
-        yield base, cwd
-    finally:
-        _stop(proc)
+    port = free_port()
+    settings = {
+        "TOKENWARD_ADMIN_PASSWORD": ADMIN_PW,
+        "TOKENWARD_ISSUER": f"http://127.0.0.1:{port}",
+        "TOKENWARD_LOGIN_LIMIT_PER_IP": "3/minute",
+        "TOKENWARD_HEADER_TIMEOUT": "1",
+    }
+    with serve(settings, cwd=cwd, port=port) as served:
+        yield served.base, cwd
 
 
 def _stream_post(
@@ -486,3 +494,399 @@ def test_f8_credential_watermark_api() -> None:
     assert session_refusal(v, created_at=99.0) == "credentials changed"
     assert session_refusal(v, created_at=100.0) is None
     assert session_refusal(None) == "no such user"
+
+
+# -- F9: on Redis, ~16 feed streams from one client denied the feed to everyone ------------------
+
+
+@pytest.fixture
+def redis_server(server_factory: Callable[..., Server]) -> Iterator[Server]:
+    from support.env import service_missing
+    from support.stores import REDIS_URL, delete_redis_prefix, redis_problem
+    from tokenward.store import store_from_url
+
+    if (problem := redis_problem()) is not None:
+        service_missing(problem)
+    prefix = "twtestfeed" + secrets.token_hex(4)
+    store = store_from_url(REDIS_URL, prefix=prefix, timeout=2.0)
+    try:
+        yield server_factory(store=store, feed_max_streams_per_client=200, feed_max_streams=400)
+    finally:
+        delete_redis_prefix(prefix)
+
+
+def _long_polls(server: Server, n: int, wait: float) -> list[httpx.Response]:
+    """``n`` concurrent long-polls from the svc client; once they are all waiting, one
+    revocation is made."""
+
+    async def go() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=server.http.app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(
+            transport=transport, base_url="https://testserver", timeout=30
+        ) as c:
+            head = await server.store.revocation_cursor()
+            polls = [
+                asyncio.create_task(
+                    c.get(f"/revocations?after={head}&wait={wait}", headers=server.svc())
+                )
+                for _ in range(n)
+            ]
+            await asyncio.sleep(0.5)  # every poll is waiting now
+            await server.runtime.sessions.revoke_access_token("jti-x", exp=2_000_000_000)
+            return list(await asyncio.gather(*polls))
+
+    return server.run(go)
+
+
+def test_f9_many_feed_waiters_on_redis_do_not_exhaust_the_blocking_pool(
+    redis_server: Server,
+) -> None:
+    """40 long-polls (the blocking pool has 16 connections): before the fix each held one
+    connection and the rest got 503; now one follower serves them all."""
+    rs = _long_polls(redis_server, 40, 10)
+    assert [r.status_code for r in rs] == [200] * 40
+    assert all([e["value"] for e in r.json()["events"]] == ["jti-x"] for r in rs)
+
+
+def test_f9_fanout_holds_one_store_waiter_for_many_subscribers() -> None:
+    """Memory store, counting calls: 50 waiters, one ``wait_revocations`` caller."""
+    from tokenward.store.fanout import FeedFanout
+    from tokenward.store.memory import MemoryStore
+
+    async def go() -> tuple[int, list[list[str]]]:
+        store = MemoryStore()
+        await store.open()
+        inner = store.wait_revocations
+        concurrent = peak = 0
+
+        async def counting(*a: Any, **kw: Any) -> Any:
+            nonlocal concurrent, peak
+            concurrent += 1
+            peak = max(peak, concurrent)
+            try:
+                return await inner(*a, **kw)
+            finally:
+                concurrent -= 1
+
+        store.wait_revocations = counting  # type: ignore[method-assign]
+        fan = FeedFanout(store)
+        waits = [
+            asyncio.create_task(fan.wait_revocations(0, now=lambda: 1.0, timeout=5))
+            for _ in range(50)
+        ]
+        await asyncio.sleep(0.1)
+        await store.add_revocation(RevocationKind.JTI, "j1", now=1.0, until=100.0)
+        got = await asyncio.gather(*waits)
+        await fan.close()
+        await store.close()
+        return peak, [[e.value for e in evs] for evs in got]
+
+    peak, got = asyncio.run(go())
+    assert peak == 1
+    assert got == [["j1"]] * 50
+
+
+# -- F12: no cap on feed streams ----------------------------------------------------------------
+
+
+def test_f12_feed_streams_beyond_the_per_client_cap_are_429(
+    server_factory: Callable[..., Server],
+) -> None:
+    server = server_factory(feed_max_streams_per_client=3, feed_max_streams=10)
+    rs = _long_polls(server, 5, 5)
+    codes = sorted(r.status_code for r in rs)
+    assert codes == [200, 200, 200, 429, 429]
+    refused = next(r for r in rs if r.status_code == 429)
+    assert refused.json()["error"] == "invalid_request" and int(refused.headers["retry-after"]) > 0
+    # the slots are given back: the next long-poll is served
+    r = server.http.get("/revocations?after=0&wait=0.01", headers=server.svc())
+    assert r.status_code == 200
+
+
+def test_f12_feed_streams_beyond_the_total_cap_are_429(
+    server_factory: Callable[..., Server],
+) -> None:
+    server = server_factory(feed_max_streams_per_client=10, feed_max_streams=2)
+    codes = sorted(r.status_code for r in _long_polls(server, 4, 5))
+    assert codes == [200, 200, 429, 429]
+
+
+def test_f12_sse_stream_slot_is_released_when_the_stream_ends(
+    server_factory: Callable[..., Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = server_factory(feed_max_streams_per_client=1)
+
+    async def down(*_: object, **__: object) -> list[object]:
+        raise StoreUnavailable("store unavailable (OSError)")
+
+    monkeypatch.setattr(server.store, "wait_revocations", down)
+    sse = {**server.svc(), "Accept": "text/event-stream"}
+    for _ in range(3):  # each stream ends with event: error and frees its slot
+        with server.http.stream("GET", "/revocations", headers=sse) as r:
+            assert r.status_code == 200
+            assert "".join(r.iter_text()).endswith("event: error\ndata: store unavailable\n\n")
+    assert server.runtime.feed_streams.open == 0
+
+
+# -- F20: anyone could lock a known account out with 5 wrong passwords a minute -------------------
+
+
+def _login_from(server: Server, address: str, password: str) -> int:
+    r = server.http.post(
+        "/token",
+        data={"grant_type": "password", "username": "alice", "password": password,
+              "client_id": "app"},
+        headers={"X-Forwarded-For": address},
+    )  # fmt: skip
+    return r.status_code
+
+
+def test_f20_attacker_on_another_network_cannot_lock_the_owner_out(
+    server_factory: Callable[..., Server],
+) -> None:
+    server = server_factory(login_limit_per_account="3/minute", trusted_proxies=PEER)
+    assert [_login_from(server, "203.0.113.9", "wrong") for _ in range(5)] == [400] * 3 + [429] * 2
+    assert _login_from(server, "203.0.113.77", ALICE_PW) == 429  # the attacker's own /24
+    assert _login_from(server, "198.51.100.7", ALICE_PW) == 200  # the owner, elsewhere
+
+
+def test_f20_the_account_ceiling_bounds_guesses_from_every_network(
+    server_factory: Callable[..., Server],
+) -> None:
+    """The trade-off: enough networks together do spend the (far higher) ceiling."""
+    server = server_factory(
+        login_limit_per_account="3/minute",
+        login_limit_per_account_ceiling="6/minute",
+        trusted_proxies=PEER,
+    )
+    for net in range(3):
+        for _ in range(2):
+            assert _login_from(server, f"203.0.{net}.1", "wrong") == 400
+    assert _login_from(server, "198.51.100.7", ALICE_PW) == 429
+
+
+# -- F14: a leaked client secret could not be revoked or rotated ----------------------------------
+
+
+def _cc(server: Server, client_id: str, secret: str) -> int:
+    r = server.http.post(
+        "/token",
+        data={"grant_type": "client_credentials"},
+        headers={
+            "Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+        },
+    )
+    return r.status_code
+
+
+def test_f14_disabling_a_client_refuses_it_and_ends_its_sessions(server: Server) -> None:
+    admin = _admin(server)
+    tok = server.login(client_id="svc", client_secret=server.svc_secret)
+    r = server.http.post("/admin/clients/svc/disable", headers=admin)
+    assert r.status_code == 200 and r.json() == {"sessions_revoked": 1}
+    assert _cc(server, "svc", server.svc_secret) == 401
+    assert (
+        server.refresh(
+            tok["refresh_token"], client_id="svc", client_secret=server.svc_secret
+        ).status_code
+        == 401
+    )
+    assert server.http.get("/userinfo", headers=bearer(tok["access_token"])).status_code == 401
+    listed = {c["client_id"]: c for c in server.http.get("/admin/clients", headers=admin).json()}
+    assert listed["svc"]["disabled"] is True
+    assert server.http.post("/admin/clients/svc/enable", headers=admin).status_code == 200
+    assert _cc(server, "svc", server.svc_secret) == 200
+    assert server.http.post("/admin/clients/nope/disable", headers=admin).status_code == 404
+    # a public client too: its logins are refused while it is disabled
+    server.http.post("/admin/clients/app/disable", headers=admin)
+    assert server.password().status_code == 401
+
+
+@pytest.mark.parametrize("overlap", [0, 3600])
+def test_f14_rotated_secret_replaces_the_old_one_after_the_overlap(
+    server: Server, overlap: int
+) -> None:
+    admin = _admin(server)
+    r = server.http.post(
+        "/admin/clients/svc/rotate-secret", json={"overlap": overlap}, headers=admin
+    )
+    assert r.status_code == 200, r.text
+    new = r.json()["client_secret"]
+    assert r.headers["cache-control"] == "no-store"
+    assert _cc(server, "svc", new) == 200
+    assert _cc(server, "svc", server.svc_secret) == (200 if overlap else 401)
+    public = server.http.post("/admin/clients/app/rotate-secret", json={}, headers=admin)
+    assert public.status_code == 400
+    server.clock.advance(overlap + 1)
+    assert _cc(server, "svc", server.svc_secret) == 401
+    assert _cc(server, "svc", new) == 200
+
+
+def test_f14_removing_a_client_disables_it_ends_its_sessions_and_deletes_it(
+    server: Server,
+) -> None:
+    admin = _admin(server)
+    tok = server.login(client_id="svc", client_secret=server.svc_secret)
+    r = server.http.delete("/admin/clients/svc", headers=admin)
+    assert r.status_code == 200 and r.json() == {"sessions_revoked": 1}
+    assert _cc(server, "svc", server.svc_secret) == 401
+    assert server.http.get("/userinfo", headers=bearer(tok["access_token"])).status_code == 401
+    assert "svc" not in [
+        c["client_id"] for c in server.http.get("/admin/clients", headers=admin).json()
+    ]
+    assert server.http.delete("/admin/clients/svc", headers=admin).status_code == 404
+    console = server.http.delete(
+        f"/admin/clients/{server.runtime.settings.console_client_id}", headers=admin
+    )
+    assert console.status_code == 400
+
+
+def test_f14_client_cli_disable_enable_rotate_remove(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tokenward.cli import app
+
+    url = f"sqlite:///{tmp_path}/tw.db"
+    runner = CliRunner()
+    add = runner.invoke(
+        app, ["client", "add", "svc", "--grants", "client_credentials", "--store", url]
+    )
+    assert add.exit_code == 0, add.output
+    assert runner.invoke(app, ["client", "disable", "svc", "--store", url]).exit_code == 0
+    listed = runner.invoke(app, ["client", "list", "--store", url], terminal_width=200)
+    assert "yes" in listed.output
+    assert runner.invoke(app, ["client", "enable", "svc", "--store", url]).exit_code == 0
+    rot = runner.invoke(app, ["client", "rotate-secret", "svc", "--overlap", "1h", "--store", url])
+    assert rot.exit_code == 0 and "client_secret:" in rot.output and "1h" in rot.output
+    bad = runner.invoke(
+        app, ["client", "rotate-secret", "svc", "--overlap", "soon", "--store", url]
+    )
+    assert bad.exit_code == 2
+    assert runner.invoke(app, ["client", "remove", "svc", "--store", url]).exit_code == 0
+    assert "svc" not in runner.invoke(app, ["client", "list", "--store", url]).output
+    missing = runner.invoke(app, ["client", "disable", "svc", "--store", url])
+    assert missing.exit_code == 2 and "Traceback" not in missing.output
+    console = runner.invoke(app, ["client", "remove", "tokenward-console", "--store", url])
+    assert console.exit_code == 2
+
+
+# -- F16: a username with "/" could be created but never administered -------------------------
+
+
+def test_f16_usernames_outside_the_rule_are_refused_everywhere(
+    server: Server, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from tokenward.cli import app
+
+    admin = _admin(server)
+    for bad in ("a/b", "a b", "", "x" * 65, "semi;colon", "tab\t", "emoji\U0001f600"):
+        r = server.http.post(
+            "/admin/users", json={"username": bad, "password": "long password 1"}, headers=admin
+        )
+        assert r.status_code == 400, (bad, r.text)
+    ok = server.http.post(
+        "/admin/users",
+        json={"username": "Zoë.Smith@example-1", "password": "long password 1"},
+        headers=admin,
+    )
+    assert ok.status_code == 201 and ok.json()["username"] == "zoë.smith@example-1"
+    cli = CliRunner().invoke(
+        app,
+        ["user", "add", "a/b", "--password-stdin", "--store", f"sqlite:///{tmp_path}/t.db"],
+        input="long password 1\n",
+    )
+    assert cli.exit_code == 2 and "1-64 Unicode letters" in cli.output
+
+
+def test_f16_names_are_compared_after_nfkc_and_case_folding(server: Server) -> None:
+    admin = _admin(server)
+    dup = server.http.post(
+        "/admin/users", json={"username": "ALICE", "password": "long password 1"}, headers=admin
+    )
+    assert (dup.status_code, dup.json()["error"]) == (409, "already_exists")  # case-blind clash
+    tok = server.login(username="ＡＬＩＣＥ")  # full-width: NFKC makes it ALICE, folding alice
+    r = server.http.post("/admin/users/Alice/disable", headers=admin)
+    assert r.status_code == 200 and r.json() == {"sessions_revoked": 1}
+    assert server.http.get("/userinfo", headers=bearer(tok["access_token"])).status_code == 401
+
+
+def test_f16_case_variants_share_one_login_budget(server_factory: Callable[..., Server]) -> None:
+    server = server_factory(login_limit_per_account="3/minute")
+    codes = [
+        server.password(username=v, password="wrong").status_code
+        for v in ("alice", "Alice", "ALICE", "aLiCe")
+    ]
+    assert codes == [400, 400, 400, 429]
+
+
+def test_f16_legacy_colliding_names_keep_signing_in_by_exact_name_and_are_reported(
+    server: Server,
+) -> None:
+    """Records from before the rule (written straight to the store): 'Bob' and 'bob' collide,
+    'x/y' breaks the rule. Each signs in by its exact name; start-up lists them."""
+    from tokenward.store.base import User
+
+    async def seed() -> list[str]:
+        h = await server.runtime.users._hash("legacy password 1")
+        for name in ("Bob", "bob", "x/y"):
+            await server.store.create_user(User(name, h, created_at=1.0))
+        return await server.runtime._report_usernames()
+
+    lines = server.run(seed)
+    assert any("'x/y' breaks the rule" in line for line in lines)
+    assert any("'Bob', 'bob'" in line for line in lines)
+    for name in ("Bob", "bob", "x/y"):
+        tok = server.login(username=name, password="legacy password 1", scope="openid")
+        info = server.http.get("/userinfo", headers=bearer(tok["access_token"])).json()
+        assert info["sub"] == name
+
+
+# -- F21: with --workers N the in-memory login budgets were N times larger -------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_f21_worker_processes_share_one_login_budget(tmp_path: Path, backend: str) -> None:
+    """Two workers = two throttles over two store connections to one database: failures
+    alternate between them and the account's 3/minute still holds (was 3 per worker)."""
+    from tokenward.errors import RateLimited
+    from tokenward.server.ratelimit import LoginThrottle, storage_url_for
+    from tokenward.store import store_from_url
+
+    if backend == "sqlite":
+        url, options = f"sqlite:///{tmp_path}/t.db", {}
+    else:
+        from support.stores import POSTGRES_URL, drop_postgres_schema, postgres_problem
+
+        if (problem := postgres_problem()) is not None:
+            service_missing(problem)
+        url, options = POSTGRES_URL, {"schema": "tw_f21_" + secrets.token_hex(4)}
+
+    async def go() -> list[str]:
+        stores = [store_from_url(url, **options) for _ in range(2)]
+        for s in stores:
+            await s.open()
+        throttles = [
+            LoginThrottle(per_account="3/minute", storage_url=storage_url_for(url), store=s)
+            for s in stores
+        ]
+        out = []
+        for i in range(6):
+            t = throttles[i % 2]
+            try:
+                await t.check("alice", "203.0.113.5")
+            except RateLimited:
+                out.append("429")
+                continue
+            await t.failed("alice", "203.0.113.5")
+            out.append("400")
+        for s in stores:
+            await s.close()
+        return out
+
+    try:
+        assert asyncio.run(go()) == ["400", "400", "400", "429", "429", "429"]
+    finally:
+        if backend == "postgresql":
+            drop_postgres_schema(options["schema"])

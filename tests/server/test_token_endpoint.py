@@ -1,4 +1,4 @@
-"""RFC 6749 token endpoint rules (security.md §1) as named HTTP tests, plus RFC 9700 rotation."""
+"""RFC 6749 token endpoint rules as named HTTP tests, plus RFC 9700 rotation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import base64
 
 import orjson
 
-from .conftest import ALICE_PW, Server, basic, bearer
+from support.server import ALICE_PW, Server, basic, bearer
 
 NO_STORE = ("no-store", "no-cache")
 

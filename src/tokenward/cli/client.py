@@ -1,32 +1,42 @@
-"""``tokenward client add|set|list``: clients and what they may get (resources, scopes)."""
+"""``tokenward client add|set|list|disable|enable|remove|rotate-secret``: clients and what
+they may get (resources, scopes)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
+from ..errors import ConfigurationError
 from ..server.authz import catalog_of, check_client_permissions
-from ..server.clients import ClientRegistry
+from ..server.clients import ClientRegistry, check_usable_grants
 from ..server.settings import Settings
 from ..store.base import Store
-from ._common import cli_errors, fail, format_ts, get_clock, out_console
-from ._store import run_with_store
+from ._common import cli_errors, fail, format_ts, get_clock, out_console, parse_duration
+from ._output import JsonOpt, Output, OutputOpt, emit
+from ._store import DEFAULT_STORE_HELP, run_with_store
 from .authz import open_model, revoke_now
 
 __all__ = ["app"]
 
 app = typer.Typer(help="OAuth clients.", no_args_is_help=True)
-StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL")]
+StoreOpt = Annotated[str | None, typer.Option("--store", help=DEFAULT_STORE_HELP)]
 
 
 @app.command()
 @cli_errors
 def add(
     client_id: str,
+    grants: Annotated[
+        str,
+        typer.Option(
+            "--grants",
+            help="Comma-separated grants, e.g. password,refresh_token or client_credentials "
+            "(refresh_token alone is refused: it cannot obtain a first token).",
+            show_default=False,
+        ),
+    ],
     public: Annotated[bool, typer.Option("--public", help="No secret (apps, SPAs)")] = False,
-    grants: Annotated[str, typer.Option(help="Comma-separated grants")] = "refresh_token",
     resources: Annotated[
         str, typer.Option("--resources", help="Comma-separated resources it may ask for")
     ] = "",
@@ -38,6 +48,11 @@ def add(
 ) -> None:
     """Register a client; a confidential client's secret is printed once."""
     resource_list = [r.strip() for r in resources.split(",") if r.strip()]
+    grant_list = [g.strip() for g in grants.split(",") if g.strip()]
+    try:
+        check_usable_grants(grant_list, public=public)
+    except ConfigurationError as exc:
+        raise fail(f"--grants: {exc.description}") from None
 
     async def go(settings: Settings, st: Store) -> str | None:
         await open_model(settings, st)
@@ -47,7 +62,7 @@ def add(
         _, secret = await ClientRegistry(st, clock=get_clock()).create(
             client_id,
             public=public,
-            grants=grants.split(","),
+            grants=grant_list,
             scopes=scopes.split(),
             name=name,
             resources=resource_list,
@@ -103,20 +118,111 @@ def set_permissions(
 
 @app.command("list")
 @cli_errors
-def list_clients(store: StoreOpt = None) -> None:
+def list_clients(
+    store: StoreOpt = None, output: OutputOpt = Output.table, json: JsonOpt = False
+) -> None:
     """List clients (never their secrets)."""
 
     async def go(settings: Settings, st: Store) -> None:
-        table = Table("client_id", "type", "grants", "resources", "scopes", "created")
-        for c in await st.list_clients():
-            table.add_row(
-                c.client_id,
-                "public" if c.public else "confidential",
-                ",".join(c.grants),
-                ",".join(c.resources),
-                " ".join(c.scopes),
-                format_ts(c.created_at),
-            )
-        out_console.print(table)
+        rows = [
+            {
+                "client_id": c.client_id,
+                "type": "public" if c.public else "confidential",
+                "grants": list(c.grants),
+                "resources": list(c.resources),
+                "scopes": list(c.scopes),
+                "name": c.name,
+                "disabled": c.disabled,
+                "created_at": c.created_at,
+            }
+            for c in await st.list_clients()
+        ]
+        show = {
+            "grants": ",".join,
+            "resources": ",".join,
+            "scopes": " ".join,
+            "disabled": lambda d: "yes" if d else "",
+            "created_at": format_ts,
+        }
+        cols = ["client_id", "type", "grants", "resources", "scopes", "disabled", "created_at"]
+        emit(rows, cols, output=output, json=json, labels={"created_at": "created"}, show=show)
 
-    run_with_store(store, go)
+    run_with_store(store, go, create=False)
+
+
+async def _end_sessions(settings: Settings, st: Store, client_id: str) -> int:
+    """Revoke every session of ``client_id`` (the feed carries them to every instance)."""
+    registry = ClientRegistry(st, clock=get_clock())
+    now = get_clock().now()
+    until = now + settings.access_token_ttl + settings.leeway
+    n = 0
+    for sid in await registry.session_ids(client_id):
+        event = await st.revoke_family(sid, now=now, reason="client_disabled", until=until)
+        n += event is not None
+    return n
+
+
+def _set_disabled(client_id: str, disabled: bool, store: str | None) -> int:
+    async def go(settings: Settings, st: Store) -> int:
+        await ClientRegistry(st, clock=get_clock()).set_disabled(client_id, disabled)
+        return await _end_sessions(settings, st, client_id) if disabled else 0
+
+    return run_with_store(store, go)
+
+
+@app.command()
+@cli_errors
+def disable(client_id: str, store: StoreOpt = None) -> None:
+    """Disable a client (refused from now on) and revoke every session it holds."""
+    n = _set_disabled(client_id, True, store)
+    out_console.print(f"disabled client {client_id}; {n} session(s) revoked")
+
+
+@app.command()
+@cli_errors
+def enable(client_id: str, store: StoreOpt = None) -> None:
+    """Enable a disabled client."""
+    _set_disabled(client_id, False, store)
+    out_console.print(f"enabled client {client_id}")
+
+
+@app.command()
+@cli_errors
+def remove(client_id: str, store: StoreOpt = None) -> None:
+    """Disable a client, revoke its sessions and delete it (not the console's client)."""
+
+    async def go(settings: Settings, st: Store) -> int:
+        if client_id == settings.console_client_id:
+            raise fail(f"{client_id!r} is the console's client: it cannot be removed")
+        registry = ClientRegistry(st, clock=get_clock())
+        await registry.set_disabled(client_id, True)
+        n = await _end_sessions(settings, st, client_id)
+        await registry.delete(client_id)
+        return n
+
+    n = run_with_store(store, go)
+    out_console.print(f"removed client {client_id}; {n} session(s) revoked")
+
+
+@app.command("rotate-secret")
+@cli_errors
+def rotate_secret(
+    client_id: str,
+    overlap: Annotated[
+        str, typer.Option(help="How long the old secret keeps working: 0, 90s, 15m, 1h, 7d")
+    ] = "0",
+    store: StoreOpt = None,
+) -> None:
+    """A new secret for a confidential client, printed once."""
+    seconds = 0 if overlap.strip() in ("0", "0s") else parse_duration(overlap)
+
+    async def go(settings: Settings, st: Store) -> str:
+        registry = ClientRegistry(st, clock=get_clock())
+        return await registry.rotate_secret(client_id, overlap=seconds)
+
+    secret = run_with_store(store, go)
+    out_console.print(f"client_secret: {secret}   (shown once)")
+    if seconds:
+        out_console.print(f"the old secret keeps working for {overlap}")
+    else:
+        out_console.print("the old secret no longer works")

@@ -9,7 +9,7 @@ const words = (s) => (s || '').split(/[\s,]+/).filter(Boolean);
 export function mountAccess(onUsersChanged) {
   const resourcesTable = $('#resources-table');
   const rolesTable = $('#roles-table');
-  const clientsTable = $('#clients-table');
+  const clientsTable = $('#access-clients-table');
 
   function removeButton(label, path, done) {
     const b = h('button', { type: 'button', class: 'btn btn-small btn-ghost', text: 'Remove' });

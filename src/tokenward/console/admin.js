@@ -1,26 +1,33 @@
-// Admin: users, a subject's sessions, signing keys, live revocation + security events.
+// Admin: users, clients, access (APIs, roles), a subject's sessions, signing keys, live
+// revocation + security events.
 import { mountAccess } from './access.js';
-import { api, follow } from './api.js';
+import { api, follow, session } from './api.js';
 import { sessionRows } from './sessions.js';
-import { $, act, confirmable, fillTable, fmtTime, h, say, timeCell } from './ui.js';
+import { $, act, clearOnNextAction, confirmable, fillTable, fmtEventTime, fmtTime, h, insertByTime, say, timeCell } from './ui.js';
 
 const MAX_EVENTS = 100;
 
 export function mountAdmin() {
   const usersTable = $('#users-table');
   const secret = $('#users-secret');
+  const clientsTable = $('#clients-table');
+  const clientSecret = $('#clients-secret');
   const subjectTable = $('#subject-table');
   const keysTable = $('#keys-table');
   const events = $('#events-list');
   const seenSeq = new Set();
   let stops = [];
   let currentSubject = '';
+  clearOnNextAction(() => { secret.hidden = true; secret.replaceChildren(); });
 
   async function loadUsers() {
     const users = await api('GET', '/admin/users');
+    const me = session.claims && session.claims.sub;
     fillTable(usersTable, users.map((u) => {
-      const toggle = h('button', { type: 'button', class: 'btn btn-small', text: u.disabled ? 'Enable' : 'Disable', 'data-user': u.username });
-      toggle.addEventListener('click', () => act(toggle, async () => {
+      // never offer to lock yourself out: no Disable on your own row
+      const toggle = u.username === me && !u.disabled ? null
+        : h('button', { type: 'button', class: 'btn btn-small', text: u.disabled ? 'Enable' : 'Disable', 'data-user': u.username });
+      if (toggle) toggle.addEventListener('click', () => act(toggle, async () => {
         const r = await api('POST', `/admin/users/${encodeURIComponent(u.username)}/${u.disabled ? 'enable' : 'disable'}`);
         await loadUsers();
         return r;
@@ -42,6 +49,46 @@ export function mountAdmin() {
         h('span', { class: u.disabled ? 'badge badge-bad' : 'badge badge-ok', text: u.disabled ? 'disabled' : 'active' }),
         timeCell(u.created_at),
         h('div', { class: 'row-actions' }, toggle, reset, sessions),
+      ];
+    }));
+  }
+
+  async function loadClients() {
+    const clients = await api('GET', '/admin/clients');
+    fillTable(clientsTable, clients.map((c) => {
+      const id = encodeURIComponent(c.client_id);
+      const toggle = h('button', { type: 'button', class: 'btn btn-small', text: c.disabled ? 'Enable' : 'Disable', 'data-client': c.client_id });
+      toggle.addEventListener('click', () => act(toggle, async () => {
+        const r = await api('POST', `/admin/clients/${id}/${c.disabled ? 'enable' : 'disable'}`);
+        await loadClients();
+        return r;
+      }, (r) => (c.disabled ? `${c.client_id} enabled.` : `${c.client_id} disabled; ${r.sessions_revoked} session(s) revoked.`)));
+      const actions = [toggle];
+      if (!c.public) {
+        const rotate = h('button', { type: 'button', class: 'btn btn-small', text: 'Rotate secret', 'data-client': c.client_id });
+        rotate.addEventListener('click', () => act(rotate, async () => {
+          const overlap = Number($('#clients-overlap').value);
+          const r = await api('POST', `/admin/clients/${id}/rotate-secret`, { json: { overlap } });
+          clientSecret.replaceChildren('New secret for ', h('strong', { text: c.client_id }), ': ',
+            h('code', { class: 'secret', text: r.client_secret }), ' — shown once.');
+          clientSecret.hidden = false;
+          return r;
+        }, (r) => (r.previous_secret_expires_at ? `Secret of ${c.client_id} rotated; the old one works until ${fmtTime(r.previous_secret_expires_at)}.` : `Secret of ${c.client_id} rotated; the old one no longer works.`)));
+        actions.push(rotate);
+      }
+      const remove = h('button', { type: 'button', class: 'btn btn-small btn-danger', text: 'Remove', 'data-client': c.client_id, 'data-confirm': 'Click again to remove' });
+      confirmable(remove, () => act(remove, async () => {
+        const r = await api('DELETE', `/admin/clients/${id}`);
+        await loadClients();
+        return r;
+      }, (r) => `${c.client_id} removed; ${r.sessions_revoked} session(s) revoked.`));
+      actions.push(remove);
+      return [
+        h('strong', { text: c.client_id }),
+        h('span', { class: 'badge', text: c.public ? 'public' : 'confidential' }),
+        h('span', { class: c.disabled ? 'badge badge-bad' : 'badge badge-ok', text: c.disabled ? 'disabled' : 'active' }),
+        timeCell(c.created_at),
+        h('div', { class: 'row-actions' }, ...actions),
       ];
     }));
   }
@@ -96,12 +143,13 @@ export function mountAdmin() {
       }
       detail = parts.join(' · ');
     }
+    const at = Number(data.at) || Date.now() / 1000;
     const li = h('li', { class: cls.join(' ') },
-      h('span', { class: 'event-time', text: fmtTime(data.at).slice(11) }),
+      h('span', { class: 'event-time', title: new Date(at * 1000).toISOString(), text: fmtEventTime(at) }),
       h('span', { class: 'event-title', text: title }),
       h('span', { class: 'event-source', text: source }),
       h('div', { class: 'event-detail', text: detail }));
-    events.prepend(li);
+    insertByTime(events, li, at);
     while (events.children.length > MAX_EVENTS) events.lastChild.remove();
   }
 
@@ -181,7 +229,7 @@ export function mountAdmin() {
 
   return {
     async show() {
-      await act(null, () => Promise.all([loadUsers(), loadKeys(), access.load()]));
+      await act(null, () => Promise.all([loadUsers(), loadClients(), loadKeys(), access.load()]));
       startStreams();
     },
     hide: stopStreams,

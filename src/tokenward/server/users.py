@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -17,16 +18,24 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from ..clock import Clock, system_clock
-from ..errors import ConfigurationError, InvalidGrant
-from ..store.base import Store, User
-from .credentials import bump
+from ..errors import AlreadyExists, InvalidGrant, InvalidRequest, NotFound
+from ..store.base import AccountStore, User
+from .credentials import NOT_BEFORE, bump, sessions_not_before
+from .passwords import MAX_PASSWORD_BYTES as _MAX_PASSWORD
+from .passwords import check_password
+from .usernames import canonical_username, fold, valid
 
 if TYPE_CHECKING:
     from .settings import Settings
 
-__all__ = ["UserService", "generate_password", "hasher_from_settings"]
+__all__ = [
+    "LastAdmin",
+    "UserService",
+    "ensure_an_admin_remains",
+    "generate_password",
+    "hasher_from_settings",
+]
 
-_MAX_PASSWORD = 1024  # bytes; argon2 takes any length, but a cap bounds the work per request
 _MAX_USERNAME = 256
 
 
@@ -43,23 +52,33 @@ def generate_password() -> str:
     return secrets.token_urlsafe(16)
 
 
-def _check_username(username: str) -> None:
-    if (
-        not isinstance(username, str)
-        or not username
-        or len(username) > _MAX_USERNAME
-        or not username.isprintable()
-        or username != username.strip()
+class LastAdmin(InvalidRequest):
+    """The change would leave no active administrator."""
+
+
+def _active_admin(user: User | None) -> bool:
+    return user is not None and user.is_admin and not user.disabled
+
+
+def ensure_an_admin_remains(users: Iterable[User], change: Mapping[str, User | None]) -> None:
+    """The one rule against locking everybody out: raise :class:`LastAdmin` when applying
+    ``change`` (username → the user after the change, ``None`` = removed) to ``users`` leaves
+    no active administrator where there was one. Every way to lose admin rights (disable,
+    remove, demote) goes through here."""
+    before = {u.username: u for u in users}
+    after = {**before, **change}
+    if any(_active_admin(u) for u in before.values()) and not any(
+        _active_admin(u) for u in after.values()
     ):
-        raise ConfigurationError("a username is 1-256 printable characters without edge spaces")
+        raise LastAdmin("the last active admin cannot be disabled, removed or demoted")
 
 
 class UserService:
-    """Create, authenticate, list and disable users kept in a :class:`Store`."""
+    """Create, authenticate, list and disable users kept in an :class:`AccountStore`."""
 
     def __init__(
         self,
-        store: Store,
+        store: AccountStore,
         *,
         hasher: PasswordHasher | None = None,
         clock: Clock = system_clock,
@@ -81,6 +100,18 @@ class UserService:
 
         return await asyncio.to_thread(run)
 
+    async def _find(self, username: str) -> User | None:
+        """The user named ``username``: the exact stored name first (records from before the
+        username rule keep working by it), else the canonical (NFKC + case-folded) form."""
+        if not isinstance(username, str) or not username or len(username) > _MAX_USERNAME:
+            return None
+        user = await self.store.get_user(username)
+        if user is None and valid(username):
+            folded = fold(username)
+            if folded != username:
+                user = await self.store.get_user(folded)
+        return user
+
     async def create(
         self,
         username: str,
@@ -91,9 +122,11 @@ class UserService:
     ) -> User:
         """Create a user; ``is_admin`` is a shortcut for the ``admin`` role."""
         names = tuple(dict.fromkeys([*roles, *(["admin"] if is_admin else [])]))
-        _check_username(username)
-        if not password or len(password.encode()) > _MAX_PASSWORD:
-            raise ConfigurationError(f"a password is 1-{_MAX_PASSWORD} bytes")
+        username = canonical_username(username)
+        clash = [u.username for u in await self.store.list_users() if fold(u.username) == username]
+        if clash:
+            raise AlreadyExists(f"user {clash[0]!r} exists (names are compared case-blind)")
+        check_password(password, username=username)
         user = User(
             username=username,
             password_hash=await self._hash(password),
@@ -104,12 +137,14 @@ class UserService:
         await self.store.create_user(user)
         return user
 
-    async def set_password(self, username: str, password: str) -> None:
-        user = await self.store.get_user(username)
+    async def set_password(self, username: str, password: str) -> User:
+        user = await self._find(username)
         if user is None:
-            raise ConfigurationError(f"no user {username!r}")
+            raise NotFound(f"no user {username!r}")
+        check_password(password, username=user.username)
         user = bump(replace(user, password_hash=await self._hash(password)), self.clock.now())
         await self.store.update_user(user)
+        return user
 
     async def authenticate(self, username: str, password: str) -> User:
         """The user, or ``InvalidGrant("invalid username or password")`` — the same answer
@@ -123,7 +158,7 @@ class UserService:
             or len(password.encode()) > _MAX_PASSWORD
         ):
             raise failure
-        user = await self.store.get_user(username)
+        user = await self._find(username)
         if user is None or user.disabled:
             if self._dummy_hash is None:
                 self._dummy_hash = await self._hash(secrets.token_urlsafe(16))
@@ -137,18 +172,50 @@ class UserService:
         return user
 
     async def get(self, username: str) -> User | None:
-        return await self.store.get_user(username)
+        return await self._find(username)
 
     async def list(self) -> list[User]:
         return await self.store.list_users()
 
     async def set_disabled(self, username: str, disabled: bool = True) -> User:
-        """Disable (or enable) a user. The caller revokes a disabled user's sessions."""
+        """Disable (or enable) a user. The caller revokes a disabled user's sessions (by
+        the returned record's ``username``: the stored name)."""
+        user = await self._find(username)
+        if user is None:
+            raise NotFound(f"no user {username!r}")
+        user = replace(user, disabled=disabled)
+        if disabled:
+            ensure_an_admin_remains(await self.store.list_users(), {user.username: user})
+            # sessions older than this are dead, even one a racing login starts
+            user = bump(user, self.clock.now())
+        await self.store.update_user(user)
+        return user
+
+    async def remove(self, username: str) -> None:
+        """Delete a user record (the caller revokes its sessions first)."""
         user = await self.store.get_user(username)
         if user is None:
-            raise ConfigurationError(f"no user {username!r}")
-        user = replace(user, disabled=disabled)
-        if disabled:  # sessions older than this are dead, even one a racing login starts
-            user = bump(user, self.clock.now())
+            raise NotFound(f"no user {username!r}")
+        ensure_an_admin_remains(await self.store.list_users(), {username: None})
+        await self.store.delete_user(username)
+
+    async def change_password(
+        self, username: str, current: str, new: str, *, keep_session_since: float | None = None
+    ) -> User:
+        """Self-service: the current password must verify (same answer and cost as a failed
+        login), then the new one must pass the policy. The credential version is bumped (a
+        login racing this change revokes itself); ``keep_session_since`` re-binds the caller's
+        own session (created then) to the new version: only sessions created before it fall
+        to the watermark, and the caller revokes the others itself."""
+        user = await self.authenticate(username, current)
+        check_password(new, username=username)
+        if current == new:
+            raise InvalidRequest("the new password must differ from the current one")
+        now = self.clock.now()
+        before = sessions_not_before(user)
+        user = bump(replace(user, password_hash=await self._hash(new)), now)
+        if keep_session_since is not None:
+            not_before = max(before, min(now, keep_session_since))
+            user = replace(user, attributes={**user.attributes, NOT_BEFORE: not_before})
         await self.store.update_user(user)
         return user

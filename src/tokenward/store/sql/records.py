@@ -3,7 +3,7 @@
 Plain single-statement CRUD, kept apart from the token lifecycle. Lookups run as one
 statement on its own (``SQLStore._read``: no BEGIN/COMMIT round trips). Inserts that must not
 overwrite use ``INSERT … ON CONFLICT DO NOTHING`` (SQLite and PostgreSQL dialects alike) and
-report a duplicate as :class:`~tokenward.errors.ConfigurationError`.
+report a duplicate as :class:`~tokenward.errors.AlreadyExists`.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from sqlalchemy import Executable, Row, delete, select, update
+from sqlalchemy import Executable, Row, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...errors import ConfigurationError
+from ...errors import AlreadyExists, ConfigurationError, NotFound
 from ..base import Client, Resource, Role, User
 from .schema import (
     client_from_row,
@@ -25,6 +25,7 @@ from .schema import (
     clients,
     dpop_jtis,
     keys,
+    rate_events,
     resource_from_row,
     resource_to_row,
     resources,
@@ -91,7 +92,7 @@ class SQLRecordsMixin:
         )
         async with self._tx(write=True) as conn:
             if (await conn.execute(stmt)).first() is None:
-                raise ConfigurationError(f"user {user.username!r} exists")
+                raise AlreadyExists(f"user {user.username!r} exists")
 
     async def get_user(self, username: str) -> User | None:
         rows = await self._read(select(users).where(users.c.username == username))
@@ -103,12 +104,17 @@ class SQLRecordsMixin:
         stmt = update(users).where(users.c.username == user.username).values(**values)
         async with self._tx(write=True) as conn:
             if (await conn.execute(stmt)).rowcount == 0:
-                raise ConfigurationError(f"unknown user {user.username!r}")
+                raise NotFound(f"unknown user {user.username!r}")
 
     async def list_users(self) -> list[User]:
         async with self._tx(write=False) as conn:
             rows = (await conn.execute(select(users).order_by(users.c.username))).all()
         return [user_from_row(r) for r in rows]
+
+    async def delete_user(self, username: str) -> bool:
+        async with self._tx(write=True) as conn:
+            result = await conn.execute(delete(users).where(users.c.username == username))
+            return bool(result.rowcount)
 
     async def create_client(self, client: Client) -> None:
         stmt = (
@@ -119,7 +125,7 @@ class SQLRecordsMixin:
         )
         async with self._tx(write=True) as conn:
             if (await conn.execute(stmt)).first() is None:
-                raise ConfigurationError(f"client {client.client_id!r} exists")
+                raise AlreadyExists(f"client {client.client_id!r} exists")
 
     async def get_client(self, client_id: str) -> Client | None:
         query = select(clients).where(clients.c.client_id == client_id)
@@ -137,7 +143,12 @@ class SQLRecordsMixin:
         stmt = update(clients).where(clients.c.client_id == client.client_id).values(**values)
         async with self._tx(write=True) as conn:
             if (await conn.execute(stmt)).rowcount == 0:
-                raise ConfigurationError(f"unknown client {client.client_id!r}")
+                raise NotFound(f"unknown client {client.client_id!r}")
+
+    async def delete_client(self, client_id: str) -> bool:
+        stmt = delete(clients).where(clients.c.client_id == client_id)
+        async with self._tx(write=True) as conn:
+            return bool((await conn.execute(stmt)).rowcount)
 
     # -- resources and roles ---------------------------------------------------------------
     async def _create(self, table: Any, row: dict[str, Any], key: Any, what: str) -> None:
@@ -197,6 +208,28 @@ class SQLRecordsMixin:
         return await self._delete(roles, roles.c.name, name)
 
     # -- DPoP replay cache -----------------------------------------------------------------
+    async def rate_hit(self, key: str, *, now: float, window: float, limit: int) -> bool:
+        r = rate_events.c
+        count = select(func.count()).where(r.key == key, r.at > now - window)
+        async with self._tx(write=True) as conn:
+            if self.backend == "postgresql":  # serialise the hits of one key (count + insert)
+                await conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
+            if (await conn.execute(count)).scalar_one() >= limit:
+                return False
+            await conn.execute(insert(rate_events).values(key=key, at=now, until=now + window))
+            return True
+
+    async def rate_window(self, key: str, *, now: float, window: float) -> tuple[int, float]:
+        r = rate_events.c
+        query = select(func.count(), func.min(r.at)).where(r.key == key, r.at > now - window)
+        row: Any = (await self._read(query))[0]
+        n, oldest = row[0], row[1]
+        return int(n), (float(oldest) + window if oldest is not None else now)
+
+    async def rate_clear(self, key: str) -> None:
+        async with self._tx(write=True) as conn:
+            await conn.execute(delete(rate_events).where(rate_events.c.key == key))
+
     async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:
         # one transaction: an expired entry is dropped, then the insert decides (the primary
         # key makes concurrent inserts of one key race to exactly one winner)

@@ -58,6 +58,7 @@ __all__ = [
     "keys",
     "metadata",
     "opt_bytes",
+    "rate_events",
     "record_from_row",
     "refresh_tokens",
     "resource_from_row",
@@ -168,6 +169,22 @@ clients = Table(
     Column("name", Text),
     Column("resources", Text, nullable=False, server_default=""),  # space-separated
     Column("dpop_bound_access_tokens", Boolean, nullable=False, server_default=false()),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
+    Column("previous_secret_hash", Text),
+    Column("previous_secret_expires_at", Double),
+)
+
+rate_events = Table(
+    "rate_events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("key", String(64), nullable=False),
+    Column("at", Double, nullable=False),
+    Column("until", Double, nullable=False),  # at + window: purged after it
+    Index("ix_rate_events_key_at", "key", "at"),
+    Index("ix_rate_events_until", "until"),
 )
 
 dpop_jtis = Table(
@@ -281,6 +298,9 @@ def client_to_row(client: Client) -> dict[str, Any]:
         "name": client.name,
         "resources": " ".join(client.resources),
         "dpop_bound_access_tokens": bool(client.dpop_bound_access_tokens),
+        "disabled": bool(client.disabled),
+        "previous_secret_hash": client.previous_secret_hash,
+        "previous_secret_expires_at": client.previous_secret_expires_at,
     }
 
 
@@ -294,6 +314,9 @@ def client_from_row(row: Row[Any]) -> Client:
         scopes=tuple(m["scopes"].split()),
         name=m["name"],
         dpop_bound_access_tokens=bool(m["dpop_bound_access_tokens"]),
+        disabled=bool(m["disabled"]),
+        previous_secret_hash=m["previous_secret_hash"],
+        previous_secret_expires_at=m["previous_secret_expires_at"],
         resources=tuple(m["resources"].split()),
     )
 

@@ -7,7 +7,7 @@ the scopes they had registered; which resources those scopes belong to depends o
 first start on this schema (``tokenward.server.authz_changes``).
 
 Revision ID: 0002_authz
-Revises: 0002_dpop
+Revises: 0004_rate_events
 Create Date: 2026-12-06
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0002_authz"
-down_revision: str | None = "0002_dpop"
+down_revision: str | None = "0004_rate_events"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
