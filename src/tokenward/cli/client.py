@@ -1,7 +1,8 @@
-"""``tokenward client add|list``."""
+"""``tokenward client add|set|list``."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -19,6 +20,23 @@ app = typer.Typer(help="OAuth clients.", no_args_is_help=True)
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL")]
 
 
+class DPoPMode(StrEnum):
+    """RFC 9449 §5.2 ``dpop_bound_access_tokens``: ``required`` = true."""
+
+    REQUIRED = "required"
+    OPTIONAL = "optional"
+
+
+DPoPOpt = Annotated[
+    DPoPMode | None,
+    typer.Option(
+        "--dpop",
+        help="DPoP proofs at /token: required (dpop_bound_access_tokens) or optional",
+        case_sensitive=False,
+    ),
+]
+
+
 @app.command()
 @cli_errors
 def add(
@@ -27,6 +45,7 @@ def add(
     grants: Annotated[str, typer.Option(help="Comma-separated grants")] = "refresh_token",
     scopes: Annotated[str, typer.Option(help="Space-separated allowed scopes")] = "",
     name: Annotated[str | None, typer.Option(help="Display name")] = None,
+    dpop: DPoPOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Register a client; a confidential client's secret is printed once."""
@@ -38,6 +57,7 @@ def add(
             grants=grants.split(","),
             scopes=scopes.split(),
             name=name,
+            dpop_bound_access_tokens=dpop is DPoPMode.REQUIRED,
         )
         return secret
 
@@ -47,19 +67,36 @@ def add(
         out_console.print(f"client_secret: {secret}   (shown once)")
 
 
+@app.command("set")
+@cli_errors
+def set_client(client_id: str, dpop: DPoPOpt = None, store: StoreOpt = None) -> None:
+    """Change a registered client's settings."""
+    if dpop is None:
+        raise typer.BadParameter("nothing to change; give --dpop required|optional")
+
+    async def go(settings: Settings, st: Store) -> None:
+        await ClientRegistry(st, clock=get_clock()).update(
+            client_id, dpop_bound_access_tokens=dpop is DPoPMode.REQUIRED
+        )
+
+    run_with_store(store, go)
+    out_console.print(f"client {client_id}: DPoP {dpop.value}")
+
+
 @app.command("list")
 @cli_errors
 def list_clients(store: StoreOpt = None) -> None:
     """List clients (never their secrets)."""
 
     async def go(settings: Settings, st: Store) -> None:
-        table = Table("client_id", "type", "grants", "scopes", "created")
+        table = Table("client_id", "type", "grants", "scopes", "dpop", "created")
         for c in await st.list_clients():
             table.add_row(
                 c.client_id,
                 "public" if c.public else "confidential",
                 ",".join(c.grants),
                 " ".join(c.scopes),
+                "required" if c.dpop_bound_access_tokens else "optional",
                 format_ts(c.created_at),
             )
         out_console.print(table)

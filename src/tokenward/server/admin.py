@@ -66,6 +66,7 @@ class ClientOut(BaseModel):
     scopes: list[str]
     name: str | None = None
     created_at: float
+    dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2
     client_secret: str | None = None  # only in the creation response
 
 
@@ -76,6 +77,7 @@ class ClientCreate(BaseModel):
     grants: list[str] = Field(default_factory=lambda: ["refresh_token"], max_length=3)
     scopes: list[str] = Field(default_factory=list, max_length=32)
     name: str | None = Field(None, max_length=256)
+    dpop_bound_access_tokens: bool = False
 
 
 class KeyOut(BaseModel):
@@ -220,6 +222,7 @@ async def list_clients(request: Request, _: Admin) -> list[ClientOut]:
             scopes=list(c.scopes),
             name=c.name,
             created_at=c.created_at,
+            dpop_bound_access_tokens=c.dpop_bound_access_tokens,
         )
         for c in await get_runtime(request).clients.list()
     ]
@@ -236,6 +239,7 @@ async def create_client(request: Request, body: ClientCreate, _: Admin) -> JSON:
             grants=body.grants,
             scopes=body.scopes,
             name=body.name,
+            dpop_bound_access_tokens=body.dpop_bound_access_tokens,
         )
     except ConfigurationError as exc:
         raise InvalidRequest(exc.description) from None
@@ -246,6 +250,7 @@ async def create_client(request: Request, body: ClientCreate, _: Admin) -> JSON:
         scopes=list(c.scopes),
         name=c.name,
         created_at=c.created_at,
+        dpop_bound_access_tokens=c.dpop_bound_access_tokens,
         client_secret=secret,
     )
     return JSON(out.model_dump(), status_code=201, headers={"Cache-Control": "no-store"})

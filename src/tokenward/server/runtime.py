@@ -21,6 +21,7 @@ from ..sessions import SessionManager
 from ..store.base import Store
 from ..verifier import Verifier
 from .clients import ClientRegistry
+from .dpop import DPoPService
 from .keystore import load_or_create_keyring, resolve_kek, rotate_if_due
 from .metrics import Metrics, instrument_store
 from .ratelimit import LoginThrottle, storage_url_for
@@ -118,6 +119,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._key_lock = asyncio.Lock()
         self.csrf_secret = b""
+        self.dpop = DPoPService(self)
 
     # the objects routes use ----------------------------------------------------------------
     @property
@@ -193,6 +195,7 @@ class Runtime:
         self.csrf_secret = await self.store.get_or_create_secret(
             "csrf", lambda: secrets.token_bytes(32)
         )
+        await self.dpop.start()
         self._follower = DenylistFollower(self.store, denylist, clock=self.clock)
         self._follower.start()
         self._tasks = [

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     revocation_max_staleness: float | None = Field(None, gt=0)
     max_body_bytes: int = Field(65536, ge=1024)
     feed_max_wait: float = Field(30.0, ge=0, le=300)
+    # DPoP (RFC 9449): how old a proof's iat may be (seconds), and server nonces (§8)
+    dpop_max_age: float = Field(60.0, gt=0, le=3600)
+    dpop_nonce: bool = False
     # argon2id, OWASP Password Storage Cheat Sheet's first configuration (m=19 MiB, t=2, p=1):
     # ~70 ms a hash here, against ~360 ms for argon2-cffi's RFC 9106 default (64 MiB, t=3, p=4)
     password_time_cost: int = Field(2, ge=1)

@@ -84,6 +84,7 @@ async def password_session(
     scope: str | None,
     *,
     device: str | None = None,
+    dpop_jkt: str | None = None,
 ) -> TokenPair:
     """Throttle, check the password, start a session (shared by the grant and /login)."""
     ip = client_ip(request)
@@ -103,6 +104,8 @@ async def password_session(
         user_agent=user_agent(request),
         ip=ip,
         device=device,
+        dpop_jkt=dpop_jkt,
+        bind_refresh=client.public,  # RFC 9449 §5: public clients' refresh tokens are bound
     )
     rt.metrics.tokens_issued.labels(grant="password").inc()
     return pair
@@ -166,22 +169,46 @@ async def token(request: Request) -> JSON:
     client = authed.client
     if grant not in client.grants:
         raise UnauthorizedClient(f"this client may not use the {grant} grant")
+    # DPoP (RFC 9449 §5): one check for every grant; the tokens are bound to this key
+    jkt = await rt.dpop.for_token_request(request, client)
+    resp = await _grant(rt, request, client, form, grant, jkt)
+    nonce = getattr(request.state, "dpop_nonce", None)
+    if nonce:
+        resp.headers["DPoP-Nonce"] = nonce  # RFC 9449 §8.2: the next nonce to use
+    return resp
+
+
+async def _grant(
+    rt: Runtime,
+    request: Request,
+    client: Client,
+    form: dict[str, str],
+    grant: str,
+    jkt: str | None,
+) -> JSON:
     if grant == "password":
         username, password = form.get("username"), form.get("password")
         if username is None or password is None:
             raise InvalidRequest("username and password are required")
-        pair = await password_session(rt, request, client, username, password, form.get("scope"))
+        pair = await password_session(
+            rt, request, client, username, password, form.get("scope"), dpop_jkt=jkt
+        )
         return token_response(pair.to_response())
     if grant == "refresh_token":
-        return await _refresh(rt, request, client, form)
+        return await _refresh(rt, request, client, form, jkt)
     if client.public:
         raise UnauthorizedClient("client_credentials needs a confidential client")
     granted = grant_scope(form.get("scope"), client, None)
-    issued = rt.issuer.issue(sub=client.client_id, client_id=client.client_id, scope=granted)
+    issued = rt.issuer.issue(
+        sub=client.client_id,
+        client_id=client.client_id,
+        scope=granted,
+        extra={"cnf": {"jkt": jkt}} if jkt else None,  # RFC 9449 §6.1
+    )
     rt.metrics.tokens_issued.labels(grant="client_credentials").inc()
     body: dict[str, Any] = {
         "access_token": issued.token,
-        "token_type": "Bearer",
+        "token_type": "DPoP" if jkt else "Bearer",
         "expires_in": issued.expires_in,
     }
     if granted:
@@ -189,7 +216,9 @@ async def token(request: Request) -> JSON:
     return token_response(body)
 
 
-async def _refresh(rt: Runtime, request: Request, client: Client, form: dict[str, str]) -> JSON:
+async def _refresh(
+    rt: Runtime, request: Request, client: Client, form: dict[str, str], jkt: str | None
+) -> JSON:
     path = rt.settings.cookie_path
     refresh_token = form.get("refresh_token")
     from_cookie = False
@@ -208,6 +237,7 @@ async def _refresh(rt: Runtime, request: Request, client: Client, form: dict[str
         scope=form.get("scope"),
         ip=client_ip(request),
         user_agent=user_agent(request),
+        dpop_jkt=jkt,
     )
     rt.metrics.tokens_issued.labels(grant="refresh_token").inc()
     if not from_cookie:
