@@ -15,7 +15,8 @@ exception handler can map all of them::
     │   ├── InvalidClaims         (missing / wrong iss, aud, typ ...)
     │   │   ├── ExpiredToken
     │   │   └── ImmatureToken     (nbf / iat in the future)
-    │   └── RevokedToken          (jti, sid or subject watermark)
+    │   ├── RevokedToken          (jti, sid or subject watermark)
+    │   └── BearerRequired        unauthorized 401 (no credentials at all, RFC 6750 §3.1)
     ├── InvalidRequest            invalid_request      400
     │   └── UnsupportedGrantType  unsupported_grant_type 400
     ├── InvalidDPoPProof          invalid_dpop_proof   400 (401 at a resource, RFC 9449 §7.1)
@@ -26,7 +27,7 @@ exception handler can map all of them::
     ├── UnauthorizedClient        unauthorized_client  400
     ├── InvalidScope              invalid_scope        400
     ├── InsufficientScope         insufficient_scope   403
-    ├── RateLimited               slow_down            429
+    ├── RateLimited               invalid_request      429
     ├── StoreUnavailable          temporarily_unavailable 503
     ├── KeyRingError              server_error         500
     └── ConfigurationError        server_error         500
@@ -38,6 +39,7 @@ kid", "alg does not match key") and never contain token values or key material.
 from __future__ import annotations
 
 __all__ = [
+    "BearerRequired",
     "ConfigurationError",
     "ExpiredToken",
     "ImmatureToken",
@@ -124,6 +126,16 @@ class RevokedToken(InvalidToken):
     """The token was revoked (by ``jti``, by session ``sid`` or by subject)."""
 
 
+class BearerRequired(InvalidToken):
+    """No bearer token was sent at all. RFC 6750 §3.1: the challenge then carries no error
+    code, so the body says ``unauthorized`` rather than ``invalid_token``."""
+
+    error = "unauthorized"
+
+    def __init__(self, description: str = "a bearer token is required") -> None:
+        super().__init__(description)
+
+
 class InvalidRequest(TokenwardError):
     error = "invalid_request"
     status_code = 400
@@ -187,7 +199,11 @@ class InsufficientScope(TokenwardError):
 
 
 class RateLimited(TokenwardError):
-    error = "slow_down"
+    """Too many attempts: 429 with ``Retry-After`` (RFC 6585 §4). The body's code is the
+    standard ``invalid_request`` every OAuth client knows; ``slow_down`` belongs to the device
+    flow's polling (RFC 8628 §3.5), a 400."""
+
+    error = "invalid_request"
     status_code = 429
 
     def __init__(self, description: str = "", retry_after: int = 1) -> None:

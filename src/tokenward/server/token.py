@@ -25,6 +25,7 @@ from ..sessions import TokenPair, hash_refresh_token, parse_refresh_token
 from ..store.base import Client, User
 from .auth import authenticate_client
 from .cookies import check_csrf, csrf_token, read_refresh_cookie, set_refresh_cookie
+from .credentials import confirm_session
 from .deps import client_ip, form_openapi, get_runtime, read_form, user_agent
 from .errors import JSON, NO_STORE, OAuthError
 from .openapi import CLIENT_AUTH_OR_PUBLIC
@@ -107,6 +108,8 @@ async def password_session(
         dpop_jkt=dpop_jkt,
         bind_refresh=client.public,  # RFC 9449 §5: public clients' refresh tokens are bound
     )
+    # a disable or reset that ran while the password was being checked ends this session
+    await confirm_session(rt.sessions, user, pair.session_id)
     rt.metrics.tokens_issued.labels(grant="password").inc()
     return pair
 

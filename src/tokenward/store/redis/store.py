@@ -122,6 +122,8 @@ class RedisStore(Store):
         if timeout <= 0:
             raise ConfigurationError("timeout must be positive")
         url, prefix = _url_prefix(url, prefix)
+        # the separator is ours: "nu:" and "nu" name the same namespace (never "nu::rt:...")
+        prefix = prefix.rstrip(":")
         if not prefix or any(c in prefix for c in "{} "):
             raise ConfigurationError("prefix must be non-empty, without braces or spaces")
         self.url = url
@@ -247,7 +249,7 @@ class RedisStore(Store):
             OSError,
         ) as exc:
             raise StoreUnavailable(
-                f"redis store unavailable during {what} ({type(exc).__name__})"
+                f"redis store unavailable during {what} ({self._reason(exc)})"
             ) from exc
         except ResponseError as exc:
             if str(exc).split(" ", 1)[0].upper() in _UNAVAILABLE_REPLIES:
@@ -255,6 +257,17 @@ class RedisStore(Store):
                     f"redis store unavailable during {what} ({str(exc).split(' ', 1)[0]})"
                 ) from exc
             raise
+
+    def _reason(self, exc: BaseException) -> str:
+        """The client's own reason (``Error 111 connecting to host:6379. Connection refused.``),
+        one line, the URL's password masked; the exception's class when there is none."""
+        text = " ".join(str(exc).split())[:200]
+        from urllib.parse import urlsplit
+
+        password = urlsplit(self.url).password
+        if password:
+            text = text.replace(password, "***")
+        return text or type(exc).__name__
 
     async def _script(self, name: str, keys: Sequence[str], args: Iterable[Any]) -> Any:
         self._r  # noqa: B018 - make sure the client and scripts exist

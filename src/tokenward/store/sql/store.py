@@ -177,10 +177,26 @@ class SQLStore(SQLRecordsMixin, Store):
         )
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
-        reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+        reason = "timed out" if isinstance(exc, TimeoutError) else self._driver_reason(exc)
         return StoreUnavailable(
             f"{self.backend} store at {self.safe_url} unavailable ({reason}, limit {self.timeout}s)"
         )
+
+    def _driver_reason(self, exc: BaseException) -> str:
+        """The driver's own reason (``database "x" does not exist``, ``Connection refused``),
+        one line, with the URL's password masked; the exception's class when there is none."""
+        orig = getattr(exc, "orig", None) or exc
+        text = " ".join(str(orig).split())
+        for marker in ("FATAL:", "ERROR:", "failed:"):
+            if marker in text:
+                text = text.rsplit(marker, 1)[1].strip()
+        text = text.split(" Is the server running", 1)[0].strip()
+        password = self._url.password
+        if password:
+            text = text.replace(password, "***")
+        if not text:
+            return type(exc).__name__
+        return text[:200]
 
     @contextlib.asynccontextmanager
     async def _tx(
