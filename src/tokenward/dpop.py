@@ -31,6 +31,7 @@ import hmac
 import math
 import re
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -348,11 +349,16 @@ class ReplayCache:
         self.max_entries = max_entries
         self._clock = clock
         self._entries: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def seen(self, key: str, ttl: float) -> bool:
+        with self._lock:
+            return self._seen(key, ttl)
+
+    def _seen(self, key: str, ttl: float) -> bool:
         now = self._clock()
         entries = self._entries
         exp = entries.get(key)
