@@ -76,3 +76,63 @@ def test_processes_sharing_a_file_storage_share_the_key(nonce_live: Live, tmp_pa
     r = httpx.get(f"{nonce_live.base}/userinfo", auth=b.httpx_auth())
     assert r.status_code == 200, r.text
     assert "BEGIN" not in repr(b) and str(a.dpop_key.to_jwk()["d"]) not in repr(a.dpop_key)
+
+
+BROWSER_SDK = Path(__file__).resolve().parents[2] / "clients" / "js" / "tokenward.js"
+NODE_SCRIPT = r"""
+const store = new Map();
+globalThis.localStorage = {
+  getItem: (k) => (store.has(k) ? store.get(k) : null),
+  setItem: (k, v) => store.set(k, String(v)),
+  removeItem: (k) => store.delete(k),
+};
+const sdk = await import(process.argv[2]);
+let kept;
+const keyStore = {
+  get: async () => kept,
+  set: async (kp) => { kept = kp; },
+  delete: async () => { kept = undefined; },
+};
+const c = new sdk.TokenwardClient({ issuer: process.argv[3], dpop: true, dpopKeyStore: keyStore });
+await c.login({ username: process.argv[4], password: process.argv[5] });
+const kp = await c.dpopKey();
+const full = await crypto.subtle.exportKey('jwk', kp.publicKey);
+let extractable = true;
+try { await crypto.subtle.exportKey('jwk', kp.privateKey); } catch { extractable = false; }
+const r = await c.fetch(`${process.argv[3]}/userinfo`);
+console.log(JSON.stringify({
+  status: r.status,
+  body: await r.json(),
+  cnf: c.claims.cnf,
+  jkt: await sdk.jwkThumbprint(full),
+  extractable,
+}));
+c.close();
+process.exit(0);
+"""
+
+
+def test_the_browser_sdk_binds_its_tokens_to_a_non_extractable_key(
+    nonce_live: Live, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    script = tmp_path / "dpop.mjs"
+    script.write_text(NODE_SCRIPT)
+    out = subprocess.run(
+        [node, str(script), BROWSER_SDK.as_uri(), nonce_live.base, USER, USER_PW],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["status"] == 200 and result["body"]["sub"] == USER
+    assert result["cnf"] == {"jkt": result["jkt"]}
+    assert result["extractable"] is False
