@@ -59,6 +59,7 @@ class SecurityEvent(StrEnum):
     DPOP_KEY_MISMATCH = "dpop_key_mismatch"
     REVOKED = "revoked"
     PURGED = "purged"
+    PASSWORD_CHANGED = "password_changed"  # noqa: S105 - an event name
 
 
 _logger = structlog.get_logger(EVENT_LOGGER)

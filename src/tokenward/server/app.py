@@ -13,6 +13,7 @@ from ..clock import Clock
 from ..events import add_listener, configure_logging
 from ..store.base import Store
 from . import (
+    account,
     admin,
     console,
     feed,
@@ -103,6 +104,7 @@ def create_app(
         wellknown,
         login,
         sessions,
+        account,
         userinfo,
         feed,
         admin,

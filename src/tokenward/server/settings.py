@@ -154,6 +154,9 @@ class Settings(BaseSettings):
     # DPoP (RFC 9449): how old a proof's iat may be (seconds), and server nonces (§8)
     dpop_max_age: float = Field(60.0, gt=0, le=3600)
     dpop_nonce: bool = False
+    # concurrent feed streams (SSE + long-polls) per process, in all and per client; 429 beyond
+    feed_max_streams: int = Field(512, ge=1)
+    feed_max_streams_per_client: int = Field(64, ge=1)
     # argon2id, OWASP Password Storage Cheat Sheet's first configuration (m=19 MiB, t=2, p=1):
     # ~70 ms a hash here, against ~360 ms for argon2-cffi's RFC 9106 default (64 MiB, t=3, p=4)
     password_time_cost: int = Field(2, ge=1)
