@@ -25,7 +25,7 @@ def nonce_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         assert r.status_code == 201, r.text
         yield server
     finally:
-        stop_server(server.proc)
+        stop_server(server)
 
 
 def test_a_dpop_manager_gets_bound_tokens_and_uses_them_through_httpx(nonce_live: Live) -> None:

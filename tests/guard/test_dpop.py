@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from support.authstub import AUD, ISS
 from tokenward.claims import AccessTokenClaims
 from tokenward.dpop import DPoPKey
 from tokenward.errors import InvalidDPoPProof
@@ -18,7 +19,6 @@ from tokenward.guard.dpop import DPoPChecker, RedisReplayCache
 from tokenward.issuer import Issuer
 from tokenward.verifier import Verifier as CoreVerifier
 
-from .conftest import AUD, ISS
 from .test_integrations import _fastapi_app, _flask_app, _Resp, _starlette_app
 
 Headers = list[tuple[str, str]]
@@ -57,7 +57,7 @@ def _django_call(verifier: Any) -> Call:
     from django.http import JsonResponse
     from django.test import RequestFactory
 
-    from .django_setup import configure
+    from support.django_setup import configure
 
     configure()
     from tokenward.guard import django as dj

@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
+from support.server import ISSUER, Server
 from tokenward.dpop import DPoPKey, access_token_hash
 from tokenward.events import add_listener
-
-from .conftest import ISSUER, Server
 
 TOKEN_URL = f"{ISSUER}/token"
 PASSWORD_FORM = {
