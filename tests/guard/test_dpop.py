@@ -127,7 +127,7 @@ def test_a_bound_token_sent_as_bearer_is_refused(app: tuple[Call, str], bound: s
     call, _ = app
     r = call([("Authorization", f"Bearer {bound}")])
     assert r.status_code == 401
-    assert r.headers["WWW-Authenticate"].startswith('DPoP algs="ES256 EdDSA RS256 PS256"')
+    assert r.headers["WWW-Authenticate"].startswith('DPoP algs="ES256 EdDSA Ed25519 RS256 PS256"')
     assert body(r)["error"] == "invalid_token"
 
 

@@ -167,7 +167,7 @@ def test_a_client_registered_with_dpop_required_must_send_a_proof(server: Server
 
 def test_metadata_lists_the_dpop_algorithms(server: Server) -> None:
     meta = server.http.get("/.well-known/oauth-authorization-server").json()
-    assert meta["dpop_signing_alg_values_supported"] == ["ES256", "EdDSA", "RS256", "PS256"]
+    assert meta["dpop_signing_alg_values_supported"] == ["ES256", "EdDSA", "Ed25519", "RS256", "PS256"]
 
 
 # ------------------------------------------------------------------ refresh binding
@@ -236,7 +236,7 @@ def test_a_bound_token_sent_as_bearer_is_refused(server: Server) -> None:
     at = dpop_login(server, key)["access_token"]
     r = userinfo(server, at, None, scheme="Bearer")
     assert r.status_code == 401
-    assert r.headers["www-authenticate"].startswith('DPoP algs="ES256 EdDSA RS256 PS256"')
+    assert r.headers["www-authenticate"].startswith('DPoP algs="ES256 EdDSA Ed25519 RS256 PS256"')
     assert "RFC 9449" in r.json()["error_description"]
 
 

@@ -134,7 +134,7 @@ def test_rfc6750_3_missing_token_has_bare_challenge(server: Server) -> None:
     assert r.status_code == 401
     # one bare challenge per scheme the server accepts (RFC 6750 §3, RFC 9449 §7.1)
     assert r.headers["www-authenticate"] == (
-        'Bearer realm="tokenward", DPoP algs="ES256 EdDSA RS256 PS256"'
+        'Bearer realm="tokenward", DPoP algs="ES256 EdDSA Ed25519 RS256 PS256"'
     )
 
 
