@@ -68,6 +68,7 @@ DURATION_FIELDS = (
     "leeway",
     "revocation_max_staleness",
     "feed_max_wait",
+    "dpop_max_age",
 )
 
 
