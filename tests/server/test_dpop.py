@@ -167,7 +167,13 @@ def test_a_client_registered_with_dpop_required_must_send_a_proof(server: Server
 
 def test_metadata_lists_the_dpop_algorithms(server: Server) -> None:
     meta = server.http.get("/.well-known/oauth-authorization-server").json()
-    assert meta["dpop_signing_alg_values_supported"] == ["ES256", "EdDSA", "Ed25519", "RS256", "PS256"]
+    assert meta["dpop_signing_alg_values_supported"] == [
+        "ES256",
+        "EdDSA",
+        "Ed25519",
+        "RS256",
+        "PS256",
+    ]
 
 
 # ------------------------------------------------------------------ refresh binding
@@ -381,3 +387,17 @@ def test_a_thief_with_copies_of_a_bound_access_and_refresh_token_gets_nothing(
     assert r.status_code == 200
     assert userinfo(server, r.json()["access_token"], user_key).status_code == 200
     assert access_token_hash(at) != access_token_hash(r.json()["access_token"])
+
+
+def test_the_admin_token_check_names_the_dpop_key(server: Server) -> None:
+    key = DPoPKey.generate()
+    body = dpop_login(server, key)
+    admin = server.password("root", "admin password 1", scope="admin").json()["access_token"]
+    for token in (body["access_token"], body["refresh_token"]):
+        r = server.http.post(
+            "/admin/tokens/verify",
+            json={"token": token},
+            headers={"Authorization": f"Bearer {admin}"},
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["active"] is True and r.json()["dpop_jkt"] == key.jkt

@@ -116,6 +116,7 @@ class TokenCheckOut(BaseModel):
     error: str | None = None
     error_description: str | None = None
     session: SessionOut | None = None  # refresh tokens: their live session
+    dpop_jkt: str | None = None  # the DPoP key the token is bound to (cnf.jkt, RFC 9449)
 
 
 class Revoked(BaseModel):
@@ -307,6 +308,7 @@ async def verify_token(request: Request, body: TokenCheck, _: Admin) -> JSON:
         info = await rt.sessions.introspect_refresh_token(token)
         out.active = info is not None
         out.session = session_out(info) if info is not None else None
+        out.dpop_jkt = info.dpop_jkt if info is not None else None
         if info is None:
             out.error, out.error_description = "invalid_grant", "not a live refresh token"
         return JSON(out.model_dump(), headers=dict(NO_STORE))
@@ -320,6 +322,9 @@ async def verify_token(request: Request, body: TokenCheck, _: Admin) -> JSON:
             return JSON(out.model_dump(), headers=dict(NO_STORE))
         out.signature = "valid"
         out.kid = _header_kid(token)
+        cnf = payload.get("cnf")
+        if isinstance(cnf, dict) and isinstance(cnf.get("jkt"), str):
+            out.dpop_jkt = cnf["jkt"]
         reason = _revocation_reason(rt.verifier.revocation, payload)
         out.revoked, out.revocation = reason is not None, reason
     try:
