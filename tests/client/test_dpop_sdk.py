@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support.env import service_missing
 from tokenward.client import FileTokenStorage, MemoryTokenStorage, TokenManager
 
 from .conftest import CONSOLE, USER, USER_PW, Live, start_server, stop_server
@@ -121,7 +122,7 @@ def test_the_browser_sdk_binds_its_tokens_to_a_non_extractable_key(
 
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed")
+        service_missing("node is not installed: the browser SDK's DPoP test needs it")
     script = tmp_path / "dpop.mjs"
     script.write_text(NODE_SCRIPT)
     out = subprocess.run(

@@ -225,10 +225,15 @@ def test_the_remote_verifier_takes_external_url_and_a_shared_replay_cache() -> N
 def test_a_replay_is_seen_by_every_process_sharing_redis(
     issuer: Issuer, fclock: Any, key: DPoPKey, bound: str
 ) -> None:
+    from support.env import service_missing
+    from support.stores import REDIS_URL, redis_problem
+
+    if (problem := redis_problem()) is not None:
+        service_missing(problem)
     prefix = f"twtest:dpop:{secrets.token_hex(4)}:"
     url = "http://testserver/orders"
-    a = DPoPChecker(replay=RedisReplayCache("redis://127.0.0.1:6379/0", prefix=prefix))
-    b = DPoPChecker(replay=RedisReplayCache("redis://127.0.0.1:6379/0", prefix=prefix))
+    a = DPoPChecker(replay=RedisReplayCache(REDIS_URL, prefix=prefix))
+    b = DPoPChecker(replay=RedisReplayCache(REDIS_URL, prefix=prefix))
     v = CoreVerifier(issuer.keyring.public_jwks(), issuer=ISS, audience=AUD, clock=fclock)
     claims = v.verify(bound)
     proof = key.proof("GET", url, access_token=bound)
