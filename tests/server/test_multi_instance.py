@@ -1,4 +1,4 @@
-"""Three ``tokenward serve`` processes sharing one Redis, then one PostgreSQL (issue 4).
+"""Three ``tokenward serve`` processes sharing one Redis, then one PostgreSQL.
 
 Each backend gets its own namespace (a Redis key prefix through ``TOKENWARD_STORE_PREFIX``, a
 PostgreSQL schema through ``?schema=`` in the store URL), one key-encryption key for the three
@@ -47,12 +47,13 @@ from tokenward.errors import RevokedToken
 from tokenward.revocation import Denylist, DenylistFollower
 from tokenward.store import Store, store_from_url
 
-pytestmark = [pytest.mark.services, pytest.mark.slow]
+# serial: wall-clock bounds (outage, restart, propagation) that parallel files would stretch
+pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.serial]
 
 ISSUER = "https://auth.multi.test"  # one issuer for the three instances
 PASSWORD = "multi instance pw"
 GRACE = 2.0  # seconds; real time (see the module docstring)
-PROPAGATION_BOUND = 1.0  # the issue's bound for this test (DESIGN §5 targets p99 ≤ 50 ms)
+PROPAGATION_BOUND = 1.0  # this test's bound; the p99 figures are in bench/propagation.py
 STARTUP_LIMIT = 30.0
 
 

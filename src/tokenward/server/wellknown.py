@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 
 from ..dpop import DPOP_ALGORITHMS
 from .deps import get_runtime
+from .grants import grant_names
 
 __all__ = ["metadata", "router"]
 
@@ -29,7 +30,7 @@ def metadata(request: Request) -> dict[str, Any]:
         "revocation_endpoint": f"{base}/revoke",
         "introspection_endpoint": f"{base}/introspect",
         "userinfo_endpoint": f"{base}/userinfo",
-        "grant_types_supported": ["password", "refresh_token", "client_credentials"],
+        "grant_types_supported": list(grant_names()),
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
