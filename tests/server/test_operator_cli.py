@@ -265,3 +265,32 @@ def test_serve_on_a_store_with_users_but_no_admin_says_how_to_create_one(
     cli(runner, "user", "add", "root", "--admin", "--password-stdin", "--store", url,
         input=ADMIN_PW + "\n")  # fmt: skip
     assert asyncio.run(preflight(load_settings(store_url=url))) == []
+
+
+def test_one_time_admin_password_not_shown_is_shown_again_on_the_next_start() -> None:
+    import asyncio
+
+    from tokenward.server.runtime import admin_password_shown, bootstrap
+    from tokenward.server.users import UserService
+    from tokenward.store.memory import MemoryStore
+
+    settings = Settings(store_url="memory://", issuer="https://auth.test", key_encryption_key=KEK)
+
+    async def go() -> None:
+        store = MemoryStore()
+        async with store:
+            kw: dict[str, Any] = {"generate_admin": True, "hasher": cheap_hasher()}
+            first = await bootstrap(settings, store, **kw)
+            assert first.admin_password is not None
+            # that start failed before the server was up: nobody saw the password
+            second = await bootstrap(settings, store, **kw)
+            assert second.admin_password is not None
+            assert second.admin_password != first.admin_password
+            users = UserService(store, hasher=cheap_hasher())
+            assert (await users.authenticate("admin", second.admin_password)).is_admin
+            await admin_password_shown(store)  # this start was up and printed it
+            third = await bootstrap(settings, store, **kw)
+            assert third.admin_password is None
+            await users.authenticate("admin", second.admin_password)  # unchanged
+
+    asyncio.run(go())
