@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from support.stores import StoreFactory
-from tokenward.errors import ConfigurationError
+from tokenward.errors import AlreadyExists, NotFound
 from tokenward.store import (
     Client,
     Family,
@@ -86,7 +86,7 @@ async def test_create_and_get(store: Store) -> None:
 
 async def test_duplicate_family_is_refused(store: Store) -> None:
     await new_family(store, "s1")
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(AlreadyExists):
         await store.create_family(family_of("s1"), RefreshTokenRecord(h("other"), "s1", NOW))
 
 
@@ -396,7 +396,7 @@ async def test_users_crud(store: Store) -> None:
     alice = User("alice", "$argon2id$x", NOW, attributes={"email": "a@example.org", "n": 1})
     await store.create_user(alice)
     await store.create_user(User("bob", "$argon2id$y", NOW, is_admin=True))
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(AlreadyExists):
         await store.create_user(User("alice", "other", NOW))
     assert await store.get_user("alice") == alice
     assert await store.get_user("nobody") is None
@@ -407,6 +407,20 @@ async def test_users_crud(store: Store) -> None:
     assert got is not None and got.disabled and got.attributes == {"email": "a@example.org", "n": 2}
     assert [u.username for u in await store.list_users()] == ["alice", "bob"]
     assert (await store.list_users())[1].is_admin
+
+
+async def test_updating_an_unknown_user_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound) as info:
+        await store.update_user(User("nobody", "$argon2id$x", NOW))
+    assert (info.value.status_code, info.value.error) == (404, "not_found")
+    assert await store.get_user("nobody") is None
+
+
+async def test_duplicates_are_already_exists_409(store: Store) -> None:
+    await store.create_user(User("carol", "$argon2id$x", NOW))
+    with pytest.raises(AlreadyExists) as info:
+        await store.create_user(User("carol", "$argon2id$y", NOW))
+    assert (info.value.status_code, info.value.error) == (409, "already_exists")
 
 
 async def test_delete_user_removes_the_record_once(store: Store) -> None:
@@ -432,7 +446,7 @@ async def test_clients_crud(store: Store) -> None:
     )
     await store.create_client(web)
     await store.create_client(svc)
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(AlreadyExists):
         await store.create_client(Client("web", NOW + 1))
     got = await store.get_client("web")
     assert got == web and got.public
@@ -470,8 +484,24 @@ async def test_client_dpop_requirement_and_update(store: Store) -> None:
     await store.update_client(got)
     again = await store.get_client("spa")
     assert again == got and not again.dpop_bound_access_tokens
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(NotFound):
         await store.update_client(Client("nope", NOW))
+
+
+async def test_client_disable_previous_secret_and_delete(store: Store) -> None:
+    await store.create_client(Client("svc", NOW, secret_hash="sha256$new"))
+    got = await store.get_client("svc")
+    assert got is not None and not got.disabled and got.previous_secret_hash is None
+    got.disabled = True
+    got.previous_secret_hash = "sha256$old"
+    got.previous_secret_expires_at = NOW + 3600
+    await store.update_client(got)
+    assert await store.get_client("svc") == got
+    assert await store.delete_client("svc") is True
+    assert await store.get_client("svc") is None
+    assert [c.client_id for c in await store.list_clients()] == []
+    assert await store.delete_client("svc") is False
+    await store.create_client(Client("svc", NOW))  # the id can be registered again
 
 
 async def test_dpop_jti_is_accepted_once_until_it_expires(store: Store) -> None:
@@ -494,3 +524,29 @@ async def test_concurrent_dpop_jti_has_one_winner(store_factory: StoreFactory) -
         *(s.dpop_jti_seen("race", now=NOW, until=NOW + 60) for s in stores for _ in range(4))
     )
     assert Counter(seen) == {True: 15, False: 1}
+
+
+async def test_rate_counter_is_a_moving_window_that_never_overruns(store: Store) -> None:
+    assert [await store.rate_hit("k", now=NOW + i, window=60, limit=3) for i in range(4)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    assert await store.rate_window("k", now=NOW + 4, window=60) == (3, NOW + 60)
+    assert await store.rate_hit("k", now=NOW + 60.5, window=60, limit=3) is True  # NOW left
+    assert await store.rate_hit("other", now=NOW, window=60, limit=1) is True
+    await store.rate_clear("k")
+    assert await store.rate_window("k", now=NOW + 61, window=60) == (0, NOW + 61)
+    await store.purge(now=NOW + 1000, margin=0)  # SQL deletes old attempts; Redis expires them
+    assert await store.rate_window("other", now=NOW + 1000, window=60) == (0, NOW + 1000)
+
+
+async def test_rate_counter_holds_under_concurrent_hits_from_every_instance(
+    store_factory: StoreFactory,
+) -> None:
+    stores = [await store_factory() for _ in range(3)]
+    hits = await asyncio.gather(
+        *[s.rate_hit("shared", now=NOW, window=60, limit=5) for s in stores for _ in range(6)]
+    )
+    assert hits.count(True) == 5

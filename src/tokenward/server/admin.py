@@ -19,13 +19,13 @@ import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.exceptions import HTTPException
 
 from ..claims import AccessTokenClaims
 from ..clock import Clock
-from ..errors import ConfigurationError, InvalidRequest, InvalidToken
+from ..errors import ConfigurationError, InvalidRequest, InvalidToken, NotFound
 from ..events import add_listener
 from ..jws import JWSVerifier
+from ..mirror import RevocationMirror
 from ..revocation import Denylist
 from ..sessions import parse_refresh_token
 from .deps import get_runtime, no_store, require_scope
@@ -67,14 +67,19 @@ class ClientOut(BaseModel):
     scopes: list[str]
     name: str | None = None
     created_at: float
+    disabled: bool = False
     client_secret: str | None = None  # only in the creation response
+
+
+# a request-size bound only: which names are valid is the grant registry's business
+_MAX_GRANTS = 32
 
 
 class ClientCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
     client_id: str = Field(min_length=1, max_length=256)
     public: bool = False
-    grants: list[str] = Field(min_length=1, max_length=8)
+    grants: list[str] = Field(min_length=1, max_length=_MAX_GRANTS)
     scopes: list[str] = Field(default_factory=list, max_length=32)
     name: str | None = Field(None, max_length=256)
 
@@ -132,7 +137,10 @@ async def list_users(request: Request, _: Admin) -> list[UserOut]:
 
 
 @router.post(
-    "/users", response_model=UserOut, status_code=201, responses={400: {"model": OAuthError}}
+    "/users",
+    response_model=UserOut,
+    status_code=201,
+    responses={400: {"model": OAuthError}, 409: {"model": OAuthError}},
 )
 async def create_user(request: Request, body: UserCreate, _: Admin) -> UserOut:
     try:
@@ -148,11 +156,8 @@ async def create_user(request: Request, body: UserCreate, _: Admin) -> UserOut:
 
 async def _set_disabled(request: Request, username: str, disabled: bool) -> int:
     rt = get_runtime(request)
-    try:
-        await rt.users.set_disabled(username, disabled)
-    except ConfigurationError:
-        raise HTTPException(404) from None
-    return await rt.sessions.revoke_subject(username) if disabled else 0
+    user = await rt.users.set_disabled(username, disabled)  # NotFound: 404
+    return await rt.sessions.revoke_subject(user.username) if disabled else 0
 
 
 @router.post(
@@ -178,10 +183,7 @@ async def reset_password(request: Request, username: str, body: PasswordReset, _
     """Set a new password (or generate one, returned once) and end the user's sessions."""
     rt = get_runtime(request)
     password = body.password or generate_password()
-    try:
-        await rt.users.set_password(username, password)
-    except ConfigurationError:
-        raise HTTPException(404) from None
+    username = (await rt.users.set_password(username, password)).username  # NotFound: 404
     out = PasswordResetOut(
         sessions_revoked=await rt.sessions.revoke_subject(username),
         password=None if body.password else password,
@@ -207,7 +209,7 @@ async def revoke_subject(request: Request, sub: str, _: Admin) -> Revoked:
 )
 async def revoke_session(request: Request, sid: str, _: Admin) -> Response:
     if not await get_runtime(request).sessions.revoke_session(sid[:256], reason="admin"):
-        raise HTTPException(404)
+        raise NotFound("no such session")
     return Response(status_code=204)
 
 
@@ -221,13 +223,17 @@ async def list_clients(request: Request, _: Admin) -> list[ClientOut]:
             scopes=list(c.scopes),
             name=c.name,
             created_at=c.created_at,
+            disabled=c.disabled,
         )
         for c in await get_runtime(request).clients.list()
     ]
 
 
 @router.post(
-    "/clients", response_model=ClientOut, status_code=201, responses={400: {"model": OAuthError}}
+    "/clients",
+    response_model=ClientOut,
+    status_code=201,
+    responses={400: {"model": OAuthError}, 409: {"model": OAuthError}},
 )
 async def create_client(request: Request, body: ClientCreate, _: Admin) -> JSON:
     try:
@@ -250,6 +256,84 @@ async def create_client(request: Request, body: ClientCreate, _: Admin) -> JSON:
         client_secret=secret,
     )
     return JSON(out.model_dump(), status_code=201, headers={"Cache-Control": "no-store"})
+
+
+class SecretRotation(RequestModel):
+    # seconds the old secret keeps working (0: refused at once); at most 30 days
+    overlap: float = Field(0.0, ge=0, le=30 * 86400)
+
+
+class SecretRotationOut(BaseModel):
+    client_secret: str  # shown once
+    previous_secret_expires_at: float | None = None
+
+
+async def end_client_sessions(rt: Any, client_id: str, reason: str) -> int:
+    """Revoke every live session issued to ``client_id`` (refresh and access tokens)."""
+    n = 0
+    for sid in await rt.clients.session_ids(client_id):
+        n += int(await rt.sessions.revoke_session(sid, reason=reason))
+    return n
+
+
+async def _client_disabled(request: Request, client_id: str, disabled: bool) -> int:
+    rt = get_runtime(request)
+    await rt.clients.set_disabled(client_id, disabled)  # NotFound: 404
+    return await end_client_sessions(rt, client_id, "client_disabled") if disabled else 0
+
+
+@router.post(
+    "/clients/{client_id}/disable",
+    response_model=Revoked,
+    responses={404: {"model": OAuthError}},
+)
+async def disable_client(request: Request, client_id: str, _: Admin) -> Revoked:
+    """Refuse the client from now on and end every session it holds."""
+    return Revoked(sessions_revoked=await _client_disabled(request, client_id, True))
+
+
+@router.post(
+    "/clients/{client_id}/enable", response_model=Revoked, responses={404: {"model": OAuthError}}
+)
+async def enable_client(request: Request, client_id: str, _: Admin) -> Revoked:
+    return Revoked(sessions_revoked=await _client_disabled(request, client_id, False))
+
+
+@router.post(
+    "/clients/{client_id}/rotate-secret",
+    response_model=SecretRotationOut,
+    responses={400: {"model": OAuthError}, 404: {"model": OAuthError}},
+)
+async def rotate_client_secret(
+    request: Request, client_id: str, body: SecretRotation, _: Admin
+) -> JSON:
+    """A new secret, shown once; the old one keeps working for ``overlap`` seconds."""
+    rt = get_runtime(request)
+    if await rt.clients.get(client_id) is None:
+        raise NotFound(f"no client {client_id!r}")
+    try:
+        secret = await rt.clients.rotate_secret(client_id, overlap=body.overlap)
+    except ConfigurationError as exc:
+        raise InvalidRequest(exc.description) from None
+    until = rt.clock.now() + body.overlap if body.overlap > 0 else None
+    out = SecretRotationOut(client_secret=secret, previous_secret_expires_at=until)
+    return JSON(out.model_dump(), headers=dict(NO_STORE))
+
+
+@router.delete(
+    "/clients/{client_id}",
+    response_model=Revoked,
+    responses={400: {"model": OAuthError}, 404: {"model": OAuthError}},
+)
+async def remove_client(request: Request, client_id: str, _: Admin) -> Revoked:
+    """Disable the client, end its sessions, then delete it. The console's client cannot be
+    removed (the console would lock every administrator out)."""
+    rt = get_runtime(request)
+    if client_id == rt.settings.console_client_id:
+        raise InvalidRequest("the console's client cannot be removed")
+    n = await _client_disabled(request, client_id, True)
+    await rt.clients.delete(client_id)
+    return Revoked(sessions_revoked=n)
 
 
 def _keys(request: Request) -> list[KeyOut]:
@@ -335,6 +419,8 @@ def _header_kid(token: str) -> str | None:
 
 
 def _revocation_reason(check: object, payload: Mapping[str, Any]) -> str | None:
+    if isinstance(check, RevocationMirror):
+        check = check.denylist
     if not isinstance(check, Denylist):
         return None
     jti, sid, sub, iat = (payload.get(k) for k in ("jti", "sid", "sub", "iat"))

@@ -5,26 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import signal
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from argon2 import PasswordHasher
 
 from ..clock import Clock, system_clock
-from ..errors import ConfigurationError, TokenwardError
+from ..errors import AlreadyExists, ConfigurationError, TokenwardError
 from ..issuer import Issuer
 from ..keys import KeyRing
-from ..revocation import Denylist, DenylistFollower
+from ..mirror import RevocationMirror, StoreFeedSource
 from ..sessions import SessionManager
 from ..store.base import Store
 from ..store.fanout import FeedFanout
 from ..verifier import Verifier
-from .addresses import parse_trusted_proxies
+from .addresses import address_prefix, parse_trusted_proxies
 from .clients import ClientRegistry
 from .credentials import family_check
 from .feed_limits import StreamSlots
@@ -33,9 +35,17 @@ from .metrics import Metrics, instrument_store
 from .ratelimit import LoginThrottle, storage_url_for
 from .settings import Settings
 from .stores import open_store
+from .usernames import USERNAME_RULE, username_report
 from .users import UserService, generate_password, hasher_from_settings
 
-__all__ = ["BootstrapReport", "Runtime", "begin_shutdown", "bootstrap", "chain_stop_signals"]
+__all__ = [
+    "BootstrapReport",
+    "Runtime",
+    "admin_password_shown",
+    "begin_shutdown",
+    "bootstrap",
+    "chain_stop_signals",
+]
 
 log = logging.getLogger("tokenward.server")
 
@@ -79,7 +89,7 @@ async def bootstrap(
     clients = ClientRegistry(store, clock=clock)
     console = False
     if await clients.get(settings.console_client_id) is None:
-        with contextlib.suppress(ConfigurationError):  # a concurrent first start won
+        with contextlib.suppress(AlreadyExists):  # a concurrent first start won
             await clients.create(
                 settings.console_client_id,
                 public=True,
@@ -89,16 +99,46 @@ async def bootstrap(
             console = True
     admin_name: str | None = None
     admin_password: str | None = None
+    users = UserService(store, hasher=hasher or hasher_from_settings(settings), clock=clock)
     if not await store.list_users():
         given = settings.admin_password.get_secret_value() if settings.admin_password else None
         password = given or (generate_password() if generate_admin else None)
         if password is not None:
-            users = UserService(store, hasher=hasher or hasher_from_settings(settings), clock=clock)
-            with contextlib.suppress(ConfigurationError):
+            with contextlib.suppress(AlreadyExists):  # a concurrent first start won
                 await users.create("admin", password, is_admin=True)
                 admin_name = "admin"
                 admin_password = None if given else password
+            if admin_password is not None:  # generated: unseen until the server announces it
+                await _flag_admin_password(store, unshown=True)
+    elif generate_admin:
+        admin = await store.get_user("admin")
+        if admin is not None and admin.attributes.get(_UNSHOWN):
+            # the one-time password of an earlier start was never shown (that start failed
+            # before it was up): a new one, shown on this start
+            admin_password = generate_password()
+            await users.set_password("admin", admin_password)
+            admin_name = "admin"
     return BootstrapReport(created, console, admin_name, admin_password)
+
+
+#: User attribute: the admin's generated one-time password has not been shown yet.
+_UNSHOWN = "one_time_password_unshown"
+
+
+async def _flag_admin_password(store: Store, *, unshown: bool) -> None:
+    admin = await store.get_user("admin")
+    if admin is None or bool(admin.attributes.get(_UNSHOWN)) == unshown:
+        return
+    attributes = {k: v for k, v in admin.attributes.items() if k != _UNSHOWN}
+    if unshown:
+        attributes[_UNSHOWN] = True
+    await store.update_user(dataclasses.replace(admin, attributes=attributes))
+
+
+async def admin_password_shown(store: Store) -> None:
+    """The server is up and printed the one-time admin password: the next start need not
+    generate a new one."""
+    await _flag_admin_password(store, unshown=False)
 
 
 def chain_stop_signals() -> Callable[[], None]:
@@ -162,13 +202,18 @@ class Runtime:
         self.throttle = LoginThrottle(
             per_account=settings.login_limit_per_account,
             per_ip=settings.login_limit_per_ip,
+            account_ceiling=settings.login_limit_per_account_ceiling,
+            prefix=partial(
+                address_prefix, v4=settings.address_prefix_v4, v6=settings.address_prefix_v6
+            ),
             storage_url=storage_url_for(settings.store_url, settings.ratelimit_url),
+            store=self.store,
         )
         self._kek: bytes | None = None
         self._issuer: Issuer | None = None
         self._sessions: SessionManager | None = None
         self._verifier: Verifier | None = None
-        self._follower: DenylistFollower | None = None
+        self._mirror: RevocationMirror | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._key_lock = asyncio.Lock()
         self.csrf_secret = b""
@@ -242,6 +287,7 @@ class Runtime:
         )
         if self._on_bootstrap is not None:
             self._on_bootstrap(report)
+        await self._report_usernames()
         ring, _ = await load_or_create_keyring(
             self.store, self._kek, alg=s.signing_alg, clock=self.clock
         )
@@ -254,7 +300,14 @@ class Runtime:
             clock=self.clock,
             encryption=encryption,
         )
-        denylist = Denylist(clock=self.clock, max_staleness=s.revocation_max_staleness)
+        # the one revocation mirror (the same class the guard uses), over the store's feed:
+        # past revocation_max_staleness without a read, verification answers 503
+        mirror = RevocationMirror(
+            StoreFeedSource(self.store),
+            clock=self.clock,
+            max_staleness=s.revocation_max_staleness,
+        )
+        denylist = mirror.denylist
         self._sessions = SessionManager(
             self._issuer,
             self.store,
@@ -268,21 +321,21 @@ class Runtime:
             denylist=denylist,
             family_check=family_check(self.store),
         )
-        await denylist.load(self.store)
+        await mirror.step()  # the snapshot, before the first request
         self._verifier = Verifier(
             ring,
             issuer=s.issuer,
             audience=s.audience,
             leeway=s.leeway,
             clock=self.clock,
-            revocation=denylist,
+            revocation=mirror,
             encryption=encryption,
         )
         self.csrf_secret = await self.store.get_or_create_secret(
             "csrf", lambda: secrets.token_bytes(32)
         )
-        self._follower = DenylistFollower(self.store, denylist, clock=self.clock)
-        self._follower.start()
+        self._mirror = mirror
+        mirror.start()
         self._tasks = [
             asyncio.create_task(self._key_loop(), name="tokenward-keys"),
             asyncio.create_task(self._purge_loop(), name="tokenward-purge"),
@@ -296,10 +349,10 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks = []
-        if self._follower is not None:
+        if self._mirror is not None:
             with contextlib.suppress(Exception):
-                await self._follower.stop()
-            self._follower = None
+                await self._mirror.stop()
+            self._mirror = None
         await self.feed.close()
         await self.store.close()
 
@@ -326,6 +379,20 @@ class Runtime:
                 self.verifier.set_keys(ring)
             self._use_ring(ring)
             return rotated
+
+    async def _report_usernames(self) -> list[str]:
+        """Warn about stored usernames from before the username rule: names that break it,
+        and names equal after NFKC + case folding (each still signs in by its exact name)."""
+        invalid, collisions = username_report(u.username for u in await self.store.list_users())
+        lines = [f"username {n!r} breaks the rule ({USERNAME_RULE})" for n in invalid]
+        lines += [
+            f"usernames {', '.join(repr(n) for n in g)} are one name after case folding: "
+            "each signs in by its exact name only; rename or remove all but one"
+            for g in collisions
+        ]
+        for line in lines:
+            log.warning("%s", line)
+        return lines
 
     async def _key_loop(self) -> None:
         while True:

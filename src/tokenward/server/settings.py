@@ -34,6 +34,7 @@ from pydantic_settings import (
 
 from ..errors import ConfigurationError
 from ..keys import ALGORITHMS
+from ..mirror import DEFAULT_MAX_STALENESS
 
 if TYPE_CHECKING:
     from ..jwe import TokenEncryption
@@ -139,7 +140,10 @@ class Settings(BaseSettings):
     console_client_id: str = "tokenward-console"
     cookie_path: str = "/token"
     cookie_secure: bool = True
+    # failed logins per (account, client network): an attacker elsewhere cannot lock the
+    # owner out of their network; the ceiling (far higher) bounds one account's guesses in all
     login_limit_per_account: str = "5/minute"
+    login_limit_per_account_ceiling: str = "100/minute;1000/hour"
     login_limit_per_ip: str = "30/minute"
     ratelimit_url: str | None = None  # None: Redis when the store is Redis, else memory
     # comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed; empty:
@@ -148,7 +152,7 @@ class Settings(BaseSettings):
     # the network a client address belongs to, for per-network limits
     address_prefix_v4: int = Field(24, ge=8, le=32)
     address_prefix_v6: int = Field(48, ge=16, le=128)
-    revocation_max_staleness: float | None = Field(None, gt=0)
+    revocation_max_staleness: float = Field(DEFAULT_MAX_STALENESS, gt=0)
     max_body_bytes: int = Field(65536, ge=1024)
     feed_max_wait: float = Field(30.0, ge=0, le=300)
     # concurrent feed streams (SSE + long-polls) per process, in all and per client; 429 beyond
@@ -171,10 +175,10 @@ class Settings(BaseSettings):
     @field_validator("store_url")
     @classmethod
     def _store_url(cls, v: str) -> str:
-        from ..store import _BACKENDS
+        from ..store import BACKENDS
 
         scheme = urlsplit(v).scheme.lower()
-        if scheme not in _BACKENDS:
+        if scheme not in BACKENDS:
             raise ValueError(f"unknown store URL scheme {scheme!r}")
         if scheme.startswith("sqlite") and "://" not in v:
             raise ValueError(
@@ -247,7 +251,9 @@ class Settings(BaseSettings):
         parse_trusted_proxies(v)
         return v
 
-    @field_validator("login_limit_per_account", "login_limit_per_ip")
+    @field_validator(
+        "login_limit_per_account", "login_limit_per_account_ceiling", "login_limit_per_ip"
+    )
     @classmethod
     def _limit(cls, v: str) -> str:
         from limits import parse_many

@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from .deps import get_runtime
+from .grants import grant_names
 
 __all__ = ["metadata", "router"]
 
@@ -28,7 +29,7 @@ def metadata(request: Request) -> dict[str, Any]:
         "revocation_endpoint": f"{base}/revoke",
         "introspection_endpoint": f"{base}/introspect",
         "userinfo_endpoint": f"{base}/userinfo",
-        "grant_types_supported": ["password", "refresh_token", "client_credentials"],
+        "grant_types_supported": list(grant_names()),
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,

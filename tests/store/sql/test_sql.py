@@ -112,7 +112,7 @@ async def test_sqlite_processes_race_on_a_fresh_file_one_successor(tmp_path: Pat
 async def test_migrations_idempotent_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'deep' / 'dir' / 'tw.db'}"  # parent dirs are created
     async with SQLStore(url) as store:
-        assert await store.current_revision() == head_revision() == "0002_dpop"
+        assert await store.current_revision() == head_revision() == "0004_rate_events"
         await store.create_family(family("s1"), RefreshTokenRecord(h("s1/0"), "s1", NOW))
         assert await store.upgrade() == head_revision()  # again: no-op, data kept
     async with SQLStore(url) as store:

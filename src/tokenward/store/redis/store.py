@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -52,7 +53,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ...errors import ConfigurationError, StoreUnavailable
+from ...errors import AlreadyExists, ConfigurationError, NotFound, StoreUnavailable
 from ..base import (
     Client,
     Family,
@@ -298,9 +299,9 @@ class RedisStore(Store):
         ]
         result = _s(await self._call(lambda: self._script("CREATE_FAMILY", keys, args), "create"))
         if result == "family_exists":
-            raise ConfigurationError("a family with this sid exists")
+            raise AlreadyExists("a family with this sid exists")
         if result == "token_exists":
-            raise ConfigurationError("a refresh token with this hash exists")
+            raise AlreadyExists("a refresh token with this hash exists")
 
     async def get_refresh_token(
         self, token_hash: bytes
@@ -372,7 +373,7 @@ class RedisStore(Store):
             return RotationResult(RotationOutcome.NOT_FOUND)
         outcome = _s(reply[0])
         if outcome == "token_exists":
-            raise ConfigurationError("a refresh token with this hash exists")
+            raise AlreadyExists("a refresh token with this hash exists")
         if outcome == "not_found":
             return RotationResult(RotationOutcome.NOT_FOUND)
         family = _family_from(_pairs(reply[2:]))
@@ -597,7 +598,7 @@ class RedisStore(Store):
         if not await self._create_record(
             self._k_users, self._user_key(user.username), user.username, _user_blob(user)
         ):
-            raise ConfigurationError(f"user {user.username!r} exists")
+            raise AlreadyExists(f"user {user.username!r} exists")
 
     async def get_user(self, username: str) -> User | None:
         raw = await self._call(lambda: self._r.get(self._user_key(username)), "get_user")
@@ -606,7 +607,7 @@ class RedisStore(Store):
     async def update_user(self, user: User) -> None:
         key, blob = self._user_key(user.username), _user_blob(user)
         if not await self._call(lambda: self._r.set(key, blob, xx=True), "update_user"):
-            raise ConfigurationError(f"unknown user {user.username!r}")
+            raise NotFound(f"unknown user {user.username!r}")
 
     async def list_users(self) -> list[User]:
         return [_user_from(r) for r in await self._list_records(self._k_users, self._user_key)]
@@ -628,7 +629,7 @@ class RedisStore(Store):
             client.client_id,
             _client_blob(client),
         ):
-            raise ConfigurationError(f"client {client.client_id!r} exists")
+            raise AlreadyExists(f"client {client.client_id!r} exists")
 
     async def get_client(self, client_id: str) -> Client | None:
         raw = await self._call(lambda: self._r.get(self._client_key(client_id)), "get_client")
@@ -641,7 +642,44 @@ class RedisStore(Store):
     async def update_client(self, client: Client) -> None:
         key, blob = self._client_key(client.client_id), _client_blob(client)
         if not await self._call(lambda: self._r.set(key, blob, xx=True), "update_client"):
-            raise ConfigurationError(f"unknown client {client.client_id!r}")
+            raise NotFound(f"unknown client {client.client_id!r}")
+
+    async def delete_client(self, client_id: str) -> bool:
+        key = self._client_key(client_id)
+
+        async def run() -> bool:
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.srem(self._k_clients, client_id)
+                deleted, _ = await pipe.execute()
+            return bool(deleted)
+
+        return await self._call(run, "delete_client")
+
+    # -- attempt counters ------------------------------------------------------------------
+    def _rate_key(self, key: str) -> str:
+        return f"{self._g}:rate:{key}"
+
+    async def rate_hit(self, key: str, *, now: float, window: float, limit: int) -> bool:
+        keys = [self._rate_key(key)]
+        args = [_num(now), _num(window), int(limit), f"{_num(now)}:{secrets.token_hex(6)}"]
+        hit = await self._call(lambda: self._script("RATE_HIT", keys, args), "rate_hit")
+        return bool(int(hit))
+
+    async def rate_window(self, key: str, *, now: float, window: float) -> tuple[int, float]:
+        k = self._rate_key(key)
+
+        async def run() -> tuple[int, float]:
+            got = await self._r.zrangebyscore(k, f"({_num(now - window)}", "+inf", withscores=True)
+            if not got:
+                return 0, now
+            return len(got), float(got[0][1]) + window
+
+        return await self._call(run, "rate_window")
+
+    async def rate_clear(self, key: str) -> None:
+        k = self._rate_key(key)
+        await self._call(lambda: self._r.delete(k), "rate_clear")
 
     # -- DPoP replay cache -----------------------------------------------------------------
     async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:
@@ -752,6 +790,9 @@ def _client_blob(client: Client) -> bytes:
             "scopes": list(client.scopes),
             "name": client.name,
             "dpop_bound_access_tokens": bool(client.dpop_bound_access_tokens),
+            "disabled": bool(client.disabled),
+            "previous_secret_hash": client.previous_secret_hash,
+            "previous_secret_expires_at": client.previous_secret_expires_at,
         }
     )
 
@@ -766,6 +807,9 @@ def _client_from(raw: bytes) -> Client:
         scopes=tuple(d["scopes"]),
         name=d["name"],
         dpop_bound_access_tokens=bool(d.get("dpop_bound_access_tokens", False)),
+        disabled=bool(d.get("disabled", False)),
+        previous_secret_hash=d.get("previous_secret_hash"),
+        previous_secret_expires_at=d.get("previous_secret_expires_at"),
     )
 
 

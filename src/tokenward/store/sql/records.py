@@ -3,7 +3,7 @@
 Plain single-statement CRUD, kept apart from the token lifecycle. Lookups run as one
 statement on its own (``SQLStore._read``: no BEGIN/COMMIT round trips). Inserts that must not
 overwrite use ``INSERT … ON CONFLICT DO NOTHING`` (SQLite and PostgreSQL dialects alike) and
-report a duplicate as :class:`~tokenward.errors.ConfigurationError`.
+report a duplicate as :class:`~tokenward.errors.AlreadyExists`.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from sqlalchemy import Executable, Row, delete, select, update
+from sqlalchemy import Executable, Row, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...errors import ConfigurationError
+from ...errors import AlreadyExists, NotFound
 from ..base import Client, User
 from .schema import (
     client_from_row,
@@ -25,6 +25,7 @@ from .schema import (
     clients,
     dpop_jtis,
     keys,
+    rate_events,
     secrets,
     user_from_row,
     user_to_row,
@@ -85,7 +86,7 @@ class SQLRecordsMixin:
         )
         async with self._tx(write=True) as conn:
             if (await conn.execute(stmt)).first() is None:
-                raise ConfigurationError(f"user {user.username!r} exists")
+                raise AlreadyExists(f"user {user.username!r} exists")
 
     async def get_user(self, username: str) -> User | None:
         rows = await self._read(select(users).where(users.c.username == username))
@@ -97,7 +98,7 @@ class SQLRecordsMixin:
         stmt = update(users).where(users.c.username == user.username).values(**values)
         async with self._tx(write=True) as conn:
             if (await conn.execute(stmt)).rowcount == 0:
-                raise ConfigurationError(f"unknown user {user.username!r}")
+                raise NotFound(f"unknown user {user.username!r}")
 
     async def list_users(self) -> list[User]:
         async with self._tx(write=False) as conn:
@@ -118,7 +119,7 @@ class SQLRecordsMixin:
         )
         async with self._tx(write=True) as conn:
             if (await conn.execute(stmt)).first() is None:
-                raise ConfigurationError(f"client {client.client_id!r} exists")
+                raise AlreadyExists(f"client {client.client_id!r} exists")
 
     async def get_client(self, client_id: str) -> Client | None:
         query = select(clients).where(clients.c.client_id == client_id)
@@ -136,9 +137,36 @@ class SQLRecordsMixin:
         stmt = update(clients).where(clients.c.client_id == client.client_id).values(**values)
         async with self._tx(write=True) as conn:
             if (await conn.execute(stmt)).rowcount == 0:
-                raise ConfigurationError(f"unknown client {client.client_id!r}")
+                raise NotFound(f"unknown client {client.client_id!r}")
+
+    async def delete_client(self, client_id: str) -> bool:
+        stmt = delete(clients).where(clients.c.client_id == client_id)
+        async with self._tx(write=True) as conn:
+            return bool((await conn.execute(stmt)).rowcount)
 
     # -- DPoP replay cache -----------------------------------------------------------------
+    async def rate_hit(self, key: str, *, now: float, window: float, limit: int) -> bool:
+        r = rate_events.c
+        count = select(func.count()).where(r.key == key, r.at > now - window)
+        async with self._tx(write=True) as conn:
+            if self.backend == "postgresql":  # serialise the hits of one key (count + insert)
+                await conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
+            if (await conn.execute(count)).scalar_one() >= limit:
+                return False
+            await conn.execute(insert(rate_events).values(key=key, at=now, until=now + window))
+            return True
+
+    async def rate_window(self, key: str, *, now: float, window: float) -> tuple[int, float]:
+        r = rate_events.c
+        query = select(func.count(), func.min(r.at)).where(r.key == key, r.at > now - window)
+        row: Any = (await self._read(query))[0]
+        n, oldest = row[0], row[1]
+        return int(n), (float(oldest) + window if oldest is not None else now)
+
+    async def rate_clear(self, key: str) -> None:
+        async with self._tx(write=True) as conn:
+            await conn.execute(delete(rate_events).where(rate_events.c.key == key))
+
     async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:
         # one transaction: an expired entry is dropped, then the insert decides (the primary
         # key makes concurrent inserts of one key race to exactly one winner)

@@ -49,6 +49,7 @@ __all__ = [
     "keys",
     "metadata",
     "opt_bytes",
+    "rate_events",
     "record_from_row",
     "refresh_tokens",
     "revocations",
@@ -151,6 +152,22 @@ clients = Table(
     Column("scopes", Text, nullable=False),  # space-separated
     Column("name", Text),
     Column("dpop_bound_access_tokens", Boolean, nullable=False, server_default=false()),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
+    Column("previous_secret_hash", Text),
+    Column("previous_secret_expires_at", Double),
+)
+
+rate_events = Table(
+    "rate_events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("key", String(64), nullable=False),
+    Column("at", Double, nullable=False),
+    Column("until", Double, nullable=False),  # at + window: purged after it
+    Index("ix_rate_events_key_at", "key", "at"),
+    Index("ix_rate_events_until", "until"),
 )
 
 dpop_jtis = Table(
@@ -240,6 +257,9 @@ def client_to_row(client: Client) -> dict[str, Any]:
         "scopes": " ".join(client.scopes),
         "name": client.name,
         "dpop_bound_access_tokens": bool(client.dpop_bound_access_tokens),
+        "disabled": bool(client.disabled),
+        "previous_secret_hash": client.previous_secret_hash,
+        "previous_secret_expires_at": client.previous_secret_expires_at,
     }
 
 
@@ -253,4 +273,7 @@ def client_from_row(row: Row[Any]) -> Client:
         scopes=tuple(m["scopes"].split()),
         name=m["name"],
         dpop_bound_access_tokens=bool(m["dpop_bound_access_tokens"]),
+        disabled=bool(m["disabled"]),
+        previous_secret_hash=m["previous_secret_hash"],
+        previous_secret_expires_at=m["previous_secret_expires_at"],
     )
