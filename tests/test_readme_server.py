@@ -68,7 +68,9 @@ def served(tmp_path: Path) -> Any:
 
 
 def _sh(script: str, cwd: Path, env: dict[str, str], base: str) -> str:
-    script = script.replace(".venv/bin/tokenward", str(BIN)).replace("http://127.0.0.1:8000", base)
+    script = script.replace(".venv-run/bin/tokenward", str(BIN)).replace(
+        "http://127.0.0.1:8000", base
+    )
     out = subprocess.run(
         ["bash", "-e", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
     )
@@ -83,10 +85,12 @@ def test_readme_server_quickstart_snippets_work_together(served: Any) -> None:
     secret = re.search(r"client_secret: (\S+)", out)
     assert secret is not None, out
 
-    curl = signin.split("\n.venv/bin/tokenward token inspect")[0]
+    curl = signin.split("\n.venv-run/bin/tokenward token inspect")[0]
     token = orjson.loads(_sh(curl, cwd, env, base))
     assert token["scope"] == "orders:read"
-    inspected = _sh(f".venv/bin/tokenward token inspect {token['access_token']}", cwd, env, base)
+    inspected = _sh(
+        f".venv-run/bin/tokenward token inspect {token['access_token']}", cwd, env, base
+    )
     assert "https://orders.example.com" in inspected
 
     # what the README says next: a scope nobody gave bob is refused

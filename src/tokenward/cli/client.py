@@ -3,6 +3,7 @@ they may get (resources, scopes)."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -21,6 +22,23 @@ __all__ = ["app"]
 
 app = typer.Typer(help="OAuth clients.", no_args_is_help=True)
 StoreOpt = Annotated[str | None, typer.Option("--store", help=DEFAULT_STORE_HELP)]
+
+
+class DPoPMode(StrEnum):
+    """RFC 9449 §5.2 ``dpop_bound_access_tokens``: ``required`` = true."""
+
+    REQUIRED = "required"
+    OPTIONAL = "optional"
+
+
+DPoPOpt = Annotated[
+    DPoPMode | None,
+    typer.Option(
+        "--dpop",
+        help="DPoP proofs at /token: required (dpop_bound_access_tokens) or optional",
+        case_sensitive=False,
+    ),
+]
 
 
 @app.command()
@@ -44,6 +62,7 @@ def add(
         str, typer.Option(help="Space-separated scopes it may receive (none: nothing)")
     ] = "",
     name: Annotated[str | None, typer.Option(help="Display name")] = None,
+    dpop: DPoPOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Register a client; a confidential client's secret is printed once."""
@@ -66,6 +85,7 @@ def add(
             scopes=scopes.split(),
             name=name,
             resources=resource_list,
+            dpop_bound_access_tokens=dpop is DPoPMode.REQUIRED,
         )
         return secret
 
@@ -79,7 +99,7 @@ def add(
 
 @app.command("set")
 @cli_errors
-def set_permissions(
+def set_client(
     client_id: str,
     resources: Annotated[
         str | None, typer.Option("--resources", help="Comma-separated (replaces them)")
@@ -90,9 +110,12 @@ def set_permissions(
     now: Annotated[
         bool, typer.Option("--now", help="Revoke the affected sessions at once (else: at refresh)")
     ] = False,
+    dpop: DPoPOpt = None,
     store: StoreOpt = None,
 ) -> None:
-    """Change the resources and scopes a client may get."""
+    """Change a client: the resources and scopes it may get, its DPoP requirement."""
+    if resources is None and scopes is None and dpop is None:
+        raise typer.BadParameter("nothing to change; give --resources, --scopes or --dpop")
     resource_list = (
         [r.strip() for r in resources.split(",") if r.strip()] if resources is not None else None
     )
@@ -103,7 +126,11 @@ def set_permissions(
         registry = ClientRegistry(st, clock=get_clock())
         before = await registry.get(client_id)
         if before is None:
-            raise fail(f"no client {client_id!r}")
+            raise fail(f"unknown client {client_id!r}")
+        if dpop is not None:
+            await registry.update(client_id, dpop_bound_access_tokens=dpop is DPoPMode.REQUIRED)
+        if resource_list is None and scope_list is None:
+            return 0
         check_client_permissions(
             await catalog_of(st, settings.issuer),
             resource_list if resource_list is not None else list(before.resources),
@@ -113,7 +140,10 @@ def set_permissions(
         return await revoke_now(settings, st, client_id=client_id) if now else 0
 
     n = run_with_store(store, go)
-    out_console.print(f"updated client {client_id}" + (f"; revoked {n} session(s)" if now else ""))
+    said = [f"DPoP {dpop.value}"] if dpop is not None else []
+    if now:
+        said.append(f"revoked {n} session(s)")
+    out_console.print(f"updated client {client_id}" + (f"; {'; '.join(said)}" if said else ""))
 
 
 @app.command("list")
@@ -132,6 +162,7 @@ def list_clients(
                 "resources": list(c.resources),
                 "scopes": list(c.scopes),
                 "name": c.name,
+                "dpop": "required" if c.dpop_bound_access_tokens else "optional",
                 "disabled": c.disabled,
                 "created_at": c.created_at,
             }
@@ -144,7 +175,16 @@ def list_clients(
             "disabled": lambda d: "yes" if d else "",
             "created_at": format_ts,
         }
-        cols = ["client_id", "type", "grants", "resources", "scopes", "disabled", "created_at"]
+        cols = [
+            "client_id",
+            "type",
+            "grants",
+            "resources",
+            "scopes",
+            "dpop",
+            "disabled",
+            "created_at",
+        ]
         emit(rows, cols, output=output, json=json, labels={"created_at": "created"}, show=show)
 
     run_with_store(store, go, create=False)

@@ -70,6 +70,7 @@ class ClientOut(BaseModel):
     scopes: list[str]
     name: str | None = None
     created_at: float
+    dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2
     disabled: bool = False
     client_secret: str | None = None  # only in the creation response
     resources: list[str] = Field(default_factory=list)
@@ -87,6 +88,7 @@ class ClientCreate(RequestModel):
     scopes: list[str] = Field(default_factory=list, max_length=32)  # empty: no scope at all
     name: str | None = Field(None, max_length=256)
     resources: list[str] = Field(default_factory=list, max_length=16)
+    dpop_bound_access_tokens: bool = False
 
 
 class KeyOut(BaseModel):
@@ -124,6 +126,7 @@ class TokenCheckOut(BaseModel):
     error: str | None = None
     error_description: str | None = None
     session: SessionOut | None = None  # refresh tokens: their live session
+    dpop_jkt: str | None = None  # the DPoP key the token is bound to (cnf.jkt, RFC 9449)
 
 
 class Revoked(BaseModel):
@@ -239,6 +242,7 @@ async def list_clients(request: Request, _: Admin) -> list[ClientOut]:
             name=c.name,
             created_at=c.created_at,
             resources=list(c.resources),
+            dpop_bound_access_tokens=c.dpop_bound_access_tokens,
             disabled=c.disabled,
         )
         for c in await get_runtime(request).clients.list()
@@ -263,6 +267,7 @@ async def create_client(request: Request, body: ClientCreate, _: Admin) -> JSON:
             scopes=body.scopes,
             name=body.name,
             resources=body.resources,
+            dpop_bound_access_tokens=body.dpop_bound_access_tokens,
         )
     except ConfigurationError as exc:
         raise InvalidRequest(exc.description) from None
@@ -273,6 +278,7 @@ async def create_client(request: Request, body: ClientCreate, _: Admin) -> JSON:
         scopes=list(c.scopes),
         name=c.name,
         created_at=c.created_at,
+        dpop_bound_access_tokens=c.dpop_bound_access_tokens,
         client_secret=secret,
         resources=list(c.resources),
     )
@@ -407,6 +413,7 @@ async def verify_token(request: Request, body: TokenCheck, _: Admin) -> JSON:
         info = await rt.sessions.introspect_refresh_token(token)
         out.active = info is not None
         out.session = session_out(info) if info is not None else None
+        out.dpop_jkt = info.dpop_jkt if info is not None else None
         if info is None:
             out.error, out.error_description = "invalid_grant", "not a live refresh token"
         return JSON(out.model_dump(), headers=dict(NO_STORE))
@@ -420,6 +427,9 @@ async def verify_token(request: Request, body: TokenCheck, _: Admin) -> JSON:
             return JSON(out.model_dump(), headers=dict(NO_STORE))
         out.signature = "valid"
         out.kid = _header_kid(token)
+        cnf = payload.get("cnf")
+        if isinstance(cnf, dict) and isinstance(cnf.get("jkt"), str):
+            out.dpop_jkt = cnf["jkt"]
         reason = _revocation_reason(rt.verifier.revocation, payload)
         out.revoked, out.revocation = reason is not None, reason
     try:

@@ -32,6 +32,7 @@ from .authz import CONSOLE_SCOPES, Authorizer, ResourceRegistry, RoleRegistry
 from .authz_changes import upgrade_authorization_model
 from .clients import ClientRegistry
 from .credentials import family_check
+from .dpop import DPoPService
 from .feed_limits import StreamSlots
 from .keystore import kek_for_store, load_or_create_keyring, rotate_if_due
 from .metrics import Metrics, instrument_store
@@ -261,6 +262,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._key_lock = asyncio.Lock()
         self.csrf_secret = b""
+        self.dpop = DPoPService(self)
         self.stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -385,6 +387,7 @@ class Runtime:
             "csrf", lambda: secrets.token_bytes(32)
         )
         self.learn_resources(await self.authorizer.catalog())
+        await self.dpop.start()
         self._mirror = mirror
         mirror.start()
         self._tasks = [

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 
+from ..dpop import DPOP_ALGORITHMS
 from .deps import get_runtime
 from .grants import grant_names
 
@@ -40,6 +41,7 @@ def metadata(request: Request, scopes: list[str] | None = None) -> dict[str, Any
         "scopes_supported": scopes if scopes is not None else ["admin", "revocations"],
         "service_documentation": f"{base}/docs",
         "revocation_feed_endpoint": f"{base}/revocations",
+        "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),  # RFC 9449 §5.1
     }
 
 

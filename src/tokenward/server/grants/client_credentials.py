@@ -26,6 +26,7 @@ class ClientCredentialsGrant(Grant):
             user=None,
         )
         spec = rt.access_spec(decided, catalog)
+        jkt = ctx.dpop_jkt
         issued = rt.issuer.issue(
             sub=client.client_id,
             client_id=client.client_id,
@@ -33,11 +34,12 @@ class ClientCredentialsGrant(Grant):
             audience=spec.audience,
             ttl=spec.ttl,
             encryption=spec.encryption,
+            extra={"cnf": {"jkt": jkt}} if jkt else None,  # RFC 9449 §6.1
         )
         rt.metrics.tokens_issued.labels(grant="client_credentials").inc()
         body: dict[str, Any] = {
             "access_token": issued.token,
-            "token_type": "Bearer",
+            "token_type": "DPoP" if jkt else "Bearer",
             "expires_in": issued.expires_in,
             "scope": spec.scope,
         }

@@ -33,6 +33,7 @@ async def password_session(
     *,
     resources: list[str] | None = None,
     device: str | None = None,
+    dpop_jkt: str | None = None,
 ) -> TokenPair:
     """Throttle, check the password, decide the grant, start a session (shared by the
     grant and /login). The session keeps the granted scope; its first access token is for
@@ -57,6 +58,8 @@ async def password_session(
         ip=ip,
         device=device,
         access=rt.access_spec(grant, catalog),
+        dpop_jkt=dpop_jkt,
+        bind_refresh=client.public,  # RFC 9449 §5: public clients' refresh tokens are bound
     )
     # a disable or reset that ran while the password was being checked ends this session
     await confirm_session(rt.sessions, user, pair.session_id)

@@ -34,5 +34,6 @@ class PasswordGrant(Grant):
             password,
             ctx.form.get("scope"),
             resources=form_resources(ctx.request),
+            dpop_jkt=ctx.dpop_jkt,
         )
         return token_response(pair.to_response())

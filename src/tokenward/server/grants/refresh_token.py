@@ -50,6 +50,7 @@ class RefreshTokenGrant(Grant):
             ip=client_ip(request),
             user_agent=user_agent(request),
             decide=decide,
+            dpop_jkt=ctx.dpop_jkt,
         )
         rt.metrics.tokens_issued.labels(grant="refresh_token").inc()
         if not from_cookie:
