@@ -13,6 +13,7 @@ import pytest
 from support.server import ISSUER, Server, bearer
 from tokenward.errors import InvalidClaims
 from tokenward.jws import b64url_decode
+from tokenward.server.authz import LastAdmin
 from tokenward.server.authz_changes import upgrade_authorization_model
 from tokenward.store.base import Client, User
 from tokenward.store.memory import MemoryStore
@@ -323,6 +324,52 @@ def test_last_admin_cannot_lose_the_admin_scope(server: Server) -> None:
         ).status_code
         == 200
     )
+
+
+def test_one_last_admin_rule_counts_admins_through_any_role_carrying_admin(
+    server: Server,
+) -> None:
+    h = _admin(server)
+    assert (
+        server.http.post(
+            "/admin/roles", headers=h, json={"name": "ops", "scopes": ["admin"]}
+        ).status_code
+        == 201
+    )
+    assert (
+        server.http.put("/admin/users/alice/roles", headers=h, json={"roles": ["ops"]}).status_code
+        == 200
+    )
+    # alice is an administrator through "ops" (not the admin role): root may be disabled
+    assert server.http.post("/admin/users/root/disable", headers=h).status_code == 200
+    h = bearer(server.password(scope="admin").json()["access_token"])  # alice now
+    last = server.http.post("/admin/users/alice/disable", headers=h)
+    assert last.status_code == 409 and "last active admin" in last.json()["error_description"]
+    with pytest.raises(LastAdmin):
+        server.run(server.runtime.users.remove, "alice")
+    assert server.http.delete("/admin/roles/ops", headers=h).status_code == 409
+
+
+def test_authorization_records_answer_404_not_found_and_409_already_exists(
+    server: Server,
+) -> None:
+    h = _admin(server)
+    role = {"name": "clerk", "scopes": ["read"]}
+    assert server.http.post("/admin/roles", headers=h, json=role).status_code == 201
+    dup = server.http.post("/admin/roles", headers=h, json=role)
+    assert (dup.status_code, dup.json()["error"]) == (409, "already_exists")
+    for method, path, body in [
+        ("PUT", "/admin/roles/ghost", {"scopes": ["read"]}),
+        ("DELETE", "/admin/roles/ghost", None),
+        ("PUT", "/admin/users/ghost/roles", {"roles": ["clerk"]}),
+        ("PATCH", "/admin/clients/ghost", {"scopes": []}),
+        ("DELETE", "/admin/resources/https://ghost.example", None),
+    ]:
+        r = server.http.request(method, path, headers=h, json=body)
+        assert (r.status_code, r.json()["error"]) == (404, "not_found"), (method, path)
+    api = {"identifier": "api", "name": "again", "scopes": ["other"]}
+    again = server.http.post("/admin/resources", headers=h, json=api)
+    assert (again.status_code, again.json()["error"]) == (409, "already_exists")
 
 
 def test_metadata_scopes_supported_are_the_scopes_clients_can_get(server: Server) -> None:

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from support.stores import StoreFactory
-from tokenward.errors import AlreadyExists, ConfigurationError, NotFound
+from tokenward.errors import AlreadyExists, NotFound
 from tokenward.store import (
     Client,
     Family,
@@ -487,8 +487,9 @@ async def test_resources_crud(store: Store) -> None:
     )
     await store.create_resource(orders)
     await store.create_resource(Resource("api", "legacy", NOW))
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(AlreadyExists) as dup:
         await store.create_resource(Resource("api", "again", NOW))
+    assert (dup.value.status_code, dup.value.error) == (409, "already_exists")
     assert await store.get_resource("https://orders.example") == orders
     assert await store.get_resource("nope") is None
     assert [r.identifier for r in await store.list_resources()] == [
@@ -500,8 +501,10 @@ async def test_resources_crud(store: Store) -> None:
     orders.encryption_key = None
     await store.update_resource(orders)
     assert await store.get_resource("https://orders.example") == orders
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(NotFound) as missing:
         await store.update_resource(Resource("nope", "x", NOW))
+    assert (missing.value.status_code, missing.value.error) == (404, "not_found")
+    assert await store.get_resource("nope") is None
     assert await store.delete_resource("api")
     assert not await store.delete_resource("api")
     assert [r.identifier for r in await store.list_resources()] == ["https://orders.example"]
@@ -511,19 +514,34 @@ async def test_roles_crud(store: Store) -> None:
     clerk = Role("clerk", NOW, scopes=("orders:read", "orders:write"), description="front desk")
     await store.create_role(clerk)
     await store.create_role(Role("admin", NOW, scopes=("admin",)))
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(AlreadyExists) as dup:
         await store.create_role(Role("clerk", NOW))
+    assert (dup.value.status_code, dup.value.error) == (409, "already_exists")
     assert await store.get_role("clerk") == clerk
     assert await store.get_role("nope") is None
     clerk.scopes = ("orders:read",)
     await store.update_role(clerk)
     assert await store.get_role("clerk") == clerk
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(NotFound) as missing:
         await store.update_role(Role("nope", NOW))
+    assert (missing.value.status_code, missing.value.error) == (404, "not_found")
+    assert await store.get_role("nope") is None
     assert [r.name for r in await store.list_roles()] == ["admin", "clerk"]
     assert await store.delete_role("admin")
     assert not await store.delete_role("admin")
     assert [r.name for r in await store.list_roles()] == ["clerk"]
+
+
+async def test_user_roles_and_client_permissions_of_unknown_records_are_not_found(
+    store: Store,
+) -> None:
+    with pytest.raises(NotFound):
+        await store.update_user(User("ghost", "$argon2id$x", NOW, roles=("clerk",)))
+    with pytest.raises(NotFound):
+        await store.update_client(
+            Client("ghost", NOW, resources=("https://orders.example",), scopes=("orders:read",))
+        )
+    assert await store.get_user("ghost") is None and await store.get_client("ghost") is None
 
 
 async def test_ping(store: Store) -> None:

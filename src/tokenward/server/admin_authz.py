@@ -14,9 +14,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..claims import AccessTokenClaims
-from ..errors import ConfigurationError, InvalidRequest
+from ..errors import ConfigurationError, InvalidRequest, NotFound
 from .authorization import SERVER_SCOPES
-from .authz import Conflict, NotFound, catalog_of, check_client_permissions
+from .authz import catalog_of, check_client_permissions
 from .authz_changes import affected_sessions
 from .deps import get_runtime, no_store, require_scope
 from .errors import OAuthError
@@ -126,8 +126,8 @@ async def revoke_affected(
 
 
 def _bad(exc: ConfigurationError) -> Exception:
-    if isinstance(exc, Conflict | NotFound):
-        return exc
+    """A refused value is a 400; ``NotFound``/``AlreadyExists``/``LastAdmin`` pass through
+    to the error handler (404/409)."""
     return InvalidRequest(exc.description)
 
 

@@ -8,9 +8,11 @@ Rules enforced here (every writer — CLI, admin API, console — goes through t
   accepted only for the configured default resource (``TOKENWARD_DEFAULT_RESOURCE``, ``api``);
   the issuer is the server's own resource and cannot be registered;
 * a scope name is defined by exactly one resource, and never one of the reserved server
-  scopes → :class:`Conflict` (HTTP 409, CLI exit 2);
+  scopes → :class:`~tokenward.errors.AlreadyExists` (HTTP 409, CLI exit 2); an unknown
+  resource, role, user or client → :class:`~tokenward.errors.NotFound` (HTTP 404, CLI exit 2);
 * a role, a client or a resource's default scopes name only scopes some resource defines;
-* at least one active user keeps the ``admin`` scope (:func:`ensure_an_admin_remains`).
+* at least one active user keeps the ``admin`` scope (:func:`ensure_an_admin_remains`, the
+  one rule behind disabling, removing and demoting users, and changing or removing roles).
 """
 
 from __future__ import annotations
@@ -23,8 +25,17 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import ConfigurationError
-from ..store.base import Client, Family, Resource, Role, Store, User
+from ..errors import AlreadyExists, ConfigurationError, InvalidRequest, NotFound
+from ..store.base import (
+    AccountStore,
+    AuthorizationStore,
+    Client,
+    Family,
+    Resource,
+    Role,
+    Store,
+    User,
+)
 from .authorization import (
     OIDC_SCOPES,
     RESERVED_SCOPES,
@@ -40,8 +51,7 @@ __all__ = [
     "ADMIN_ROLE",
     "CONSOLE_SCOPES",
     "Authorizer",
-    "Conflict",
-    "NotFound",
+    "LastAdmin",
     "ResourceRegistry",
     "RoleRegistry",
     "catalog_of",
@@ -60,18 +70,11 @@ _MAX_ID = 512
 _MAX_TTL = 86400
 
 
-class Conflict(ConfigurationError):
-    """The change clashes with what exists (a scope another resource defines, a taken name)."""
+class LastAdmin(InvalidRequest):
+    """The change would leave no active administrator (it conflicts with the current state:
+    HTTP 409, RFC 9110 §15.5.10)."""
 
-    error = "conflict"
     status_code = 409
-
-
-class NotFound(ConfigurationError):
-    """No such resource, role, user or client."""
-
-    error = "not_found"
-    status_code = 404
 
 
 def _scopes(value: str | Iterable[str] | None) -> list[str]:
@@ -109,7 +112,7 @@ class ResourceRegistry:
         if not identifier or len(identifier) > _MAX_ID or not identifier.isprintable():
             raise ConfigurationError(f"a resource identifier is 1-{_MAX_ID} printable characters")
         if identifier == self.issuer:
-            raise Conflict("the issuer is the server's own resource")
+            raise AlreadyExists("the issuer is the server's own resource")
         if identifier == self.default_resource:
             return
         parts = urlsplit(identifier)
@@ -126,13 +129,13 @@ class ResourceRegistry:
             raise ConfigurationError("a resource defines at least one scope")
         reserved = sorted(RESERVED_SCOPES.intersection(resource.scopes))
         if reserved:
-            raise Conflict(f"scope {reserved[0]!r} is reserved for the server itself")
+            raise AlreadyExists(f"scope {reserved[0]!r} is reserved for the server itself")
         for other in await self.store.list_resources():
             if other.identifier == resource.identifier:
                 continue
             clash = sorted(set(other.scopes).intersection(resource.scopes))
             if clash:
-                raise Conflict(f"scope {clash[0]!r} is already defined by {other.identifier}")
+                raise AlreadyExists(f"scope {clash[0]!r} is already defined by {other.identifier}")
         extra = [s for s in resource.default_scopes if s not in resource.scopes]
         if extra:
             raise ConfigurationError(f"default scope {extra[0]!r} is not one of its scopes")
@@ -168,8 +171,8 @@ class ResourceRegistry:
         await self._validate(resource)
         try:
             await self.store.create_resource(resource)
-        except ConfigurationError:
-            raise Conflict(f"resource {identifier!r} exists") from None
+        except AlreadyExists:
+            raise AlreadyExists(f"resource {identifier!r} exists") from None
         return resource
 
     async def set(
@@ -260,8 +263,8 @@ class RoleRegistry:
         role = Role(name, time.time(), tuple(await self._checked(name, scopes)), description)
         try:
             await self.store.create_role(role)
-        except ConfigurationError:
-            raise Conflict(f"role {name!r} exists") from None
+        except AlreadyExists:
+            raise AlreadyExists(f"role {name!r} exists") from None
         return role
 
     async def set(self, name: str, scopes: str | Iterable[str]) -> tuple[Role, Role]:
@@ -300,20 +303,33 @@ class RoleRegistry:
 
 
 async def ensure_an_admin_remains(
-    store: Store,
+    store: AccountStore,
     *,
     users: Mapping[str, User | None] | None = None,
     roles: Mapping[str, Role | None] | None = None,
 ) -> None:
-    """Refuse a change that would leave no active user holding the ``admin`` scope.
+    """The one rule against locking everybody out: raise :class:`LastAdmin` when a change
+    would leave no active user holding the ``admin`` scope where one held it before.
 
-    ``users``/``roles`` describe the change (a new record, or ``None`` for a removal); the
-    check applies only when an administrator exists before it (a fresh store has none).
-    This covers disabling or demoting a user, ``user roles`` without ``admin``, removing the
-    ``admin`` role and removing the ``admin`` scope from a role.
+    ``users``/``roles`` describe the change (username or role name → the record after it,
+    ``None`` for a removal). A user is an administrator through their roles (the ``admin``
+    role, or any role carrying the ``admin`` scope); a store without roles (an
+    :class:`~tokenward.store.base.AccountStore` only) counts ``is_admin``. This covers
+    disabling, removing or demoting a user, ``user roles`` without ``admin``, removing the
+    ``admin`` role and removing the ``admin`` scope from a role. A fresh store (no
+    administrator yet) accepts anything.
     """
-    all_roles = {r.name: r for r in await store.list_roles()}
     all_users = await store.list_users()
+    if isinstance(store, AuthorizationStore):
+        all_roles = {r.name: r for r in await store.list_roles()}
+    else:
+        implicit = Role(ADMIN_ROLE, 0.0, ("admin",))
+        all_roles = {ADMIN_ROLE: implicit}
+        all_users = [replace(u, roles=(ADMIN_ROLE,) if u.is_admin else ()) for u in all_users]
+        users = {
+            k: (replace(u, roles=(ADMIN_ROLE,) if u.is_admin else ()) if u else None)
+            for k, u in (users or {}).items()
+        }
 
     def admins(role_map: Mapping[str, Role], user_list: Iterable[User]) -> int:
         return sum(
@@ -337,7 +353,10 @@ async def ensure_an_admin_remains(
         else:
             new_users.append(u)
     if admins(new_roles, new_users) == 0:
-        raise Conflict("this would leave no active administrator (the last one keeps 'admin')")
+        raise LastAdmin(
+            "the last active admin cannot be disabled, removed or demoted: this would leave "
+            "no active administrator"
+        )
 
 
 async def check_roles(store: Store, names: Iterable[str]) -> None:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import replace
 
-from ..errors import ConfigurationError
+from ..errors import AlreadyExists
 from ..store.base import Client, Family, Resource, Role, Store
 from .authorization import OIDC_SCOPES, RESERVED_SCOPES, entitlement
 from .authz import ADMIN_ROLE, CONSOLE_SCOPES, catalog_of
@@ -80,7 +80,7 @@ async def upgrade_authorization_model(
     await store.get_or_create_secret(_UPGRADE_MARKER, mark)
     if ran:
         if await store.get_role(ADMIN_ROLE) is None:
-            with contextlib.suppress(ConfigurationError):  # a concurrent first start made it
+            with contextlib.suppress(AlreadyExists):  # a concurrent first start made it
                 await store.create_role(Role(ADMIN_ROLE, time.time(), ("admin",), "administrators"))
         for user in await store.list_users():
             if user.is_admin and ADMIN_ROLE not in user.roles:

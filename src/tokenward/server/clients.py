@@ -124,7 +124,7 @@ class ClientRegistry:
         (Whether the scopes exist is checked by the caller, which knows the resources.)"""
         before = await self.get(client_id)
         if before is None:
-            raise ConfigurationError(f"no client {client_id!r}")
+            raise NotFound(f"no client {client_id!r}")
         after = replace(before)
         if resources is not None:
             after.resources = tuple(dict.fromkeys(r for r in resources if r))
@@ -136,10 +136,10 @@ class ClientRegistry:
     async def update(
         self, client_id: str, *, dpop_bound_access_tokens: bool | None = None
     ) -> Client:
-        """Change a client's settings; ``ConfigurationError`` for an unknown client."""
+        """Change a client's settings; ``NotFound`` for an unknown client."""
         client = await self.get(client_id)
         if client is None:
-            raise ConfigurationError(f"unknown client {client_id!r}")
+            raise NotFound(f"no client {client_id!r}")
         if dpop_bound_access_tokens is not None:
             client.dpop_bound_access_tokens = dpop_bound_access_tokens
         await self.store.update_client(client)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -20,6 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from ..clock import Clock, system_clock
 from ..errors import AlreadyExists, InvalidGrant, InvalidRequest, NotFound
 from ..store.base import AccountStore, User
+from .authz import LastAdmin, ensure_an_admin_remains
 from .credentials import NOT_BEFORE, bump, sessions_not_before
 from .passwords import MAX_PASSWORD_BYTES as _MAX_PASSWORD
 from .passwords import check_password
@@ -50,27 +50,6 @@ def hasher_from_settings(settings: Settings) -> PasswordHasher:
 def generate_password() -> str:
     """A one-time password for the first admin: 128 random bits, URL-safe."""
     return secrets.token_urlsafe(16)
-
-
-class LastAdmin(InvalidRequest):
-    """The change would leave no active administrator."""
-
-
-def _active_admin(user: User | None) -> bool:
-    return user is not None and user.is_admin and not user.disabled
-
-
-def ensure_an_admin_remains(users: Iterable[User], change: Mapping[str, User | None]) -> None:
-    """The one rule against locking everybody out: raise :class:`LastAdmin` when applying
-    ``change`` (username → the user after the change, ``None`` = removed) to ``users`` leaves
-    no active administrator where there was one. Every way to lose admin rights (disable,
-    remove, demote) goes through here."""
-    before = {u.username: u for u in users}
-    after = {**before, **change}
-    if any(_active_admin(u) for u in before.values()) and not any(
-        _active_admin(u) for u in after.values()
-    ):
-        raise LastAdmin("the last active admin cannot be disabled, removed or demoted")
 
 
 class UserService:
@@ -185,7 +164,7 @@ class UserService:
             raise NotFound(f"no user {username!r}")
         user = replace(user, disabled=disabled)
         if disabled:
-            ensure_an_admin_remains(await self.store.list_users(), {user.username: user})
+            await ensure_an_admin_remains(self.store, users={user.username: user})
             # sessions older than this are dead, even one a racing login starts
             user = bump(user, self.clock.now())
         await self.store.update_user(user)
@@ -196,7 +175,7 @@ class UserService:
         user = await self.store.get_user(username)
         if user is None:
             raise NotFound(f"no user {username!r}")
-        ensure_an_admin_remains(await self.store.list_users(), {username: None})
+        await ensure_an_admin_remains(self.store, users={username: None})
         await self.store.delete_user(username)
 
     async def change_password(

@@ -423,12 +423,12 @@ class AuthorizationStore(BaseStore):
 
     @abstractmethod
     async def create_resource(self, resource: Resource) -> None:
-        """Insert; raises ``ConfigurationError`` when the identifier exists. (Whether its
+        """Insert; raises ``AlreadyExists`` when the identifier exists. (Whether its
         scopes clash with another resource's is checked by the caller.)"""
 
     @abstractmethod
     async def update_resource(self, resource: Resource) -> None:
-        """Replace; raises ``ConfigurationError`` when the identifier is unknown."""
+        """Replace; raises ``NotFound`` when the identifier is unknown."""
 
     @abstractmethod
     async def get_resource(self, identifier: str) -> Resource | None: ...
@@ -443,11 +443,11 @@ class AuthorizationStore(BaseStore):
 
     @abstractmethod
     async def create_role(self, role: Role) -> None:
-        """Insert; raises ``ConfigurationError`` when the name exists."""
+        """Insert; raises ``AlreadyExists`` when the name exists."""
 
     @abstractmethod
     async def update_role(self, role: Role) -> None:
-        """Replace; raises ``ConfigurationError`` when the name is unknown."""
+        """Replace; raises ``NotFound`` when the name is unknown."""
 
     @abstractmethod
     async def get_role(self, name: str) -> Role | None: ...

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 
-from ..errors import AlreadyExists, ConfigurationError, NotFound, StoreUnavailable
+from ..errors import AlreadyExists, NotFound, StoreUnavailable
 from .base import (
     Client,
     Family,
@@ -380,14 +380,14 @@ class MemoryStore(Store):
         self._guard()
         with self._lock:
             if resource.identifier in self._resources:
-                raise ConfigurationError(f"resource {resource.identifier!r} exists")
+                raise AlreadyExists(f"resource {resource.identifier!r} exists")
             self._resources[resource.identifier] = _copy_resource(resource)
 
     async def update_resource(self, resource: Resource) -> None:
         self._guard()
         with self._lock:
             if resource.identifier not in self._resources:
-                raise ConfigurationError(f"unknown resource {resource.identifier!r}")
+                raise NotFound(f"unknown resource {resource.identifier!r}")
             self._resources[resource.identifier] = _copy_resource(resource)
 
     async def get_resource(self, identifier: str) -> Resource | None:
@@ -409,14 +409,14 @@ class MemoryStore(Store):
         self._guard()
         with self._lock:
             if role.name in self._roles:
-                raise ConfigurationError(f"role {role.name!r} exists")
+                raise AlreadyExists(f"role {role.name!r} exists")
             self._roles[role.name] = replace(role)
 
     async def update_role(self, role: Role) -> None:
         self._guard()
         with self._lock:
             if role.name not in self._roles:
-                raise ConfigurationError(f"unknown role {role.name!r}")
+                raise NotFound(f"unknown role {role.name!r}")
             self._roles[role.name] = replace(role)
 
     async def get_role(self, name: str) -> Role | None:

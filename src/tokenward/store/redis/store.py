@@ -710,12 +710,12 @@ class RedisStore(Store):
         ident = resource.identifier
         blob = _resource_blob(resource)
         if not await self._create_record(self._k_resources, self._resource_key(ident), ident, blob):
-            raise ConfigurationError(f"resource {ident!r} exists")
+            raise AlreadyExists(f"resource {ident!r} exists")
 
     async def update_resource(self, resource: Resource) -> None:
         key = self._resource_key(resource.identifier)
         if not await self._replace_record(key, _resource_blob(resource)):
-            raise ConfigurationError(f"unknown resource {resource.identifier!r}")
+            raise NotFound(f"unknown resource {resource.identifier!r}")
 
     async def get_resource(self, identifier: str) -> Resource | None:
         key = self._resource_key(identifier)
@@ -733,11 +733,11 @@ class RedisStore(Store):
     async def create_role(self, role: Role) -> None:
         key = self._role_key(role.name)
         if not await self._create_record(self._k_roles, key, role.name, _role_blob(role)):
-            raise ConfigurationError(f"role {role.name!r} exists")
+            raise AlreadyExists(f"role {role.name!r} exists")
 
     async def update_role(self, role: Role) -> None:
         if not await self._replace_record(self._role_key(role.name), _role_blob(role)):
-            raise ConfigurationError(f"unknown role {role.name!r}")
+            raise NotFound(f"unknown role {role.name!r}")
 
     async def get_role(self, name: str) -> Role | None:
         key = self._role_key(name)

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...errors import AlreadyExists, ConfigurationError, NotFound
+from ...errors import AlreadyExists, NotFound
 from ..base import Client, Resource, Role, User
 from .schema import (
     client_from_row,
@@ -155,7 +155,7 @@ class SQLRecordsMixin:
         stmt = self._insert(table).values(**row).on_conflict_do_nothing().returning(key)
         async with self._tx(write=True) as conn:
             if (await conn.execute(stmt)).first() is None:
-                raise ConfigurationError(f"{what} exists")
+                raise AlreadyExists(f"{what} exists")
 
     async def _update(self, table: Any, row: dict[str, Any], key: Any, what: str) -> None:
         name = key.name
@@ -165,7 +165,7 @@ class SQLRecordsMixin:
             if (
                 await conn.execute(update(table).where(key == ident).values(**values))
             ).rowcount == 0:
-                raise ConfigurationError(f"unknown {what}")
+                raise NotFound(f"unknown {what}")
 
     async def _delete(self, table: Any, key: Any, ident: str) -> bool:
         async with self._tx(write=True) as conn:
