@@ -405,7 +405,7 @@ def test_listener_payloads() -> None:
     assert listener._hints == 3 and listener.latest == 52
 
 
-def test_r0002_authz_migration_gives_admins_the_admin_role_and_keeps_client_scopes(
+def test_authz_migration_gives_admins_the_admin_role_and_keeps_client_scopes(
     tmp_path: Path,
 ) -> None:
     from alembic import command
