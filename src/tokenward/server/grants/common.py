@@ -11,6 +11,7 @@ from fastapi import Request
 from ...errors import InvalidGrant, InvalidScope
 from ...sessions import TokenPair
 from ...store.base import Client, User
+from .. import riskwire
 from ..credentials import confirm_session
 from ..deps import client_ip, user_agent
 from ..errors import JSON, NO_STORE
@@ -70,12 +71,14 @@ async def password_session(
 ) -> TokenPair:
     """Throttle, check the password, start a session (shared by the grant and /login)."""
     ip = client_ip(request)
+    await riskwire.check_block(rt, ip)
     await rt.throttle.check(username, ip)
     try:
         user = await rt.users.authenticate(username, password)
     except InvalidGrant:
         rt.metrics.login_failures.inc()
         await rt.throttle.failed(username, ip)
+        await riskwire.sign_in_failed(rt, username=username, password=password, address=ip)
         raise
     await rt.throttle.succeeded(username, ip)
     granted = grant_scope(scope, client, user)
@@ -89,5 +92,13 @@ async def password_session(
     )
     # a disable or reset that ran while the password was being checked ends this session
     await confirm_session(rt.sessions, user, pair.session_id)
+    await riskwire.signed_in(
+        rt,
+        sub=user.username,
+        sid=pair.session_id,
+        client_id=client.client_id,
+        address=ip,
+        device=device,
+    )
     rt.metrics.tokens_issued.labels(grant="password").inc()
     return pair

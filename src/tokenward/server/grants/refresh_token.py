@@ -8,6 +8,7 @@ from ...sessions import hash_refresh_token, parse_refresh_token
 from ..cookies import check_csrf, csrf_token, read_refresh_cookie, set_refresh_cookie
 from ..deps import client_ip, user_agent
 from ..errors import JSON
+from ..riskwire import request_context
 from .base import Grant, GrantContext
 from .common import token_response
 
@@ -32,13 +33,18 @@ class RefreshTokenGrant(Grant):
                 found = await rt.store.get_refresh_token(hash_refresh_token(refresh_token))
                 if found is not None:  # unknown tokens fail below with invalid_grant
                     check_csrf(request, rt.csrf_secret, found[1].sid)
-        pair = await rt.sessions.refresh(
-            refresh_token,
-            client_id=client.client_id,
-            scope=form.get("scope"),
-            ip=client_ip(request),
-            user_agent=user_agent(request),
-        )
+        ip, agent = client_ip(request), user_agent(request)
+        token = request_context.set((ip, agent))  # read by the risk check of this refresh
+        try:
+            pair = await rt.sessions.refresh(
+                refresh_token,
+                client_id=client.client_id,
+                scope=form.get("scope"),
+                ip=ip,
+                user_agent=agent,
+            )
+        finally:
+            request_context.reset(token)
         rt.metrics.tokens_issued.labels(grant="refresh_token").inc()
         if not from_cookie:
             return token_response(pair.to_response())
