@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tokenward.clock import FrozenClock
@@ -241,3 +243,28 @@ def test_ua_context_reduces_a_user_agent_to_family_and_platform(
 def test_engine_refuses_a_short_secret() -> None:
     with pytest.raises(ValueError, match="16 bytes"):
         RiskEngine(secret=b"short")
+
+
+def test_risk_settings_come_from_the_risk_table_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tokenward.errors import ConfigurationError
+    from tokenward.server.riskwire import policy_from_settings
+    from tokenward.server.settings import load_settings
+
+    toml = tmp_path / "tokenward.toml"
+    toml.write_text('[risk]\nconcurrent_use = "flag, revoke_session"\nblock_seconds = "5m"\n')
+    s = load_settings(toml)
+    policy = policy_from_settings(s)
+    assert policy.actions["concurrent_use"] == ("flag", "revoke_session")
+    assert policy.actions["credential_stuffing"] == ("flag", "block_prefix")  # the default
+    assert policy.block_seconds == 300
+    monkeypatch.setenv("TOKENWARD_RISK_CONCURRENT_USE", "step_up")
+    assert policy_from_settings(load_settings(toml)).actions["concurrent_use"] == ("step_up",)
+    monkeypatch.setenv("TOKENWARD_RISK_CONCURRENT_USE", "flag,explode")
+    with pytest.raises(ConfigurationError, match="TOKENWARD_RISK_CONCURRENT_USE: unknown action"):
+        load_settings(toml)
+    monkeypatch.delenv("TOKENWARD_RISK_CONCURRENT_USE")
+    toml.write_text('[risk]\nconcurent_use = "flag"\n')
+    with pytest.raises(ConfigurationError, match="did you mean 'risk_concurrent_use'"):
+        load_settings(toml)
