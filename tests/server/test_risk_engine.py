@@ -268,3 +268,15 @@ def test_risk_settings_come_from_the_risk_table_and_the_environment(
     toml.write_text('[risk]\nconcurent_use = "flag"\n')
     with pytest.raises(ConfigurationError, match="did you mean 'risk_concurrent_use'"):
         load_settings(toml)
+
+
+def test_notices_are_kept_per_user_newest_first_bounded_and_forgotten_after_retention() -> None:
+    clock = FrozenClock()
+    e = engine(clock, retention=3600)
+    for i in range(12):
+        e.notify_user("alice", f"n{i}")
+        clock.advance(1)
+    assert [text for _, text in e.notices("alice")] == [f"n{i}" for i in range(11, 1, -1)]
+    assert e.notices("bob") == []
+    clock.advance(3600)
+    assert e.notices("alice") == []

@@ -129,6 +129,11 @@ def test_same_family_from_two_prefixes_ends_the_session_and_the_event_says_why(
         # revoke_session denylists the sid: the session's access tokens stop working too
         r = home.get("/userinfo", headers={"Authorization": f"Bearer {first['access_token']}"})
         assert r.status_code == 401
+        # carol signs in again and sees why her session ended
+        again = login(home, "carol").json()["access_token"]
+        r = home.get("/sessions/notices", headers={"Authorization": f"Bearer {again}"})
+        assert r.status_code == 200
+        assert r.json()[0]["text"].startswith("session ended: used from two places")
     event = wait_for_event(strict, lambda e: e.get("sub") == "carol")
     assert event["stage"] == "refresh"
     assert event["actions"] == ["flag", "revoke_session"]

@@ -30,7 +30,8 @@ table, least recently used first out): per family the address prefix, the user-a
 and platform (``"Firefox"``, ``"Linux"`` — never the full user-agent) and the times of recent
 refreshes, for ``retention`` seconds after its last refresh; per user (a keyed hash of the
 name) the device ids and prefixes seen at sign-in, for ``retention``; per prefix and per
-password hash the keyed hashes of failed usernames, for the stuffing/spraying window. No
+password hash the keyed hashes of failed usernames, for the stuffing/spraying window; per user
+the last 10 notices shown on their sessions screen (the reason text), for ``retention``. No
 password, token or full user-agent is stored.
 """
 
@@ -287,6 +288,7 @@ class RiskEngine:
         self._users: _Table[bytes, _UserContext] = _Table(max_entries)
         self._by_prefix: _Table[str, dict[bytes, float]] = _Table(max_entries)
         self._by_password: _Table[bytes, dict[bytes, float]] = _Table(max_entries)
+        self._notices: _Table[bytes, deque[tuple[float, str]]] = _Table(max_entries)
 
     # -- helpers -----------------------------------------------------------------------------
     def _hash(self, kind: bytes, value: str) -> bytes:
@@ -429,6 +431,23 @@ class RiskEngine:
         while len(seen) > 10_000:  # bounded: far above any threshold
             del seen[next(iter(seen))]
         return len(seen)
+
+    # -- what the user is told ------------------------------------------------------------
+    def notify_user(self, sub: str, text: str) -> None:
+        """Remember a notice for ``sub``'s own sessions screen (the last 10, for
+        ``retention``): "new sign-in from …", "session ended: used from two places …"."""
+        key = self._hash(b"user", sub)
+        notes = self._notices.get(key)
+        if notes is None:
+            notes = deque(maxlen=10)
+            self._notices.put(key, notes)
+        notes.append((self._clock.now(), text))
+
+    def notices(self, sub: str) -> list[tuple[float, str]]:
+        """``sub``'s notices within the retention, newest first."""
+        notes = self._notices.get(self._hash(b"user", sub))
+        now = self._clock.now()
+        return [(t, text) for t, text in reversed(notes or ()) if not self._expired(t, now)]
 
     def sizes(self) -> dict[str, int]:
         """How many entries each table holds (for tests and metrics)."""

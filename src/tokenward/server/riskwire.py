@@ -119,6 +119,12 @@ async def _apply(
             limit=1,
         )
     first = decision.signals[0].name
+    ending = acts & {"step_up", "revoke_session", "revoke_subject"}
+    if rt.risk is not None and sub is not None:
+        if ending:
+            rt.risk.notify_user(sub, f"session ended: {decision.reason}")
+        elif stage == "sign_in" and first == "new_device":
+            rt.risk.notify_user(sub, decision.reason)
     if "revoke_subject" in acts and sub is not None:
         await rt.sessions.revoke_subject(sub)
         return f"session ended: {decision.reason}"
