@@ -31,11 +31,35 @@ def test_user_and_client_commands_before_first_serve(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert (tmp_path / "fresh" / "tw.db").is_file()
     listed = runner.invoke(app, ["user", "list", "--store", url])
-    assert "bob" in listed.output and "yes" in listed.output
+    assert "bob" in listed.output and "admin" in listed.output  # --admin: the admin role
     dup = runner.invoke(
         app, ["user", "add", "bob", "--password-stdin", "--store", url], input="x\n"
     )
     assert dup.exit_code == 2 and "Traceback" not in dup.output
+    undefined = runner.invoke(
+        app,
+        [
+            "client",
+            "add",
+            "svc",
+            "--grants",
+            "client_credentials",
+            "--scopes",
+            "read",
+            "--store",
+            url,
+        ],
+    )
+    assert undefined.exit_code == 2 and "no resource defines the scope 'read'" in undefined.output
+    api = runner.invoke(
+        app, ["resource", "add", "api", "--name", "API", "--scopes", "read", "--store", url]
+    )
+    assert api.exit_code == 0, api.output
+    clash = runner.invoke(
+        app,
+        ["resource", "add", "https://b.example", "--name", "B", "--scopes", "read", "--store", url],
+    )
+    assert clash.exit_code == 2 and "already defined by api" in clash.output
     c = runner.invoke(
         app,
         [
@@ -44,6 +68,8 @@ def test_user_and_client_commands_before_first_serve(tmp_path: Path) -> None:
             "svc",
             "--grants",
             "client_credentials",
+            "--resources",
+            "api",
             "--scopes",
             "read",
             "--store",
@@ -81,3 +107,24 @@ def test_serve_with_shared_store_needs_kek(monkeypatch: pytest.MonkeyPatch) -> N
     r = CliRunner().invoke(app, ["serve", "--store", "redis://127.0.0.1:1/0"])
     assert r.exit_code == 2
     assert "TOKENWARD_KEY_ENCRYPTION_KEY: required with a shared store" in r.output
+
+
+def test_client_dpop_required_or_optional_from_the_cli(tmp_path: Path) -> None:
+    # RFC 9449 §5.2 dpop_bound_access_tokens: `client add|set ... --dpop required|optional`
+    url = f"sqlite:///{tmp_path}/tw.db"
+    runner = CliRunner()
+    r = runner.invoke(
+        app,
+        ["client", "add", "spa", "--public", "--grants", "password,refresh_token",
+         "--dpop", "required", "--store", url],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "│ required │" in runner.invoke(app, ["client", "list", "--store", url]).output
+    r = runner.invoke(app, ["client", "set", "spa", "--dpop", "optional", "--store", url])
+    assert r.exit_code == 0 and "optional" in r.output
+    listed = runner.invoke(app, ["client", "list", "--store", url]).output
+    assert "│ optional │" in listed and "│ required │" not in listed
+    bad = runner.invoke(app, ["client", "set", "spa", "--dpop", "always", "--store", url])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    unknown = runner.invoke(app, ["client", "set", "nope", "--dpop", "required", "--store", url])
+    assert unknown.exit_code == 2 and "unknown client" in unknown.output

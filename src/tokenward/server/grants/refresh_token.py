@@ -3,10 +3,11 @@ the form, or (browser mode) from the ``HttpOnly`` cookie together with a CSRF he
 
 from __future__ import annotations
 
-from ...errors import InvalidRequest
-from ...sessions import hash_refresh_token, parse_refresh_token
+from ...errors import InvalidRequest, InvalidTarget
+from ...sessions import AccessSpec, hash_refresh_token, parse_refresh_token
+from ...store.base import Family
 from ..cookies import check_csrf, csrf_token, read_refresh_cookie, set_refresh_cookie
-from ..deps import client_ip, user_agent
+from ..deps import client_ip, form_resources, user_agent
 from ..errors import JSON
 from ..riskwire import request_context
 from .base import Grant, GrantContext
@@ -33,15 +34,27 @@ class RefreshTokenGrant(Grant):
                 found = await rt.store.get_refresh_token(hash_refresh_token(refresh_token))
                 if found is not None:  # unknown tokens fail below with invalid_grant
                     check_csrf(request, rt.csrf_secret, found[1].sid)
+        resources = form_resources(request)
+        if len(resources) > 1:
+            raise InvalidTarget("at most one resource parameter here")
+
+        async def decide(family: Family) -> AccessSpec:
+            # the session's grant, narrowed by what the client and user may have now
+            grant, catalog = await rt.authorizer.refresh(
+                family, scope=form.get("scope"), resource=resources[0] if resources else None
+            )
+            return rt.access_spec(grant, catalog)
+
         ip, agent = client_ip(request), user_agent(request)
         token = request_context.set((ip, agent))  # read by the risk check of this refresh
         try:
             pair = await rt.sessions.refresh(
                 refresh_token,
                 client_id=client.client_id,
-                scope=form.get("scope"),
                 ip=ip,
                 user_agent=agent,
+                decide=decide,
+                dpop_jkt=ctx.dpop_jkt,
             )
         finally:
             request_context.reset(token)
