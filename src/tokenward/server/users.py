@@ -19,7 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from ..clock import Clock, system_clock
 from ..errors import AlreadyExists, InvalidGrant, InvalidRequest, NotFound
 from ..store.base import AccountStore, User
-from .authz import LastAdmin, ensure_an_admin_remains
+from .authz import ensure_an_admin_remains  # the one last-admin rule
 from .credentials import NOT_BEFORE, bump, sessions_not_before
 from .passwords import MAX_PASSWORD_BYTES as _MAX_PASSWORD
 from .passwords import check_password
@@ -29,9 +29,7 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 __all__ = [
-    "LastAdmin",
     "UserService",
-    "ensure_an_admin_remains",
     "generate_password",
     "hasher_from_settings",
 ]
