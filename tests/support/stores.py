@@ -117,6 +117,25 @@ def delete_redis_prefix(prefix: str) -> None:
         client.close()
 
 
+def check_script_slots(store: Any) -> list[str]:
+    """Make every Lua script call of a Redis ``store`` assert that all its KEYS map to one
+    hash slot (what Redis Cluster requires); returns the list the names of the scripts run
+    are appended to."""
+    from redis.crc import key_slot
+
+    original = store._script
+    ran: list[str] = []
+
+    async def checked(name: str, keys: Any, args: Any) -> Any:
+        slots = {key_slot(k.encode()) for k in keys}
+        assert len(slots) == 1, f"script {name} touches slots {sorted(slots)}: {list(keys)}"
+        ran.append(name)
+        return await original(name, keys, args)
+
+    store._script = checked
+    return ran
+
+
 class StoreFactory:
     """Opens store instances on one isolated backend; closes them all at teardown."""
 
@@ -131,6 +150,8 @@ class StoreFactory:
         if self.backend == "memory" and self._shared is not None:
             return self._shared
         store = store_from_url(self.url, **{**self.options, **overrides})
+        if self.backend == "redis":
+            check_script_slots(store)  # every script run by a store test: one hash slot
         await store.open()
         self._opened.append(store)
         if self.backend == "memory":
