@@ -1,7 +1,8 @@
-"""``tokenward client add|list|disable|enable|remove|rotate-secret``."""
+"""``tokenward client add|set|list|disable|enable|remove|rotate-secret``."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -20,6 +21,23 @@ app = typer.Typer(help="OAuth clients.", no_args_is_help=True)
 StoreOpt = Annotated[str | None, typer.Option("--store", help=DEFAULT_STORE_HELP)]
 
 
+class DPoPMode(StrEnum):
+    """RFC 9449 §5.2 ``dpop_bound_access_tokens``: ``required`` = true."""
+
+    REQUIRED = "required"
+    OPTIONAL = "optional"
+
+
+DPoPOpt = Annotated[
+    DPoPMode | None,
+    typer.Option(
+        "--dpop",
+        help="DPoP proofs at /token: required (dpop_bound_access_tokens) or optional",
+        case_sensitive=False,
+    ),
+]
+
+
 @app.command()
 @cli_errors
 def add(
@@ -36,6 +54,7 @@ def add(
     public: Annotated[bool, typer.Option("--public", help="No secret (apps, SPAs)")] = False,
     scopes: Annotated[str, typer.Option(help="Space-separated allowed scopes")] = "",
     name: Annotated[str | None, typer.Option(help="Display name")] = None,
+    dpop: DPoPOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Register a client; a confidential client's secret is printed once."""
@@ -52,6 +71,7 @@ def add(
             grants=grant_list,
             scopes=scopes.split(),
             name=name,
+            dpop_bound_access_tokens=dpop is DPoPMode.REQUIRED,
         )
         return secret
 
@@ -59,6 +79,22 @@ def add(
     out_console.print(f"created {'public' if public else 'confidential'} client {client_id}")
     if secret is not None:
         out_console.print(f"client_secret: {secret}   (shown once)")
+
+
+@app.command("set")
+@cli_errors
+def set_client(client_id: str, dpop: DPoPOpt = None, store: StoreOpt = None) -> None:
+    """Change a registered client's settings."""
+    if dpop is None:
+        raise typer.BadParameter("nothing to change; give --dpop required|optional")
+
+    async def go(settings: Settings, st: Store) -> None:
+        await ClientRegistry(st, clock=get_clock()).update(
+            client_id, dpop_bound_access_tokens=dpop is DPoPMode.REQUIRED
+        )
+
+    run_with_store(store, go, create=False)
+    out_console.print(f"client {client_id}: DPoP {dpop.value}")
 
 
 @app.command("list")
@@ -76,6 +112,7 @@ def list_clients(
                 "grants": list(c.grants),
                 "scopes": list(c.scopes),
                 "name": c.name,
+                "dpop": "required" if c.dpop_bound_access_tokens else "optional",
                 "disabled": c.disabled,
                 "created_at": c.created_at,
             }
@@ -87,7 +124,7 @@ def list_clients(
             "disabled": lambda d: "yes" if d else "",
             "created_at": format_ts,
         }
-        cols = ["client_id", "type", "grants", "scopes", "disabled", "created_at"]
+        cols = ["client_id", "type", "grants", "scopes", "dpop", "disabled", "created_at"]
         emit(rows, cols, output=output, json=json, labels={"created_at": "created"}, show=show)
 
     run_with_store(store, go, create=False)

@@ -67,6 +67,7 @@ class ClientOut(BaseModel):
     scopes: list[str]
     name: str | None = None
     created_at: float
+    dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2
     disabled: bool = False
     client_secret: str | None = None  # only in the creation response
 
@@ -82,6 +83,7 @@ class ClientCreate(RequestModel):
     grants: list[str] = Field(min_length=1, max_length=_MAX_GRANTS)
     scopes: list[str] = Field(default_factory=list, max_length=32)
     name: str | None = Field(None, max_length=256)
+    dpop_bound_access_tokens: bool = False
 
 
 class KeyOut(BaseModel):
@@ -119,6 +121,7 @@ class TokenCheckOut(BaseModel):
     error: str | None = None
     error_description: str | None = None
     session: SessionOut | None = None  # refresh tokens: their live session
+    dpop_jkt: str | None = None  # the DPoP key the token is bound to (cnf.jkt, RFC 9449)
 
 
 class Revoked(BaseModel):
@@ -223,6 +226,7 @@ async def list_clients(request: Request, _: Admin) -> list[ClientOut]:
             scopes=list(c.scopes),
             name=c.name,
             created_at=c.created_at,
+            dpop_bound_access_tokens=c.dpop_bound_access_tokens,
             disabled=c.disabled,
         )
         for c in await get_runtime(request).clients.list()
@@ -243,6 +247,7 @@ async def create_client(request: Request, body: ClientCreate, _: Admin) -> JSON:
             grants=body.grants,
             scopes=body.scopes,
             name=body.name,
+            dpop_bound_access_tokens=body.dpop_bound_access_tokens,
         )
     except ConfigurationError as exc:
         raise InvalidRequest(exc.description) from None
@@ -253,6 +258,7 @@ async def create_client(request: Request, body: ClientCreate, _: Admin) -> JSON:
         scopes=list(c.scopes),
         name=c.name,
         created_at=c.created_at,
+        dpop_bound_access_tokens=c.dpop_bound_access_tokens,
         client_secret=secret,
     )
     return JSON(out.model_dump(), status_code=201, headers={"Cache-Control": "no-store"})
@@ -386,6 +392,7 @@ async def verify_token(request: Request, body: TokenCheck, _: Admin) -> JSON:
         info = await rt.sessions.introspect_refresh_token(token)
         out.active = info is not None
         out.session = session_out(info) if info is not None else None
+        out.dpop_jkt = info.dpop_jkt if info is not None else None
         if info is None:
             out.error, out.error_description = "invalid_grant", "not a live refresh token"
         return JSON(out.model_dump(), headers=dict(NO_STORE))
@@ -399,6 +406,9 @@ async def verify_token(request: Request, body: TokenCheck, _: Admin) -> JSON:
             return JSON(out.model_dump(), headers=dict(NO_STORE))
         out.signature = "valid"
         out.kid = _header_kid(token)
+        cnf = payload.get("cnf")
+        if isinstance(cnf, dict) and isinstance(cnf.get("jkt"), str):
+            out.dpop_jkt = cnf["jkt"]
         reason = _revocation_reason(rt.verifier.revocation, payload)
         out.revoked, out.revocation = reason is not None, reason
     try:

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 
+from ..dpop import DPOP_ALGORITHMS
 from .deps import get_runtime
 from .grants import grant_names
 
@@ -39,6 +40,7 @@ def metadata(request: Request) -> dict[str, Any]:
         "scopes_supported": ["admin", "revocations"],
         "service_documentation": f"{base}/docs",
         "revocation_feed_endpoint": f"{base}/revocations",
+        "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),  # RFC 9449 §5.1
     }
 
 

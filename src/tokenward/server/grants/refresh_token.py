@@ -40,6 +40,7 @@ class RefreshTokenGrant(Grant):
             scope=form.get("scope"),
             ip=client_ip(request),
             user_agent=user_agent(request),
+            dpop_jkt=ctx.dpop_jkt,
         )
         rt.metrics.tokens_issued.labels(grant="refresh_token").inc()
         if not from_cookie:
