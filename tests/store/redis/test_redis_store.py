@@ -390,6 +390,26 @@ async def test_an_event_left_in_the_outbox_reaches_the_feed_once(store: RedisSto
     assert await store.revocation_cursor() == 1
 
 
+async def test_a_writer_whose_event_another_mover_took_reports_its_seq(
+    store: RedisStore,
+) -> None:
+    await _start(store, "s1")
+    other = RedisStore(URL, prefix=store.prefix)
+    real = store._move
+
+    async def raced(shard: int) -> dict[str, int]:
+        await other._sweep()  # another process's feed read moves the event first
+        return await real(shard)
+
+    store._move = raced  # type: ignore[method-assign]
+    try:
+        event = await store.revoke_family("s1", now=NOW, reason="logout", until=NOW + 60)
+    finally:
+        await other.close()
+    assert event is not None and event.seq == 1
+    assert [e.seq for e in await store.revocations_after(0, now=NOW)] == [1]
+
+
 async def test_a_follower_moves_an_outbox_event_left_behind(store: RedisStore) -> None:
     await _start(store, "s1")
     n = shard_of("s1")

@@ -451,8 +451,8 @@ class RedisStore(Store):
             ]
             reply = await self._script("ROTATE", keys, args)
             if _s(reply[0]) == "reused":
-                seqs = await self._move(shard_of(sid))
-                return [reply[0], seqs[_s(reply[1])], *reply[2:]]
+                seq = await self._seq_of(shard_of(sid), _s(reply[1]))
+                return [reply[0], seq, *reply[2:]]
             return reply
 
         reply = await self._call(run, "rotate")
@@ -502,7 +502,7 @@ class RedisStore(Store):
             )
             if not entry:
                 return 0
-            return (await self._move(shard))[entry]
+            return await self._seq_of(shard, entry)
 
         seq = await self._call(run, "revoke_family")
         if seq == 0:
@@ -525,11 +525,11 @@ class RedisStore(Store):
                     entries.setdefault(shard, []).append((sid, entry))
             events: list[RevocationEvent] = []
             for shard, pairs in entries.items():
-                seqs = await self._move(shard)
-                events += [
-                    RevocationEvent(seqs[e], RevocationKind.SID, sid, float(until), float(now))
-                    for sid, e in pairs
-                ]
+                for sid, entry in pairs:
+                    seq = await self._seq_of(shard, entry)
+                    events.append(
+                        RevocationEvent(seq, RevocationKind.SID, sid, float(until), float(now))
+                    )
             events.sort(key=lambda e: e.seq)
             seq = int(
                 await self._script(
@@ -566,6 +566,17 @@ class RedisStore(Store):
                 await self._r.xdel(outbox, *[e for e, _ in entries])
             if len(entries) < 500:
                 return moved
+
+    async def _seq_of(self, shard: int, entry: str) -> int:
+        """Move the shard's outbox and return the seq outbox entry ``entry`` got (moved by this
+        call, or already by another mover, which set the marker before removing the entry)."""
+        moved = await self._move(shard)
+        if entry in moved:
+            return moved[entry]
+        raw = await self._r.get(f"{self._g}:moved:{shard}:{entry}")
+        if raw is None:  # pragma: no cover - a marker outlives its entry by a day
+            raise StoreUnavailable("a revocation left the outbox without a feed entry")
+        return int(raw)
 
     async def _sweep(self) -> None:
         """Move every shard's outbox (one pipelined look, then only the non-empty ones)."""
