@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from support.stores import StoreFactory
+from support.stores import BACKENDS, StoreFactory, open_store_factory
 from tokenward.errors import AlreadyExists, NotFound
 from tokenward.store import (
     Client,
@@ -29,6 +31,16 @@ GRACE = 10.0
 ABSOLUTE = 30 * 86_400.0
 IDLE = 14 * 86_400.0
 UNTIL = NOW + 900.0
+
+
+@pytest.fixture(params=[*BACKENDS, "redis-cluster"])
+async def store_factory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StoreFactory]:
+    """Every backend, and the Redis store on a real local Redis Cluster (3 masters + 3
+    replicas, started once per session)."""
+    async for factory in open_store_factory(request.param, request, tmp_path):
+        yield factory
 
 
 SID_OF: dict[bytes, str] = {}

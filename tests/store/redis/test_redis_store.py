@@ -508,3 +508,18 @@ async def test_an_untagged_refresh_token_is_accepted_and_succeeded_by_a_tagged_o
     assert (await sessions.refresh(old, client_id="web")).refresh_token == pair.refresh_token
     nxt = await sessions.refresh(pair.refresh_token, client_id="web")
     assert refresh_token_sid(nxt.refresh_token) == sid
+
+
+# -- redis+cluster:// ----------------------------------------------------------------------
+def test_a_cluster_url_lists_its_startup_nodes_and_keeps_the_prefix() -> None:
+    from tokenward.store.redis import RedisClusterStore
+
+    s = store_from_url("redis+cluster://10.0.0.1:7000,10.0.0.2:7001?prefix=nu:")
+    assert isinstance(s, RedisClusterStore)
+    assert s.nodes == [("10.0.0.1", 7000), ("10.0.0.2", 7001)] and s.prefix == "nu"
+
+
+@pytest.mark.parametrize("netloc", ["", "host", "host:", "a:1,b", "h:99999", "h:port"])
+def test_a_cluster_url_without_host_port_is_refused(netloc: str) -> None:
+    with pytest.raises(ConfigurationError, match="host:port"):
+        store_from_url(f"redis+cluster://{netloc}")

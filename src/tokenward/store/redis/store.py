@@ -1,4 +1,4 @@
-"""``redis://`` and ``rediss://``: the store on Redis (redis-py asyncio + hiredis).
+"""``redis://``, ``rediss://``, ``redis+cluster://``: the store on Redis (redis-py asyncio).
 
 Every atomic step of the :class:`~tokenward.store.base.Store` contract is one Lua script
 (:mod:`tokenward.store.redis.scripts`, run with ``EVALSHA``; redis-py reloads a script after
@@ -78,7 +78,7 @@ from ..base import (
 )
 from . import scripts as lua
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisClusterStore", "RedisStore"]
 
 T = TypeVar("T")
 
@@ -131,7 +131,7 @@ class RedisStore(Store):
     day), ``max_connections``; other keyword options go to ``redis.asyncio.Redis.from_url``.
     """
 
-    schemes = ("redis", "rediss")
+    schemes: tuple[str, ...] = ("redis", "rediss")
 
     def __init__(
         self,
@@ -856,6 +856,56 @@ class RedisStore(Store):
     # -- health ----------------------------------------------------------------------------
     async def ping(self) -> None:
         await self._call(lambda: self._r.ping(), "ping")
+
+
+class RedisClusterStore(RedisStore):
+    """``redis+cluster://host:port[,host:port...][?prefix=tw]``: the same store on Redis Cluster,
+    through redis-py's cluster client (the nodes listed are where it starts discovering the
+    cluster). Every script touches one hash slot, so the layout is the single-node one; a
+    command to a slot whose master is down fails closed (``StoreUnavailable``) until a replica
+    is promoted. Options as for :class:`RedisStore`; others go to ``RedisCluster``.
+    """
+
+    schemes = ("redis+cluster",)
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self.nodes = _cluster_nodes(self.url)
+
+    def _make(self, *, blocking: bool) -> Any:
+        from urllib.parse import unquote, urlsplit
+
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        parts = urlsplit(self.url)
+        kwargs: dict[str, Any] = {
+            "startup_nodes": [ClusterNode(host, port) for host, port in self.nodes],
+            "socket_connect_timeout": self.timeout,
+            "socket_timeout": None if blocking else self.timeout,
+            "retry": Retry(NoBackoff(), 0),  # never re-send a rotation (see the module)
+            "max_connections": 16 if blocking else self.max_connections,
+            "decode_responses": False,
+        }
+        if parts.username:
+            kwargs["username"] = unquote(parts.username)
+        if parts.password:
+            kwargs["password"] = unquote(parts.password)
+        kwargs.update(self._options)
+        return RedisCluster(**kwargs)
+
+
+def _cluster_nodes(url: str) -> list[tuple[str, int]]:
+    """The ``host:port`` list of a ``redis+cluster://`` URL."""
+    from urllib.parse import urlsplit
+
+    hosts = urlsplit(url).netloc.rsplit("@", 1)[-1]
+    nodes: list[tuple[str, int]] = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigurationError(f"redis+cluster URL: {item.strip()!r} is not host:port")
+        nodes.append((host.strip("[]"), int(port)))
+    return nodes
 
 
 # -- (de)serialisation ---------------------------------------------------------------------
