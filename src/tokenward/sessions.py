@@ -36,6 +36,7 @@ from .errors import (
     InvalidGrant,
     InvalidScope,
     RefreshTokenReused,
+    RiskRefused,
     UnauthorizedClient,
 )
 from .events import SecurityEvent, emit, log_quietly
@@ -484,6 +485,8 @@ class SessionManager:
         if self._family_check is not None:
             try:
                 await self._family_check(family)
+            except RiskRefused:  # the risk policy already acted on the family
+                raise
             except InvalidGrant:
                 await self.revoke_session(family.sid, reason="credentials_changed")
                 raise

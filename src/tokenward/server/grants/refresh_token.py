@@ -9,6 +9,7 @@ from ...store.base import Family
 from ..cookies import check_csrf, csrf_token, read_refresh_cookie, set_refresh_cookie
 from ..deps import client_ip, form_resources, user_agent
 from ..errors import JSON
+from ..riskwire import request_context
 from .base import Grant, GrantContext
 from .common import token_response
 
@@ -46,14 +47,19 @@ class RefreshTokenGrant(Grant):
             )
             return rt.access_spec(grant, catalog)
 
-        pair = await rt.sessions.refresh(
-            refresh_token,
-            client_id=client.client_id,
-            ip=client_ip(request),
-            user_agent=user_agent(request),
-            decide=decide,
-            dpop_jkt=ctx.dpop_jkt,
-        )
+        ip, agent = client_ip(request), user_agent(request)
+        token = request_context.set((ip, agent))  # read by the risk check of this refresh
+        try:
+            pair = await rt.sessions.refresh(
+                refresh_token,
+                client_id=client.client_id,
+                ip=ip,
+                user_agent=agent,
+                decide=decide,
+                dpop_jkt=ctx.dpop_jkt,
+            )
+        finally:
+            request_context.reset(token)
         rt.metrics.tokens_issued.labels(grant="refresh_token").inc()
         if not from_cookie:
             return token_response(pair.to_response())
