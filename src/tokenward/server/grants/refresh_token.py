@@ -4,7 +4,7 @@ the form, or (browser mode) from the ``HttpOnly`` cookie together with a CSRF he
 from __future__ import annotations
 
 from ...errors import InvalidRequest, InvalidTarget
-from ...sessions import AccessSpec, hash_refresh_token, parse_refresh_token
+from ...sessions import AccessSpec, hash_refresh_token, parse_refresh_token, refresh_token_sid
 from ...store.base import Family
 from ..cookies import check_csrf, csrf_token, read_refresh_cookie, set_refresh_cookie
 from ..deps import client_ip, form_resources, user_agent
@@ -31,7 +31,9 @@ class RefreshTokenGrant(Grant):
                 raise InvalidRequest("refresh_token is required")
             from_cookie = True
             if parse_refresh_token(refresh_token) is not None:
-                found = await rt.store.get_refresh_token(hash_refresh_token(refresh_token))
+                found = await rt.store.get_refresh_token(
+                    hash_refresh_token(refresh_token), sid=refresh_token_sid(refresh_token)
+                )
                 if found is not None:  # unknown tokens fail below with invalid_grant
                     check_csrf(request, rt.csrf_secret, found[1].sid)
         resources = form_resources(request)
