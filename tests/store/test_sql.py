@@ -88,7 +88,9 @@ async def test_sqlite_processes_race_on_a_fresh_file_one_successor(tmp_path: Pat
     outcomes = await asyncio.to_thread(_run_processes, f"sqlite:///{fresh}", PROCESSES)
     assert outcomes == ["not_found"] * PROCESSES  # all opened and migrated the same file
     with sqlite3.connect(fresh) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [
+            (head_revision(),)
+        ]
 
     # 2. race on one parent
     db = tmp_path / "shared" / "tokenward.db"
@@ -110,9 +112,9 @@ async def test_sqlite_processes_race_on_a_fresh_file_one_successor(tmp_path: Pat
 async def test_migrations_idempotent_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'deep' / 'dir' / 'tw.db'}"  # parent dirs are created
     async with SQLStore(url) as store:
-        assert await store.current_revision() == head_revision() == "0001"
+        assert await store.current_revision() == head_revision()
         await store.create_family(family("s1"), RefreshTokenRecord(h("s1/0"), "s1", NOW))
-        assert await store.upgrade() == "0001"  # again: no-op, data kept
+        assert await store.upgrade() == head_revision()  # again: no-op, data kept
     async with SQLStore(url) as store:
         assert await store.get_family("s1") is not None
     with sqlite3.connect(tmp_path / "deep" / "dir" / "tw.db") as conn:
@@ -145,8 +147,8 @@ async def test_migrations_concurrent_postgres(pg_schema: str) -> None:
     stores = [SQLStore(POSTGRES_URL, schema=pg_schema) for _ in range(4)]
     try:
         await asyncio.gather(*(s.open() for s in stores))  # advisory lock serialises them
-        assert [await s.current_revision() for s in stores] == ["0001"] * 4
-        assert await stores[0].upgrade() == "0001"
+        assert [await s.current_revision() for s in stores] == [head_revision()] * 4
+        assert await stores[0].upgrade() == head_revision()
     finally:
         for s in stores:
             await s.close()
@@ -176,7 +178,7 @@ def test_cli_db_upgrade_and_purge(cli: CliRunner, tmp_path: Path) -> None:
     for _ in range(2):  # idempotent
         result = cli.invoke(app, ["db", "upgrade", "--store", url])
         assert result.exit_code == 0, result.output
-        assert "revision 0001 (head)" in result.output
+        assert f"revision {head_revision()} (head)" in result.output
 
     async def seed() -> None:
         async with SQLStore(url) as store:

@@ -28,6 +28,7 @@ from ..events import add_listener
 from ..jws import JWSVerifier
 from ..revocation import Denylist
 from ..sessions import parse_refresh_token
+from ..store.base import Client
 from ..users import generate_password
 from .deps import get_runtime, no_store, require_scope
 from .errors import JSON, NO_STORE, OAuthError
@@ -66,6 +67,10 @@ class ClientOut(BaseModel):
     scopes: list[str]
     name: str | None = None
     created_at: float
+    redirect_uris: list[str] = Field(default_factory=list)
+    post_logout_redirect_uris: list[str] = Field(default_factory=list)
+    first_party: bool = False
+    backchannel_logout_uri: str | None = None
     client_secret: str | None = None  # only in the creation response
 
 
@@ -73,9 +78,29 @@ class ClientCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     client_id: str = Field(min_length=1, max_length=256)
     public: bool = False
-    grants: list[str] = Field(default_factory=lambda: ["refresh_token"], max_length=3)
+    grants: list[str] = Field(default_factory=lambda: ["refresh_token"], max_length=5)
     scopes: list[str] = Field(default_factory=list, max_length=32)
     name: str | None = Field(None, max_length=256)
+    redirect_uris: list[str] = Field(default_factory=list, max_length=32)
+    post_logout_redirect_uris: list[str] = Field(default_factory=list, max_length=32)
+    first_party: bool = False
+    backchannel_logout_uri: str | None = Field(None, max_length=2000)
+
+
+def _client_out(c: Client, secret: str | None = None) -> ClientOut:
+    return ClientOut(
+        client_id=c.client_id,
+        public=c.public,
+        grants=list(c.grants),
+        scopes=list(c.scopes),
+        name=c.name,
+        created_at=c.created_at,
+        redirect_uris=list(c.redirect_uris),
+        post_logout_redirect_uris=list(c.post_logout_redirect_uris),
+        first_party=c.first_party,
+        backchannel_logout_uri=c.backchannel_logout_uri,
+        client_secret=secret,
+    )
 
 
 class KeyOut(BaseModel):
@@ -212,17 +237,7 @@ async def revoke_session(request: Request, sid: str, _: Admin) -> Response:
 
 @router.get("/clients", response_model=list[ClientOut])
 async def list_clients(request: Request, _: Admin) -> list[ClientOut]:
-    return [
-        ClientOut(
-            client_id=c.client_id,
-            public=c.public,
-            grants=list(c.grants),
-            scopes=list(c.scopes),
-            name=c.name,
-            created_at=c.created_at,
-        )
-        for c in await get_runtime(request).clients.list()
-    ]
+    return [_client_out(c) for c in await get_runtime(request).clients.list()]
 
 
 @router.post(
@@ -236,18 +251,14 @@ async def create_client(request: Request, body: ClientCreate, _: Admin) -> JSON:
             grants=body.grants,
             scopes=body.scopes,
             name=body.name,
+            redirect_uris=body.redirect_uris,
+            first_party=body.first_party,
+            post_logout_redirect_uris=body.post_logout_redirect_uris,
+            backchannel_logout_uri=body.backchannel_logout_uri,
         )
     except ConfigurationError as exc:
         raise InvalidRequest(exc.description) from None
-    out = ClientOut(
-        client_id=c.client_id,
-        public=c.public,
-        grants=list(c.grants),
-        scopes=list(c.scopes),
-        name=c.name,
-        created_at=c.created_at,
-        client_secret=secret,
-    )
+    out = _client_out(c, secret)
     return JSON(out.model_dump(), status_code=201, headers={"Cache-Control": "no-store"})
 
 

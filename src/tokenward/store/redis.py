@@ -17,6 +17,7 @@ Key layout for ``prefix="tw"`` (``{...}`` is the Redis Cluster hash tag)::
     {tw}:rev                stream the revocation feed, ids <seq>-0 (trimmed by purge)
     {tw}:revexp             zset   seq -> until (purge index)
     {tw}:keys  {tw}:secret:<name>  {tw}:user:<name> {tw}:users  {tw}:client:<id> {tw}:clients
+    {tw}:gr:…  {tw}:gri:…  {tw}:grexp   grant records (see tokenward.store.redis_grants)
 
 A family's keys share one slot; everything global shares the ``{tw}`` slot. On a single node
 (the supported and tested deployment, also behind Sentinel) every script declares all its keys.
@@ -65,6 +66,7 @@ from .base import (
     Store,
     User,
 )
+from .redis_grants import RedisGrantRecordsMixin
 
 __all__ = ["RedisStore"]
 
@@ -96,7 +98,7 @@ def _b(value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
 
 
-class RedisStore(Store):
+class RedisStore(RedisGrantRecordsMixin, Store):
     """``RedisStore("redis://127.0.0.1:6379/0", prefix="tw", timeout=2.0)``.
 
     Options: ``prefix`` (key namespace; also ``?prefix=name`` in the URL, so that servers
@@ -715,6 +717,10 @@ def _client_blob(client: Client) -> bytes:
             "grants": list(client.grants),
             "scopes": list(client.scopes),
             "name": client.name,
+            "redirect_uris": list(client.redirect_uris),
+            "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
+            "first_party": client.first_party,
+            "backchannel_logout_uri": client.backchannel_logout_uri,
         }
     )
 
@@ -728,6 +734,10 @@ def _client_from(raw: bytes) -> Client:
         grants=tuple(d["grants"]),
         scopes=tuple(d["scopes"]),
         name=d["name"],
+        redirect_uris=tuple(d.get("redirect_uris", ())),
+        post_logout_redirect_uris=tuple(d.get("post_logout_redirect_uris", ())),
+        first_party=bool(d.get("first_party", False)),
+        backchannel_logout_uri=d.get("backchannel_logout_uri"),
     )
 
 

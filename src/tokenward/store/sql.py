@@ -55,6 +55,7 @@ from .sql_engine import (
     sqlite_engine,
     upgrade_sync,
 )
+from .sql_grants import SQLGrantRecordsMixin
 from .sql_listener import MAX_PAYLOAD, NOTIFY_CHANNEL, PgListener
 from .sql_records import SQLRecordsMixin
 from .sql_schema import (
@@ -105,7 +106,7 @@ class _StaleConnection(Exception):
     """A pooled connection was found dead (internal: :meth:`SQLStore._read` retries)."""
 
 
-class SQLStore(SQLRecordsMixin, Store):
+class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
     """The SQL backend. ``SQLStore("sqlite:///var/tokenward.db")``; open before use."""
 
     schemes = ("sqlite", "sqlite+aiosqlite", "postgresql", "postgres", "postgresql+psycopg")

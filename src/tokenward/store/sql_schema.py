@@ -44,6 +44,7 @@ __all__ = [
     "event_from_row",
     "families",
     "family_from_row",
+    "grant_records",
     "keys",
     "metadata",
     "opt_bytes",
@@ -147,6 +148,21 @@ clients = Table(
     Column("grants", Text, nullable=False),  # space-separated
     Column("scopes", Text, nullable=False),  # space-separated
     Column("name", Text),
+    # authorization code / OpenID Connect registration, a JSON object (see client_to_row)
+    Column("registration", Text, nullable=False, server_default="{}"),
+)
+
+grant_records = Table(
+    "grant_records",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("owner", String(255), nullable=False),
+    Column("data", Text, nullable=False),  # JSON object
+    Column("expires_at", Double),
+    Column("version", Integer, nullable=False),
+    Index("ix_grant_records_owner", "kind", "owner"),
+    Index("ix_grant_records_expires_at", "expires_at"),
 )
 
 
@@ -226,11 +242,20 @@ def client_to_row(client: Client) -> dict[str, Any]:
         "grants": " ".join(client.grants),
         "scopes": " ".join(client.scopes),
         "name": client.name,
+        "registration": orjson.dumps(
+            {
+                "redirect_uris": list(client.redirect_uris),
+                "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
+                "first_party": client.first_party,
+                "backchannel_logout_uri": client.backchannel_logout_uri,
+            }
+        ).decode(),
     }
 
 
 def client_from_row(row: Row[Any]) -> Client:
     m = row._mapping
+    reg = orjson.loads(m["registration"] or "{}")
     return Client(
         client_id=m["client_id"],
         created_at=m["created_at"],
@@ -238,4 +263,8 @@ def client_from_row(row: Row[Any]) -> Client:
         grants=tuple(m["grants"].split()),
         scopes=tuple(m["scopes"].split()),
         name=m["name"],
+        redirect_uris=tuple(reg.get("redirect_uris", ())),
+        post_logout_redirect_uris=tuple(reg.get("post_logout_redirect_uris", ())),
+        first_party=bool(reg.get("first_party", False)),
+        backchannel_logout_uri=reg.get("backchannel_logout_uri"),
     )
