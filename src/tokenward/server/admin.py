@@ -176,7 +176,7 @@ async def _set_disabled(request: Request, username: str, disabled: bool) -> int:
         await rt.users.set_disabled(username, disabled)
     except ConfigurationError:
         raise HTTPException(404) from None
-    return await rt.sessions.revoke_subject(username) if disabled else 0
+    return await rt.end_user_sessions(username) if disabled else 0
 
 
 @router.post(
@@ -207,7 +207,7 @@ async def reset_password(request: Request, username: str, body: PasswordReset, _
     except ConfigurationError:
         raise HTTPException(404) from None
     out = PasswordResetOut(
-        sessions_revoked=await rt.sessions.revoke_subject(username),
+        sessions_revoked=await rt.end_user_sessions(username),
         password=None if body.password else password,
     )
     return JSON(out.model_dump(), headers=dict(NO_STORE))
@@ -220,7 +220,7 @@ async def subject_sessions(request: Request, sub: str, _: Admin) -> list[Session
 
 @router.post("/subjects/{sub}/revoke", response_model=Revoked)
 async def revoke_subject(request: Request, sub: str, _: Admin) -> Revoked:
-    return Revoked(sessions_revoked=await get_runtime(request).sessions.revoke_subject(sub))
+    return Revoked(sessions_revoked=await get_runtime(request).end_user_sessions(sub))
 
 
 @router.delete(

@@ -15,6 +15,7 @@ from ..settings import Settings, load_settings
 from ..store.base import Store
 from . import (
     admin,
+    authorize,
     console,
     feed,
     introspect,
@@ -90,6 +91,7 @@ def create_app(
         RequestMiddleware, metrics=runtime.metrics, max_body_bytes=settings.max_body_bytes
     )
     for module in (
+        authorize,
         token,
         revoke,
         introspect,

@@ -25,8 +25,10 @@ from ..store import store_from_url
 from ..store.base import Store
 from ..users import UserService, generate_password, hasher_from_settings
 from ..verifier import Verifier
+from .idtoken import IdTokenService
 from .keystore import load_or_create_keyring, resolve_kek, rotate_if_due
 from .metrics import Metrics, instrument_store
+from .signin import SigninSessions
 
 __all__ = ["BootstrapReport", "Runtime", "bootstrap"]
 
@@ -129,6 +131,13 @@ class Runtime:
         self._sessions: SessionManager | None = None
         self._verifier: Verifier | None = None
         self._follower: DenylistFollower | None = None
+        self._id_tokens: IdTokenService | None = None
+        self.signins = SigninSessions(
+            self.store,
+            clock=self.clock,
+            idle=settings.signin_idle_ttl,
+            absolute=settings.signin_absolute_ttl,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._key_lock = asyncio.Lock()
         self.csrf_secret = b""
@@ -153,8 +162,21 @@ class Runtime:
         return self._verifier
 
     @property
+    def id_tokens(self) -> IdTokenService:
+        if self._id_tokens is None:
+            raise ConfigurationError("the server is not started")
+        return self._id_tokens
+
+    @property
     def keyring(self) -> KeyRing:
         return self.issuer.keyring
+
+    async def end_user_sessions(self, sub: str) -> int:
+        """Log a user out everywhere: every refresh family (with its access tokens) and every
+        sign-in session at this server. Returns the number of refresh families revoked."""
+        n = await self.sessions.revoke_subject(sub)
+        await self.signins.end_all(sub)
+        return n
 
     # life cycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -203,6 +225,9 @@ class Runtime:
             clock=self.clock,
             revocation=denylist,
             encryption=encryption,
+        )
+        self._id_tokens = await IdTokenService.load(
+            self.store, self._kek, issuer=s.issuer, ttl=s.access_token_ttl, clock=self.clock
         )
         self.csrf_secret = await self.store.get_or_create_secret(
             "csrf", lambda: secrets.token_bytes(32)
@@ -264,5 +289,6 @@ class Runtime:
             await asyncio.sleep(self.settings.purge_interval)
             try:
                 await self.sessions.purge()
+                await self.store.purge_records(now=self.clock.now())
             except TokenwardError as exc:
                 log.warning("purge failed: %s", exc)

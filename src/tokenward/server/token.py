@@ -36,7 +36,7 @@ router = APIRouter(tags=["oauth"])
 
 RESERVED_SCOPES = frozenset({"admin", "revocations"})
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")  # RFC 6749 §3.3
-_GRANTS = ("password", "refresh_token", "client_credentials")
+_GRANTS = ("password", "refresh_token", "client_credentials", "authorization_code")
 
 
 def token_response(body: dict[str, Any], status: int = 200) -> JSON:
@@ -115,6 +115,9 @@ _FORM = form_openapi(
         "password": {"type": "string", "format": "password"},
         "refresh_token": {"type": "string"},
         "scope": {"type": "string"},
+        "code": {"type": "string"},
+        "redirect_uri": {"type": "string"},
+        "code_verifier": {"type": "string"},
         "client_id": {"type": "string"},
         "client_secret": {"type": "string", "format": "password"},
     },
@@ -125,7 +128,8 @@ _FORM["security"] = CLIENT_AUTH_OR_PUBLIC
 
 @router.post(
     "/token",
-    summary="Token endpoint (RFC 6749): password, refresh_token, client_credentials",
+    summary="Token endpoint (RFC 6749): authorization_code, password, refresh_token, "
+    "client_credentials",
     openapi_extra=_FORM,
     responses={
         200: {
@@ -142,6 +146,7 @@ _FORM["security"] = CLIENT_AUTH_OR_PUBLIC
                             "refresh_token": {"type": "string"},
                             "scope": {"type": "string"},
                             "csrf_token": {"type": "string"},
+                            "id_token": {"type": "string"},
                         },
                     }
                 }
@@ -174,6 +179,10 @@ async def token(request: Request) -> JSON:
         return token_response(pair.to_response())
     if grant == "refresh_token":
         return await _refresh(rt, request, client, form)
+    if grant == "authorization_code":
+        from .code_grant import exchange_code  # the code flow's module imports this one
+
+        return token_response(await exchange_code(rt, request, client, form))
     if client.public:
         raise UnauthorizedClient("client_credentials needs a confidential client")
     granted = grant_scope(form.get("scope"), client, None)

@@ -9,6 +9,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from .deps import get_runtime
+from .idtoken import ID_TOKEN_ALG
 
 __all__ = ["metadata", "router"]
 
@@ -18,23 +19,46 @@ router = APIRouter(tags=["discovery"])
 def metadata(request: Request) -> dict[str, Any]:
     rt = get_runtime(request)
     base = rt.settings.issuer
-    alg = rt.keyring.active.alg
     auth_methods = ["client_secret_basic", "client_secret_post", "none"]
+    # only what is implemented (RFC 8414 §2, OpenID Connect Discovery 1.0 §3)
     return {
         "issuer": base,
+        "authorization_endpoint": f"{base}/authorize",
         "token_endpoint": f"{base}/token",
         "jwks_uri": f"{base}/.well-known/jwks.json",
         "revocation_endpoint": f"{base}/revoke",
         "introspection_endpoint": f"{base}/introspect",
         "userinfo_endpoint": f"{base}/userinfo",
-        "grant_types_supported": ["password", "refresh_token", "client_credentials"],
-        "response_types_supported": [],
+        "grant_types_supported": [
+            "authorization_code",
+            "password",
+            "refresh_token",
+            "client_credentials",
+        ],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
+        "prompt_values_supported": ["none", "login", "consent"],
+        "subject_types_supported": ["public"],
         "token_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_methods_supported": auth_methods[:2],
-        "token_endpoint_auth_signing_alg_values_supported": [alg],
-        "id_token_signing_alg_values_supported": [alg],
-        "scopes_supported": ["admin", "revocations"],
+        "id_token_signing_alg_values_supported": [ID_TOKEN_ALG],
+        "scopes_supported": ["openid", "profile", "admin", "revocations"],
+        "claims_supported": [
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "sid",
+            "at_hash",
+            "preferred_username",
+            "name",
+        ],
         "service_documentation": f"{base}/docs",
         "revocation_feed_endpoint": f"{base}/revocations",
     }
@@ -48,7 +72,8 @@ def metadata(request: Request) -> dict[str, Any]:
 )
 async def jwks(request: Request) -> Response:
     rt = get_runtime(request)
-    body = orjson.dumps(rt.keyring.public_jwks())
+    keys = rt.keyring.public_jwks()["keys"] + rt.id_tokens.public_jwks()
+    body = orjson.dumps({"keys": keys})
     return Response(
         body,
         media_type="application/jwk-set+json",
