@@ -40,8 +40,8 @@ from tokenward.errors import StoreUnavailable
 from tokenward.store import Family, RefreshTokenRecord, RevocationKind, Store, store_from_url
 from tokenward.store.base import RevocationEvent
 from tokenward.store.sql import SQLStore
-from tokenward.store.sql_listener import PgListener
-from tokenward.store.sql_schema import event_from_row, revocations
+from tokenward.store.sql.listener import PgListener
+from tokenward.store.sql.schema import event_from_row, revocations
 
 REDIS_URL = os.environ.get("TOKENWARD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 POSTGRES_URL = os.environ.get(

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REQUIRE_SERVICES
+from support.env import REQUIRE_SERVICES
 from support.faultproxy import FaultProxy
 from tokenward.clock import FrozenClock
 from tokenward.errors import StoreUnavailable

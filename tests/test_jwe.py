@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jwe as jf_jwe
 from joserfc.jwk import ECKey, OctKey
 
-from conftest import vectors_path
+from support.vectors import vectors_path
 from tokenward import FrozenClock, Issuer, KeyRing, Verifier
 from tokenward.errors import (
     ConfigurationError,

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from conftest import REQUIRE_SERVICES
+from support.env import REQUIRE_SERVICES
 from tokenward.errors import ConfigurationError, StoreUnavailable
 from tokenward.store import store_from_url
 from tokenward.store.base import Family, RefreshTokenRecord, RevocationKind, RotationOutcome

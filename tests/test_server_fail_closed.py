@@ -46,7 +46,7 @@ from tokenward.clock import FrozenClock
 from tokenward.errors import RevokedToken
 from tokenward.server import create_app
 from tokenward.server.runtime import Runtime
-from tokenward.settings import Settings
+from tokenward.server.settings import Settings
 from tokenward.store import Store, store_from_url
 
 pytestmark = pytest.mark.services

@@ -16,9 +16,15 @@ import pytest
 from joserfc import jws as jose_jws
 from joserfc.jwk import JWKRegistry
 
-from conftest import vectors_path
+from support.vectors import vectors_path
 from tokenward import FrozenClock, Verifier
-from tokenward.errors import KeyRingError, MalformedToken, UnknownKey, UnsupportedAlgorithm
+from tokenward.errors import (
+    InvalidSignature,
+    KeyRingError,
+    MalformedToken,
+    UnknownKey,
+    UnsupportedAlgorithm,
+)
 from tokenward.jws import (
     JWSVerifier,
     _make_sign_function,
@@ -78,7 +84,7 @@ def test_rfc7520_compact_verifies_with_our_verifier(alg: str) -> None:
     # and one flipped signature bit is refused
     h, p, s = case["compact"].split(".")
     flipped = ("B" if s[0] == "A" else "A") + s[1:]
-    with pytest.raises(Exception, match="signature"):
+    with pytest.raises(InvalidSignature, match="signature does not verify"):
         JWSVerifier([key], types=None).verify_bytes(f"{h}.{p}.{flipped}")
 
 

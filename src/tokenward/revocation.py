@@ -37,7 +37,8 @@ import structlog
 from .clock import Clock, system_clock
 from .errors import RevokedToken
 from .events import log_quietly
-from .store.base import RevocationEvent, RevocationKind, Store
+from .feed import RevocationEvent, RevocationKind
+from .store.base import Store
 
 if TYPE_CHECKING:
     from .claims import AccessTokenClaims

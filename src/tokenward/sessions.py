@@ -33,14 +33,13 @@ from .errors import (
     UnauthorizedClient,
 )
 from .events import SecurityEvent, emit, log_quietly
+from .feed import RevocationEvent, RevocationKind
 from .issuer import IssuedAccessToken, Issuer
 from .revocation import Denylist
 from .store.base import (
     Family,
     PurgeCounts,
     RefreshTokenRecord,
-    RevocationEvent,
-    RevocationKind,
     RotationOutcome,
     Store,
 )

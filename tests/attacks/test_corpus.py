@@ -40,7 +40,7 @@ import pytest
 from drills.live import Serve
 from tokenward.clock import system_clock
 from tokenward.keys import KeyRing
-from tokenward.settings import decode_kek
+from tokenward.server.settings import decode_kek
 
 from .forge import Forge
 

@@ -47,8 +47,8 @@ _store = MemoryStore()
 
 
 async def _seed() -> str:
-    from tokenward.clients import ClientRegistry
-    from tokenward.users import UserService
+    from tokenward.server.clients import ClientRegistry
+    from tokenward.server.users import UserService
 
     await UserService(_store, hasher=cheap_hasher(), clock=_clock).create("alice", ALICE_PW)
     clients = ClientRegistry(_store, clock=_clock)

@@ -231,7 +231,7 @@ def app() -> Iterator[App]:
 
     from tokenward.clock import FrozenClock
     from tokenward.server import create_app
-    from tokenward.settings import Settings
+    from tokenward.server.settings import Settings
     from tokenward.store.memory import MemoryStore
 
     clock = FrozenClock(1_800_000_000.0)

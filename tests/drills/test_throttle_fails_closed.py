@@ -10,7 +10,7 @@ import pytest
 
 from support.faultproxy import FaultProxy
 from tokenward.errors import StoreUnavailable
-from tokenward.ratelimit import LoginThrottle
+from tokenward.server.ratelimit import LoginThrottle
 
 from .live import check_service
 
@@ -45,7 +45,7 @@ async def test_silent_throttle_storage_is_bounded() -> None:
 def test_redis_url_prefix_isolates_a_server_and_is_not_passed_to_limits() -> None:
     """``?prefix=`` in a Redis store URL (what the drills use to isolate concurrent servers)
     names the store's keys and is removed from the URL given to redis-py and to ``limits``."""
-    from tokenward.ratelimit import storage_url_for
+    from tokenward.server.ratelimit import storage_url_for
     from tokenward.store.redis import RedisStore
 
     store = RedisStore("redis://127.0.0.1:6379/12?prefix=abc&protocol=2")

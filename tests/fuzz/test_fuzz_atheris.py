@@ -1,5 +1,5 @@
 """A CI-sized run of the coverage-guided JWS fuzz target (``fuzz/jws_target.py``; the long run
-is ``make fuzz``): 5000 inputs seeded from the shared vectors, nothing but our error tree."""
+is ``make fuzz``): 5000 inputs seeded from ``tests/vectors``, nothing but our error tree."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from support.env import require_module
 
 TARGET = Path(__file__).resolve().parents[2] / "fuzz" / "jws_target.py"
 RUNS = 5000
 
 
 def test_atheris_ci_run() -> None:
-    pytest.importorskip("atheris")
+    require_module("atheris")
     out = subprocess.run(
         [sys.executable, str(TARGET), f"-atheris_runs={RUNS}"],
         capture_output=True,

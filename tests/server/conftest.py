@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from tokenward.clock import FrozenClock
 from tokenward.server import create_app
 from tokenward.server.runtime import Runtime
-from tokenward.settings import Settings
+from tokenward.server.settings import Settings
 from tokenward.store.memory import MemoryStore
 
 T = TypeVar("T")

@@ -52,7 +52,7 @@ def test_demo_on_a_temp_sqlite_store(tmp_path: Path) -> None:
 
 def test_demo_reports_a_step_that_misbehaves(monkeypatch: pytest.MonkeyPatch) -> None:
     """The demo checks what it shows: with no grace window the replay step must fail."""
-    from tokenward import settings as settings_module
+    from tokenward.server import settings as settings_module
 
     original = settings_module.Settings.__init__
 

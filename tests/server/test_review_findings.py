@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from store.conftest import POSTGRES_URL, drop_postgres_schema, postgres_problem, service_missing
 from tokenward.clock import FrozenClock
 from tokenward.errors import RateLimited
-from tokenward.ratelimit import LoginThrottle
 from tokenward.server import create_app
+from tokenward.server.ratelimit import LoginThrottle
 
 from .conftest import ALICE_PW, Server, basic, bearer, cheap_hasher, make_settings
 

@@ -50,8 +50,8 @@ _store = MemoryStore()
 
 
 async def _seed() -> str:
-    from tokenward.clients import ClientRegistry
-    from tokenward.users import UserService
+    from tokenward.server.clients import ClientRegistry
+    from tokenward.server.users import UserService
 
     users = UserService(_store, hasher=cheap_hasher(), clock=_clock)
     await users.create("alice", ALICE_PW)

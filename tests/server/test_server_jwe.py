@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import ECKey
 
 from tokenward.errors import ConfigurationError
-from tokenward.settings import load_settings
+from tokenward.server.settings import load_settings
 
 from .conftest import Server, bearer
 

@@ -13,9 +13,9 @@ from tokenward.clock import FrozenClock
 from tokenward.errors import ConfigurationError, InvalidGrant
 from tokenward.keys import KeyState
 from tokenward.server.keystore import load_or_create_keyring, resolve_kek, rotate_if_due
-from tokenward.settings import load_settings
+from tokenward.server.settings import load_settings
+from tokenward.server.users import UserService
 from tokenward.store.memory import MemoryStore
-from tokenward.users import UserService
 
 from .conftest import cheap_hasher
 

@@ -384,7 +384,7 @@ def test_listener_payloads() -> None:
     """What a listener makes of payloads: its schema's events are buffered, another schema's
     are ignored, an oversized batch is announced by ``seq`` only, anything unreadable is a hint
     to read the table."""
-    from tokenward.store.sql_listener import MAX_PAYLOAD, PgListener, notify_payload
+    from tokenward.store.sql.listener import MAX_PAYLOAD, PgListener, notify_payload
 
     def ev(seq: int, value: str = "v") -> RevocationEvent:
         return RevocationEvent(seq, RevocationKind.JTI, value, NOW + 60, NOW)

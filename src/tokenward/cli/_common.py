@@ -17,7 +17,7 @@ from rich.console import Console
 from ..clock import Clock, system_clock
 from ..errors import TokenwardError
 from ..keys import KeyRing
-from ..settings import decode_kek
+from ..server.settings import decode_kek
 
 __all__ = [
     "CLOCK",

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from ..settings import Settings, load_settings
+from ..server.settings import Settings, load_settings
 from ..store.base import Store
 
 __all__ = ["run_with_store"]
@@ -15,7 +15,7 @@ T = TypeVar("T")
 
 
 def run_with_store(store_url: str | None, fn: Callable[[Settings, Store], Awaitable[T]]) -> T:
-    from ..server.runtime import open_store
+    from ..server.stores import open_store
 
     settings = load_settings(store_url=store_url)
 

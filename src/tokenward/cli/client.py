@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..clients import ClientRegistry
-from ..settings import Settings
+from ..server.clients import ClientRegistry
+from ..server.settings import Settings
 from ..store.base import Store
 from ._common import cli_errors, format_ts, get_clock, out_console
 from ._store import run_with_store

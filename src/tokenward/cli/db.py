@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from ..settings import load_settings
+from ..server.settings import load_settings
 from ..store import store_from_url
 from ..store.base import PurgeCounts, Store
 from ._common import cli_errors, get_clock, out_console, parse_duration

@@ -105,7 +105,7 @@ async def _run(store_url: str, timeline: Timeline) -> None:
 
     from ..events import add_listener
     from ..server import create_app
-    from ..settings import Settings
+    from ..server.settings import Settings
     from ..store.memory import MemoryStore
 
     clock = timeline.clock

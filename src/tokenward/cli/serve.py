@@ -1,6 +1,6 @@
 """``tokenward serve``: first start (keys, console client, admin user), then uvicorn.
 
-Every setting comes from :func:`tokenward.settings.load_settings` (``TOKENWARD_*``, an
+Every setting comes from :func:`tokenward.server.settings.load_settings` (``TOKENWARD_*``, an
 optional TOML file); the options here override them. With ``--workers N`` > 1 uvicorn starts
 ``N`` processes of :func:`tokenward.server.create_app_from_env`; the store URL is passed on
 through ``TOKENWARD_STORE_URL``.
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..events import configure_logging
-from ..settings import Settings, load_settings
+from ..server.settings import Settings, load_settings
 from ._common import cli_errors, err_console
 
 if TYPE_CHECKING:
@@ -27,7 +27,8 @@ __all__ = ["prepare", "serve"]
 
 async def prepare(settings: Settings) -> BootstrapReport:
     """Create/migrate the store and bootstrap it (before starting several workers)."""
-    from ..server.runtime import bootstrap, open_store
+    from ..server.runtime import bootstrap
+    from ..server.stores import open_store
 
     store = open_store(settings)
     async with store:

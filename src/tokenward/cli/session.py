@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..settings import Settings
+from ..server.settings import Settings
 from ..store.base import Store
 from ._common import cli_errors, fail, format_ts, get_clock, out_console
 from ._store import run_with_store

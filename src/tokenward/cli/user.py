@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..settings import Settings
+from ..server.settings import Settings
+from ..server.users import UserService, hasher_from_settings
 from ..store.base import Store
-from ..users import UserService, hasher_from_settings
 from ._common import cli_errors, fail, format_ts, get_clock, out_console
 from ._store import run_with_store
 

@@ -31,8 +31,8 @@ import structlog
 from ..claims import AccessTokenClaims
 from ..clock import Clock, system_clock
 from ..errors import ConfigurationError, StoreUnavailable, TokenwardError
+from ..feed import RevocationEvent, RevocationKind
 from ..revocation import Denylist
-from ..store.base import RevocationEvent, RevocationKind
 
 __all__ = ["RevocationMirror", "event_from_json"]
 

@@ -29,10 +29,10 @@ from ..jws import JWSVerifier
 from ..revocation import Denylist
 from ..sessions import parse_refresh_token
 from ..store.base import Client
-from ..users import generate_password
 from .deps import get_runtime, no_store, require_scope
 from .errors import JSON, NO_STORE, OAuthError
 from .sessions import SessionOut, session_out
+from .users import generate_password
 
 __all__ = ["EventHub", "install_event_hub", "router"]
 

@@ -11,7 +11,6 @@ from fastapi import FastAPI
 from .. import __version__
 from ..clock import Clock
 from ..events import add_listener, configure_logging
-from ..settings import Settings, load_settings
 from ..store.base import Store
 from . import (
     admin,
@@ -31,6 +30,7 @@ from .errors import install_error_handlers
 from .middleware import RequestMiddleware
 from .openapi import install_openapi
 from .runtime import BootstrapReport, Runtime
+from .settings import Settings, load_settings
 
 __all__ = ["create_app", "create_app_from_env"]
 

@@ -29,10 +29,10 @@ from fastapi.responses import RedirectResponse
 
 from ..errors import InvalidGrant, InvalidRequest, InvalidScope, RateLimited
 from ..events import emit
-from ..redirect_uris import redirect_uri_matches
 from ..store.base import Client, GrantRecord, User
 from .deps import client_ip, get_runtime, user_agent
 from .pages import form_origin_ok, page
+from .redirect_uris import redirect_uri_matches
 from .runtime import Runtime
 from .signin import SigninSession, read_signin_cookie, set_signin_cookie
 from .token import grant_scope, parse_scope

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from ..errors import InsufficientScope
-from ..store.base import RevocationEvent
+from ..feed import RevocationEvent
 from .auth import authenticate_client
 from .deps import bearer_claims, get_runtime
 from .errors import JSON, OAuthError

@@ -24,8 +24,8 @@ from pathlib import Path
 from ..clock import Clock
 from ..errors import ConfigurationError
 from ..keys import KeyRing
-from ..settings import Settings, decode_kek
 from ..store.base import Store
+from .settings import Settings, decode_kek
 
 __all__ = ["load_or_create_keyring", "reload_keyring", "resolve_kek", "rotate_if_due"]
 

@@ -12,23 +12,23 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 
-from ..clients import ClientRegistry
 from ..clock import Clock, system_clock
 from ..errors import ConfigurationError, TokenwardError
 from ..issuer import Issuer
 from ..keys import KeyRing
-from ..ratelimit import LoginThrottle, storage_url_for
 from ..revocation import Denylist, DenylistFollower
 from ..sessions import SessionManager
-from ..settings import Settings
-from ..store import store_from_url
 from ..store.base import Store
-from ..users import UserService, generate_password, hasher_from_settings
 from ..verifier import Verifier
+from .clients import ClientRegistry
 from .idtoken import IdTokenService
 from .keystore import load_or_create_keyring, resolve_kek, rotate_if_due
 from .metrics import Metrics, instrument_store
+from .ratelimit import LoginThrottle, storage_url_for
+from .settings import Settings
 from .signin import SigninSessions
+from .stores import open_store
+from .users import UserService, generate_password, hasher_from_settings
 
 __all__ = ["BootstrapReport", "Runtime", "bootstrap"]
 
@@ -43,20 +43,6 @@ class BootstrapReport:
     console_client_created: bool
     admin_username: str | None = None
     admin_password: str | None = None  # only when generated here: print it once
-
-
-def open_store(settings: Settings) -> Store:
-    db = settings.sqlite_path
-    if db is not None:
-        db.parent.mkdir(parents=True, exist_ok=True)
-    options: dict[str, object] = {}
-    if settings.store_scheme != "memory":
-        options["timeout"] = settings.store_timeout
-    if settings.store_prefix is not None:
-        if settings.store_scheme not in ("redis", "rediss"):
-            raise ConfigurationError("TOKENWARD_STORE_PREFIX: only Redis stores take a key prefix")
-        options["prefix"] = settings.store_prefix
-    return store_from_url(settings.store_url, **options)
 
 
 async def bootstrap(

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Self
 
+from ..feed import RevocationEvent, RevocationKind
+
 __all__ = [
     "Client",
     "Family",
@@ -41,32 +43,6 @@ __all__ = [
     "Store",
     "User",
 ]
-
-
-class RevocationKind(StrEnum):
-    JTI = "jti"  # one access token, until its exp
-    SID = "sid"  # one session (family), until the longest access token it issued expires
-    SUB = "sub"  # a subject: every token with iat < not_before (the event's ``at``)
-
-
-@dataclass(frozen=True, slots=True)
-class RevocationEvent:
-    """One entry of the ordered revocation feed. ``seq`` is the cursor (strictly increasing)."""
-
-    seq: int
-    kind: RevocationKind
-    value: str
-    until: float  # the event (and its denylist entry) may be forgotten after this time
-    at: float  # when it was revoked; for SUB this is the "not before" watermark
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "kind": self.kind.value,
-            "value": self.value,
-            "until": self.until,
-            "at": self.at,
-        }
 
 
 @dataclass(slots=True)

@@ -27,8 +27,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
 
-from .base import RevocationEvent, RevocationKind
-from .sql_schema import REVOCATION_COUNTER
+from ..base import RevocationEvent, RevocationKind
+from .schema import REVOCATION_COUNTER
 
 __all__ = ["MAX_PAYLOAD", "NOTIFY_CHANNEL", "PgListener", "notify_payload"]
 

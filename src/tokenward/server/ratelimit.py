@@ -25,7 +25,7 @@ from limits import RateLimitItem, parse_many
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
-from .errors import RateLimited, StoreUnavailable
+from ..errors import RateLimited, StoreUnavailable
 
 __all__ = ["LoginThrottle", "storage_url_for"]
 
@@ -39,7 +39,7 @@ def storage_url_for(store_url: str, override: str | None = None) -> str:
         return override if override.startswith("async+") else "async+" + override
     scheme = store_url.split("://", 1)[0].lower()
     if scheme in ("redis", "rediss"):
-        from .store.redis import _url_prefix
+        from ..store.redis.store import _url_prefix
 
         return "async+" + _url_prefix(store_url, "")[0]  # the store's ?prefix= is not for limits
     return "async+memory://"

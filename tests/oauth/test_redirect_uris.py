@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tokenward.clients import ClientRegistry
 from tokenward.errors import ConfigurationError
-from tokenward.redirect_uris import redirect_uri_matches, validate_redirect_uri
+from tokenward.server.clients import ClientRegistry
+from tokenward.server.redirect_uris import redirect_uri_matches, validate_redirect_uri
 from tokenward.store.memory import MemoryStore
 
 

@@ -33,8 +33,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ..errors import ConfigurationError, StoreUnavailable
-from .base import (
+from ...errors import ConfigurationError, StoreUnavailable
+from ..base import (
     Family,
     PurgeCounts,
     RefreshTokenRecord,
@@ -44,7 +44,7 @@ from .base import (
     RotationResult,
     Store,
 )
-from .sql_engine import (
+from .engine import (
     MIGRATIONS_DIR,
     UNAVAILABLE_ERRORS,
     alembic_config,
@@ -55,10 +55,10 @@ from .sql_engine import (
     sqlite_engine,
     upgrade_sync,
 )
-from .sql_grants import SQLGrantRecordsMixin
-from .sql_listener import MAX_PAYLOAD, NOTIFY_CHANNEL, PgListener
-from .sql_records import SQLRecordsMixin
-from .sql_schema import (
+from .grants import SQLGrantRecordsMixin
+from .listener import MAX_PAYLOAD, NOTIFY_CHANNEL, PgListener
+from .records import SQLRecordsMixin
+from .schema import (
     REVOCATION_COUNTER,
     counters,
     event_from_row,
@@ -525,7 +525,7 @@ class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
         until: float,
     ) -> list[RevocationEvent]:
         """PostgreSQL: counter, insert and ``NOTIFY`` (payload built by the server, same shape
-        as :func:`~tokenward.store.sql_listener.notify_payload`) in one statement."""
+        as :func:`~tokenward.store.sql.listener.notify_payload`) in one statement."""
         last = (
             await conn.execute(
                 _PG_APPEND,

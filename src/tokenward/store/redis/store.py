@@ -1,7 +1,7 @@
 """``redis://`` and ``rediss://``: the store on Redis (redis-py asyncio + hiredis).
 
 Every atomic step of the :class:`~tokenward.store.base.Store` contract is one Lua script
-(:mod:`tokenward.store.redis_scripts`, run with ``EVALSHA``; redis-py reloads a script after
+(:mod:`tokenward.store.redis.scripts`, run with ``EVALSHA``; redis-py reloads a script after
 ``SCRIPT FLUSH`` or a failover). Keys expire by themselves (relative ``EXPIRE`` computed from the
 caller's ``now``); the revocation feed is a Redis Stream whose entry ids are ``<seq>-0``, so
 followers ``XREAD BLOCK`` after their cursor.
@@ -17,7 +17,7 @@ Key layout for ``prefix="tw"`` (``{...}`` is the Redis Cluster hash tag)::
     {tw}:rev                stream the revocation feed, ids <seq>-0 (trimmed by purge)
     {tw}:revexp             zset   seq -> until (purge index)
     {tw}:keys  {tw}:secret:<name>  {tw}:user:<name> {tw}:users  {tw}:client:<id> {tw}:clients
-    {tw}:gr:…  {tw}:gri:…  {tw}:grexp   grant records (see tokenward.store.redis_grants)
+    {tw}:gr:…  {tw}:gri:…  {tw}:grexp   grant records (see tokenward.store.redis.grants)
 
 A family's keys share one slot; everything global shares the ``{tw}`` slot. On a single node
 (the supported and tested deployment, also behind Sentinel) every script declares all its keys.
@@ -52,9 +52,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import ConfigurationError, StoreUnavailable
-from . import redis_scripts as lua
-from .base import (
+from ...errors import ConfigurationError, StoreUnavailable
+from ..base import (
     Client,
     Family,
     PurgeCounts,
@@ -66,7 +65,8 @@ from .base import (
     Store,
     User,
 )
-from .redis_grants import RedisGrantRecordsMixin
+from . import scripts as lua
+from .grants import RedisGrantRecordsMixin
 
 __all__ = ["RedisStore"]
 

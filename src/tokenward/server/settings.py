@@ -28,11 +28,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .errors import ConfigurationError
-from .keys import ALGORITHMS
+from ..errors import ConfigurationError
+from ..keys import ALGORITHMS
 
 if TYPE_CHECKING:
-    from .jwe import TokenEncryption
+    from ..jwe import TokenEncryption
 
 __all__ = ["ENV_PREFIX", "Settings", "decode_kek", "load_settings"]
 
@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     @field_validator("store_url")
     @classmethod
     def _store_url(cls, v: str) -> str:
-        from .store import _BACKENDS
+        from ..store import _BACKENDS
 
         scheme = urlsplit(v).scheme.lower()
         if scheme not in _BACKENDS:
@@ -236,7 +236,7 @@ class Settings(BaseSettings):
 
 
 def _token_encryption(mode: str, key: str) -> TokenEncryption:
-    from .jwe import TokenEncryption
+    from ..jwe import TokenEncryption
 
     if mode == "dir":
         try:

@@ -15,8 +15,8 @@ import orjson
 from sqlalchemy import Executable, Row, and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .base import GrantRecord
-from .sql_schema import grant_records
+from ..base import GrantRecord
+from .schema import grant_records
 
 __all__ = ["SQLGrantRecordsMixin"]
 

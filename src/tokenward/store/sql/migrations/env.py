@@ -12,7 +12,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
-from tokenward.store.sql_schema import metadata
+from tokenward.store.sql.schema import metadata
 
 
 def _run(connection: Connection) -> None:

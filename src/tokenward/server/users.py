@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from .clock import Clock, system_clock
-from .errors import ConfigurationError, InvalidGrant
-from .store.base import Store, User
+from ..clock import Clock, system_clock
+from ..errors import ConfigurationError, InvalidGrant
+from ..store.base import Store, User
 
 if TYPE_CHECKING:
     from .settings import Settings

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import orjson
 from redis.asyncio import Redis
 
-from .base import GrantRecord
+from ..base import GrantRecord
 
 __all__ = ["RedisGrantRecordsMixin"]
 

@@ -17,9 +17,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..errors import ConfigurationError
-from .base import Client, User
-from .sql_schema import (
+from ...errors import ConfigurationError
+from ..base import Client, User
+from .schema import (
     client_from_row,
     client_to_row,
     clients,

@@ -11,10 +11,10 @@ import hmac
 import secrets
 from collections.abc import Iterable
 
-from .clock import Clock, system_clock
-from .errors import ConfigurationError, InvalidClient
+from ..clock import Clock, system_clock
+from ..errors import ConfigurationError, InvalidClient
+from ..store.base import Client, Store
 from .redirect_uris import validate_redirect_uri
-from .store.base import Client, Store
 
 __all__ = ["DEVICE_CODE_GRANT", "GRANTS", "ClientRegistry", "hash_secret", "verify_secret"]
 

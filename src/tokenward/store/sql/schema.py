@@ -1,7 +1,7 @@
 """The SQL schema of :class:`~tokenward.store.sql.SQLStore` (SQLAlchemy Core tables).
 
 The tables here describe the schema at the Alembic head; the migrations in
-``tokenward/store/migrations/versions`` create it (they are frozen copies, never generated
+``tokenward/store/sql/migrations/versions`` create it (they are frozen copies, never generated
 from this module at run time). Timestamps are seconds since the epoch as double precision,
 like everywhere else in tokenward; token hashes are 32-byte SHA-256 digests.
 
@@ -33,7 +33,7 @@ from sqlalchemy import (
     Text,
 )
 
-from .base import Client, Family, RefreshTokenRecord, RevocationEvent, RevocationKind, User
+from ..base import Client, Family, RefreshTokenRecord, RevocationEvent, RevocationKind, User
 
 __all__ = [
     "REVOCATION_COUNTER",
