@@ -30,6 +30,7 @@ def test_rfc8414_metadata_issuer_is_exact_and_served_at_both_paths(server: Serve
     assert "client_secret_basic" in a["token_endpoint_auth_methods_supported"]
     assert set(a["grant_types_supported"]) == {
         "authorization_code",
+        "urn:ietf:params:oauth:grant-type:device_code",
         "password",
         "refresh_token",
         "client_credentials",

@@ -16,6 +16,7 @@ from . import (
     admin,
     authorize,
     console,
+    device,
     feed,
     introspect,
     login,
@@ -92,6 +93,7 @@ def create_app(
     )
     for module in (
         authorize,
+        device,
         token,
         revoke,
         introspect,

@@ -36,7 +36,13 @@ router = APIRouter(tags=["oauth"])
 
 RESERVED_SCOPES = frozenset({"admin", "revocations"})
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")  # RFC 6749 §3.3
-_GRANTS = ("password", "refresh_token", "client_credentials", "authorization_code")
+_GRANTS = (
+    "password",
+    "refresh_token",
+    "client_credentials",
+    "authorization_code",
+    "urn:ietf:params:oauth:grant-type:device_code",
+)
 
 
 def token_response(body: dict[str, Any], status: int = 200) -> JSON:
@@ -118,6 +124,7 @@ _FORM = form_openapi(
         "code": {"type": "string"},
         "redirect_uri": {"type": "string"},
         "code_verifier": {"type": "string"},
+        "device_code": {"type": "string"},
         "client_id": {"type": "string"},
         "client_secret": {"type": "string", "format": "password"},
     },
@@ -183,6 +190,10 @@ async def token(request: Request) -> JSON:
         from .code_grant import exchange_code  # the code flow's module imports this one
 
         return token_response(await exchange_code(rt, request, client, form))
+    if grant == "urn:ietf:params:oauth:grant-type:device_code":
+        from .device import exchange_device_code
+
+        return token_response(await exchange_device_code(rt, request, client, form))
     if client.public:
         raise UnauthorizedClient("client_credentials needs a confidential client")
     granted = grant_scope(form.get("scope"), client, None)

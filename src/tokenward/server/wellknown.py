@@ -29,8 +29,10 @@ def metadata(request: Request) -> dict[str, Any]:
         "revocation_endpoint": f"{base}/revoke",
         "introspection_endpoint": f"{base}/introspect",
         "userinfo_endpoint": f"{base}/userinfo",
+        "device_authorization_endpoint": f"{base}/device_authorization",
         "grant_types_supported": [
             "authorization_code",
+            "urn:ietf:params:oauth:grant-type:device_code",
             "password",
             "refresh_token",
             "client_credentials",
