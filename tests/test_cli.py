@@ -27,6 +27,7 @@ def frozen(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
     clock = FrozenClock(NOW)
     monkeypatch.setattr(_common, "CLOCK", clock)
     monkeypatch.delenv("TOKENWARD_KEK", raising=False)
+    monkeypatch.delenv("TOKENWARD_KEY_ENCRYPTION_KEY", raising=False)
     return clock
 
 
@@ -72,7 +73,7 @@ def test_generate_writes_0600_and_prints_no_private_material(
     assert json.loads(path.read_text()) != doc
 
 
-def test_generate_with_kek_file_and_env(
+def test_one_kek_name_and_old_tokenward_kek_deprecated(
     tmp_path: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kek = bytes(range(32))
@@ -90,12 +91,18 @@ def test_generate_with_kek_file_and_env(
     # without the KEK: a clear message, exit 2
     listed = runner.invoke(app, ["keys", "list", "--keys", str(path)])
     assert listed.exit_code == 2 and "key-encryption key" in listed.output
-    monkeypatch.setenv("TOKENWARD_KEK", kek_text)
+    monkeypatch.setenv("TOKENWARD_KEY_ENCRYPTION_KEY", kek_text)
     listed = runner.invoke(app, ["keys", "list", "--keys", str(path)])
     assert listed.exit_code == 0, listed.output
-    monkeypatch.setenv("TOKENWARD_KEK", "not-base64url-32-bytes")
+    monkeypatch.setenv("TOKENWARD_KEY_ENCRYPTION_KEY", "not-base64url-32-bytes")
     bad = runner.invoke(app, ["keys", "list", "--keys", str(path)])
-    assert bad.exit_code == 2 and "TOKENWARD_KEK" in bad.output
+    assert bad.exit_code == 2 and "TOKENWARD_KEY_ENCRYPTION_KEY" in bad.output
+    # the old name still works for one release, with a deprecation warning
+    monkeypatch.delenv("TOKENWARD_KEY_ENCRYPTION_KEY")
+    monkeypatch.setenv("TOKENWARD_KEK", kek_text)
+    with pytest.warns(FutureWarning, match="TOKENWARD_KEY_ENCRYPTION_KEY"):
+        listed = runner.invoke(app, ["keys", "list", "--keys", str(path)])
+    assert listed.exit_code == 0, listed.output
 
 
 def test_list_shows_states(runner: CliRunner, keyfile: Path) -> None:
@@ -190,6 +197,13 @@ def test_inspect_shows_banner_and_human_times(
     frozen.advance(3600)
     later = runner.invoke(app, ["token", "inspect", "-"], input=token + "\n", terminal_width=120)
     assert later.exit_code == 0 and "expired 46 min ago" in later.output
+
+
+def test_token_inspect_says_a_refresh_token_is_opaque(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["token", "inspect", "twr_" + "A" * 43], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "opaque refresh token" in result.output
+    assert "segments" not in result.output
 
 
 def test_inspect_bad_input_is_exit_2(runner: CliRunner) -> None:

@@ -114,7 +114,15 @@ def test_store_from_url_builds_a_redis_store() -> None:
     assert (s.prefix, s.timeout) == ("x", 0.5)
 
 
-@pytest.mark.parametrize("prefix", ["", "a{b", "a}b", "a b"])
+def test_redis_prefix_separator_is_normalised() -> None:
+    plain = RedisStore(URL, prefix="nu")
+    for given in (RedisStore(URL, prefix="nu:"), store_from_url(URL + "?prefix=nu:")):
+        assert isinstance(given, RedisStore) and given.prefix == "nu"
+        assert given.token_index_key(b"\x01") == plain.token_index_key(b"\x01") == "nu:rt:01"
+        assert given.family_key("s") == plain.family_key("s") == "{nu:fam:s}"
+
+
+@pytest.mark.parametrize("prefix", ["", ":", "a{b", "a}b", "a b"])
 def test_prefix_must_not_break_hash_tags(prefix: str) -> None:
     with pytest.raises(ConfigurationError):
         RedisStore(URL, prefix=prefix)

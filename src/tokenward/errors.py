@@ -15,16 +15,19 @@ exception handler can map all of them::
     │   ├── InvalidClaims         (missing / wrong iss, aud, typ ...)
     │   │   ├── ExpiredToken
     │   │   └── ImmatureToken     (nbf / iat in the future)
-    │   └── RevokedToken          (jti, sid or subject watermark)
+    │   ├── RevokedToken          (jti, sid or subject watermark)
+    │   └── BearerRequired        unauthorized 401 (no credentials at all, RFC 6750 §3.1)
     ├── InvalidRequest            invalid_request      400
     │   └── UnsupportedGrantType  unsupported_grant_type 400
+    ├── InvalidDPoPProof          invalid_dpop_proof   400 (401 at a resource, RFC 9449 §7.1)
+    │   └── UseDPoPNonce          use_dpop_nonce       (RFC 9449 §8, carries the nonce)
     ├── InvalidGrant              invalid_grant        400
     │   └── RefreshTokenReused    (reuse detected; the family was revoked)
     ├── InvalidClient             invalid_client       401
     ├── UnauthorizedClient        unauthorized_client  400
     ├── InvalidScope              invalid_scope        400
     ├── InsufficientScope         insufficient_scope   403
-    ├── RateLimited               slow_down            429
+    ├── RateLimited               invalid_request      429
     ├── StoreUnavailable          temporarily_unavailable 503
     ├── KeyRingError              server_error         500
     └── ConfigurationError        server_error         500
@@ -36,12 +39,14 @@ kid", "alg does not match key") and never contain token values or key material.
 from __future__ import annotations
 
 __all__ = [
+    "BearerRequired",
     "ConfigurationError",
     "ExpiredToken",
     "ImmatureToken",
     "InsufficientScope",
     "InvalidClaims",
     "InvalidClient",
+    "InvalidDPoPProof",
     "InvalidGrant",
     "InvalidRequest",
     "InvalidScope",
@@ -59,6 +64,7 @@ __all__ = [
     "UnknownKey",
     "UnsupportedAlgorithm",
     "UnsupportedGrantType",
+    "UseDPoPNonce",
 ]
 
 
@@ -120,6 +126,16 @@ class RevokedToken(InvalidToken):
     """The token was revoked (by ``jti``, by session ``sid`` or by subject)."""
 
 
+class BearerRequired(InvalidToken):
+    """No bearer token was sent at all. RFC 6750 §3.1: the challenge then carries no error
+    code, so the body says ``unauthorized`` rather than ``invalid_token``."""
+
+    error = "unauthorized"
+
+    def __init__(self, description: str = "a bearer token is required") -> None:
+        super().__init__(description)
+
+
 class InvalidRequest(TokenwardError):
     error = "invalid_request"
     status_code = 400
@@ -129,6 +145,24 @@ class UnsupportedGrantType(InvalidRequest):
     """RFC 6749 §5.2: the ``grant_type`` is not supported by the server."""
 
     error = "unsupported_grant_type"
+
+
+class InvalidDPoPProof(TokenwardError):
+    """RFC 9449 §5.1, §7.1: the DPoP proof is missing or invalid. A token endpoint answers
+    400; a protected resource answers 401 with a ``DPoP`` challenge."""
+
+    error = "invalid_dpop_proof"
+    status_code = 400
+
+
+class UseDPoPNonce(InvalidDPoPProof):
+    """RFC 9449 §8, §9: the proof must carry the server's current nonce (``DPoP-Nonce``)."""
+
+    error = "use_dpop_nonce"
+
+    def __init__(self, description: str = "", nonce: str | None = None) -> None:
+        super().__init__(description)
+        self.nonce = nonce
 
 
 class InvalidGrant(TokenwardError):
@@ -165,7 +199,11 @@ class InsufficientScope(TokenwardError):
 
 
 class RateLimited(TokenwardError):
-    error = "slow_down"
+    """Too many attempts: 429 with ``Retry-After`` (RFC 6585 §4). The body's code is the
+    standard ``invalid_request`` every OAuth client knows; ``slow_down`` belongs to the device
+    flow's polling (RFC 8628 §3.5), a 400."""
+
+    error = "invalid_request"
     status_code = 429
 
     def __init__(self, description: str = "", retry_after: int = 1) -> None:

@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,6 +156,8 @@ class SessionInfo:
     device: str | None
     revoked_at: float | None
     revoked_reason: str | None
+    #: when the refresh token this was looked up by was issued (introspection only)
+    token_issued_at: float | None = None
 
     @classmethod
     def from_family(cls, family: Family) -> SessionInfo:
@@ -189,7 +193,9 @@ class SessionManager:
     ``absolute_lifetime`` bound a family. ``revocation_margin`` (default: the verifier
     leeway, 30 s) is added to every revocation's ``until``, because verifiers accept a token
     until ``exp + leeway``. ``retention_margin`` (7 days) keeps expired families around for
-    reuse detection before :meth:`purge` deletes them.
+    reuse detection before :meth:`purge` deletes them. ``family_check`` (optional) runs on
+    every refresh before rotating; an ``InvalidGrant`` from it revokes the session (the server
+    uses it to end the sessions of a disabled user or one whose credentials changed).
     """
 
     def __init__(
@@ -205,6 +211,7 @@ class SessionManager:
         denylist: Denylist | None = None,
         revocation_margin: float = DEFAULT_LEEWAY,
         retention_margin: float = DEFAULT_RETENTION_MARGIN,
+        family_check: Callable[[Family], Awaitable[None]] | None = None,
     ) -> None:
         if grace_period < 0 or idle_timeout <= 0 or absolute_lifetime <= 0:
             raise ConfigurationError("grace_period >= 0, idle_timeout > 0, absolute_lifetime > 0")
@@ -221,6 +228,7 @@ class SessionManager:
         self.revocation_margin = float(revocation_margin)
         self.retention_margin = float(retention_margin)
         self._secret = successor_secret
+        self._family_check = family_check
         self._denylist = denylist if denylist is not None else Denylist(clock=self.clock)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -355,6 +363,12 @@ class SessionManager:
         now = self.clock.now()
         if family.expired(now):
             raise InvalidGrant("refresh token expired")
+        if self._family_check is not None:
+            try:
+                await self._family_check(family)
+            except InvalidGrant:
+                await self.revoke_session(family.sid, reason="credentials_changed")
+                raise
         granted = family.scope.split()
         if scope is not None and scope.split():
             wanted = set(scope.split())
@@ -493,7 +507,9 @@ class SessionManager:
             return None
         if not hmac.compare_digest(family.current_hash, token_hash):
             return None
-        return SessionInfo.from_family(family)
+        return dataclasses.replace(
+            SessionInfo.from_family(family), token_issued_at=record.created_at
+        )
 
     # -- retention -------------------------------------------------------------------------
     async def purge(self) -> PurgeCounts:

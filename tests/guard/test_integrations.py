@@ -54,11 +54,15 @@ def test_challenge_quotes_safely():
     assert h == want + ', scope="read write"'
 
 
+MISSING_BODY = {"error": "unauthorized", "error_description": "a bearer token is required"}
+
+
 def check_contract(call: Any, tokens: dict[str, str], *, body_of: Any = lambda r: r.json()) -> None:
     """``call(headers) -> response`` for a route that requires scope ``read``."""
     r = call({})
     assert r.status_code == 401
     assert r.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert body_of(r) == MISSING_BODY
     r = call({"Authorization": "Bearer"})
     assert r.status_code == 400 and 'error="invalid_request"' in r.headers["WWW-Authenticate"]
     r = call(bearer(tokens["read"][:-4] + "AAAA"))
@@ -148,10 +152,7 @@ def test_starlette_middleware(verifier, tokens):
 
     client = TestClient(_starlette_app(verifier))
     check_contract(lambda h: client.get("/orders", headers=h), tokens)
-    assert client.get("/orders").json() == {
-        "error": "invalid_token",
-        "error_description": "a bearer token is required",
-    }
+    assert client.get("/orders").json() == MISSING_BODY
     assert client.get("/healthz").status_code == 200  # excluded path
     r = client.get("/admin", headers=bearer(tokens["read"]))
     assert r.status_code == 403 and 'scope="admin"' in r.headers["WWW-Authenticate"]
@@ -291,3 +292,48 @@ def test_drf_authentication_and_scopes(django_ready, tokens):
     dj.set_verifier(StaleVerifier())
     r = call(bearer(tokens["read"]))
     assert r.status_code == 503 and r.headers["Retry-After"] == "15"
+
+
+def test_missing_bearer_token_is_401_unauthorized_in_every_integration(
+    verifier: Any, django_ready: Any
+) -> None:
+    """RFC 6750 §3.1: no credentials → a challenge without an error code, and the same body
+    as the server's, in FastAPI, Starlette, Flask, Django and DRF."""
+    from django.test import RequestFactory
+    from fastapi.testclient import TestClient
+    from rest_framework.response import Response
+    from rest_framework.test import APIRequestFactory
+    from rest_framework.views import APIView
+
+    answers: dict[str, tuple[int, str, Any]] = {}
+    with TestClient(_fastapi_app(verifier)) as c:
+        r = c.get("/orders")
+        answers["fastapi"] = (r.status_code, r.headers["WWW-Authenticate"], r.json())
+    r = TestClient(_starlette_app(verifier)).get("/orders")
+    answers["starlette"] = (r.status_code, r.headers["WWW-Authenticate"], r.json())
+    fr = _flask_app(verifier).test_client().get("/orders")
+    answers["flask"] = (fr.status_code, fr.headers["WWW-Authenticate"], fr.json)
+    dj = django_ready
+
+    @dj.require_token(scopes=["read"])
+    def view(request: Any) -> Any:
+        raise AssertionError("not reached")
+
+    d = _Resp(dj.GuardMiddleware(view)(RequestFactory().get("/orders")))
+    answers["django"] = (d.status_code, d.headers["WWW-Authenticate"], d.json())
+
+    class Orders(APIView):
+        authentication_classes = (dj.TokenwardAuthentication,)
+        permission_classes = (dj.HasScopes,)
+        required_scopes = ("read",)
+
+        def get(self, request: Any) -> Response:
+            raise AssertionError("not reached")
+
+    rr = _Resp(Orders.as_view()(APIRequestFactory().get("/orders")))
+    answers["drf"] = (rr.status_code, rr.headers["WWW-Authenticate"], rr.json())
+    for name, (status, challenge_header, body) in answers.items():
+        assert status == 401, name
+        assert challenge_header == 'Bearer realm="api"', name
+        assert "error=" not in challenge_header, name
+        assert body == MISSING_BODY, name

@@ -384,3 +384,37 @@ async def test_sse_ready_below_our_cursor_reloads_snapshot(fclock, issuer):
     with pytest.raises(RevokedToken):
         m.check(_claims(at))
     await m.aclose()
+
+
+async def test_sse_reconnect_event_reconnects_without_failing_closed(fclock, issuer):
+    """A server that shuts down sends ``event: reconnect``: the follower connects again at
+    once from its cursor, counts no failure and stays fresh (never fails closed)."""
+    at = issuer.issue(sub="a", client_id="c")
+    now = fclock.now()
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.params["after"])
+        ev = orjson.dumps(_ev(1, "jti", at.jti, now)).decode()
+        body = f"event: ready\ndata: 1\n\nid: 1\nevent: revocation\ndata: {ev}\n\n"
+        body += "event: reconnect\ndata: shutting down\n\n"
+        sse = {"Content-Type": "text/event-stream"}
+        return httpx.Response(200, content=body.encode(), headers=sse)
+
+    m = RevocationMirror(
+        "http://auth.test/revocations",
+        client_id="a",
+        client_secret="b",
+        clock=fclock,
+        mode="sse",
+        max_staleness=30,
+        transport=httpx.MockTransport(handler),
+    )
+    m._synced_once = True
+    assert await m.sync() is True
+    assert await m.sync() is True
+    assert seen == ["0", "1"] and m.cursor == 1
+    assert m.failures == 0 and m.last_error is None and not m.stale
+    with pytest.raises(RevokedToken):
+        m.check(_claims(at))
+    await m.aclose()

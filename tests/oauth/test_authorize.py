@@ -362,3 +362,17 @@ def test_state_is_echoed_even_on_errors(srv: Server) -> None:
         follow_redirects=False,
     )
     assert redirect_params(r.headers["location"])["state"] == f.state
+
+
+def test_password_reset_ends_the_sign_in_session_so_prompt_none_mints_nothing(
+    srv: Server,
+) -> None:
+    f = Flow(srv)
+    code = f.code()
+    srv.clock.advance(1)
+    srv.run(srv.runtime.users.set_password, "alice", "a brand new password")
+    r = f.authorize(prompt="none")
+    assert redirect_params(r.headers["location"])["error"] == "login_required"
+    # a code minted before the reset cannot be exchanged either
+    r = f.exchange(code)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"

@@ -23,6 +23,7 @@ T = TypeVar("T")
 ISSUER = "https://auth.tokenward.test"
 ALICE_PW = "correct horse battery"
 ADMIN_PW = "admin password 1"
+PEER = "192.0.2.10"  # the socket peer of the test client (an address, as from a real socket)
 
 
 def cheap_hasher() -> PasswordHasher:
@@ -95,7 +96,7 @@ def server_factory() -> Iterator[Callable[..., Server]]:
         app = create_app(
             make_settings(**settings), store=store, clock=clock, password_hasher=cheap_hasher()
         )
-        http = TestClient(app, base_url="https://testserver")
+        http = TestClient(app, base_url="https://testserver", client=(PEER, 50000))
         http.__enter__()
         stack.append(http)
         rt: Runtime = app.state.runtime

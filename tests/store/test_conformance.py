@@ -433,3 +433,54 @@ async def test_clients_crud(store: Store) -> None:
 
 async def test_ping(store: Store) -> None:
     await store.ping()
+
+
+# -- DPoP (RFC 9449) -------------------------------------------------------------------------
+async def test_family_keeps_its_dpop_binding(store: Store) -> None:
+    family = family_of("bound", dpop_jkt="0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I")
+    await store.create_family(family, RefreshTokenRecord(h("bound/0"), "bound", NOW))
+    got = await store.get_family("bound")
+    assert got is not None and got.dpop_jkt == family.dpop_jkt
+    assert (
+        await rotate(store, h("bound/0"), h("bound/1"), now=NOW)
+    ).outcome is RotationOutcome.ROTATED
+    found = await store.get_refresh_token(h("bound/1"))
+    assert found is not None and found[1].dpop_jkt == family.dpop_jkt
+    await new_family(store, "unbound")
+    unbound = await store.get_family("unbound")
+    assert unbound is not None and unbound.dpop_jkt is None
+
+
+async def test_client_dpop_requirement_and_update(store: Store) -> None:
+    await store.create_client(Client("spa", NOW, dpop_bound_access_tokens=True))
+    got = await store.get_client("spa")
+    assert got is not None and got.dpop_bound_access_tokens
+    got.dpop_bound_access_tokens = False
+    got.scopes = ("read",)
+    await store.update_client(got)
+    again = await store.get_client("spa")
+    assert again == got and not again.dpop_bound_access_tokens
+    with pytest.raises(ConfigurationError):
+        await store.update_client(Client("nope", NOW))
+
+
+async def test_dpop_jti_is_accepted_once_until_it_expires(store: Store) -> None:
+    assert await store.dpop_jti_seen("k1", now=NOW, until=NOW + 60) is False
+    assert await store.dpop_jti_seen("k1", now=NOW + 59, until=NOW + 119) is True
+    assert await store.dpop_jti_seen("k2", now=NOW + 1, until=NOW + 61) is False
+    await store.purge(now=NOW + 61, margin=0)
+    assert await store.dpop_jti_seen("k1", now=NOW + 61, until=NOW + 121) is False
+
+
+async def test_dpop_jti_replay_is_seen_by_every_instance(store_factory: StoreFactory) -> None:
+    a, b = await store_factory(), await store_factory()
+    assert await a.dpop_jti_seen("shared", now=NOW, until=NOW + 60) is False
+    assert await b.dpop_jti_seen("shared", now=NOW, until=NOW + 60) is True
+
+
+async def test_concurrent_dpop_jti_has_one_winner(store_factory: StoreFactory) -> None:
+    stores = [await store_factory() for _ in range(4)]
+    seen = await asyncio.gather(
+        *(s.dpop_jti_seen("race", now=NOW, until=NOW + 60) for s in stores for _ in range(4))
+    )
+    assert Counter(seen) == {True: 15, False: 1}

@@ -6,8 +6,8 @@ Each concept is a sub-app in its own module, registered here with one line::
 
 Sub-apps use :mod:`tokenward.cli._common` for the shared pieces: ``cli_errors`` (bad input
 gives a one-line message and exit code 2, never a traceback), durations (``90s``, ``15m``,
-``1h``, ``30d``), the key-encryption key (``--kek-file`` or ``TOKENWARD_KEK``; the CLI reads
-the environment, library classes never do) and the consoles.
+``1h``, ``30d``), the key-encryption key (``--kek-file`` or ``TOKENWARD_KEY_ENCRYPTION_KEY``;
+the CLI reads the environment, library classes never do) and the consoles.
 """
 
 from __future__ import annotations

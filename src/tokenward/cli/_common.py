@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import os
 import re
@@ -17,7 +18,7 @@ from rich.console import Console
 from ..clock import Clock, system_clock
 from ..errors import TokenwardError
 from ..keys import KeyRing
-from ..server.settings import decode_kek
+from ..server.settings import DEPRECATED_KEK_ENV, KEK_ENV, decode_kek, warn_deprecated_kek
 
 __all__ = [
     "CLOCK",
@@ -33,9 +34,9 @@ __all__ = [
     "out_console",
     "parse_duration",
     "read_kek",
+    "read_kek_file_text",
 ]
 
-KEK_ENV = "TOKENWARD_KEK"
 out_console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -91,7 +92,8 @@ def parse_duration(text: str) -> int:
 
 
 def read_kek(kek_file: Path | None) -> bytes | None:
-    """The key-encryption key from ``--kek-file`` or else ``TOKENWARD_KEK`` (base64url, 32 B)."""
+    """The key-encryption key from ``--kek-file`` or else ``TOKENWARD_KEY_ENCRYPTION_KEY``
+    (base64url, 32 B; the old ``TOKENWARD_KEK`` is accepted with a deprecation warning)."""
     if kek_file is not None:
         raw = kek_file.read_bytes()
         mode = kek_file.stat().st_mode
@@ -106,13 +108,24 @@ def read_kek(kek_file: Path | None) -> bytes | None:
             return decode_kek(raw.decode("ascii"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise ValueError(f"KEK file {kek_file}: {exc}") from None
+    name = KEK_ENV
     env = os.environ.get(KEK_ENV)
+    if not env and os.environ.get(DEPRECATED_KEK_ENV):
+        name, env = DEPRECATED_KEK_ENV, os.environ[DEPRECATED_KEK_ENV]
+        warn_deprecated_kek()
     if env:
         try:
             return decode_kek(env)
         except ValueError as exc:
-            raise ValueError(f"{KEK_ENV}: {exc}") from None
+            raise ValueError(f"{name}: {exc}") from None
     return None
+
+
+def read_kek_file_text(kek_file: Path) -> str:
+    """``--kek-file`` as the base64url text of the key (for the settings)."""
+    kek = read_kek(kek_file)
+    assert kek is not None
+    return base64.urlsafe_b64encode(kek).decode().rstrip("=")
 
 
 def load_ring(path: Path, kek_file: Path | None) -> KeyRing:

@@ -1,8 +1,9 @@
 """``tokenward keys``: generate, list, rotate and export signing keys kept in a key file.
 
 The key file is the private JWKS written by :meth:`tokenward.KeyRing.save`: encrypted as a
-compact JWE under a key-encryption key (``--kek-file`` or ``TOKENWARD_KEK``), else plain JSON
-with mode 0600. Private material is never printed; ``export-public`` prints public keys only.
+compact JWE under a key-encryption key (``--kek-file`` or ``TOKENWARD_KEY_ENCRYPTION_KEY``),
+else plain JSON with mode 0600. Private material is never printed; ``export-public`` prints
+public keys only.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ KekFile = Annotated[
     Path | None,
     typer.Option(
         "--kek-file",
-        help="File holding the 32-byte key-encryption key (base64url). Default: $TOKENWARD_KEK.",
+        help="File holding the 32-byte key-encryption key (base64url). "
+        "Default: $TOKENWARD_KEY_ENCRYPTION_KEY.",
     ),
 ]
 

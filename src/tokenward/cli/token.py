@@ -16,6 +16,7 @@ from rich.table import Table
 from ..errors import ConfigurationError, InvalidToken
 from ..issuer import Issuer
 from ..keys import KeyRing
+from ..sessions import REFRESH_TOKEN_PREFIX
 from ..verifier import DEFAULT_LEEWAY, Verifier
 from ._common import (
     as_json_text,
@@ -70,7 +71,8 @@ def issue(
     client_id: Annotated[str, typer.Option("--client-id", help="client_id claim.")] = "cli",
     sid: Annotated[str | None, typer.Option("--sid", help="Session id claim.")] = None,
     kek_file: Annotated[
-        Path | None, typer.Option("--kek-file", help="KEK file. Default: $TOKENWARD_KEK.")
+        Path | None,
+        typer.Option("--kek-file", help="KEK file. Default: $TOKENWARD_KEY_ENCRYPTION_KEY."),
     ] = None,
 ) -> None:
     """Sign an access token with the key file's active key and print it."""
@@ -89,6 +91,12 @@ def inspect(
 ) -> None:
     """Decode a token's header and claims WITHOUT verifying anything."""
     value = _read_token(token)
+    if value.startswith(REFRESH_TOKEN_PREFIX):
+        out_console.print(
+            "an opaque refresh token (twr_...): it carries no claims to decode; its session is "
+            "known only to the server (POST /introspect, or `tokenward session list`)"
+        )
+        return
     parts = value.split(".")
     if len(parts) not in (3, 5):
         raise ValueError(f"not a compact JWS/JWE: {len(parts)} segments instead of 3 or 5")

@@ -1,77 +1,38 @@
-// The session of this tab: the access token lives in this module's memory only (never in
-// localStorage/sessionStorage). The refresh token is the HttpOnly cookie set by
-// POST /login {"mode": "cookie"}; refreshing from it needs the CSRF token, which (with the
-// client id, neither of them a credential on its own) is kept in sessionStorage so that a
-// reload of this tab can refresh silently.
+// The console's session, kept by the tokenward browser SDK (/sdk/tokenward.js, the same module
+// other web apps use): the access token lives in memory only, the refresh token is the HttpOnly
+// cookie set by POST /login {"mode": "cookie"}, refreshing is single-flight across tabs (Web
+// Locks + BroadcastChannel) and signing out in one tab signs out every tab.
 
-const STASH = 'tokenward.console';
-const REFRESH_MARGIN = 60; // seconds before expiry
-const listeners = new Set();
+import { b64urlDecode, createClient, decodeJsonSegment, TokenwardError } from '/sdk/tokenward.js';
 
-const state = { token: null, claims: null, expiresAt: 0, timer: 0, refreshing: null };
+export { b64urlDecode };
+export const ApiError = TokenwardError;
+export const decodeJson = decodeJsonSegment;
 
-export class ApiError extends Error {
-  constructor(message, status = 0, code = '') {
-    super(message);
-    this.status = status;
-    this.code = code;
+// Consoles before the SDK kept {csrf, clientId} in this tab's sessionStorage: carry it over
+// once, so that an open console tab upgraded under its feet still refreshes on reload.
+try {
+  const old = JSON.parse(sessionStorage.getItem('tokenward.console') || 'null');
+  if (old && old.csrf && !localStorage.getItem('tokenward.console:session')) {
+    localStorage.setItem('tokenward.console:session', JSON.stringify({ seq: 0, csrf: old.csrf, clientId: old.clientId }));
   }
-}
+  sessionStorage.removeItem('tokenward.console');
+} catch { /* storage disabled: sign in again */ }
 
-export function b64urlDecode(segment) {
-  if (!/^[A-Za-z0-9_-]*$/.test(segment)) throw new Error('not base64url');
-  const b64 = segment.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((segment.length + 3) % 4);
-  const bin = atob(b64);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i += 1) out[i] = bin.charCodeAt(i);
-  return out;
-}
-
-export function decodeJson(segment) {
-  return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(b64urlDecode(segment)));
-}
+export const auth = createClient({ name: 'tokenward.console' });
 
 export const session = {
-  get signedIn() { return state.token !== null; },
-  get claims() { return state.claims; },
-  get expiresAt() { return state.expiresAt; },
-  get scopes() { return new Set(((state.claims && state.claims.scope) || '').split(' ').filter(Boolean)); },
+  get signedIn() { return auth.signedIn; },
+  get claims() { return auth.claims; },
+  get expiresAt() { return auth.expiresAt / 1000; },
+  get scopes() { return new Set(((auth.claims && auth.claims.scope) || '').split(' ').filter(Boolean)); },
   get isAdmin() { return this.scopes.has('admin'); },
-  get hasStash() { return sessionStorage.getItem(STASH) !== null; },
-  onChange(fn) { listeners.add(fn); },
+  get hasStash() { return auth.hasSession; },
+  onChange(fn) { auth.onChange(() => fn()); },
 };
 
-function notify() { for (const fn of listeners) fn(); }
-
-function stash() {
-  try { return JSON.parse(sessionStorage.getItem(STASH) || 'null'); } catch { return null; }
-}
-
-function accept(body) {
-  if (!body || typeof body.access_token !== 'string') throw new ApiError('the server sent no access token');
-  state.token = body.access_token;
-  state.claims = decodeJson(body.access_token.split('.')[1]);
-  state.expiresAt = Date.now() / 1000 + Number(body.expires_in || 0);
-  const prev = stash() || {};
-  sessionStorage.setItem(STASH, JSON.stringify({
-    csrf: body.csrf_token || prev.csrf,
-    clientId: state.claims.client_id || prev.clientId,
-  }));
-  clearTimeout(state.timer);
-  const lifetime = Number(body.expires_in || 0);
-  const wait = Math.max(5, Math.min(lifetime * 0.8, lifetime - REFRESH_MARGIN));
-  state.timer = setTimeout(() => { refresh().catch(() => {}); }, wait * 1000);
-  notify();
-}
-
-export function forget() {
-  clearTimeout(state.timer);
-  state.token = null;
-  state.claims = null;
-  state.expiresAt = 0;
-  sessionStorage.removeItem(STASH);
-  notify();
-}
+/** Sign out in every tab, without calling the server (the session is already over). */
+export function forget() { auth.forget(); }
 
 async function parse(resp) {
   if (resp.status === 204) return null;
@@ -80,70 +41,34 @@ async function parse(resp) {
   try { body = text ? JSON.parse(text) : null; } catch { body = null; }
   if (!resp.ok) {
     const msg = (body && (body.error_description || body.error || body.detail)) || `HTTP ${resp.status}`;
-    throw new ApiError(`${msg} (${resp.status})`, resp.status, (body && body.error) || '');
+    throw new ApiError(`${msg} (${resp.status})`, { status: resp.status, code: (body && body.error) || '' });
   }
   return body;
 }
 
 export async function signIn(username, password, admin) {
-  const body = { username, password, mode: 'cookie', device: 'tokenward console' };
-  if (admin) body.scope = 'admin';
-  const resp = await fetch('/login', {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify(body),
+  await auth.login({ username, password, scope: admin ? 'admin' : undefined, device: 'tokenward console' });
+}
+
+/** A reload or a new tab: take the token from another tab or refresh from the cookie. */
+export function restore() { return auth.restore(); }
+
+export function signOut() { return auth.logout(); }
+
+/** An authenticated call; on 401 invalid_token the SDK refreshes once and repeats it once. */
+export async function api(method, path, { json, accept: acceptType, signal, raw } = {}) {
+  if (!auth.signedIn) throw new ApiError('sign in first', { status: 401 });
+  const headers = {};
+  if (json !== undefined) headers['Content-Type'] = 'application/json';
+  if (acceptType) headers.Accept = acceptType;
+  const resp = await auth.fetch(path, {
+    method,
+    headers,
+    body: json !== undefined ? JSON.stringify(json) : undefined,
     credentials: 'same-origin',
     cache: 'no-store',
+    signal,
   });
-  accept(await parse(resp));
-}
-
-/** Silent refresh from the HttpOnly cookie with the CSRF header (one at a time). */
-export function refresh() {
-  if (state.refreshing) return state.refreshing;
-  const s = stash();
-  if (!s || !s.csrf || !s.clientId) return Promise.reject(new ApiError('not signed in'));
-  state.refreshing = (async () => {
-    try {
-      const resp = await fetch('/token', {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/x-www-form-urlencoded', 'X-CSRF-Token': s.csrf },
-        body: new URLSearchParams({ grant_type: 'refresh_token', client_id: s.clientId }),
-        credentials: 'same-origin',
-        cache: 'no-store',
-      });
-      accept(await parse(resp));
-    } catch (err) {
-      if (err instanceof ApiError && err.status >= 400 && err.status < 500) forget();
-      throw err;
-    } finally {
-      state.refreshing = null;
-    }
-  })();
-  return state.refreshing;
-}
-
-/** An authenticated call; on 401 the token is refreshed once and the call repeated. */
-export async function api(method, path, { json, accept: acceptType, signal, raw } = {}) {
-  const send = () => {
-    const headers = { Authorization: `Bearer ${state.token}` };
-    if (json !== undefined) headers['Content-Type'] = 'application/json';
-    if (acceptType) headers.Accept = acceptType;
-    return fetch(path, {
-      method,
-      headers,
-      body: json !== undefined ? JSON.stringify(json) : undefined,
-      credentials: 'same-origin',
-      cache: 'no-store',
-      signal,
-    });
-  };
-  if (!state.token) throw new ApiError('sign in first', 401);
-  let resp = await send();
-  if (resp.status === 401 && session.hasStash) {
-    await refresh();
-    resp = await send();
-  }
   if (raw && resp.ok) return resp;
   return parse(resp);
 }

@@ -1,5 +1,5 @@
 // The console's shell: sign-in, navigation between screens, the live clock.
-import { refresh, session, signIn, forget, api } from './api.js';
+import { restore, session, signIn, signOut } from './api.js';
 import { mountAdmin } from './admin.js';
 import { mountInspector } from './inspector.js';
 import { mountSessions } from './sessions.js';
@@ -73,7 +73,7 @@ $('#signin-form').addEventListener('submit', async (e) => {
 });
 
 $('#signout').addEventListener('click', (e) => act(e.currentTarget, async () => {
-  try { await api('POST', '/logout'); } finally { forget(); }
+  await signOut();
   go('signin');
 }, 'Signed out: this session was ended.'));
 
@@ -83,7 +83,7 @@ setInterval(tick, 1000);
 // A reload keeps the cookie: refresh silently before showing anything.
 (async () => {
   if (session.hasStash) {
-    try { await refresh(); } catch (err) { say(`Please sign in again (${err.message}).`, 'error'); }
+    try { await restore(); } catch (err) { say(`Please sign in again (${err.message}).`, 'error'); }
   }
   document.body.dataset.ready = '1';
   renderWho();

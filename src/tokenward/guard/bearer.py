@@ -113,7 +113,7 @@ def missing_token(realm: str) -> AuthFailure:
     """RFC 6750 §3.1: a request without credentials gets a challenge with no error code."""
     return AuthFailure(
         401,
-        {"error": "invalid_token", "error_description": "a bearer token is required"},
+        {"error": "unauthorized", "error_description": "a bearer token is required"},
         {"WWW-Authenticate": challenge(realm)},
     )
 

@@ -213,7 +213,11 @@ class HasScopes(_BasePermission):  # type: ignore[misc]
     def has_permission(self, request: Any, view: Any) -> bool:
         claims = getattr(request, "auth", None)
         if not isinstance(claims, AccessTokenClaims):
-            return False  # DRF turns this into 401 (not authenticated)
+            user = getattr(request, "user", None)
+            if user is None or not user.is_authenticated:
+                # no credentials: the same 401 as every other integration (RFC 6750 §3.1)
+                raise _DRFError(missing_token(_realm()))
+            return False  # authenticated some other way, but not with a token: 403
         wanted = tuple(getattr(view, "required_scopes", ()))
         if not claims.has_scopes(*wanted):
             exc = InsufficientScope("the token lacks a required scope")

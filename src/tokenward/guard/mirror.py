@@ -225,8 +225,10 @@ class RevocationMirror:
         """One SSE connection: apply events until the server closes it.
 
         The server (``tokenward.server.feed``) sends ``event: ready``, then ``event:
-        revocation`` frames (``id:`` = ``seq``), keep-alive comments every 15 s and ``event:
-        error`` when its store fails. Every frame or comment counts as contact.
+        revocation`` frames (``id:`` = ``seq``), keep-alive comments every 15 s, ``event:
+        error`` when its store fails and ``event: reconnect`` when it is shutting down (the
+        follower then connects again at once, to the next instance, keeping its cursor).
+        Every frame or comment counts as contact.
         """
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
         if self.cursor:
@@ -245,6 +247,9 @@ class RevocationMirror:
                             self._on_sse(event, "\n".join(data))
                         except _Resync:
                             return  # reconnect from cursor 0: the snapshot, then the tail
+                        except _Reconnect:
+                            self._mark_synced()  # a clean goodbye is contact, not a failure
+                            return
                     event, data = "message", list[str]()
                     self._mark_synced()
                 elif line.startswith(":"):
@@ -265,6 +270,8 @@ class RevocationMirror:
             return
         if event == "error":
             raise StoreUnavailable("revocation feed reported an error")
+        if event == "reconnect":
+            raise _Reconnect()
         self.apply([event_from_json(orjson.loads(payload))])
 
     async def sync(self) -> bool:
@@ -300,6 +307,10 @@ class RevocationMirror:
 
 
 class _Resync(Exception):
+    pass
+
+
+class _Reconnect(Exception):
     pass
 
 

@@ -32,6 +32,7 @@ from ..store.base import Client
 from .deps import get_runtime, no_store, require_scope
 from .errors import JSON, NO_STORE, OAuthError
 from .sessions import SessionOut, session_out
+from .text import RequestModel
 from .users import generate_password
 
 __all__ = ["EventHub", "install_event_hub", "router"]
@@ -53,7 +54,7 @@ class UserOut(BaseModel):
     created_at: float
 
 
-class UserCreate(BaseModel):
+class UserCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(min_length=1, max_length=256)
     password: str = Field(min_length=8, max_length=1024)
@@ -74,7 +75,7 @@ class ClientOut(BaseModel):
     client_secret: str | None = None  # only in the creation response
 
 
-class ClientCreate(BaseModel):
+class ClientCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
     client_id: str = Field(min_length=1, max_length=256)
     public: bool = False
@@ -113,7 +114,7 @@ class KeyOut(BaseModel):
     next_rotation_at: float | None = None  # the active key's scheduled rotation
 
 
-class PasswordReset(BaseModel):
+class PasswordReset(RequestModel):
     model_config = ConfigDict(extra="forbid")
     password: str | None = Field(None, min_length=8, max_length=1024)  # None: generate one
 
@@ -123,7 +124,7 @@ class PasswordResetOut(BaseModel):
     password: str | None = None  # only when generated here: shown once
 
 
-class TokenCheck(BaseModel):
+class TokenCheck(RequestModel):
     model_config = ConfigDict(extra="forbid")
     token: str = Field(min_length=1, max_length=16384)
 
@@ -454,13 +455,18 @@ async def _sse(request: Request, hub: EventHub, after: int) -> AsyncIterator[byt
         for seq, event in hub.backlog(after):
             after = seq
             yield b"id: %d\nevent: security\ndata: %s\n\n" % (seq, orjson.dumps(event))
+        rt = get_runtime(request)
         while not await request.is_disconnected():
             try:
                 async with asyncio.timeout(_KEEPALIVE):
-                    seq, event = await q.get()
+                    got = await rt.until_stopping(q.get())
             except TimeoutError:
                 yield b": keep-alive\n\n"
                 continue
+            if got is None:  # the server is shutting down
+                yield b"event: reconnect\ndata: shutting down\n\n"
+                return
+            seq, event = got
             if seq > after:
                 after = seq
                 yield b"id: %d\nevent: security\ndata: %s\n\n" % (seq, orjson.dumps(event))

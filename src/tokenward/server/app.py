@@ -22,15 +22,17 @@ from . import (
     login,
     metrics,
     revoke,
+    sdk,
     sessions,
     token,
     userinfo,
     wellknown,
 )
+from .apidocs import install_docs
 from .errors import install_error_handlers
 from .middleware import RequestMiddleware
 from .openapi import install_openapi
-from .runtime import BootstrapReport, Runtime
+from .runtime import BootstrapReport, Runtime, chain_stop_signals
 from .settings import Settings, load_settings
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -72,9 +74,11 @@ def create_app(
         remove = add_listener(runtime.metrics.on_event)
         remove_hub = admin.install_event_hub(app, runtime.clock)
         await runtime.start()
+        restore_signals = chain_stop_signals()
         try:
             yield
         finally:
+            restore_signals()
             remove_hub()
             remove()
             await runtime.stop()
@@ -84,10 +88,13 @@ def create_app(
         version=__version__,
         description=_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = runtime
     install_error_handlers(app)
     install_openapi(app)
+    install_docs(app)
     app.add_middleware(
         RequestMiddleware, metrics=runtime.metrics, max_body_bytes=settings.max_body_bytes
     )
@@ -105,6 +112,7 @@ def create_app(
         admin,
         metrics,
         console,
+        sdk,
     ):
         app.include_router(module.router)
     return app
@@ -115,6 +123,9 @@ def create_app_from_env() -> FastAPI:
 
     Each worker is a fresh process, so it sets up its own logging as ``tokenward serve`` does.
     """
+    from .http import protocol_class
+
     settings = load_settings()
     configure_logging(json=settings.log_json)
+    protocol_class(settings.header_timeout)  # this worker's header timeout
     return create_app(settings)

@@ -30,6 +30,7 @@ from fastapi.responses import RedirectResponse
 from ..errors import InvalidGrant, InvalidRequest, InvalidScope, RateLimited
 from ..events import emit
 from ..store.base import Client, GrantRecord, User
+from .credentials import session_refusal
 from .deps import client_ip, get_runtime, user_agent
 from .pages import form_origin_ok, page
 from .redirect_uris import redirect_uri_matches
@@ -338,7 +339,8 @@ async def _active_user(rt: Runtime, session: SigninSession | None) -> User | Non
     if session is None:
         return None
     user = await rt.users.get(session.sub)
-    if user is None or user.disabled:
+    # the credential watermark: a password reset or a disable ends sign-in sessions too
+    if session_refusal(user, created_at=session.created_at) is not None:
         await rt.signins.end(session.sid)
         return None
     return user

@@ -23,6 +23,7 @@ from ..errors import InvalidGrant, InvalidRequest
 from ..events import emit
 from ..store.base import Client, GrantRecord
 from .authorize import CODE_KIND, code_key
+from .credentials import confirm_session, session_refusal
 from .deps import client_ip, user_agent
 from .runtime import Runtime
 
@@ -101,11 +102,13 @@ async def exchange_code(
         raise InvalidGrant("the authorization code was already used; its tokens are revoked")
     rec.version += 1
     user = await rt.users.get(d["sub"])
-    if user is None or user.disabled:
-        raise InvalidGrant("the user is disabled")
     signin = await rt.signins.get(d["signin_sid"])
     if signin is None:
         raise InvalidGrant("the sign-in session of this code has ended")
+    why = session_refusal(user, created_at=signin.created_at)
+    if user is None or why is not None:
+        await rt.signins.end(signin.sid)
+        raise InvalidGrant(f"the sign-in session of this code has ended ({why})")
     scope = str(d["scope"])
     pair = await rt.sessions.start(
         sub=user.username,
@@ -114,6 +117,7 @@ async def exchange_code(
         user_agent=user_agent(request),
         ip=client_ip(request),
     )
+    await confirm_session(rt.sessions, user, pair.session_id)  # a racing password reset
     # record the family on the code; a reuse that raced us flagged it meanwhile
     rec.data = {**rec.data, "family": pair.session_id}
     if not await rt.store.update_record(rec, now=now):

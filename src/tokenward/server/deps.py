@@ -11,7 +11,9 @@ from fastapi import Depends, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..claims import AccessTokenClaims
-from ..errors import InsufficientScope, InvalidRequest, InvalidToken
+from ..errors import BearerRequired, InsufficientScope, InvalidRequest, InvalidToken
+from .addresses import client_address
+from .text import check_text
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -41,7 +43,17 @@ def get_runtime(request: Request) -> Runtime:
 
 
 def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The caller's address, always a parsed IP (``X-Forwarded-For`` only from a trusted
+    proxy: :func:`tokenward.server.addresses.client_address`)."""
+    cached: str | None = request.scope.get("tokenward.client_ip", "")
+    if cached != "":
+        return cached
+    peer = request.client.host if request.client else None
+    proxies = get_runtime(request).trusted_proxies
+    xff = request.headers.getlist("x-forwarded-for") if proxies else []
+    ip = client_address(peer, xff, proxies)
+    request.scope["tokenward.client_ip"] = ip
+    return ip
 
 
 def user_agent(request: Request) -> str | None:
@@ -72,6 +84,8 @@ async def read_form(request: Request) -> dict[str, str]:
     form: dict[str, str] = {}
     seen: set[str] = set()
     for name, value in pairs:
+        check_text(name, name)
+        check_text(name, value)
         if name in seen:
             raise InvalidRequest(f"parameter {name!r} is repeated")
         seen.add(name)
@@ -107,7 +121,7 @@ def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization")
     if not header:
         request.state.bearer_missing = True
-        raise InvalidToken("a bearer access token is required")
+        raise BearerRequired()
     if len(header) > _MAX_AUTH_HEADER:
         raise InvalidToken("authorization header too large")
     scheme, _, token = header.partition(" ")

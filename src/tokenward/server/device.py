@@ -28,6 +28,7 @@ from ..store.base import Client, GrantRecord
 from .auth import authenticate_client
 from .authorize import compute_grant
 from .clients import DEVICE_CODE_GRANT
+from .credentials import confirm_session, session_refusal
 from .deps import client_ip, get_runtime, read_form, user_agent
 from .errors import JSON, NO_STORE
 from .pages import form_origin_ok, page
@@ -376,8 +377,9 @@ async def exchange_device_code(
     if not await rt.store.update_record(rec, now=now):
         raise InvalidGrant("the device_code was already exchanged")
     user = await rt.users.get(d["sub"])
-    if user is None or user.disabled:
-        raise InvalidGrant("the user is disabled")
+    why = session_refusal(user, created_at=float(d["auth_time"]))
+    if user is None or why is not None:
+        raise InvalidGrant(f"the approval of this device_code is void ({why})")
     signin = await rt.signins.get(d["signin_sid"])
     scope = str(d["scope"] or "")
     pair = await rt.sessions.start(
@@ -388,6 +390,7 @@ async def exchange_device_code(
         ip=client_ip(request),
         device="device flow",
     )
+    await confirm_session(rt.sessions, user, pair.session_id)
     if signin is not None:
         await rt.signins.note_issue(signin.sid, client.client_id, pair.session_id)
     rt.metrics.tokens_issued.labels(grant="device_code").inc()

@@ -5,6 +5,10 @@
 ``Accept: text/event-stream`` it streams Server-Sent Events (``id:`` = ``seq``, so a
 reconnecting ``EventSource`` resumes through ``Last-Event-ID``), with keep-alive comments.
 
+When the process is told to stop (SIGTERM/SIGINT), a stream sends ``event: reconnect`` and
+closes, and a long-poll answers at once with no events and the caller's own cursor: the
+follower reconnects (to another instance) and the server exits without waiting for them.
+
 Callers authenticate as a confidential client (HTTP Basic) or with a bearer token carrying the
 ``revocations`` (or ``admin``) scope.
 """
@@ -26,11 +30,13 @@ from .deps import bearer_claims, get_runtime
 from .errors import JSON, OAuthError
 from .openapi import BASIC_AUTH, BEARER_AUTH
 
-__all__ = ["router"]
+__all__ = ["RECONNECT", "router"]
 
 router = APIRouter(tags=["revocation feed"])
 
 _KEEPALIVE = 15.0
+#: The last SSE message before a server that is shutting down closes the stream.
+RECONNECT = b"event: reconnect\ndata: shutting down\n\n"
 _FEED_SCOPES = frozenset({"revocations", "admin"})
 
 
@@ -94,8 +100,12 @@ async def revocations(
     if last_id.isdigit() and len(last_id) < 19:
         after = max(after, int(last_id))
     if "text/event-stream" in request.headers.get("accept", ""):
+        # the first reads happen before the stream starts: a store that fails here is an
+        # ordinary 503, not a torn chunked response
+        head = await store.revocation_cursor()
+        first = await store.revocations_after(after, now=rt.clock.now(), limit=limit)
         return StreamingResponse(
-            _sse(request, after, limit),
+            _sse(request, after, head, first),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -104,18 +114,22 @@ async def revocations(
     cursor = await store.revocation_cursor()
     events = await store.revocations_after(after, now=rt.clock.now(), limit=limit)
     if not events and wait > 0 and cursor >= after:
-        events = await store.wait_revocations(
-            after, now=rt.clock.now, timeout=min(wait, rt.settings.feed_max_wait)
+        waited = await rt.until_stopping(
+            store.wait_revocations(
+                after, now=rt.clock.now, timeout=min(wait, rt.settings.feed_max_wait)
+            )
         )
-        events = events[:limit]
+        if waited is None:  # shutting down: nothing new, same cursor; the caller polls again
+            return JSON(_page([], after, limit), headers={"Cache-Control": "no-store"})
+        events = waited[:limit]
     return JSON(_page(events, cursor, limit), headers={"Cache-Control": "no-store"})
 
 
-async def _sse(request: Request, after: int, limit: int) -> AsyncIterator[bytes]:
+async def _sse(
+    request: Request, after: int, head: int, events: list[RevocationEvent]
+) -> AsyncIterator[bytes]:
     rt = get_runtime(request)
     store = rt.store
-    head = await store.revocation_cursor()
-    events = await store.revocations_after(after, now=rt.clock.now(), limit=limit)
     # ``ready`` carries the store's cursor; below ``after`` the caller's mirror is ahead of
     # this store (a fresh one), so the tail is followed from the store's cursor, not ``after``
     cursor = after if events else head
@@ -127,11 +141,17 @@ async def _sse(request: Request, after: int, limit: int) -> AsyncIterator[bytes]
         if await request.is_disconnected():
             return
         try:
-            events = await store.wait_revocations(cursor, now=rt.clock.now, timeout=_KEEPALIVE)
+            waited = await rt.until_stopping(
+                store.wait_revocations(cursor, now=rt.clock.now, timeout=_KEEPALIVE)
+            )
         except asyncio.CancelledError:
             raise
         except Exception:
             yield b"event: error\ndata: store unavailable\n\n"
             return
+        if waited is None:  # shutting down: tell the follower to reconnect (elsewhere)
+            yield RECONNECT
+            return
+        events = waited
         if not events:
             yield b": keep-alive\n\n"

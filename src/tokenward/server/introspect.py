@@ -71,7 +71,10 @@ async def introspect(request: Request) -> JSON:
                 "sub": info.sub,
                 "sid": info.session_id,
                 "iss": rt.settings.issuer,
-                "iat": int(info.created_at),
+                # RFC 7662 §2.2: iat is when this token was issued; the session's start is
+                # auth_time (OIDC Core §2)
+                "iat": int(info.token_issued_at or info.created_at),
+                "auth_time": int(info.created_at),
                 "exp": int(min(info.expires_at, info.idle_expires_at)),
             }
     elif token.count(".") in (2, 4):  # a JWS, or a JWE with TOKENWARD_JWE

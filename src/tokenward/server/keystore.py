@@ -4,6 +4,9 @@
   SQLite default uses a generated key file with mode 0600 beside the database
   (``<db>.kek``); an in-memory store uses a per-process key; a shared store (Redis,
   PostgreSQL) refuses to start, since every instance must decrypt the same key set.
+  A key file is generated only while the store holds no keys: a database copied without
+  its ``.kek`` stops start-up with one line saying what is missing (never a new, wrong
+  key), and a KEK that does not decrypt the stored keys says so in one line.
 * **First start**: the private JWKS is encrypted with the KEK (``KeyRing.to_bytes``) and
   kept in the store. Two instances starting at once agree on one key set through
   ``Store.get_or_create_secret`` (first writer wins) before it is saved.
@@ -25,24 +28,70 @@ from ..clock import Clock
 from ..errors import ConfigurationError
 from ..keys import KeyRing
 from ..store.base import Store
-from .settings import Settings, decode_kek
+from .settings import KEK_ENV, Settings, decode_kek
 
-__all__ = ["load_or_create_keyring", "reload_keyring", "resolve_kek", "rotate_if_due"]
+__all__ = [
+    "KEK_ENV",
+    "kek_for_store",
+    "kek_path",
+    "load_or_create_keyring",
+    "reload_keyring",
+    "resolve_kek",
+    "rotate_if_due",
+]
 
 
-def resolve_kek(settings: Settings) -> bytes:
+def kek_path(settings: Settings) -> Path | None:
+    """The generated key file of a SQLite store without a configured KEK (``<db>.kek``)."""
+    db = settings.sqlite_path
+    if db is None or settings.kek() is not None:
+        return None
+    return db.with_name(db.name + ".kek")
+
+
+def resolve_kek(settings: Settings, *, create: bool = True) -> bytes:
+    """The configured KEK, else the SQLite store's key file (generated when ``create``), else
+    a per-process key for an in-memory store."""
     kek = settings.kek()
     if kek is not None:
         return kek
     if settings.shared_store:
         raise ConfigurationError(
-            "TOKENWARD_KEY_ENCRYPTION_KEY: required with a shared store "
+            f"{KEK_ENV}: required with a shared store "
             f"({settings.store_scheme}://); give every instance the same 32-byte base64url key"
         )
-    db = settings.sqlite_path
-    if db is None:
+    path = kek_path(settings)
+    if path is None:
         return secrets.token_bytes(32)
-    return _kek_file(db.with_name(db.name + ".kek"))
+    if not create and not path.exists():
+        raise ConfigurationError(_missing_kek(settings, path))
+    return _kek_file(path)
+
+
+def _missing_kek(settings: Settings, path: Path) -> str:
+    return (
+        f"{KEK_ENV}: the store {settings.sqlite_path} holds encrypted signing keys but their "
+        f"key-encryption key file {path} is missing; restore it from the backup of the "
+        f"database, or set {KEK_ENV} (--kek-file) to that key"
+    )
+
+
+async def kek_for_store(settings: Settings, store: Store) -> bytes:
+    """The KEK for ``store`` (open): a key file is generated only when the store holds no
+    keys yet, and a KEK that does not decrypt the stored keys is refused in one line."""
+    blob = await store.load_keys()
+    kek = resolve_kek(settings, create=blob is None)
+    if blob is not None:
+        try:
+            KeyRing.from_bytes(blob, kek)
+        except ConfigurationError:
+            path = kek_path(settings)
+            source = f"the key file {path}" if path is not None else KEK_ENV
+            raise ConfigurationError(
+                f"{KEK_ENV}: {source} does not decrypt the signing keys in the store "
+                "(wrong key-encryption key); give the key the store was created with"
+            ) from None
+    return kek
 
 
 def _kek_file(path: Path) -> bytes:

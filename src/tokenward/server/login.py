@@ -25,6 +25,7 @@ from ..errors import InsufficientScope, InvalidRequest, UnauthorizedClient
 from .cookies import clear_refresh_cookie, csrf_token, set_refresh_cookie
 from .deps import Bearer, get_runtime
 from .errors import JSON, NO_STORE, OAuthError
+from .text import RequestModel
 from .token import password_session
 
 __all__ = ["LoginRequest", "router"]
@@ -39,7 +40,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class LoginRequest(BaseModel):
+class LoginRequest(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     username: str = Field(min_length=1, max_length=256)
@@ -60,7 +61,7 @@ class LoginResponse(BaseModel):
     csrf_token: str | None = None
 
 
-class LogoutRequest(BaseModel):
+class LogoutRequest(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     refresh_token: str | None = Field(None, max_length=512)

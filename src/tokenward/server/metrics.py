@@ -5,12 +5,25 @@ refreshed, grace replays, reuse detected, revocations by kind), so the library's
 and the server's agree; the routes add login failures/throttles, verify failures by reason
 and the request latency histogram (by route template, never by raw path);
 :func:`instrument_store` times every store operation.
+
+With several worker processes (``tokenward serve --workers N``) prometheus-client's
+multiprocess mode is on (``PROMETHEUS_MULTIPROC_DIR``, set up by :func:`prepare_multiprocess`
+before the workers start): every worker writes its samples to files there and a scrape of any
+worker aggregates them all, so one scrape sees the whole server.
+
+``/metrics`` is open unless ``TOKENWARD_METRICS_TOKEN`` is set; then it needs
+``Authorization: Bearer <that token>`` (compared in constant time).
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
+import hmac
 import inspect
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -22,15 +35,33 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 
-from ..errors import StoreUnavailable
+from ..errors import BearerRequired, InvalidToken, StoreUnavailable
 from ..store.base import Store
 
 if TYPE_CHECKING:
     from .runtime import Runtime
 
-__all__ = ["Metrics", "instrument_store", "router"]
+__all__ = ["MULTIPROC_ENV", "Metrics", "instrument_store", "prepare_multiprocess", "router"]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_multiprocess() -> str:
+    """Before starting worker processes: a fresh directory for their samples, named in the
+    environment they inherit (prometheus-client reads it when it is first imported there),
+    removed when this process exits."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
+        os.makedirs(path, exist_ok=True)
+        return path
+    path = tempfile.mkdtemp(prefix="tokenward-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
 
 router = APIRouter(tags=["operations"])
 
@@ -96,6 +127,11 @@ class Metrics:
             self.revocations.labels(kind=str(fields.get("kind", "unknown"))).inc()
 
     def render(self) -> bytes:
+        if os.environ.get(MULTIPROC_ENV):
+            # every worker's samples, aggregated from the shared directory
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            return generate_latest(merged)
         return generate_latest(self.registry)
 
 
@@ -153,4 +189,16 @@ async def healthz(request: Request) -> dict[str, str]:
     responses={200: {"content": {"text/plain": {}}}},
 )
 async def metrics(request: Request) -> Response:
-    return Response(_runtime(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    rt = _runtime(request)
+    token = rt.settings.metrics_token
+    if token is not None:
+        request.state.auth_scheme = "Bearer"
+        header = request.headers.get("authorization", "")
+        if not header:
+            request.state.bearer_missing = True
+            raise BearerRequired()
+        scheme, _, given = header.partition(" ")
+        expected = token.get_secret_value().encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+            raise InvalidToken("not the metrics token (TOKENWARD_METRICS_TOKEN)")
+    return Response(rt.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -5,6 +5,9 @@
 * caps before any route runs: total header bytes (431), a declared ``Content-Length``
   (413) and a NUL in the decoded path (400; no identifier has one and PostgreSQL refuses
   them), all as OAuth JSON errors;
+* the body cap whatever the framing: ``receive`` is wrapped and counts the bytes as they
+  arrive, so a ``Transfer-Encoding: chunked`` body (no ``Content-Length``) is cut off at
+  the limit too: 413 when no response has started, and the route never sees the rest;
 * the latency histogram by route template and a JSON access log line;
 * the catch-all: an unexpected exception is logged (with its traceback, server-side only)
   and answered ``500 {"error": "server_error"}`` — never a traceback to the caller.
@@ -35,6 +38,10 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # the metric's ``method`` label: any other token a client sends is "other", so made-up methods
 # cannot grow the label set (and the process's memory) without bound
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class BodyTooLarge(Exception):
+    """Raised by the wrapped ``receive`` once the body passes the cap (the 413 is sent first)."""
 
 
 def _json_error(status: int, error: str, description: str, rid: str) -> list[Message]:
@@ -100,6 +107,30 @@ class RequestMiddleware:
                 started = True
             await send_wrapper(message)
 
+        received = 0
+        too_large = False
+
+        async def capped_receive() -> Message:
+            nonlocal received, too_large
+            if too_large:  # the app reads on after the cut: no more of the body, ever
+                raise BodyTooLarge
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    too_large = True
+                    if not started:
+                        for m in _json_error(413, "invalid_request", "request body too large", rid):
+                            await tracked_send(m)
+                    status_holder[0] = 413
+                    raise BodyTooLarge
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if too_large:  # the 413 went out; whatever the app answers after it is dropped
+                return
+            await tracked_send(message)
+
         structlog.contextvars.bind_contextvars(request_id=rid)
         try:
             if size > self.max_header_bytes:
@@ -110,13 +141,21 @@ class RequestMiddleware:
                 for m in _json_error(413, "invalid_request", "request body too large", rid):
                     await tracked_send(m)
                 status_holder[0] = 413
-            elif "\x00" in scope.get("path", ""):  # no id has one; PostgreSQL refuses NUL
-                for m in _json_error(400, "invalid_request", "NUL in the request path", rid):
+            elif "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
+                # no id or parameter has one; PostgreSQL refuses NUL
+                for m in _json_error(
+                    400, "invalid_request", "NUL in the request path or query", rid
+                ):
                     await tracked_send(m)
                 status_holder[0] = 400
             else:
-                await self.app(scope, receive, tracked_send)
+                await self.app(scope, capped_receive, guarded_send)
+        except BodyTooLarge:
+            status_holder[0] = 413
         except Exception as exc:
+            if too_large:  # the app wrapped BodyTooLarge (e.g. as a body-parsing error)
+                status_holder[0] = 413
+                return
             # the traceback as plain text, never through the renderer's exception formatter:
             # structlog's default (an application that configures nothing) prints every
             # frame's locals, i.e. the request headers, the form's password, tokens

@@ -94,7 +94,7 @@ class LoginThrottle:
             ip=ip,
             retry_after=retry,
         )
-        raise RateLimited("too many failed login attempts", retry_after=retry)
+        raise RateLimited("too many sign-in attempts", retry_after=retry)
 
     async def check(self, username: str, ip: str | None) -> None:
         """Raise ``RateLimited`` when this account or IP has no attempts left.

@@ -7,8 +7,11 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from argon2 import PasswordHasher
 
@@ -20,9 +23,11 @@ from ..revocation import Denylist, DenylistFollower
 from ..sessions import SessionManager
 from ..store.base import Store
 from ..verifier import Verifier
+from .addresses import parse_trusted_proxies
 from .clients import ClientRegistry
+from .credentials import family_check
 from .idtoken import IdTokenService
-from .keystore import load_or_create_keyring, resolve_kek, rotate_if_due
+from .keystore import kek_for_store, load_or_create_keyring, rotate_if_due
 from .metrics import Metrics, instrument_store
 from .ratelimit import LoginThrottle, storage_url_for
 from .settings import Settings
@@ -30,11 +35,23 @@ from .signin import SigninSessions
 from .stores import open_store
 from .users import UserService, generate_password, hasher_from_settings
 
-__all__ = ["BootstrapReport", "Runtime", "bootstrap"]
+__all__ = ["BootstrapReport", "Runtime", "begin_shutdown", "bootstrap", "chain_stop_signals"]
 
 log = logging.getLogger("tokenward.server")
 
 _KEY_CHECK_INTERVAL = 60.0
+T = TypeVar("T")
+
+#: The runtimes started in this process, told when a SIGTERM/SIGINT arrives.
+_LIVE: set[Runtime] = set()
+
+
+def begin_shutdown() -> None:
+    """The process is stopping: every running app ends its streams and long-polls now (SSE
+    clients get ``event: reconnect``, long-polls an empty answer), so the server can exit
+    without waiting for them. Safe to call from a signal handler."""
+    for rt in list(_LIVE):
+        rt.begin_shutdown()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +74,7 @@ async def bootstrap(
     """First start: keys, the console's public client and (when there is no user yet) an
     ``admin`` user with ``TOKENWARD_ADMIN_PASSWORD`` or, with ``generate_admin``, a one-time
     password returned in the report. Idempotent."""
-    kek = kek if kek is not None else resolve_kek(settings)
+    kek = kek if kek is not None else await kek_for_store(settings, store)
     _ring, created = await load_or_create_keyring(store, kek, alg=settings.signing_alg, clock=clock)
     clients = ClientRegistry(store, clock=clock)
     console = False
@@ -84,6 +101,35 @@ async def bootstrap(
     return BootstrapReport(created, console, admin_name, admin_password)
 
 
+def chain_stop_signals() -> Callable[[], None]:
+    """On SIGTERM/SIGINT call :func:`begin_shutdown`, then the handler already installed (the
+    server's: uvicorn stops accepting and waits for open requests, which now end at once).
+    Returns the function that puts the previous handlers back. Main thread only (elsewhere,
+    e.g. under a test client, it does nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        before = signal.getsignal(sig)
+        previous[sig] = before
+
+        def handler(signum: int, frame: Any, before: Any = before) -> None:
+            begin_shutdown()
+            if callable(before):
+                before(signum, frame)
+            elif before == signal.SIG_DFL:
+                signal.default_int_handler(signum, frame)
+
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, before in previous.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(sig, before)
+
+    return restore
+
+
 class Runtime:
     """The live objects of one app; ``await start()`` / ``await stop()``."""
 
@@ -107,6 +153,7 @@ class Runtime:
         instrument_store(self.store, self.metrics.store_latency)
         self.users = UserService(self.store, hasher=self.hasher, clock=self.clock)
         self.clients = ClientRegistry(self.store, clock=self.clock)
+        self.trusted_proxies = parse_trusted_proxies(settings.trusted_proxies)
         self.throttle = LoginThrottle(
             per_account=settings.login_limit_per_account,
             per_ip=settings.login_limit_per_ip,
@@ -127,6 +174,34 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._key_lock = asyncio.Lock()
         self.csrf_secret = b""
+        self.stopping = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def begin_shutdown(self) -> None:
+        """End streams and long-polls (see :func:`begin_shutdown`); thread- and signal-safe."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self.stopping.set)
+
+    async def until_stopping(self, awaitable: Awaitable[T]) -> T | None:
+        """``await awaitable``, or ``None`` as soon as the process begins to shut down."""
+        if self.stopping.is_set():
+            if asyncio.iscoroutine(awaitable):
+                awaitable.close()
+            return None
+        task = asyncio.ensure_future(awaitable)
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        return None
 
     # the objects routes use ----------------------------------------------------------------
     @property
@@ -167,8 +242,11 @@ class Runtime:
     # life cycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
+        self._loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        _LIVE.add(self)
         await self.store.open()
-        self._kek = resolve_kek(s)
+        self._kek = await kek_for_store(s, self.store)
         report = await bootstrap(
             s,
             self.store,
@@ -200,7 +278,10 @@ class Runtime:
             idle_timeout=s.refresh_idle_ttl,
             absolute_lifetime=s.refresh_absolute_ttl,
             retention_margin=s.retention_margin,
+            # a verifier accepts a token until exp + leeway: its revocation must last as long
+            revocation_margin=s.leeway,
             denylist=denylist,
+            family_check=family_check(self.store),
         )
         await denylist.load(self.store)
         self._verifier = Verifier(
@@ -226,6 +307,7 @@ class Runtime:
         ]
 
     async def stop(self) -> None:
+        _LIVE.discard(self)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import os
+import re
+import tomllib
+import warnings
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -34,10 +38,49 @@ from ..keys import ALGORITHMS
 if TYPE_CHECKING:
     from ..jwe import TokenEncryption
 
-__all__ = ["ENV_PREFIX", "Settings", "decode_kek", "load_settings"]
+__all__ = [
+    "DEPRECATED_KEK_ENV",
+    "DURATION_FIELDS",
+    "ENV_PREFIX",
+    "KEK_ENV",
+    "Settings",
+    "decode_kek",
+    "load_settings",
+    "parse_seconds",
+    "warn_deprecated_kek",
+]
 
 ENV_PREFIX = "TOKENWARD_"
 _toml_file: ContextVar[Path | None] = ContextVar("tokenward_toml_file", default=None)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+#: Settings that are a number of seconds; they also take ``90s``, ``15m``, ``1h``, ``7d``.
+DURATION_FIELDS = (
+    "store_timeout",
+    "access_token_ttl",
+    "refresh_grace_seconds",
+    "refresh_idle_ttl",
+    "refresh_absolute_ttl",
+    "purge_interval",
+    "retention_margin",
+    "leeway",
+    "revocation_max_staleness",
+    "feed_max_wait",
+)
+
+
+def parse_seconds(value: Any) -> Any:
+    """``"15m"`` → 900.0, ``"7d"`` → 604800.0, ``"90"`` → 90.0; anything else is returned as
+    it is (for the field's own validation to judge)."""
+    if not isinstance(value, str):
+        return value
+    m = _DURATION.match(value)
+    if m is None:
+        raise ValueError(f"{value!r} is not a duration like 90s, 15m, 1h or 7d")
+    seconds = float(m.group(1)) * _UNIT_SECONDS[(m.group(2) or "s").lower()]
+    return int(seconds) if seconds == int(seconds) else seconds
 
 
 def decode_kek(value: str) -> bytes:
@@ -86,6 +129,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
+    # slow clients: the request line + headers must arrive within header_timeout; an idle
+    # kept-alive connection is closed after keep_alive_timeout; beyond max_connections open
+    # connections (or running requests) uvicorn answers 503
+    header_timeout: float = Field(10.0, gt=0, le=300)
+    keep_alive_timeout: float = Field(5.0, gt=0, le=300)
+    max_connections: int = Field(1000, ge=1)
 
     console_client_id: str = "tokenward-console"
     cookie_path: str = "/token"
@@ -93,6 +142,12 @@ class Settings(BaseSettings):
     login_limit_per_account: str = "5/minute"
     login_limit_per_ip: str = "30/minute"
     ratelimit_url: str | None = None  # None: Redis when the store is Redis, else memory
+    # comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed; empty:
+    # none (the client is the socket peer)
+    trusted_proxies: str = ""
+    # the network a client address belongs to, for per-network limits
+    address_prefix_v4: int = Field(24, ge=8, le=32)
+    address_prefix_v6: int = Field(48, ge=16, le=128)
     revocation_max_staleness: float | None = Field(None, gt=0)
     max_body_bytes: int = Field(65536, ge=1024)
     feed_max_wait: float = Field(30.0, ge=0, le=300)
@@ -108,6 +163,13 @@ class Settings(BaseSettings):
     signin_absolute_ttl: float = Field(7 * 86400, gt=0)
     # outbound deliveries (back-channel logout): loopback/private targets and plain http to them
     outbound_allow_private: bool = False
+    # a bearer token that /metrics requires; unset = /metrics is open (keep it off the internet)
+    metrics_token: SecretStr | None = None
+
+    @field_validator(*DURATION_FIELDS, mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_seconds(v)
 
     @field_validator("store_url")
     @classmethod
@@ -117,6 +179,11 @@ class Settings(BaseSettings):
         scheme = urlsplit(v).scheme.lower()
         if scheme not in _BACKENDS:
             raise ValueError(f"unknown store URL scheme {scheme!r}")
+        if scheme.startswith("sqlite") and "://" not in v:
+            raise ValueError(
+                f"{v!r} is not a SQLite URL: write sqlite:///relative/path.db or "
+                "sqlite:////absolute/path.db"
+            )
         return v
 
     @field_validator("issuer")
@@ -175,6 +242,14 @@ class Settings(BaseSettings):
             raise ValueError("must be an absolute path without separators")
         return v
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: str) -> str:
+        from .addresses import parse_trusted_proxies
+
+        parse_trusted_proxies(v)
+        return v
+
     @field_validator("login_limit_per_account", "login_limit_per_ip")
     @classmethod
     def _limit(cls, v: str) -> str:
@@ -201,7 +276,7 @@ class Settings(BaseSettings):
         """The database file of a ``sqlite:///path`` store (``None`` for other stores)."""
         if not self.store_scheme.startswith("sqlite"):
             return None
-        path = self.store_url.split("://", 1)[1]
+        path = self.store_url.partition("://")[2]
         path = path[1:] if path.startswith("/") else path  # sqlite:///rel, sqlite:////abs
         path = path.split("?", 1)[0]
         if not path or path == ":memory:":
@@ -255,9 +330,54 @@ def _token_encryption(mode: str, key: str) -> TokenEncryption:
         raise ValueError(str(exc)) from None
 
 
+KEK_ENV = ENV_PREFIX + "KEY_ENCRYPTION_KEY"
+#: The CLI's old name for the KEK: accepted, with a warning, for one release.
+DEPRECATED_KEK_ENV = ENV_PREFIX + "KEK"
+
+
+def warn_deprecated_kek() -> None:
+    warnings.warn(
+        f"{DEPRECATED_KEK_ENV} is deprecated and will be removed in the next release; "
+        f"set {KEK_ENV} instead",
+        FutureWarning,
+        stacklevel=3,
+    )
+
+
 def _field_env_name(loc: tuple[int | str, ...]) -> str:
     name = str(loc[0]) if loc else "settings"
     return ENV_PREFIX + name.upper()
+
+
+def _toml_keys(toml: Path | None) -> set[str]:
+    if toml is None:
+        return set()
+    try:
+        with toml.open("rb") as f:
+            return {k.lower() for k in tomllib.load(f)}
+    except (OSError, tomllib.TOMLDecodeError):
+        return set()
+
+
+def _setting_error(err: Any, toml: Path | None, overrides: dict[str, Any]) -> str:
+    """One line naming the wrong setting where it was written: the TOML key when it came
+    from the file (and not from an override or the environment), else the variable."""
+    loc = tuple(err.get("loc", ()))
+    name = str(loc[0]).lower() if loc else "settings"
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    from_env = (ENV_PREFIX + name.upper()) in {k.upper() for k in os.environ}
+    in_toml = toml is not None and name in _toml_keys(toml) and name not in overrides
+    if in_toml and not from_env:
+        if err.get("type") == "extra_forbidden":
+            close = difflib.get_close_matches(name, list(Settings.model_fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return f"{toml}: unknown setting {name!r}{hint}"
+        return f"{toml}: {name}: {msg}"
+    if err.get("type") == "extra_forbidden":
+        close = difflib.get_close_matches(name, list(Settings.model_fields), n=1)
+        hint = f" (did you mean {ENV_PREFIX}{close[0].upper()}?)" if close else ""
+        return f"{_field_env_name(loc)}: unknown setting{hint}"
+    return f"{_field_env_name(loc)}: {msg}"
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
@@ -274,12 +394,14 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
             raise ConfigurationError(f"{ENV_PREFIX}CONFIG: no such file {toml}")
     token = _toml_file.set(toml)
     clean = {k: v for k, v in overrides.items() if v is not None}
+    old = os.environ.get(DEPRECATED_KEK_ENV)
+    if old and "key_encryption_key" not in clean and not os.environ.get(KEK_ENV):
+        warn_deprecated_kek()
+        clean["key_encryption_key"] = old
     try:
         return Settings(**clean)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        raise ConfigurationError(f"{_field_env_name(tuple(err['loc']))}: {msg}") from None
+        raise ConfigurationError(_setting_error(exc.errors()[0], toml, clean)) from None
     except ValueError as exc:  # e.g. a TOML syntax error
         raise ConfigurationError(f"{ENV_PREFIX}CONFIG: {exc}") from None
     finally:

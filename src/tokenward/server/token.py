@@ -25,6 +25,7 @@ from ..sessions import TokenPair, hash_refresh_token, parse_refresh_token
 from ..store.base import Client, User
 from .auth import authenticate_client
 from .cookies import check_csrf, csrf_token, read_refresh_cookie, set_refresh_cookie
+from .credentials import confirm_session
 from .deps import client_ip, form_openapi, get_runtime, read_form, user_agent
 from .errors import JSON, NO_STORE, OAuthError
 from .openapi import CLIENT_AUTH_OR_PUBLIC
@@ -110,6 +111,8 @@ async def password_session(
         ip=ip,
         device=device,
     )
+    # a disable or reset that ran while the password was being checked ends this session
+    await confirm_session(rt.sessions, user, pair.session_id)
     rt.metrics.tokens_issued.labels(grant="password").inc()
     return pair
 

@@ -19,6 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from ..clock import Clock, system_clock
 from ..errors import ConfigurationError, InvalidGrant
 from ..store.base import Store, User
+from .credentials import bump
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -97,7 +98,8 @@ class UserService:
         user = await self.store.get_user(username)
         if user is None:
             raise ConfigurationError(f"no user {username!r}")
-        await self.store.update_user(replace(user, password_hash=await self._hash(password)))
+        user = bump(replace(user, password_hash=await self._hash(password)), self.clock.now())
+        await self.store.update_user(user)
 
     async def authenticate(self, username: str, password: str) -> User:
         """The user, or ``InvalidGrant("invalid username or password")`` — the same answer
@@ -136,5 +138,7 @@ class UserService:
         if user is None:
             raise ConfigurationError(f"no user {username!r}")
         user = replace(user, disabled=disabled)
+        if disabled:  # sessions older than this are dead, even one a racing login starts
+            user = bump(user, self.clock.now())
         await self.store.update_user(user)
         return user

@@ -3,6 +3,7 @@ latter also at ``/.well-known/openid-configuration`` for clients that only look 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -76,11 +77,20 @@ async def jwks(request: Request) -> Response:
     rt = get_runtime(request)
     keys = rt.keyring.public_jwks()["keys"] + rt.id_tokens.public_jwks()
     body = orjson.dumps({"keys": keys})
-    return Response(
-        body,
-        media_type="application/jwk-set+json",
-        headers={"Cache-Control": f"public, max-age={rt.settings.jwks_max_age}"},
-    )
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"Cache-Control": f"public, max-age={rt.settings.jwks_max_age}", "ETag": etag}
+    if _etag_matches(request.headers.get("if-none-match"), etag):
+        # RFC 9110 §13.1.2: the cached copy is current; no body
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/jwk-set+json", headers=headers)
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    """``If-None-Match`` (RFC 9110 §13.1.2): ``*`` or a list of tags, weak compared."""
+    if not header:
+        return False
+    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return "*" in tags or etag in tags
 
 
 @router.get("/.well-known/oauth-authorization-server", summary="RFC 8414 metadata")

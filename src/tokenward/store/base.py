@@ -64,6 +64,7 @@ class Family:
     device: str | None = None
     revoked_at: float | None = None
     revoked_reason: str | None = None
+    dpop_jkt: str | None = None  # RFC 9449 §5: the refresh token is bound to this key
 
     @property
     def revoked(self) -> bool:
@@ -123,6 +124,7 @@ class Client:
     grants: tuple[str, ...] = ("refresh_token",)
     scopes: tuple[str, ...] = ()
     name: str | None = None
+    dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2: DPoP proofs required at /token
     # authorization code / OpenID Connect registration (empty for other clients)
     redirect_uris: tuple[str, ...] = ()
     post_logout_redirect_uris: tuple[str, ...] = ()
@@ -305,6 +307,18 @@ class Store(ABC):
 
     @abstractmethod
     async def list_clients(self) -> list[Client]: ...
+
+    @abstractmethod
+    async def update_client(self, client: Client) -> None:
+        """Replace; raises ``ConfigurationError`` when the client id is unknown."""
+
+    # -- DPoP replay cache -----------------------------------------------------------------
+    @abstractmethod
+    async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:
+        """Atomically: ``True`` when ``key`` (a proof's replay key) is recorded and not yet
+        expired at ``now``; otherwise record it until ``until`` and return ``False``. Shared
+        by every instance on the store, so a proof is accepted once (RFC 9449 §11.1).
+        Expired keys are removed by :meth:`purge` (Redis: by ``EXPIRE``)."""
 
     # -- authorization-code / OpenID Connect records ----------------------------------------
     @abstractmethod

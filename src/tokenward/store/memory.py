@@ -66,6 +66,7 @@ class MemoryStore(Store):
         self._secrets: dict[str, bytes] = {}
         self._users: dict[str, User] = {}
         self._clients: dict[str, Client] = {}
+        self._dpop_jtis: dict[str, float] = {}
         self._records: dict[tuple[str, str], GrantRecord] = {}
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
@@ -294,6 +295,7 @@ class MemoryStore(Store):
                 for token_hash in self._family_tokens.pop(family.sid, ()):
                     if self._tokens.pop(token_hash, None) is not None:
                         tokens += 1
+            self._dpop_jtis = {k: u for k, u in self._dpop_jtis.items() if u > now}
             before = len(self._events)
             self._events = [e for e in self._events if e.until > now]
             return PurgeCounts(tokens, len(gone), before - len(self._events))
@@ -356,6 +358,23 @@ class MemoryStore(Store):
         self._guard()
         with self._lock:
             return [replace(c) for _, c in sorted(self._clients.items())]
+
+    async def update_client(self, client: Client) -> None:
+        self._guard()
+        with self._lock:
+            if client.client_id not in self._clients:
+                raise ConfigurationError(f"unknown client {client.client_id!r}")
+            self._clients[client.client_id] = replace(client)
+
+    # -- DPoP replay cache -----------------------------------------------------------------
+    async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:
+        self._guard()
+        with self._lock:
+            exp = self._dpop_jtis.get(key)
+            if exp is not None and exp > now:
+                return True
+            self._dpop_jtis[key] = until
+            return False
 
     # -- authorization-code / OpenID Connect records ----------------------------------------
     async def create_record(self, record: GrantRecord, *, now: float) -> bool:

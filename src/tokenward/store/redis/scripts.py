@@ -22,6 +22,7 @@ from __future__ import annotations
 __all__ = [
     "ADD_REVOCATION",
     "CREATE_FAMILY",
+    "DPOP_JTI_SEEN",
     "PURGE_FAMILY",
     "PURGE_STREAM",
     "REVOKE_FAMILY",
@@ -230,4 +231,16 @@ for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
 end
 redis.call('DEL', KEYS[1], KEYS[2])
 return out
+"""
+
+DPOP_JTI_SEEN = """
+-- KEYS: 1 the replay key; ARGV: 1 now, 2 until
+-- Seen (1) when the key holds an ``until`` later than now; else record it (0). The value is the
+-- caller's ``until`` and the TTL relative, like every other expiry here.
+local untl = redis.call('GET', KEYS[1])
+if untl and tonumber(untl) > tonumber(ARGV[1]) then return 1 end
+local ttl = math.ceil(tonumber(ARGV[2]) - tonumber(ARGV[1]))
+if ttl < 1 then ttl = 1 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ttl)
+return 0
 """

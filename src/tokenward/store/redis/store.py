@@ -17,6 +17,7 @@ Key layout for ``prefix="tw"`` (``{...}`` is the Redis Cluster hash tag)::
     {tw}:rev                stream the revocation feed, ids <seq>-0 (trimmed by purge)
     {tw}:revexp             zset   seq -> until (purge index)
     {tw}:keys  {tw}:secret:<name>  {tw}:user:<name> {tw}:users  {tw}:client:<id> {tw}:clients
+    {tw}:dpop:<replay key>  string a seen DPoP proof: its until (script)                  TTL
     {tw}:gr:…  {tw}:gri:…  {tw}:grexp   grant records (see tokenward.store.redis.grants)
 
 A family's keys share one slot; everything global shares the ``{tw}`` slot. On a single node
@@ -123,6 +124,8 @@ class RedisStore(RedisGrantRecordsMixin, Store):
         if timeout <= 0:
             raise ConfigurationError("timeout must be positive")
         url, prefix = _url_prefix(url, prefix)
+        # the separator is ours: "nu:" and "nu" name the same namespace (never "nu::rt:...")
+        prefix = prefix.rstrip(":")
         if not prefix or any(c in prefix for c in "{} "):
             raise ConfigurationError("prefix must be non-empty, without braces or spaces")
         self.url = url
@@ -248,7 +251,7 @@ class RedisStore(RedisGrantRecordsMixin, Store):
             OSError,
         ) as exc:
             raise StoreUnavailable(
-                f"redis store unavailable during {what} ({type(exc).__name__})"
+                f"redis store unavailable during {what} ({self._reason(exc)})"
             ) from exc
         except ResponseError as exc:
             if str(exc).split(" ", 1)[0].upper() in _UNAVAILABLE_REPLIES:
@@ -256,6 +259,17 @@ class RedisStore(RedisGrantRecordsMixin, Store):
                     f"redis store unavailable during {what} ({str(exc).split(' ', 1)[0]})"
                 ) from exc
             raise
+
+    def _reason(self, exc: BaseException) -> str:
+        """The client's own reason (``Error 111 connecting to host:6379. Connection refused.``),
+        one line, the URL's password masked; the exception's class when there is none."""
+        text = " ".join(str(exc).split())[:200]
+        from urllib.parse import urlsplit
+
+        password = urlsplit(self.url).password
+        if password:
+            text = text.replace(password, "***")
+        return text or type(exc).__name__
 
     async def _script(self, name: str, keys: Sequence[str], args: Iterable[Any]) -> Any:
         self._r  # noqa: B018 - make sure the client and scripts exist
@@ -616,13 +630,24 @@ class RedisStore(RedisGrantRecordsMixin, Store):
         raws = await self._list_records(self._k_clients, self._client_key)
         return [_client_from(r) for r in raws]
 
+    async def update_client(self, client: Client) -> None:
+        key, blob = self._client_key(client.client_id), _client_blob(client)
+        if not await self._call(lambda: self._r.set(key, blob, xx=True), "update_client"):
+            raise ConfigurationError(f"unknown client {client.client_id!r}")
+
+    # -- DPoP replay cache -----------------------------------------------------------------
+    async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:
+        keys, args = [f"{self._g}:dpop:{key}"], [_num(now), _num(until)]
+        seen = await self._call(lambda: self._script("DPOP_JTI_SEEN", keys, args), "dpop_jti_seen")
+        return bool(int(seen))
+
     # -- health ----------------------------------------------------------------------------
     async def ping(self) -> None:
         await self._call(lambda: self._r.ping(), "ping")
 
 
 # -- (de)serialisation ---------------------------------------------------------------------
-_OPTIONAL = ("user_agent", "ip", "device", "revoked_reason")
+_OPTIONAL = ("user_agent", "ip", "device", "revoked_reason", "dpop_jkt")
 
 
 def _family_fields(family: Family, *, current_hash: bytes) -> list[str]:
@@ -669,6 +694,7 @@ def _family_from(raw: dict[Any, Any]) -> Family:
         device=d.get("device"),
         revoked_at=float(d["revoked_at"]) if "revoked_at" in d else None,
         revoked_reason=d.get("revoked_reason"),
+        dpop_jkt=d.get("dpop_jkt"),
     )
 
 
@@ -717,6 +743,7 @@ def _client_blob(client: Client) -> bytes:
             "grants": list(client.grants),
             "scopes": list(client.scopes),
             "name": client.name,
+            "dpop_bound_access_tokens": bool(client.dpop_bound_access_tokens),
             "redirect_uris": list(client.redirect_uris),
             "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
             "first_party": client.first_party,
@@ -734,6 +761,7 @@ def _client_from(raw: bytes) -> Client:
         grants=tuple(d["grants"]),
         scopes=tuple(d["scopes"]),
         name=d["name"],
+        dpop_bound_access_tokens=bool(d.get("dpop_bound_access_tokens", False)),
         redirect_uris=tuple(d.get("redirect_uris", ())),
         post_logout_redirect_uris=tuple(d.get("post_logout_redirect_uris", ())),
         first_party=bool(d.get("first_party", False)),

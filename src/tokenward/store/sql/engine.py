@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import math
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -57,13 +58,28 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def private_sqlite_file(path: Path) -> None:
+    """Create the database file owner-only (0600) before SQLite opens it, and tighten an
+    existing one (and its ``-wal``/``-shm``): it holds password hashes, session data and the
+    encrypted keys. SQLite creates ``-wal``/``-shm`` with the database file's permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if p.stat().st_mode & 0o077:
+                p.chmod(0o600)
+
+
 def sqlite_engine(url: URL, *, timeout: float, memory: bool, pool: tuple[int, int]) -> AsyncEngine:
     url = url.set(drivername="sqlite+aiosqlite")
-    kwargs: dict[str, Any] = {"connect_args": {"timeout": timeout}}
+    # statement parameters (password hashes, token hashes, user input) never reach a log or
+    # an exception's text
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": timeout}, "hide_parameters": True}
     if memory:
         url = url.set(database=":memory:")  # StaticPool: one shared connection
     else:
-        Path(str(url.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(Path(str(url.database)).expanduser())
         kwargs.update(pool_size=pool[0], max_overflow=pool[1], pool_timeout=timeout)
     engine = create_async_engine(url, **kwargs)
     busy_ms = int(timeout * 1000)
@@ -113,6 +129,7 @@ def postgres_engine(
         url.set(drivername="postgresql+psycopg"),
         connect_args={"connect_timeout": max(2, math.ceil(timeout)), "options": options},
         isolation_level="READ COMMITTED",
+        hide_parameters=True,  # statement parameters never reach a log or an exception's text
         pool_size=pool[0],
         max_overflow=pool[1],
         pool_timeout=timeout,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from sqlalchemy import Executable, Row, select, update
+from sqlalchemy import Executable, Row, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,6 +23,7 @@ from .schema import (
     client_from_row,
     client_to_row,
     clients,
+    dpop_jtis,
     keys,
     secrets,
     user_from_row,
@@ -123,3 +124,27 @@ class SQLRecordsMixin:
         async with self._tx(write=False) as conn:
             rows = (await conn.execute(select(clients).order_by(clients.c.client_id))).all()
         return [client_from_row(r) for r in rows]
+
+    async def update_client(self, client: Client) -> None:
+        values = client_to_row(client)
+        del values["client_id"]
+        stmt = update(clients).where(clients.c.client_id == client.client_id).values(**values)
+        async with self._tx(write=True) as conn:
+            if (await conn.execute(stmt)).rowcount == 0:
+                raise ConfigurationError(f"unknown client {client.client_id!r}")
+
+    # -- DPoP replay cache -----------------------------------------------------------------
+    async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:
+        # one transaction: an expired entry is dropped, then the insert decides (the primary
+        # key makes concurrent inserts of one key race to exactly one winner)
+        stmt = (
+            self._insert(dpop_jtis)
+            .values(key=key, until=until)
+            .on_conflict_do_nothing()
+            .returning(dpop_jtis.c.key)
+        )
+        async with self._tx(write=True) as conn:
+            await conn.execute(
+                delete(dpop_jtis).where(dpop_jtis.c.key == key, dpop_jtis.c.until <= now)
+            )
+            return (await conn.execute(stmt)).first() is None

@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 from ..base import Client, Family, RefreshTokenRecord, RevocationEvent, RevocationKind, User
@@ -41,6 +42,7 @@ __all__ = [
     "client_to_row",
     "clients",
     "counters",
+    "dpop_jtis",
     "event_from_row",
     "families",
     "family_from_row",
@@ -79,6 +81,7 @@ families = Table(
     Column("device", Text),
     Column("revoked_at", Double),
     Column("revoked_reason", String(64)),
+    Column("dpop_jkt", String(64)),
     Index("ix_families_sub_created", "sub", "created_at"),
     Index("ix_families_expires_at", "expires_at"),
     Index("ix_families_idle_expires_at", "idle_expires_at"),
@@ -150,6 +153,15 @@ clients = Table(
     Column("name", Text),
     # authorization code / OpenID Connect registration, a JSON object (see client_to_row)
     Column("registration", Text, nullable=False, server_default="{}"),
+    Column("dpop_bound_access_tokens", Boolean, nullable=False, server_default=false()),
+)
+
+dpop_jtis = Table(
+    "dpop_jtis",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("until", Double, nullable=False),
+    Index("ix_dpop_jtis_until", "until"),
 )
 
 grant_records = Table(
@@ -189,6 +201,7 @@ def family_from_row(row: Row[Any]) -> Family:
         device=m["device"],
         revoked_at=m["revoked_at"],
         revoked_reason=m["revoked_reason"],
+        dpop_jkt=m["dpop_jkt"],
     )
 
 
@@ -242,6 +255,7 @@ def client_to_row(client: Client) -> dict[str, Any]:
         "grants": " ".join(client.grants),
         "scopes": " ".join(client.scopes),
         "name": client.name,
+        "dpop_bound_access_tokens": bool(client.dpop_bound_access_tokens),
         "registration": orjson.dumps(
             {
                 "redirect_uris": list(client.redirect_uris),
@@ -263,6 +277,7 @@ def client_from_row(row: Row[Any]) -> Client:
         grants=tuple(m["grants"].split()),
         scopes=tuple(m["scopes"].split()),
         name=m["name"],
+        dpop_bound_access_tokens=bool(m["dpop_bound_access_tokens"]),
         redirect_uris=tuple(reg.get("redirect_uris", ())),
         post_logout_redirect_uris=tuple(reg.get("post_logout_redirect_uris", ())),
         first_party=bool(reg.get("first_party", False)),

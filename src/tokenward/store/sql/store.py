@@ -61,6 +61,7 @@ from .records import SQLRecordsMixin
 from .schema import (
     REVOCATION_COUNTER,
     counters,
+    dpop_jtis,
     event_from_row,
     families,
     family_from_row,
@@ -177,10 +178,26 @@ class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
         )
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
-        reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+        reason = "timed out" if isinstance(exc, TimeoutError) else self._driver_reason(exc)
         return StoreUnavailable(
             f"{self.backend} store at {self.safe_url} unavailable ({reason}, limit {self.timeout}s)"
         )
+
+    def _driver_reason(self, exc: BaseException) -> str:
+        """The driver's own reason (``database "x" does not exist``, ``Connection refused``),
+        one line, with the URL's password masked; the exception's class when there is none."""
+        orig = getattr(exc, "orig", None) or exc
+        text = " ".join(str(orig).split())
+        for marker in ("FATAL:", "ERROR:", "failed:"):
+            if marker in text:
+                text = text.rsplit(marker, 1)[1].strip()
+        text = text.split(" Is the server running", 1)[0].strip()
+        password = self._url.password
+        if password:
+            text = text.replace(password, "***")
+        if not text:
+            return type(exc).__name__
+        return text[:200]
 
     @contextlib.asynccontextmanager
     async def _tx(
@@ -666,6 +683,7 @@ class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
         async with self._tx(write=True) as conn:
             res = await conn.execute(delete(revocations).where(revocations.c.until <= now))
             events = res.rowcount
+            await conn.execute(delete(dpop_jtis).where(dpop_jtis.c.until <= now))
         return PurgeCounts(refresh_tokens=tokens, families=gone, revocations=events)
 
     # -- health ----------------------------------------------------------------------------

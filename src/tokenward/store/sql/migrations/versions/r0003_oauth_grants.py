@@ -1,7 +1,7 @@
 """authorization code / OpenID Connect: client registration column, grant_records table
 
-Revision ID: 0002_oauth_grants
-Revises: 0001
+Revision ID: 0003_oauth_grants
+Revises: 0002_dpop
 Create Date: 2026-12-06
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_oauth_grants"
-down_revision: str | None = "0001"
+revision: str = "0003_oauth_grants"
+down_revision: str | None = "0002_dpop"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,71 @@
+"""docs/clients.md's CLI and web-service examples run as written (only the server's address
+differs from ``make run``'s)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import Live
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "clients.md"
+
+
+def _example(heading: str) -> str:
+    text = DOC.read_text()
+    m = re.search(re.escape(heading) + r".*?```python\n(.*?)```", text, re.S)
+    assert m is not None, f"no python example under {heading!r}"
+    return m.group(1)
+
+
+def _run(live: Live, tmp_path: Path, code: str, *args: str, **env: str) -> str:
+    script = tmp_path / "example.py"
+    script.write_text(code.replace("http://127.0.0.1:8000", live.base))
+    out = subprocess.run(
+        [sys.executable, str(script), *args],
+        cwd=tmp_path,
+        env={**os.environ, "HOME": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_cli_example_signs_in_once_calls_and_logs_out(live: Live, tmp_path: Path) -> None:
+    r = live.admin(
+        "POST",
+        "/admin/clients",
+        json={"client_id": "my-cli", "public": True, "grants": ["password", "refresh_token"]},
+    )
+    assert r.status_code in (201, 400), r.text  # 400: registered by an earlier run
+    code = _example("### A CLI (Python)")
+    _run(live, tmp_path, code, "login")
+    token_file = tmp_path / ".config" / "my-cli" / "tokens.json"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    assert "'sub': 'alice'" in _run(live, tmp_path, code)
+    _run(live, tmp_path, code, "logout")
+    assert not token_file.exists()
+
+
+def test_service_example_uses_client_credentials(live: Live, tmp_path: Path) -> None:
+    r = live.admin(
+        "POST",
+        "/admin/clients",
+        json={"client_id": "my-service", "public": False, "grants": ["client_credentials"]},
+    )
+    assert r.status_code == 201, r.text
+    before = live.counters().get("requests/token", 0.0)
+    out = _run(
+        live,
+        tmp_path,
+        _example("### A web service (Python, client credentials)"),
+        MY_SERVICE_SECRET=r.json()["client_secret"],
+    )
+    assert out.strip() == "{200} my-service"
+    assert live.counters()["requests/token"] - before == 1  # ten calls, one token

@@ -1,0 +1,488 @@
+"""Regression tests for the second security review (``docs/security.md``, "Review findings",
+F8 onwards). Each test is named after its finding and fails on the code before the fix."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tokenward.errors import StoreUnavailable
+from tokenward.server.addresses import address_prefix, client_address, parse_trusted_proxies
+
+from .conftest import ADMIN_PW as ADMIN_PASSWORD
+from .conftest import ALICE_PW, PEER, Server, bearer
+from .test_serve_subprocess import ADMIN_PW, _env, _start, _stop
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """``tokenward serve`` over a real socket on SQLite (uvicorn's own behaviour matters here):
+    3 failed logins a minute per IP, a 1 s header timeout."""
+    cwd = tmp_path_factory.mktemp("live")
+    env = {**_env(), "TOKENWARD_LOGIN_LIMIT_PER_IP": "3/minute", "TOKENWARD_HEADER_TIMEOUT": "1"}
+    proc, base, _ = _start(cwd, env)
+    try:
+        yield base, cwd
+    finally:
+        _stop(proc)
+
+
+def _stream_post(
+    server: Server, path: str, body: AsyncIterator[bytes], ctype: str
+) -> httpx.Response:
+    """POST a body that arrives chunk by chunk (no ``Content-Length``: chunked framing)."""
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=server.http.app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
+            return await c.post(path, content=body, headers={"Content-Type": ctype})
+
+    return server.run(go)
+
+
+# -- F10: a chunked request body had no size limit ------------------------------------------------
+
+
+def test_f10_chunked_body_past_the_limit_is_413_and_not_read_to_the_end(server: Server) -> None:
+    """No ``Content-Length``: the body arrives chunked. Before the fix every chunk was read
+    (buffered in memory) and the answer was a validation error; now the body is cut off at the
+    limit (64 KiB) and the rest is never read."""
+    chunks_read = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal chunks_read
+        for _ in range(64):  # 4 MiB in 64 KiB chunks
+            chunks_read += 1
+            yield b"x" * 65536
+
+    r = _stream_post(server, "/login", body(), "application/json")
+    assert r.status_code == 413, r.text
+    assert r.json()["error"] == "invalid_request"
+    assert chunks_read < 4
+
+
+def test_f10_chunked_body_within_the_limit_still_works(server: Server) -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b'{"username": "alice", '
+        yield b'"password": "correct horse battery"}'
+
+    r = _stream_post(server, "/login", body(), "application/json")
+    assert r.status_code == 200, r.text
+
+
+def test_f10_chunked_form_past_the_limit_is_413(server_factory: Callable[..., Server]) -> None:
+    server = server_factory()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"grant_type=password&username=alice&password="
+        for _ in range(8):
+            yield b"x" * 16384
+
+    r = _stream_post(server, "/token", body(), "application/x-www-form-urlencoded")
+    assert r.status_code == 413, r.text
+
+
+# -- F11: X-Forwarded-For was believed from loopback ---------------------------------------------
+
+
+def _failed_login(server: Server, xff: str | None, user: str = "nobody") -> int:
+    headers = {"X-Forwarded-For": xff} if xff is not None else {}
+    r = server.http.post(
+        "/token",
+        data={"grant_type": "password", "username": user, "password": "x", "client_id": "app"},
+        headers=headers,
+    )
+    return r.status_code
+
+
+def test_f11_x_forwarded_for_is_ignored_without_trusted_proxies(
+    server_factory: Callable[..., Server],
+) -> None:
+    server = server_factory(login_limit_per_ip="3/minute")
+    statuses = [_failed_login(server, f"203.0.113.{i}", f"u{i}") for i in range(5)]
+    assert statuses == [400, 400, 400, 429, 429]
+
+
+def test_f11_x_forwarded_for_from_loopback_does_not_reset_the_per_ip_limit(
+    live: tuple[str, Path],
+) -> None:
+    """Over a real socket from 127.0.0.1: uvicorn believed X-Forwarded-For from loopback, so
+    every failed login came from a "new" address and none was throttled."""
+    base, _ = live
+    statuses = []
+    for i in range(5):
+        r = httpx.post(
+            f"{base}/token",
+            data={"grant_type": "password", "username": f"u{i}", "password": "x",
+                  "client_id": "tokenward-console"},
+            headers={"X-Forwarded-For": f"203.0.113.{i}"},
+        )  # fmt: skip
+        statuses.append(r.status_code)
+    assert statuses == [400, 400, 400, 429, 429]
+    r = httpx.post(f"{base}/login", json={"username": "admin", "password": ADMIN_PW})
+    assert r.status_code == 429  # the socket address's budget is spent, whatever XFF says
+
+
+def test_f11_trusted_proxy_gives_the_rightmost_untrusted_hop(
+    server_factory: Callable[..., Server],
+) -> None:
+    server = server_factory(login_limit_per_ip="2/minute", trusted_proxies=f"{PEER}, 10.0.0.0/8")
+    # the client wrote a fake left entry; the proxies appended the real 198.51.100.7
+    for i in range(2):
+        assert _failed_login(server, f"1.2.3.{i}, 198.51.100.7, 10.1.2.3", f"u{i}") == 400
+    assert _failed_login(server, "9.9.9.9, 198.51.100.7", "u9") == 429
+    assert _failed_login(server, "198.51.100.8", "u8") == 400  # another client is not throttled
+
+
+def test_f11_stored_session_ip_is_always_a_parsed_address(
+    server_factory: Callable[..., Server],
+) -> None:
+    server = server_factory(trusted_proxies=PEER)
+    token = server.login(**{"device": "x"})["access_token"]
+    r = server.http.post(
+        "/token",
+        data={"grant_type": "password", "username": "alice", "password": ALICE_PW,
+              "client_id": "app"},
+        headers={"X-Forwarded-For": "<script>" + "A" * 4000},
+    )  # fmt: skip
+    assert r.status_code == 200
+    sessions = server.http.get("/sessions", headers={"Authorization": f"Bearer {token}"}).json()
+    assert {s["ip"] for s in sessions} == {PEER}
+
+
+def test_f11_client_address_rules() -> None:
+    proxies = parse_trusted_proxies("127.0.0.1, 10.0.0.0/8, fd00::/8")
+    assert client_address("127.0.0.1", ["203.0.113.9"], ()) == "127.0.0.1"
+    assert client_address("192.0.2.1", ["203.0.113.9"], proxies) == "192.0.2.1"
+    assert client_address("127.0.0.1", ["203.0.113.9, 10.0.0.2"], proxies) == "203.0.113.9"
+    assert client_address("127.0.0.1", ["6.6.6.6", "203.0.113.9"], proxies) == "203.0.113.9"
+    assert client_address("127.0.0.1", ["10.0.0.3"], proxies) == "10.0.0.3"  # all trusted
+    assert client_address("127.0.0.1", ["junk, 10.0.0.2"], proxies) == "10.0.0.2"
+    assert client_address("127.0.0.1", [], proxies) == "127.0.0.1"
+    assert client_address("::ffff:10.0.0.1", ["2001:db8::1"], proxies) == "2001:db8::1"
+    assert client_address("testclient", ["203.0.113.9"], proxies) is None
+    with pytest.raises(ValueError, match=r"10\.0\.0\.1/8"):
+        parse_trusted_proxies("10.0.0.1/8")
+
+
+def test_f11_address_prefix_is_the_configured_network() -> None:
+    assert address_prefix("203.0.113.77") == "203.0.113.0/24"
+    assert address_prefix("2001:db8:1:2::5") == "2001:db8:1::/48"
+    assert address_prefix("203.0.113.77", 16, 48) == "203.0.0.0/16"
+
+
+# -- F13: a leeway above 30 s brought revoked tokens back ------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["logout", "revoke_jti"])
+def test_f13_revoked_token_stays_revoked_for_the_whole_leeway(
+    server_factory: Callable[..., Server], how: str
+) -> None:
+    """With ``TOKENWARD_LEEWAY=120`` a token is accepted until ``exp + 120``; its revocation
+    entry was dropped at ``exp + 30`` (the default margin), so 37 s after expiry a logged-out
+    token was ``active: true`` again."""
+    server = server_factory(leeway=120.0, access_token_ttl=60)
+    tok = server.login()
+    at = tok["access_token"]
+    if how == "logout":
+        assert server.http.post("/logout", headers=bearer(at)).status_code == 200
+    else:
+        r = server.http.post("/revoke", data={"token": at, "client_id": "app"})
+        assert r.status_code == 200, r.text
+    server.clock.advance(60 + 37)
+    server.runtime.sessions.denylist.sweep()  # what the follower does every step
+    r = server.http.post("/introspect", data={"token": at}, headers=server.svc())
+    assert r.json() == {"active": False}
+    assert server.http.get("/userinfo", headers=bearer(at)).status_code == 401
+
+
+# -- F15: a NUL in a text field was a 500 on PostgreSQL, logged with the SQL parameters ------------
+
+
+def _admin(server: Server) -> dict[str, str]:
+    tok = server.login(username="root", password=ADMIN_PASSWORD, scope="admin")
+    return bearer(tok["access_token"])
+
+
+def test_f15_nul_or_lone_surrogate_in_any_text_field_is_400(server: Server) -> None:
+    """Every text field is checked at the edge: before the fix these reached the store (on
+    PostgreSQL a 500 whose log carried the statement's parameters)."""
+    admin = _admin(server)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    cases = [
+        server.http.post(
+            "/login", json={"username": "alice", "password": ALICE_PW, "device": "a\x00"}
+        ),
+        server.http.post(
+            "/login",
+            content=b'{"username": "alice", "password": "p\\ud800"}',
+            headers={"Content-Type": "application/json"},
+        ),
+        server.http.post(
+            "/admin/clients", json={"client_id": "c1", "name": "n\x00"}, headers=admin
+        ),
+        server.http.post(
+            "/admin/clients", json={"client_id": "c2", "scopes": ["a\x00"]}, headers=admin
+        ),
+        server.http.post(
+            "/admin/users", json={"username": "bob", "password": "x\x00yyyyyyy"}, headers=admin
+        ),
+        server.password(scope="read\x00"),
+        server.http.post(
+            "/token",
+            content=b"grant_type=password&username=alice&password=x&client_id=app&x%00=1",
+            headers=form,
+        ),
+        server.http.get("/revocations?after=0%00", headers=server.svc()),
+    ]
+    for i, r in enumerate(cases):
+        assert r.status_code == 400, (i, r.text)
+        assert r.json()["error"] == "invalid_request", (i, r.text)
+    names = [c["client_id"] for c in server.http.get("/admin/clients", headers=admin).json()]
+    assert "c1" not in names and "c2" not in names
+
+
+def test_f15_sql_engines_never_carry_statement_parameters(tmp_path: Path) -> None:
+    from sqlalchemy.engine import make_url
+
+    from tokenward.store.sql.engine import postgres_engine, sqlite_engine
+
+    lite = sqlite_engine(
+        make_url(f"sqlite:///{tmp_path}/x.db"), timeout=1, memory=False, pool=(1, 0)
+    )
+    pg = postgres_engine(
+        make_url("postgresql://u@127.0.0.1/db"), timeout=1, schema=None, pool=(1, 0)
+    )
+    assert lite.sync_engine.hide_parameters and pg.sync_engine.hide_parameters
+
+
+# -- F19: SQLite database files were created world-readable ----------------------------------------
+
+
+def test_f19_sqlite_files_are_created_owner_only(live: tuple[str, Path]) -> None:
+    """``tokenward serve`` on a fresh SQLite path (umask 022): the database and its WAL files."""
+    _, cwd = live
+    files = [p for p in (cwd / "var").iterdir() if p.name.startswith("tokenward.db")]
+    assert any(p.name == "tokenward.db" for p in files)
+    for p in files:
+        assert p.stat().st_mode & 0o777 == 0o600, (p.name, oct(p.stat().st_mode))
+
+
+def test_f19_existing_world_readable_sqlite_files_are_tightened(tmp_path: Path) -> None:
+    from tokenward.store.sql.engine import private_sqlite_file
+
+    db = tmp_path / "t.db"
+    db.write_bytes(b"")
+    Path(f"{db}-wal").write_bytes(b"")
+    db.chmod(0o644)
+    Path(f"{db}-wal").chmod(0o664)
+    private_sqlite_file(db)
+    assert db.stat().st_mode & 0o777 == 0o600
+    assert Path(f"{db}-wal").stat().st_mode & 0o777 == 0o600
+
+
+# -- F17: a store hiccup as an SSE stream started was an unhandled 500 and a torn response ---------
+
+
+def test_f17_store_failure_at_sse_start_is_503(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def down(*_: object, **__: object) -> int:
+        raise StoreUnavailable("store unavailable (OSError)")
+
+    monkeypatch.setattr(server.store, "revocation_cursor", down)
+    r = server.http.get("/revocations", headers={**server.svc(), "Accept": "text/event-stream"})
+    assert r.status_code == 503, r.text
+    assert r.json()["error"] == "temporarily_unavailable"
+    assert "retry-after" in r.headers
+
+
+def test_f17_store_failure_during_sse_is_an_error_event(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def down(*_: object, **__: object) -> list[object]:
+        raise StoreUnavailable("store unavailable (OSError)")
+
+    monkeypatch.setattr(server.store, "wait_revocations", down)
+    with server.http.stream(
+        "GET", "/revocations", headers={**server.svc(), "Accept": "text/event-stream"}
+    ) as r:
+        assert r.status_code == 200
+        text = "".join(r.iter_text())
+    assert text.startswith("event: ready\n")
+    assert text.endswith("event: error\ndata: store unavailable\n\n")
+
+
+# -- F18: no request-header read timeout (slowloris) -----------------------------------------------
+
+
+def _drip_until_closed(sock: socket.socket, first: bytes, drips: int) -> bool:
+    """Send ``first``, then one header byte every 0.25 s; True when the server closed the
+    connection before the drips ran out."""
+    sock.sendall(first)
+    for _ in range(drips):
+        time.sleep(0.25)
+        try:
+            sock.sendall(b"x")
+            sock.settimeout(0.01)
+            if sock.recv(65536) == b"":
+                return True
+        except TimeoutError:
+            continue
+        except OSError:  # reset: closed
+            return True
+    return False
+
+
+def test_f18_slow_header_sender_is_disconnected(live: tuple[str, Path]) -> None:
+    """Headers dripped a byte at a time: before the fix uvicorn held the connection for as
+    long as the client kept dripping (there was no header timeout)."""
+    host, port = live[0].removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        assert _drip_until_closed(sock, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ", 40)
+
+
+def test_f18_slow_second_request_on_a_kept_alive_connection_is_disconnected(
+    live: tuple[str, Path],
+) -> None:
+    host, port = live[0].removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.settimeout(5)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        assert _drip_until_closed(sock, b"GET /healthz HTTP/1.1\r\nX-Slow: ", 40)
+
+
+def test_f18_slow_client_settings_reach_uvicorn() -> None:
+    from tokenward.server.http import HeaderTimeoutProtocol, serve_options
+    from tokenward.server.settings import Settings
+
+    opts = serve_options(
+        Settings(header_timeout=3, keep_alive_timeout=4, max_connections=50)  # type: ignore[call-arg]
+    )
+    assert opts["http"] is HeaderTimeoutProtocol and HeaderTimeoutProtocol.header_timeout == 3
+    assert opts["timeout_keep_alive"] == 4 and opts["limit_concurrency"] == 50
+    assert opts["proxy_headers"] is False
+
+
+# -- F8: disabling a user or resetting their password did not reliably end their sessions ---------
+
+
+async def _disable(rt: Any) -> None:  # what POST /admin/users/{name}/disable does
+    await rt.users.set_disabled("alice", True)
+    await rt.sessions.revoke_subject("alice")
+
+
+async def _reset(rt: Any) -> None:  # what POST /admin/users/{name}/password does
+    await rt.users.set_password("alice", "a brand new password")
+    await rt.sessions.revoke_subject("alice")
+
+
+def _assert_no_live_session(server: Server, r: httpx.Response) -> None:
+    """Whatever the racing login answered, nothing it got may still work."""
+    if r.status_code == 200:
+        tok = r.json()
+        assert server.http.get("/userinfo", headers=bearer(tok["access_token"])).status_code == 401
+        assert server.refresh(tok["refresh_token"]).status_code == 400
+        info = server.http.post(
+            "/introspect", data={"token": tok["access_token"]}, headers=server.svc()
+        )
+        assert info.json() == {"active": False}
+    else:
+        assert r.status_code == 400 and r.json()["error"] == "invalid_grant", r.text
+    live = server.run(server.store.list_families, "alice")
+    assert live == []
+
+
+@pytest.mark.parametrize("change", [_disable, _reset], ids=["disable", "reset"])
+@pytest.mark.parametrize("order", ["before_the_family_exists", "after_the_family_exists"])
+def test_f8_credential_change_racing_a_login_ends_its_session(
+    server: Server, monkeypatch: pytest.MonkeyPatch, change: Any, order: str
+) -> None:
+    """The login has passed its password check; the admin's change lands just before, or just
+    after, the login creates its family. Before the fix the first order left a session that
+    refreshed for its whole absolute lifetime (its family was created after revoke_subject)."""
+    original = server.store.create_family
+
+    async def racing(*args: Any, **kw: Any) -> Any:
+        if order == "before_the_family_exists":
+            await change(server.runtime)
+            return await original(*args, **kw)
+        out = await original(*args, **kw)
+        await change(server.runtime)
+        return out
+
+    monkeypatch.setattr(server.store, "create_family", racing)
+    r = server.password()
+    monkeypatch.setattr(server.store, "create_family", original)
+    _assert_no_live_session(server, r)
+
+
+@pytest.mark.parametrize("change", [_disable, _reset], ids=["disable", "reset"])
+def test_f8_concurrent_logins_leave_no_session_after_a_credential_change(
+    server: Server, change: Any
+) -> None:
+    """Six login loops for the victim while the admin acts (the review's attack)."""
+    app = server.http.app
+    stop = asyncio.Event()
+
+    async def attack() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
+            got: list[httpx.Response] = []
+
+            async def loop() -> None:
+                while not stop.is_set():
+                    got.append(
+                        await c.post(
+                            "/login",
+                            json={"username": "alice", "password": ALICE_PW, "client_id": "app"},
+                        )
+                    )
+                    await asyncio.sleep(0)
+
+            tasks = [asyncio.create_task(loop()) for _ in range(6)]
+            await asyncio.sleep(0.05)
+            await change(server.runtime)
+            await asyncio.sleep(0.05)
+            stop.set()
+            await asyncio.gather(*tasks)
+            return got
+
+    responses = server.run(attack)
+    assert any(r.status_code == 200 for r in responses)  # the loops did log in before
+    assert server.run(server.store.list_families, "alice") == []
+
+
+def test_f8_refresh_of_a_session_older_than_the_credential_change_is_refused(
+    server: Server,
+) -> None:
+    """A family that escaped revoke_subject (here: its revocation is undone in the store) is
+    still refused at its next refresh: the refresh re-reads the user."""
+    tok = server.login()
+    server.run(server.runtime.users.set_disabled, "alice", True)
+    r = server.refresh(tok["refresh_token"])
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+    server.run(server.runtime.users.set_disabled, "alice", False)
+    assert server.refresh(tok["refresh_token"]).status_code == 400  # revoked by the refusal
+
+
+def test_f8_credential_watermark_api() -> None:
+    from tokenward.server.credentials import bump, credential_version, session_refusal
+    from tokenward.store.base import User
+
+    u = User("alice", "h", created_at=1.0)
+    assert credential_version(u) == 0 and session_refusal(u, seen_version=0) is None
+    v = bump(u, 100.0)
+    assert credential_version(v) == 1
+    assert session_refusal(v, seen_version=0) == "credentials changed"
+    assert session_refusal(v, created_at=99.0) == "credentials changed"
+    assert session_refusal(v, created_at=100.0) is None
+    assert session_refusal(None) == "no such user"
