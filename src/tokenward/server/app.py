@@ -20,6 +20,7 @@ from . import (
     feed,
     introspect,
     login,
+    logout,
     metrics,
     revoke,
     sdk,
@@ -101,6 +102,7 @@ def create_app(
     for module in (
         authorize,
         device,
+        logout,
         token,
         revoke,
         introspect,

@@ -29,6 +29,7 @@ from .credentials import family_check
 from .idtoken import IdTokenService
 from .keystore import kek_for_store, load_or_create_keyring, rotate_if_due
 from .metrics import Metrics, instrument_store
+from .outbox import Outbox
 from .ratelimit import LoginThrottle, storage_url_for
 from .settings import Settings
 from .signin import SigninSessions
@@ -165,6 +166,9 @@ class Runtime:
         self._verifier: Verifier | None = None
         self._follower: DenylistFollower | None = None
         self._id_tokens: IdTokenService | None = None
+        self.outbox = Outbox(
+            self.store, clock=self.clock, allow_private=settings.outbound_allow_private
+        )
         self.signins = SigninSessions(
             self.store,
             clock=self.clock,
@@ -235,8 +239,10 @@ class Runtime:
     async def end_user_sessions(self, sub: str) -> int:
         """Log a user out everywhere: every refresh family (with its access tokens) and every
         sign-in session at this server. Returns the number of refresh families revoked."""
+        from .logout import notify_ended
+
         n = await self.sessions.revoke_subject(sub)
-        await self.signins.end_all(sub)
+        await notify_ended(self, await self.signins.end_all(sub), reason="subject_revoked")
         return n
 
     # life cycle ------------------------------------------------------------------------------
@@ -304,6 +310,7 @@ class Runtime:
         self._tasks = [
             asyncio.create_task(self._key_loop(), name="tokenward-keys"),
             asyncio.create_task(self._purge_loop(), name="tokenward-purge"),
+            asyncio.create_task(self.outbox.run(), name="tokenward-outbox"),
         ]
 
     async def stop(self) -> None:

@@ -31,6 +31,9 @@ def metadata(request: Request) -> dict[str, Any]:
         "introspection_endpoint": f"{base}/introspect",
         "userinfo_endpoint": f"{base}/userinfo",
         "device_authorization_endpoint": f"{base}/device_authorization",
+        "end_session_endpoint": f"{base}/end_session",
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
         "grant_types_supported": [
             "authorization_code",
             "urn:ietf:params:oauth:grant-type:device_code",
