@@ -29,8 +29,9 @@ from .auth import authenticate_client
 from .authorize import compute_grant
 from .clients import DEVICE_CODE_GRANT
 from .credentials import confirm_session, session_refusal
-from .deps import client_ip, get_runtime, read_form, user_agent
-from .errors import JSON, NO_STORE
+from .deps import client_ip, form_openapi, get_runtime, read_form, user_agent
+from .errors import JSON, NO_STORE, OAuthError
+from .openapi import CLIENT_AUTH_OR_PUBLIC
 from .pages import form_origin_ok, page
 from .runtime import Runtime
 from .signin import read_signin_cookie, set_signin_cookie
@@ -91,7 +92,52 @@ def show_user_code(code: str) -> str:
     return f"{code[:4]}-{code[4:]}"
 
 
-@router.post("/device_authorization", summary="Device authorization (RFC 8628 §3.1)")
+_FORM = form_openapi(
+    {
+        "client_id": {"type": "string"},
+        "client_secret": {"type": "string", "format": "password"},
+        "scope": {"type": "string"},
+    },
+    [],
+)
+_FORM["security"] = CLIENT_AUTH_OR_PUBLIC
+
+
+@router.post(
+    "/device_authorization",
+    summary="Device authorization (RFC 8628 §3.1)",
+    openapi_extra=_FORM,
+    responses={
+        200: {
+            "description": "RFC 8628 §3.2 device authorization response",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": [
+                            "device_code",
+                            "user_code",
+                            "verification_uri",
+                            "expires_in",
+                        ],
+                        "properties": {
+                            "device_code": {"type": "string"},
+                            "user_code": {"type": "string"},
+                            "verification_uri": {"type": "string"},
+                            "verification_uri_complete": {"type": "string"},
+                            "expires_in": {"type": "integer"},
+                            "interval": {"type": "integer"},
+                        },
+                    }
+                }
+            },
+        },
+        400: {"model": OAuthError},
+        401: {"model": OAuthError},
+        413: {"model": OAuthError},
+        503: {"model": OAuthError},
+    },
+)
 async def device_authorization(request: Request) -> JSON:
     rt = get_runtime(request)
     form = await read_form(request)
