@@ -22,8 +22,12 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/tokenward serve --store $(STORE) --host $(HOST) --port $(PORT)
 
+# test files in parallel (pytest-xdist), each file whole in one worker (module-scoped servers
+# start once); PYTEST_WORKERS=auto uses every core, PYTEST_WORKERS=0 runs serially
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -35,7 +35,7 @@ from collections import Counter  # noqa: E402
 
 import httpx  # noqa: E402
 
-from drills.live import PASSWORD, Serve, rss_kib  # noqa: E402
+from support.live import PASSWORD, Serve, rss_kib  # noqa: E402
 
 SOAK_ENV = {
     "TOKENWARD_ACCESS_TOKEN_TTL": "5",

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import NameOID
 from joserfc.jwk import ECKey, OKPKey
 
+from support.jose import P256_N, P384_N, b64, public_serialisations, rs_signature, seg
 from tokenward import FrozenClock, KeyRing, Verifier
 from tokenward.errors import (
     ExpiredToken,
@@ -46,20 +47,6 @@ from tokenward.keys import SigningKey, key_from_jwk
 
 ISS = "https://issuer.example"
 AUD = "api"
-P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-P384_N = int(
-    "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973",
-    16,
-)
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def seg(obj: Any) -> str:
-    raw = obj if isinstance(obj, bytes) else json.dumps(obj, separators=(",", ":")).encode()
-    return b64(raw)
 
 
 @dataclass
@@ -154,38 +141,11 @@ def test_a1_wycheproof_tc16_token(env: Env) -> None:
 
 
 # --------------------------------------------------------------------------- A2
-def _public_serialisations(key: SigningKey) -> dict[str, bytes]:
-    pub = key.public_key
-    enc, fmt = serialization.Encoding, serialization.PublicFormat
-    pem = pub.public_bytes(enc.PEM, fmt.SubjectPublicKeyInfo)
-    out = {
-        "spki-pem": pem,
-        "spki-pem-no-newline": pem.rstrip(b"\n"),
-        "spki-pem-crlf": pem.replace(b"\n", b"\r\n"),
-        "spki-der": pub.public_bytes(enc.DER, fmt.SubjectPublicKeyInfo),
-        "openssh": pub.public_bytes(enc.OpenSSH, fmt.OpenSSH),
-        "openssh-newline": pub.public_bytes(enc.OpenSSH, fmt.OpenSSH) + b"\n",
-        "jwk-json": json.dumps(key.public_jwk()).encode(),
-        "jwk-json-compact": json.dumps(key.public_jwk(), separators=(",", ":")).encode(),
-        "jwks-json": json.dumps({"keys": [key.public_jwk()]}).encode(),
-        "kid": key.kid.encode(),
-    }
-    if key.alg.startswith(("RS", "PS")):
-        out["pkcs1-pem"] = pub.public_bytes(enc.PEM, fmt.PKCS1)
-        out["pkcs1-der"] = pub.public_bytes(enc.DER, fmt.PKCS1)
-    elif key.alg.startswith("ES"):
-        out["x962-uncompressed"] = pub.public_bytes(enc.X962, fmt.UncompressedPoint)
-        out["x962-compressed"] = pub.public_bytes(enc.X962, fmt.CompressedPoint)
-    else:
-        out["raw"] = pub.public_bytes(enc.Raw, fmt.Raw)
-    return out
-
-
 @pytest.mark.parametrize("alg", ["ES256", "RS256", "EdDSA"])
 def test_a2_hs256_with_every_public_serialisation_as_secret(alg: str, clock: FrozenClock) -> None:
     e = make_env(alg, clock)
     h, p = seg(e.header(alg="HS256")), seg(e.claims())
-    forms = _public_serialisations(e.key)
+    forms = public_serialisations(e.key)
     assert len(forms) >= 10
     for name, secret in forms.items():
         token = f"{h}.{p}.{b64(hmac.digest(secret, f'{h}.{p}'.encode(), 'sha256'))}"
@@ -217,10 +177,6 @@ def test_a3_five_segment_jwe_refused_outright(es256: Env) -> None:
 
 
 # --------------------------------------------------------------------------- A5
-def _rs(r: int, s: int, size: int) -> bytes:
-    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
-
-
 @pytest.mark.parametrize(("alg", "n", "size"), [("ES256", P256_N, 32), ("ES384", P384_N, 48)])
 def test_a5_psychic_signatures(alg: str, n: int, size: int, clock: FrozenClock) -> None:
     e = make_env(alg, clock)
@@ -230,14 +186,18 @@ def test_a5_psychic_signatures(alg: str, n: int, size: int, clock: FrozenClock) 
     r, s = int.from_bytes(raw[:size], "big"), int.from_bytes(raw[size:], "big")
     forged = {
         "zero": bytes(2 * size),
-        "r=0,s=0": _rs(0, 0, size),
-        "r=n,s=n": _rs(n, n, size),
-        "r=0,s=valid": _rs(0, s, size),
-        "r=valid,s=0": _rs(r, 0, size),
-        "r=n,s=valid": _rs(n, s, size),
-        "r=valid,s=n": _rs(r, s + n, size) if s + n < 1 << (8 * size) else _rs(r, n, size),
-        "r=valid+n": _rs(r + n, s, size) if r + n < 1 << (8 * size) else _rs(n + 1, s, size),
-        "r=1,s=1": _rs(1, 1, size),
+        "r=0,s=0": rs_signature(0, 0, size),
+        "r=n,s=n": rs_signature(n, n, size),
+        "r=0,s=valid": rs_signature(0, s, size),
+        "r=valid,s=0": rs_signature(r, 0, size),
+        "r=n,s=valid": rs_signature(n, s, size),
+        "r=valid,s=n": rs_signature(r, s + n, size)
+        if s + n < 1 << (8 * size)
+        else rs_signature(r, n, size),
+        "r=valid+n": rs_signature(r + n, s, size)
+        if r + n < 1 << (8 * size)
+        else rs_signature(n + 1, s, size),
+        "r=1,s=1": rs_signature(1, 1, size),
         "der-encoded": encode_dss_signature(r, s),
         "truncated": raw[:-1],
         "padded": raw + b"\x00",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from store.conftest import StoreFactory, store_factory  # noqa: F401 - shared fixture
+from support.stores import StoreFactory
 from tokenward import FrozenClock, SessionManager, TokenPair
 from tokenward.errors import InvalidGrant, RefreshTokenReused
 from tokenward.events import add_listener
@@ -55,7 +55,7 @@ async def race(
     return [t.result() for t in tasks]
 
 
-async def instances(store_factory: StoreFactory) -> list[Store]:  # noqa: F811
+async def instances(store_factory: StoreFactory) -> list[Store]:
     # small SQL pools: several test runs may share one PostgreSQL (max_connections)
     small = {"pool_size": 4, "max_overflow": 0, "timeout": 10.0}
     options = small if store_factory.backend in ("sqlite", "postgres") else {}
@@ -63,7 +63,7 @@ async def instances(store_factory: StoreFactory) -> list[Store]:  # noqa: F811
 
 
 async def test_racers_inside_the_grace_window_share_one_successor(
-    store_factory: StoreFactory,  # noqa: F811
+    store_factory: StoreFactory,
     clock: FrozenClock,
 ) -> None:
     stores = await instances(store_factory)
@@ -98,7 +98,7 @@ async def test_racers_inside_the_grace_window_share_one_successor(
 
 
 async def test_without_grace_exactly_one_racer_wins(
-    store_factory: StoreFactory,  # noqa: F811
+    store_factory: StoreFactory,
     clock: FrozenClock,
 ) -> None:
     stores = await instances(store_factory)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from store.conftest import StoreFactory, store_factory  # noqa: F401 - shared fixture
+from support.stores import StoreFactory
 from tokenward import FrozenClock
 from tokenward.claims import AccessTokenClaims
 from tokenward.errors import RevokedToken, StoreUnavailable
@@ -33,7 +33,7 @@ def ev(seq: int, kind: str, value: str, until: float, at: float = T0) -> Revocat
 
 
 @pytest.fixture
-async def store(store_factory: StoreFactory) -> Store:  # noqa: F811
+async def store(store_factory: StoreFactory) -> Store:
     """The first instance of the shared backend list (memory, sqlite, postgres, redis)."""
     return await store_factory(poll_interval=0.01)
 

@@ -10,7 +10,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from store.conftest import StoreFactory, store_factory  # noqa: F401 - shared fixture
+from support.stores import StoreFactory
 from tokenward import FrozenClock, SessionManager, TokenPair
 from tokenward.errors import (
     ConfigurationError,
@@ -45,7 +45,7 @@ ABSOLUTE = 30 * 86400.0
 
 
 @pytest.fixture
-async def store(store_factory: StoreFactory) -> Store:  # noqa: F811
+async def store(store_factory: StoreFactory) -> Store:
     """The first instance of the shared backend list (memory, sqlite, postgres, redis)."""
     return await store_factory(poll_interval=0.01)
 

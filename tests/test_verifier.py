@@ -7,6 +7,7 @@ import base64
 import binascii
 import random
 
+import orjson
 import pytest
 
 from tokenward import FrozenClock, Issuer, KeyRing, Verifier
@@ -22,7 +23,7 @@ from tokenward.errors import (
     UnknownKey,
 )
 from tokenward.jwe import TokenEncryption
-from tokenward.jws import b64url_decode
+from tokenward.jws import _make_sign_function, b64url_decode, b64url_encode
 
 ISS = "https://issuer.example"
 
@@ -235,3 +236,46 @@ def test_b64url_decode_matches_the_definition() -> None:
                 b64url_decode(seg)
         else:
             assert b64url_decode(seg) == want, seg
+
+
+# --------------------------------------------------------------------------- typ: at+jwt
+def _signed_with_header(ring: KeyRing, clock: FrozenClock, header: dict[str, object]) -> str:
+    """Valid claims signed with our real key under ``header`` (merged over alg and kid)."""
+    key = ring.active
+    full = {"alg": key.alg, "kid": key.kid, **header}
+    claims = {"iss": ISS, "sub": "alice", "aud": "api", "client_id": "web", "jti": "j1",
+              "iat": int(clock.now()), "exp": int(clock.now()) + 300}  # fmt: skip
+    seg = [b64url_encode(orjson.dumps(part)) for part in (full, claims)]
+    sig = _make_sign_function(key.alg, key.private_key)(f"{seg[0]}.{seg[1]}".encode())
+    return f"{seg[0]}.{seg[1]}.{b64url_encode(sig)}"
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "application/at+jwt", "AT+JWT", "Application/At+Jwt"])
+def test_rfc9068_2_1_access_token_typ_is_accepted(
+    ring: KeyRing, clock: FrozenClock, typ: str
+) -> None:
+    """RFC 9068 §2.1: an access token's ``typ`` is ``at+jwt`` (or ``application/at+jwt``),
+    compared case-insensitively as a media type (RFC 7515 §4.1.9)."""
+    token = _signed_with_header(ring, clock, {"typ": typ})
+    assert _verifier(ring, clock).verify(token).sub == "alice"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [{}, {"typ": "JWT"}, {"typ": "jwt"}, {"typ": ""}, {"typ": "at+jwt "}, {"typ": "dpop+jwt"},
+     {"typ": "application/jwt"}, {"typ": None}, {"typ": ["at+jwt"]}, {"typ": 1}],
+    ids=repr,
+)  # fmt: skip
+def test_rfc9068_4_token_without_the_at_jwt_typ_is_refused(
+    ring: KeyRing, clock: FrozenClock, header: dict[str, object]
+) -> None:
+    """RFC 9068 §4 and RFC 8725 §3.11: a signed JWT of another type (an ID token, a plain JWT)
+    is never accepted as an access token, even with our real signature and valid claims."""
+    token = _signed_with_header(ring, clock, header)
+    with pytest.raises(MalformedToken, match="typ must be one of"):
+        _verifier(ring, clock).verify(token)
+
+
+def test_issued_access_tokens_carry_typ_at_jwt(issuer: Issuer) -> None:
+    token = issuer.issue_access_token(sub="alice", client_id="web")
+    assert orjson.loads(b64url_decode(token.split(".")[0]))["typ"] == "at+jwt"

@@ -55,6 +55,7 @@ class SecurityEvent(StrEnum):
     REFRESH_TOKEN_REUSE = "refresh_token_reuse"  # noqa: S105 - an event name
     REVOKED = "revoked"
     PURGED = "purged"
+    PASSWORD_CHANGED = "password_changed"  # noqa: S105 - an event name
 
 
 _logger = structlog.get_logger(EVENT_LOGGER)

@@ -406,6 +406,15 @@ class KeyRing:
         self._keys[new_next.kid] = new_next
         return nxt
 
+    def remove(self, kid: str) -> None:
+        """Withdraw a key (never the active one): it leaves the JWKS and verifies nothing."""
+        key = self._keys.get(kid)
+        if key is None:
+            raise KeyRingError(f"no key {kid!r}")
+        if key.state is KeyState.ACTIVE:
+            raise KeyRingError("the active key cannot be removed; rotate first")
+        del self._keys[kid]
+
     def prune(self, *, max_token_lifetime: float, jwks_cache_time: float = 300.0) -> list[str]:
         """Remove retired keys whose last token has expired and left every JWKS cache."""
         now = self.clock.now()

@@ -3,11 +3,8 @@ tests, plus readers of its Prometheus counters."""
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +13,9 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.env import require_module, service_missing
+
+from support.env import require_module, service_missing
+from support.serve import Served, free_port, launch
 
 ADMIN_PW = "client-sdk-admin-password"
 USER = "alice"
@@ -26,18 +25,12 @@ ACCESS_TTL = 2
 BIN = Path(sys.executable).parent / "tokenward"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
 class Live:
     base: str
     proc: subprocess.Popen[bytes]
     cwd: Path
+    served: Served
 
     def admin(self, method: str, path: str, **kw: Any) -> httpx.Response:
         with httpx.Client(base_url=self.base, timeout=10) as c:
@@ -65,51 +58,30 @@ class Live:
 
 
 def start_server(cwd: Path, **extra: str) -> Live:
+    """``tokenward serve`` (one worker) on ``cwd/tokenward.db``; ``extra`` are more settings."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWARD_")}
-    env.update(
-        TOKENWARD_ISSUER=base,
-        TOKENWARD_ADMIN_PASSWORD=ADMIN_PW,
-        TOKENWARD_STORE_URL=f"sqlite:///{cwd / 'tokenward.db'}",
-        TOKENWARD_ACCESS_TOKEN_TTL=str(ACCESS_TTL),
-        TOKENWARD_PASSWORD_TIME_COST="1",
-        TOKENWARD_PASSWORD_MEMORY_COST="8192",
-        TOKENWARD_LOGIN_LIMIT_PER_ACCOUNT="1000/minute",
-        TOKENWARD_LOGIN_LIMIT_PER_IP="5000/minute",
+    settings = {
+        "TOKENWARD_ISSUER": base,
+        "TOKENWARD_ADMIN_PASSWORD": ADMIN_PW,
+        "TOKENWARD_STORE_URL": f"sqlite:///{cwd / 'tokenward.db'}",
+        "TOKENWARD_ACCESS_TOKEN_TTL": str(ACCESS_TTL),
+        "TOKENWARD_PASSWORD_TIME_COST": "1",
+        "TOKENWARD_PASSWORD_MEMORY_COST": "8192",
+        "TOKENWARD_LOGIN_LIMIT_PER_ACCOUNT": "1000/minute",
+        "TOKENWARD_LOGIN_LIMIT_PER_IP": "5000/minute",
         **extra,
+    }
+    # a log file, not a pipe: thousands of access-log lines
+    served = launch(
+        settings, cwd=cwd, port=port, args=["--workers", "1"], log_path=cwd / "serve.log"
     )
-    log = (cwd / "serve.log").open("wb")  # a file, not a pipe: thousands of access-log lines
-    proc = subprocess.Popen(
-        [str(BIN), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=cwd,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
-    deadline = time.monotonic() + 30
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"tokenward serve exited: {(cwd / 'serve.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=0.5).status_code == 200:
-                return Live(base, proc, cwd)
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            stop_server(proc)
-            pytest.fail("tokenward serve did not answer within 30 s")
-        time.sleep(0.05)  # polling for start-up
+    served.wait_ready()
+    return Live(base, served.proc, cwd, served)
 
 
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def stop_server(live: Live) -> None:
+    live.served.stop()
 
 
 @pytest.fixture(scope="package")
@@ -121,7 +93,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         assert r.status_code == 201, r.text
         yield server
     finally:
-        stop_server(server.proc)
+        stop_server(server)
 
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -46,11 +46,15 @@ def _seq(page: Any) -> int:
     return int(page.evaluate(f"JSON.parse(localStorage.getItem('{STASH}') || '{{}}').seq || 0"))
 
 
+def _user(request: pytest.FixtureRequest) -> str:
+    return f"tabs-{request.node.name[-20:].strip('_')}"
+
+
 @pytest.fixture
 def tabs(browser: Any, live: Live, request: pytest.FixtureRequest) -> Iterator[list[Any]]:
     """A user of its own, signed in through the console in tab 1; tabs 2-4 opened after it
     take their token from tab 1 (BroadcastChannel) instead of refreshing."""
-    user = f"tabs-{request.node.name[-20:].strip('_')}"
+    user = _user(request)
     r = live.admin("POST", "/admin/users", json={"username": user, "password": "tab-password-1"})
     assert r.status_code == 201, r.text
     port = live.base.rsplit(":", 1)[1]
@@ -148,7 +152,9 @@ def test_closing_the_tab_that_holds_the_refresh_lock_does_not_wedge_the_others(
     assert len(jtis) == 1
 
 
-def test_logout_in_one_tab_signs_out_every_tab(tabs: list[Any], live: Live) -> None:
+def test_logout_in_one_tab_signs_out_every_tab(
+    tabs: list[Any], live: Live, request: pytest.FixtureRequest
+) -> None:
     token = tabs[2].evaluate(f"async () => (await import('{API}')).auth.accessToken()")
     tabs[0].click("#signout")
     for p in tabs:
@@ -157,6 +163,13 @@ def test_logout_in_one_tab_signs_out_every_tab(tabs: list[Any], live: Live) -> N
         assert p.evaluate(f"localStorage.getItem('{STASH}')") is None
     r = httpx.get(f"{live.base}/userinfo", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401  # the session really ended on the server
+    # and signing in again in one tab signs every tab in
+    user = _user(request)
+    tabs[3].fill("#signin-username", user)
+    tabs[3].fill("#signin-password", "tab-password-1")
+    tabs[3].click("#signin-submit")
+    for p in tabs:
+        p.wait_for_selector(f"#who-name:text-is('{user}')")
 
 
 def test_a_console_tab_from_before_the_sdk_still_refreshes_on_reload(tabs: list[Any]) -> None:

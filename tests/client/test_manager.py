@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from support.env import require_module
 from tokenward.client import (
     ClientError,
     DeviceCode,
@@ -438,7 +439,7 @@ def test_httpx_auth_recovers_from_a_refused_token_with_one_refresh(live: Live) -
 
 
 def test_requests_auth_recovers_from_a_refused_token_with_one_refresh(live: Live) -> None:
-    requests = pytest.importorskip("requests")
+    requests = require_module("requests")
     tm = _with_rejected_token(live)
     before = live.counters()
     r = requests.get(f"{live.base}/userinfo", auth=tm.requests_auth(), timeout=10)
@@ -460,3 +461,59 @@ def test_logout_ends_the_session_on_the_server(live: Live) -> None:
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
     with pytest.raises(LoginRequired):
         tm.access_token()
+
+
+def test_keyring_storage_keeps_the_token_set_as_one_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+    import types
+
+    from tokenward.client import KeyringTokenStorage
+
+    secrets_: dict[tuple[str, str], str] = {}
+    fake = types.ModuleType("keyring")
+    fake.get_password = lambda s, u: secrets_.get((s, u))  # type: ignore[attr-defined]
+    fake.set_password = lambda s, u, p: secrets_.__setitem__((s, u), p)  # type: ignore[attr-defined]
+    fake.delete_password = lambda s, u: secrets_.pop((s, u))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "keyring", fake)
+    s = KeyringTokenStorage("my-cli", "alice")
+    s.save({"access_token": "a", "refresh_token": SECRET_RT})
+    assert s.load() == {"access_token": "a", "refresh_token": SECRET_RT}
+    assert SECRET_RT not in repr(s)
+    s.clear()
+    assert s.load() is None and secrets_ == {}
+
+
+def test_keyring_storage_without_the_package_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from tokenward.client import KeyringTokenStorage
+
+    monkeypatch.setitem(sys.modules, "keyring", None)  # import keyring → ImportError
+    with pytest.raises(ClientError, match=r"tokenward\[keyring\]"):
+        KeyringTokenStorage()
+
+
+def test_sign_in_and_refresh_log_no_token(caplog: pytest.LogCaptureFixture) -> None:
+    stub = Stub()
+    stub.on("/token", (200, pair(1, expires_in=1)), (200, pair(2)))
+    tm = manager(stub, refresh_margin=5)
+    with caplog.at_level("DEBUG", logger="tokenward.client"):
+        tm.login_password("alice", "pw")
+        assert tm.access_token() == "at-2"
+    assert caplog.records  # sign-in and refresh are logged...
+    logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert SECRET_RT not in logged and "at-1" not in logged and "at-2" not in logged  # ...bare
+
+
+def test_logout_keeps_the_tokens_when_even_discovery_fails() -> None:
+    stub = Stub()
+    stub.fail.add("/.well-known/oauth-authorization-server")
+    tm = manager(stub)
+    stored(tm, expires_in=100)
+    with pytest.raises(TemporarilyUnavailable):
+        tm.logout()
+    assert tm.storage.load() is not None

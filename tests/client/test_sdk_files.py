@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support.env import service_missing
 
+from support.env import service_missing
 from tokenward.server.sdk import integrity
 
 from .conftest import CONSOLE, USER, USER_PW, Live

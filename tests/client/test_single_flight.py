@@ -187,6 +187,41 @@ def test_8_processes_sharing_a_token_file_refresh_once_per_expiry(
     assert _delta(before, after, "tokenward_grace_replays_total") == 0
 
 
+def test_8_cli_processes_started_together_with_a_due_token_refresh_once(
+    live: Live, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "tokens.json"
+    storage = FileTokenStorage(token_file)
+    TokenManager(live.base, CONSOLE, storage=storage).login_password(USER, USER_PW)
+    data = storage.load()
+    assert data is not None
+    worker = Path(__file__).with_name("proc_worker.py")
+    before = live.counters()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(worker), live.base, CONSOLE, str(token_file), "once"],
+            stdout=subprocess.PIPE,
+            cwd=Path(__file__).parents[2],
+        )
+        for _ in range(PROCESSES)
+    ]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("tokens.json.ready.*"))) < PROCESSES:
+        assert time.monotonic() < deadline, "the processes did not start"
+        time.sleep(0.02)
+    storage.save({**data, "expires_at": time.time() - 1})  # every process finds it due
+    (tmp_path / "tokens.json.go").touch()
+    calls: Counter[str] = Counter()
+    for p in procs:
+        out, _ = p.communicate(timeout=60)
+        calls.update(json.loads(out or b"{}"))
+    after = live.counters()
+    _report("8 processes started together", before, after, calls)
+    assert calls == {"200": PROCESSES}
+    assert _delta(before, after, "tokenward_refreshes_total") == 1
+    assert _delta(before, after, "tokenward_grace_replays_total") == 0
+
+
 def _revoke(live: Live, tm: TokenManager) -> None:
     data = tm.storage.load()
     assert data is not None

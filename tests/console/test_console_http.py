@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from importlib.resources import files
 
-from .conftest import APP_ALICE_PW, App
+from support.console import APP_ALICE_PW, App
 
 ASSETS = sorted(
     p.name for p in files("tokenward").joinpath("console").iterdir() if p.name != "index.html"

@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .live import Backend, Serve, make_backend
-from .load import Load, Session
+from support.live import Backend, Serve, make_backend
+from support.load import Load, Session
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -123,6 +123,9 @@ def test_kill9_under_load(backend_name: str, tmp_path: Path) -> None:
             serve.kill9()
             load.stop()
             assert not load.errors, load.errors[:5]
+            # the store never went away: not even a fail-closed 503 is acceptable here
+            server_errors = {code: n for code, n in load.statuses.items() if code >= 500}
+            assert not server_errors, load.statuses
             assert load.statuses[200] > 20, load.statuses
             flying = sum(s.in_flight for s in load.sessions)
             in_flight += flying

@@ -19,13 +19,13 @@ import httpx
 import pytest
 
 from support.faultproxy import FaultProxy
-
-from .live import Serve, make_backend
-from .load import Load
+from support.live import Serve, make_backend
+from support.load import Load
+from support.stores import POSTGRES_HOST, POSTGRES_PORT, REDIS_HOST, REDIS_PORT
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
-PORTS = {"redis": 6379, "postgres": 5432}
+ADDRESSES = {"redis": (REDIS_HOST, REDIS_PORT), "postgres": (POSTGRES_HOST, POSTGRES_PORT)}
 OUTAGE = 2.0  # seconds each fault lasts
 BOUND = 8.0  # no request may take longer (the store bounds every call by its 2 s timeout)
 
@@ -76,7 +76,8 @@ _PROBES = (_probe_token, _probe_revoke, _probe_introspect)
 
 @pytest.mark.parametrize("backend_name", ["redis", "postgres"])
 def test_cut_and_restore_under_load(backend_name: str, tmp_path: Path) -> None:
-    with FaultProxy(PORTS[backend_name]) as proxy:
+    host, port = ADDRESSES[backend_name]
+    with FaultProxy(port, target_host=host) as proxy:
         backend = make_backend(backend_name, tmp_path, redis_db=13, port=proxy.port)
         serve = Serve(tmp_path, backend.url)
         try:

@@ -9,10 +9,10 @@ import time
 import pytest
 
 from support.faultproxy import FaultProxy
+from support.live import check_service, redis_url
+from support.stores import REDIS_HOST, REDIS_PORT
 from tokenward.errors import StoreUnavailable
 from tokenward.server.ratelimit import LoginThrottle
-
-from .live import check_service
 
 
 async def test_unreachable_throttle_storage_is_503_not_500() -> None:
@@ -23,12 +23,11 @@ async def test_unreachable_throttle_storage_is_503_not_500() -> None:
             await call
 
 
+@pytest.mark.services
 async def test_silent_throttle_storage_is_bounded() -> None:
     check_service("redis")
-    with FaultProxy(6379) as proxy:
-        throttle = LoginThrottle(
-            storage_url=f"async+redis://127.0.0.1:{proxy.port}/13", timeout=0.5
-        )
+    with FaultProxy(REDIS_PORT, target_host=REDIS_HOST) as proxy:
+        throttle = LoginThrottle(storage_url="async+" + redis_url(13, port=proxy.port), timeout=0.5)
         await throttle.check("alice", "10.0.0.1")  # works through the proxy
         proxy.pause()
         t0 = time.monotonic()

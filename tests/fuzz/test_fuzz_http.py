@@ -17,9 +17,8 @@ from urllib.parse import urlencode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.conftest import Server, bearer
-
-from .strategies import authorization_headers, form_bodies, refresh_like, token_like
+from support.server import Server, bearer
+from support.strategies import authorization_headers, form_bodies, refresh_like, token_like
 
 FUZZ = settings(
     max_examples=int(os.environ.get("TOKENWARD_FUZZ_EXAMPLES", "120")),

@@ -1,138 +1,22 @@
-"""The example APIs against a live ``tokenward serve`` over real sockets.
+"""The example APIs against a live ``tokenward serve`` over real sockets, following its
+revocation feed by long-poll and (the FastAPI example) by SSE.
 
 Each example app runs in this process on its own loopback port (uvicorn / werkzeug threads)
 with a guard Verifier on a FrozenClock, so the staleness limit is crossed by moving the clock,
-not by waiting. The server is a real subprocess with a temporary SQLite store.
+not by waiting. The server is a real subprocess with a temporary SQLite store and none of
+the caller's ``TOKENWARD_*`` variables.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import socket
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tokenward.clock import FrozenClock
-from tokenward.guard import Verifier
-
-from .conftest import wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent / "tokenward"
-EXAMPLES = ("fastapi", "flask", "django")
-PASSWORD = "correct horse battery staple"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    base: str
-    proc: subprocess.Popen[bytes]
-    secret: str
-    env: dict[str, str]
-
-    def login(self, user: str = "alice", scope: str = "read") -> dict[str, Any]:
-        client = "tokenward-console" if scope == "admin" else "web"
-        r = httpx.post(
-            f"{self.base}/login",
-            json={"username": user, "password": PASSWORD, "client_id": client, "scope": scope},
-        )
-        assert r.status_code == 200, r.text
-        return dict(r.json())
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
-    out = subprocess.run(
-        [str(BIN), *args], env=env, input=stdin, capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    return out.stdout
-
-
-def start_server(tmp: Path) -> Server:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = dict(os.environ)
-    env.update(
-        TOKENWARD_STORE_URL=f"sqlite:///{tmp / 'tw.db'}",
-        TOKENWARD_ISSUER=base,
-        TOKENWARD_PASSWORD_TIME_COST="1",
-        TOKENWARD_PASSWORD_MEMORY_COST="1024",
-        TOKENWARD_PASSWORD_PARALLELISM="1",
-        TOKENWARD_LOGIN_LIMIT_PER_ACCOUNT="1000/minute",
-        TOKENWARD_LOGIN_LIMIT_PER_IP="1000/minute",
-        TOKENWARD_LOG_JSON="true",
-    )
-    env["TOKENWARD_ADMIN_PASSWORD"] = PASSWORD
-    store = ["--store", env["TOKENWARD_STORE_URL"]]
-    log = open(tmp / "serve.log", "wb")  # noqa: SIM115 - kept open for the process
-    proc = subprocess.Popen(
-        [str(BIN), "serve", *store, "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    srv = Server(base, proc, "", env)
-    deadline = time.monotonic() + 20
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError((tmp / "serve.log").read_text())
-        try:
-            if httpx.get(f"{base}/healthz", timeout=0.5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            srv.stop()
-            raise RuntimeError("tokenward serve did not start")
-        time.sleep(0.05)
-    # users and clients through the admin API (the CLI would cost a process start each)
-    r = httpx.post(
-        f"{base}/login",
-        json={"username": "admin", "password": PASSWORD, "client_id": "tokenward-console",
-              "scope": "admin"},
-    )  # fmt: skip
-    assert r.status_code == 200, r.text
-    admin = {"Authorization": f"Bearer {r.json()['access_token']}"}
-    for body in (
-        {"username": "alice", "password": PASSWORD},
-        {"username": "root", "password": PASSWORD, "is_admin": True},
-    ):
-        assert httpx.post(f"{base}/admin/users", json=body, headers=admin).status_code == 201
-    for body in (
-        {"client_id": "web", "public": True, "grants": ["password", "refresh_token"],
-         "scopes": ["read", "write"]},
-        {"client_id": "orders-api", "grants": ["client_credentials"]},
-    ):  # fmt: skip
-        r = httpx.post(f"{base}/admin/clients", json=body, headers=admin)
-        assert r.status_code == 201, r.text
-        if body["client_id"] == "orders-api":
-            srv.secret = r.json()["client_secret"]
-    return srv
+from support.examples import EXAMPLES, RunningApp, Server, run_app, start_server
 
 
 @pytest.fixture(scope="module")
@@ -142,105 +26,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
-def load_example(name: str) -> Any:
-    if name == "django":
-        from .django_setup import configure
-
-        configure()
-    path = ROOT / "examples" / f"{name}_api" / "app.py"
-    mod_name = f"tokenward_example_{name}"
-    if mod_name in sys.modules:
-        return sys.modules[mod_name]
-    spec = importlib.util.spec_from_file_location(mod_name, path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = mod
-    spec.loader.exec_module(mod)
-    if name == "django":
-        from django.urls import clear_url_caches
-
-        from . import django_setup
-
-        django_setup.urlpatterns[:] = mod.urlpatterns
-        clear_url_caches()
-    return mod
+# every example on the long-poll feed; the SSE feed (one event-stream connection) through the
+# FastAPI example, against the same real server
+MODES = [(name, "longpoll") for name in EXAMPLES] + [("fastapi", "sse")]
 
 
-@dataclass
-class RunningApp:
-    name: str
-    base: str
-    verifier: Verifier
-    clock: FrozenClock
-    stop: Callable[[], None]
-
-    def advance(self, seconds: float) -> None:
-        """Move the API's clock, then let its mirror hear from the feed at the new time."""
-        self.clock.advance(seconds)
-        m = self.verifier.mirror
-        assert m is not None
-        assert wait_until(lambda: m.last_sync >= self.clock.now(), timeout=5.0)
-
-    def get(self, token: str, path: str = "/orders") -> httpx.Response:
-        return httpx.get(self.base + path, headers={"Authorization": f"Bearer {token}"})
-
-
-def run_app(name: str, server: Server, **kw: Any) -> RunningApp:
-    clock = FrozenClock(time.time())
-    opts: dict[str, Any] = dict(
-        jwks_url=f"{server.base}/.well-known/jwks.json",
-        issuer=server.base,
-        audience="api",
-        revocations_url=f"{server.base}/revocations",
-        client_id="orders-api",
-        client_secret=server.secret,
-        clock=clock,
-        max_staleness=60.0,
-        feed_wait=2.0,
-    )
-    opts.update(kw)
-    verifier = Verifier(**opts).start()
-    app = load_example(name).create_app(verifier)
-    port = free_port()
-    if name == "fastapi":
-        import uvicorn
-
-        userver = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        )
-        t = threading.Thread(target=userver.run, daemon=True)
-        t.start()
-
-        def stop() -> None:
-            userver.should_exit = True
-            t.join(5)
-            verifier.close()
-    else:
-        from werkzeug.serving import make_server
-
-        wserver = make_server("127.0.0.1", port, app, threaded=True)
-        t = threading.Thread(target=wserver.serve_forever, daemon=True)
-        t.start()
-
-        def stop() -> None:
-            wserver.shutdown()
-            t.join(5)
-            verifier.close()
-
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(base + "/orders", timeout=0.5)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.02)
-    return RunningApp(name, base, verifier, clock, stop)
-
-
-@pytest.fixture(params=EXAMPLES)
+@pytest.fixture(params=MODES, ids=[f"{name}-{mode}" for name, mode in MODES])
 def app(request: pytest.FixtureRequest, server: Server) -> Iterator[RunningApp]:
-    a = run_app(request.param, server)
+    name, mode = request.param
+    a = run_app(name, server, feed_mode=mode)
+    assert a.verifier.mirror is not None and a.verifier.mirror.mode == mode
     yield a
     a.stop()
 

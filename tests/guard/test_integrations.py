@@ -6,13 +6,12 @@ from typing import Any
 
 import pytest
 
+from support.authstub import AUD, ISS
 from tokenward.claims import AccessTokenClaims
 from tokenward.errors import InvalidRequest, StoreUnavailable
 from tokenward.guard import bearer_token, challenge
 from tokenward.issuer import Issuer
 from tokenward.verifier import Verifier as CoreVerifier
-
-from .conftest import AUD, ISS
 
 
 class StaleVerifier:
@@ -213,7 +212,7 @@ def test_flask_config_builds_the_remote_verifier():
 # -- Django / DRF -----------------------------------------------------------------------------
 @pytest.fixture
 def django_ready(verifier: CoreVerifier) -> Any:
-    from .django_setup import configure
+    from support.django_setup import configure
 
     configure()
     from tokenward.guard import django as dj

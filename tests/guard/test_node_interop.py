@@ -12,14 +12,12 @@ from typing import Any
 
 import pytest
 
+from support.authstub import AUD, ISS, AuthStub
+from support.env import service_missing
+from support.examples import start_server
 from tokenward.clock import FrozenClock
 from tokenward.issuer import Issuer
 from tokenward.keys import KeyRing
-
-from .conftest import AUD, ISS, AuthStub
-from .test_e2e import start_server
-
-REQUIRE = os.environ.get("TOKENWARD_REQUIRE_SERVICES") == "1"
 
 SCRIPT = r"""
 const { createRemoteJWKSet, jwtVerify } = await import(process.env.JOSE_PATH);
@@ -43,9 +41,7 @@ console.log(JSON.stringify(out));
 def jose_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     node, npm = shutil.which("node"), shutil.which("npm")
     if not node or not npm:
-        if REQUIRE:
-            pytest.fail("node and npm are required (TOKENWARD_REQUIRE_SERVICES=1)")
-        pytest.skip("node/npm not installed: the Node jose interop test needs them")
+        service_missing("node/npm not installed: the Node jose interop test needs them")
     d = tmp_path_factory.mktemp("node-jose")
     r = subprocess.run(
         [npm, "install", "--silent", "--no-audit", "--no-fund", "jose@6"],
@@ -55,9 +51,7 @@ def jose_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=180,
     )
     if r.returncode != 0:
-        if REQUIRE:
-            pytest.fail(f"npm install jose failed: {r.stderr[-500:]}")
-        pytest.skip(f"npm install jose failed (registry unreachable?): {r.stderr[-200:]}")
+        service_missing(f"npm install jose failed (registry unreachable?): {r.stderr[-500:]}")
     return d
 
 

@@ -10,6 +10,8 @@ import httpx
 import orjson
 import pytest
 
+from support.authstub import AUD, CLIENT, ISS, AuthStub
+from support.wait import wait_until
 from tokenward.claims import AccessTokenClaims
 from tokenward.clock import FrozenClock
 from tokenward.errors import (
@@ -24,8 +26,6 @@ from tokenward.guard import RevocationMirror, Verifier
 from tokenward.issuer import Issuer
 from tokenward.keys import KeyRing
 from tokenward.store.base import RevocationEvent, RevocationKind
-
-from .conftest import AUD, CLIENT, ISS, AuthStub, wait_until
 
 
 def make(stub: AuthStub, clock: FrozenClock, **kw: Any) -> Verifier:

@@ -12,7 +12,7 @@ import pytest
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.jose import JsonWebKey, JsonWebToken
 
-from .live import SPA, Browser, Live, start
+from support.oauth_live import SPA, Browser, Live, start
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres", "redis"])

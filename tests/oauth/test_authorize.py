@@ -7,9 +7,18 @@ from urllib.parse import urlencode
 
 import pytest
 
-from server.conftest import Server, bearer
-
-from .flow import FIRST, FIRST_CB, WEB_CB, Flow, jwt_claims, jwt_header, redirect_params, register
+from support.oauth import (
+    FIRST,
+    FIRST_CB,
+    WEB_CB,
+    Flow,
+    hidden,
+    jwt_claims,
+    jwt_header,
+    redirect_params,
+    register,
+)
+from support.server import Server, bearer
 
 
 @pytest.fixture
@@ -268,7 +277,6 @@ def test_consent_denied_is_access_denied(srv: Server) -> None:
 def test_sign_in_form_without_csrf_token_is_refused(srv: Server) -> None:
     f = Flow(srv)
     page = f.authorize().text
-    from .flow import hidden
 
     r = srv.http.post(
         "/authorize/signin",
@@ -282,7 +290,6 @@ def test_sign_in_form_without_csrf_token_is_refused(srv: Server) -> None:
 def test_consent_form_without_csrf_token_is_refused(srv: Server) -> None:
     f = Flow(srv)
     page = f.sign_in(f.authorize().text).text
-    from .flow import hidden
 
     r = srv.http.post(
         "/authorize/consent",
@@ -295,7 +302,6 @@ def test_consent_form_without_csrf_token_is_refused(srv: Server) -> None:
 def test_cross_site_form_post_is_refused(srv: Server) -> None:
     f = Flow(srv)
     page = f.authorize().text
-    from .flow import hidden
 
     r = srv.http.post(
         "/authorize/signin",

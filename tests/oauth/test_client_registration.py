@@ -11,11 +11,10 @@ import pytest
 import structlog
 from typer.testing import CliRunner
 
+from support.server import ADMIN_PW, Server
 from tokenward.cli import app
 from tokenward.store import Client
 from tokenward.store.sql import SQLStore
-
-from .conftest import ADMIN_PW, Server
 
 
 @pytest.fixture(autouse=True)

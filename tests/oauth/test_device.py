@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
-from server.conftest import ALICE_PW, Server, bearer
+from support.oauth import hidden, jwt_claims
+from support.server import ALICE_PW, Server, bearer
 from tokenward.server.device import USER_CODE_ALPHABET, normalize_user_code
-
-from .flow import hidden, jwt_claims
 
 GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 

@@ -11,7 +11,8 @@ import httpx
 import pytest
 from authlib.jose import JsonWebKey, JsonWebToken
 
-from server.conftest import Server, bearer
+from support.oauth import Flow, hidden, jwt_claims, jwt_header, redirect_params
+from support.server import Server, bearer
 from tokenward.clock import FrozenClock
 from tokenward.server.outbox import (
     KIND,
@@ -21,8 +22,6 @@ from tokenward.server.outbox import (
     check_target,
 )
 from tokenward.store.memory import MemoryStore
-
-from .flow import Flow, hidden, jwt_claims, jwt_header, redirect_params
 
 RP = "rp"
 RP_CB = "https://rp.example/cb"

@@ -50,6 +50,17 @@ def test_demo_on_a_temp_sqlite_store(tmp_path: Path) -> None:
     assert db.exists()
 
 
+def test_demo_store_is_throw_away_and_an_existing_one_is_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "demo.db"
+    _assert_timeline(_run("--store", f"sqlite:///{db}"))
+    again = CliRunner().invoke(app, ["demo", "--store", f"sqlite:///{db}"])
+    assert again.exit_code == 2, again.output
+    assert "throw-away" in again.output and "Traceback" not in again.output
+    assert "cannot decrypt" not in again.output
+
+
 def test_demo_reports_a_step_that_misbehaves(monkeypatch: pytest.MonkeyPatch) -> None:
     """The demo checks what it shows: with no grace window the replay step must fail."""
     from tokenward.server import settings as settings_module

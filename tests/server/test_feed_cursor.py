@@ -8,9 +8,8 @@ import time
 
 import httpx
 
+from support.server import Server, bearer
 from tokenward.guard.mirror import RevocationMirror
-
-from .conftest import Server, bearer
 
 
 def _feed(server: Server, query: str) -> dict[str, object]:

@@ -9,7 +9,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import Server
+from support.server import Server
 
 _text = st.text(max_size=60)
 _names = st.sampled_from(

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import Server
+from support.server import Server
 
 
 def _introspect(server: Server, token: str, hint: str | None) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from .conftest import ADMIN_PW, ALICE_PW, Server, bearer
+from support.server import ADMIN_PW, ALICE_PW, Server, bearer
 
 
 def _login(server: Server, **kw: str) -> dict[str, str]:

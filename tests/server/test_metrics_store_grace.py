@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .conftest import Server
+from support.server import Server
 
 
 def _metric(text: str, name: str, labels: str = "") -> float:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .conftest import Server, bearer
+from support.server import Server, bearer
 
 
 def test_jwks_etag_and_if_none_match_answer_304(server: Server) -> None:

@@ -4,7 +4,6 @@ refusals with exit code 2."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -18,23 +17,17 @@ from typing import Any
 import httpx
 import pytest
 
+from support.serve import Served, free_port, launch
+from support.serve import clean_env as serve_env
+
 BIN = Path(sys.executable).parent / "tokenward"
 ADMIN_PW = "operator-grade-pw"
 #: the shutdown bound of the contract (SIGTERM → exit with SSE and long-poll clients open)
 SHUTDOWN_BOUND = 5.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENWARD_", "PROMETHEUS_"))}
-    env.update(extra)
-    return env
+    return serve_env(extra)
 
 
 def run_cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 30) -> Any:
@@ -43,40 +36,15 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 30
     )
 
 
-class Served:
-    def __init__(self, proc: subprocess.Popen[str], base: str) -> None:
-        self.proc, self.base = proc, base
-        self.stderr_lines: list[str] = []
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def start(cwd: Path, env: dict[str, str], *args: str) -> Served:
+    """``tokenward serve`` in ``cwd`` with the ``TOKENWARD_*`` settings of ``env``, its issuer
+    its own address; stdout and stderr in ``served.log_path``."""
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [str(BIN), "serve", "--port", str(port), *args],
-        cwd=cwd,
-        env={"TOKENWARD_ISSUER": base, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    served = Served(proc, base)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"serve exited: {proc.stderr.read() if proc.stderr else ''}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=0.5).status_code == 200:
-                return served
-        except httpx.TransportError:
-            time.sleep(0.05)
-    served.stop()
-    pytest.fail("server did not answer within 30 s")
+    settings = {k: v for k, v in env.items() if k.startswith("TOKENWARD_")}
+    settings["TOKENWARD_ISSUER"] = f"http://127.0.0.1:{port}"
+    served = launch(settings, cwd=cwd, port=port, args=args, log_path=cwd / "serve.log")
+    served.wait_ready()
+    return served
 
 
 @pytest.fixture
@@ -157,10 +125,9 @@ def test_listening_is_printed_after_bind_and_a_busy_port_spends_no_admin_passwor
     # the next (successful) start creates the admin and shows its password
     s = start(tmp_path, env)
     try:
-        assert s.proc.stderr is not None
         s.proc.send_signal(signal.SIGTERM)
         s.proc.wait(10)
-        out = s.proc.stderr.read()
+        out = s.log_path.read_text()
         assert "one-time password" in out
         assert out.index("one-time password") < out.index("listening on")
     finally:

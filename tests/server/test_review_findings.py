@@ -13,13 +13,13 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from store.conftest import POSTGRES_URL, drop_postgres_schema, postgres_problem, service_missing
+from support.env import service_missing
+from support.server import ALICE_PW, Server, basic, bearer, cheap_hasher, make_settings
+from support.stores import POSTGRES_URL, drop_postgres_schema, postgres_problem
 from tokenward.clock import FrozenClock
 from tokenward.errors import RateLimited
 from tokenward.server import create_app
 from tokenward.server.ratelimit import LoginThrottle
-
-from .conftest import ALICE_PW, Server, basic, bearer, cheap_hasher, make_settings
 
 
 def _cc_token(server: Server, client_id: str, secret: str) -> str:
@@ -193,6 +193,7 @@ def test_f4_nul_in_names_is_refused_before_the_store(server: Server) -> None:
         assert r.json()["error"] == "invalid_request"
 
 
+@pytest.mark.services
 def test_f4_nul_in_names_is_not_a_500_on_postgresql() -> None:
     problem = postgres_problem()
     if problem is not None:

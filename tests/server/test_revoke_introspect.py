@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import Server, basic, bearer
+from support.server import Server, basic, bearer
 
 
 def _revoke(server: Server, token: str, client_id: str = "app", **extra: str) -> object:

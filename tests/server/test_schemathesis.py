@@ -29,12 +29,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from support.reruns import only_the_cpython_ast_bug
+from support.server import ADMIN_PW, ALICE_PW, cheap_hasher, make_settings
 from tokenward.clock import FrozenClock
 from tokenward.server import create_app
 from tokenward.server.runtime import Runtime
 from tokenward.store.memory import MemoryStore
-
-from .conftest import ADMIN_PW, ALICE_PW, cheap_hasher, make_settings
 
 CHECKS = [
     not_a_server_error,
@@ -115,11 +115,10 @@ def test_schema_declares_security_and_error_model() -> None:
                 assert ref.endswith("/OAuthError"), (method, path, code)
 
 
-# CPython 3.11.7's ast.parse() can fail with "SystemError: AST constructor recursion depth
-# mismatch" depending on the Python stack depth at the call; hypothesis calls it (to describe
-# the lambdas of schemathesis's strategies) deep inside generation. That interpreter bug is not
-# a finding about our API, so such a run is retried; any other failure is not.
-@pytest.mark.flaky(reruns=2, only_rerun=["SystemError", "FlakyFailure"])
+# CPython 3.11's ast.parse() can fail with "SystemError: AST constructor recursion depth
+# mismatch" inside hypothesis's generation: that interpreter bug alone is retried (see
+# support/reruns.py); any other failure is not.
+@pytest.mark.flaky(reruns=2, condition=only_the_cpython_ast_bug)
 @schema.parametrize()
 @settings(
     max_examples=MAX_EXAMPLES,

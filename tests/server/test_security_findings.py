@@ -4,6 +4,7 @@ F8 onwards). Each test is named after its finding and fails on the code before t
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -13,12 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
+from support.serve import free_port, serve
+from support.server import ADMIN_PW as ADMIN_PASSWORD
+from support.server import ALICE_PW, PEER, Server, bearer
 from tokenward.errors import StoreUnavailable
+from tokenward.feed import RevocationKind
 from tokenward.server.addresses import address_prefix, client_address, parse_trusted_proxies
 
-from .conftest import ADMIN_PW as ADMIN_PASSWORD
-from .conftest import ALICE_PW, PEER, Server, bearer
-from .test_serve_subprocess import ADMIN_PW, _env, _start, _stop
+ADMIN_PW = "first-start-password"  # the live server's admin
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +29,15 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
     """``tokenward serve`` over a real socket on SQLite (uvicorn's own behaviour matters here):
     3 failed logins a minute per IP, a 1 s header timeout."""
     cwd = tmp_path_factory.mktemp("live")
-    env = {**_env(), "TOKENWARD_LOGIN_LIMIT_PER_IP": "3/minute", "TOKENWARD_HEADER_TIMEOUT": "1"}
-    proc, base, _ = _start(cwd, env)
-    try:
-        yield base, cwd
-    finally:
-        _stop(proc)
+    port = free_port()
+    settings = {
+        "TOKENWARD_ADMIN_PASSWORD": ADMIN_PW,
+        "TOKENWARD_ISSUER": f"http://127.0.0.1:{port}",
+        "TOKENWARD_LOGIN_LIMIT_PER_IP": "3/minute",
+        "TOKENWARD_HEADER_TIMEOUT": "1",
+    }
+    with serve(settings, cwd=cwd, port=port) as served:
+        yield served.base, cwd
 
 
 def _stream_post(
@@ -486,3 +492,135 @@ def test_f8_credential_watermark_api() -> None:
     assert session_refusal(v, created_at=99.0) == "credentials changed"
     assert session_refusal(v, created_at=100.0) is None
     assert session_refusal(None) == "no such user"
+
+
+# -- F9: on Redis, ~16 feed streams from one client denied the feed to everyone ------------------
+
+
+@pytest.fixture
+def redis_server(server_factory: Callable[..., Server]) -> Iterator[Server]:
+    from store.conftest import REDIS_URL, delete_redis_prefix, redis_problem, service_missing
+
+    from tokenward.store import store_from_url
+
+    if (problem := redis_problem()) is not None:
+        service_missing(problem)
+    prefix = "twtestfeed" + secrets.token_hex(4)
+    store = store_from_url(REDIS_URL, prefix=prefix, timeout=2.0)
+    try:
+        yield server_factory(store=store, feed_max_streams_per_client=200, feed_max_streams=400)
+    finally:
+        delete_redis_prefix(prefix)
+
+
+def _long_polls(server: Server, n: int, wait: float) -> list[httpx.Response]:
+    """``n`` concurrent long-polls from the svc client; once they are all waiting, one
+    revocation is made."""
+
+    async def go() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=server.http.app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(
+            transport=transport, base_url="https://testserver", timeout=30
+        ) as c:
+            head = await server.store.revocation_cursor()
+            polls = [
+                asyncio.create_task(
+                    c.get(f"/revocations?after={head}&wait={wait}", headers=server.svc())
+                )
+                for _ in range(n)
+            ]
+            await asyncio.sleep(0.5)  # every poll is waiting now
+            await server.runtime.sessions.revoke_access_token("jti-x", exp=2_000_000_000)
+            return list(await asyncio.gather(*polls))
+
+    return server.run(go)
+
+
+def test_f9_many_feed_waiters_on_redis_do_not_exhaust_the_blocking_pool(
+    redis_server: Server,
+) -> None:
+    """40 long-polls (the blocking pool has 16 connections): before the fix each held one
+    connection and the rest got 503; now one follower serves them all."""
+    rs = _long_polls(redis_server, 40, 10)
+    assert [r.status_code for r in rs] == [200] * 40
+    assert all([e["value"] for e in r.json()["events"]] == ["jti-x"] for r in rs)
+
+
+def test_f9_fanout_holds_one_store_waiter_for_many_subscribers() -> None:
+    """Memory store, counting calls: 50 waiters, one ``wait_revocations`` caller."""
+    from tokenward.store.fanout import FeedFanout
+    from tokenward.store.memory import MemoryStore
+
+    async def go() -> tuple[int, list[list[str]]]:
+        store = MemoryStore()
+        await store.open()
+        inner = store.wait_revocations
+        concurrent = peak = 0
+
+        async def counting(*a: Any, **kw: Any) -> Any:
+            nonlocal concurrent, peak
+            concurrent += 1
+            peak = max(peak, concurrent)
+            try:
+                return await inner(*a, **kw)
+            finally:
+                concurrent -= 1
+
+        store.wait_revocations = counting  # type: ignore[method-assign]
+        fan = FeedFanout(store)
+        waits = [
+            asyncio.create_task(fan.wait_revocations(0, now=lambda: 1.0, timeout=5))
+            for _ in range(50)
+        ]
+        await asyncio.sleep(0.1)
+        await store.add_revocation(RevocationKind.JTI, "j1", now=1.0, until=100.0)
+        got = await asyncio.gather(*waits)
+        await fan.close()
+        await store.close()
+        return peak, [[e.value for e in evs] for evs in got]
+
+    peak, got = asyncio.run(go())
+    assert peak == 1
+    assert got == [["j1"]] * 50
+
+
+# -- F12: no cap on feed streams ----------------------------------------------------------------
+
+
+def test_f12_feed_streams_beyond_the_per_client_cap_are_429(
+    server_factory: Callable[..., Server],
+) -> None:
+    server = server_factory(feed_max_streams_per_client=3, feed_max_streams=10)
+    rs = _long_polls(server, 5, 5)
+    codes = sorted(r.status_code for r in rs)
+    assert codes == [200, 200, 200, 429, 429]
+    refused = next(r for r in rs if r.status_code == 429)
+    assert refused.json()["error"] == "invalid_request" and int(refused.headers["retry-after"]) > 0
+    # the slots are given back: the next long-poll is served
+    r = server.http.get("/revocations?after=0&wait=0.01", headers=server.svc())
+    assert r.status_code == 200
+
+
+def test_f12_feed_streams_beyond_the_total_cap_are_429(
+    server_factory: Callable[..., Server],
+) -> None:
+    server = server_factory(feed_max_streams_per_client=10, feed_max_streams=2)
+    codes = sorted(r.status_code for r in _long_polls(server, 4, 5))
+    assert codes == [200, 200, 429, 429]
+
+
+def test_f12_sse_stream_slot_is_released_when_the_stream_ends(
+    server_factory: Callable[..., Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = server_factory(feed_max_streams_per_client=1)
+
+    async def down(*_: object, **__: object) -> list[object]:
+        raise StoreUnavailable("store unavailable (OSError)")
+
+    monkeypatch.setattr(server.store, "wait_revocations", down)
+    sse = {**server.svc(), "Accept": "text/event-stream"}
+    for _ in range(3):  # each stream ends with event: error and frees its slot
+        with server.http.stream("GET", "/revocations", headers=sse) as r:
+            assert r.status_code == 200
+            assert "".join(r.iter_text()).endswith("event: error\ndata: store unavailable\n\n")
+    assert server.runtime.feed_streams.open == 0

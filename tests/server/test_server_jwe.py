@@ -12,10 +12,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import ECKey
 
+from support.server import Server, bearer
 from tokenward.errors import ConfigurationError
 from tokenward.server.settings import load_settings
-
-from .conftest import Server, bearer
 
 DIR_KEY = base64.urlsafe_b64encode(bytes(range(32))).decode().rstrip("=")
 

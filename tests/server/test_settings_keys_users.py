@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from support.server import cheap_hasher
 from tokenward.clock import FrozenClock
 from tokenward.errors import ConfigurationError, InvalidGrant
 from tokenward.keys import KeyState
@@ -16,8 +17,6 @@ from tokenward.server.keystore import load_or_create_keyring, resolve_kek, rotat
 from tokenward.server.settings import load_settings
 from tokenward.server.users import UserService
 from tokenward.store.memory import MemoryStore
-
-from .conftest import cheap_hasher
 
 KEK = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from .conftest import Server, bearer
+from support.server import Server, bearer
 
 
 def test_password_refresh_revoke_roundtrip(server: Server) -> None:

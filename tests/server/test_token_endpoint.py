@@ -6,7 +6,7 @@ import base64
 
 import orjson
 
-from .conftest import ALICE_PW, Server, basic, bearer
+from support.server import ALICE_PW, Server, basic, bearer
 
 NO_STORE = ("no-store", "no-cache")
 

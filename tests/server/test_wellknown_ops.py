@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import ISSUER, Server
+from support.server import ISSUER, Server
 
 PRIVATE = {"d", "p", "q", "dp", "dq", "qi", "k", "oth"}
 

@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 
+from support.stores import StoreFactory
 from tokenward.errors import ConfigurationError
 from tokenward.store import (
     Client,
@@ -22,8 +23,6 @@ from tokenward.store import (
     Store,
     User,
 )
-
-from .conftest import StoreFactory
 
 NOW = 1_800_000_000.0
 GRACE = 10.0
@@ -408,6 +407,17 @@ async def test_users_crud(store: Store) -> None:
     assert got is not None and got.disabled and got.attributes == {"email": "a@example.org", "n": 2}
     assert [u.username for u in await store.list_users()] == ["alice", "bob"]
     assert (await store.list_users())[1].is_admin
+
+
+async def test_delete_user_removes_the_record_once(store: Store) -> None:
+    await store.create_user(User("carol", "$argon2id$x", NOW))
+    await store.create_user(User("dave", "$argon2id$y", NOW))
+    assert await store.delete_user("carol") is True
+    assert await store.get_user("carol") is None
+    assert [u.username for u in await store.list_users()] == ["dave"]
+    assert await store.delete_user("carol") is False
+    await store.create_user(User("carol", "$argon2id$z", NOW))  # the name is free again
+    assert (await store.get_user("carol")) is not None
 
 
 async def test_clients_crud(store: Store) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from support.stores import StoreFactory
 from tokenward.store import Client, Store
 from tokenward.store.base import GrantRecord
-
-from .conftest import StoreFactory
 
 NOW = 1_800_000_000.0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -44,3 +45,42 @@ def require_module(name: str) -> ModuleType:
 
 def is_structural(reason: str) -> bool:
     return any(s in reason for s in STRUCTURAL_SKIPS)
+
+
+SERVICE_BACKENDS = frozenset({"redis", "postgres"})
+
+
+#: Fixtures that open Redis or PostgreSQL whatever the parameters.
+SERVICE_FIXTURES = frozenset({"pg_schema", "pg_behind_proxy"})
+
+
+def needs_services(item: pytest.Item) -> bool:
+    """A case parametrised with a Redis or PostgreSQL backend (whatever the parameter's name:
+    ``store_factory``, a drill's ``backend_name``, a cluster's backend), or using a fixture of
+    :data:`SERVICE_FIXTURES`."""
+    if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    callspec: Any = getattr(item, "callspec", None)
+    if callspec is None:
+        return False
+    return any(isinstance(v, str) and v in SERVICE_BACKENDS for v in callspec.params.values())
+
+
+def skip_reason(longrepr: object) -> str:
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+def forbid_skip(report: pytest.TestReport | pytest.CollectReport, *, required: bool) -> None:
+    """With ``required`` (``TOKENWARD_REQUIRE_SERVICES=1``) turn a skipped report into a
+    failure unless its reason is structural (:data:`STRUCTURAL_SKIPS`)."""
+    if not required or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = skip_reason(report.longrepr)
+    if not is_structural(reason):
+        report.outcome = "failed"
+        report.longrepr = (
+            "skipped with TOKENWARD_REQUIRE_SERVICES=1, and not a structural skip listed in "
+            f"tests/support/env.py: {reason}"
+        )

@@ -12,9 +12,14 @@ the CLI reads the environment, library classes never do) and the consoles.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from . import client, db, demo, keys, serve, session, token, user
+from ._help import clean_help
+
+clean_help()
 
 __all__ = ["app", "main"]
 
@@ -25,6 +30,27 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"tokenward {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """JWT token lifecycle: keys, access tokens, refresh tokens, revocation."""
+
 
 # Sub-apps: one line each.
 app.command("serve")(serve.serve)

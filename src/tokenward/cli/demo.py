@@ -29,7 +29,7 @@ import typer
 from rich.table import Table
 
 from ..clock import FrozenClock
-from ._common import cli_errors, get_clock, out_console
+from ._common import cli_errors, fail, get_clock, out_console
 
 __all__ = ["STEPS", "demo"]
 
@@ -275,10 +275,22 @@ async def _run(store_url: str, timeline: Timeline) -> None:
 def demo(
     store: Annotated[
         str,
-        typer.Option("--store", help="Throwaway store URL (memory:// or a temp sqlite:///...)."),
+        typer.Option(
+            "--store",
+            help="A throw-away store: memory:// (default) or a new SQLite file, e.g. "
+            "sqlite:////tmp/tokenward-demo.db (four slashes: an absolute path).",
+        ),
     ] = "memory://",
 ) -> None:
     """Walk the whole token lifecycle against an in-process server and print a timeline."""
+    from ..server.settings import load_settings
+
+    db = load_settings(store_url=store).sqlite_path
+    if db is not None and db.exists():
+        raise fail(
+            f"--store: {db.resolve()} exists; the demo needs a new, throw-away store (its keys "
+            "are encrypted under a one-off key): remove the file or give another path"
+        )
     start = get_clock().now()
     timeline = Timeline(FrozenClock(start), start)
     saved = structlog.get_config()

@@ -1,4 +1,9 @@
-"""``tokenward user add|list|disable|enable``."""
+"""``tokenward user add|list|disable|enable|passwd|remove``.
+
+Passwords follow the server's one policy (:mod:`tokenward.server.passwords`: at least 8
+characters, not one of the most common passwords); the last active admin cannot be disabled or
+removed. ``list`` never creates a store.
+"""
 
 from __future__ import annotations
 
@@ -6,41 +11,47 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from ..server.settings import Settings
 from ..server.users import UserService, hasher_from_settings
 from ..store.base import Store
 from ._common import cli_errors, fail, format_ts, get_clock, out_console
-from ._store import run_with_store
+from ._output import JsonOpt, Output, OutputOpt, emit
+from ._store import DEFAULT_STORE_HELP, run_with_store
 
 __all__ = ["app"]
 
 app = typer.Typer(help="Users (argon2id passwords).", no_args_is_help=True)
-StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL")]
+StoreOpt = Annotated[str | None, typer.Option("--store", help=DEFAULT_STORE_HELP)]
+PasswordStdin = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from stdin (one line).")
+]
 
 
 def _service(settings: Settings, store: Store) -> UserService:
     return UserService(store, hasher=hasher_from_settings(settings), clock=get_clock())
 
 
-@app.command()
-@cli_errors
-def add(
-    username: str,
-    password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from stdin")
-    ] = False,
-    admin: Annotated[bool, typer.Option("--admin", help="Administrator")] = False,
-    store: StoreOpt = None,
-) -> None:
-    """Create a user."""
+def _read_password(password_stdin: bool) -> str:
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     if not password:
         raise fail("empty password")
+    return password
+
+
+@app.command()
+@cli_errors
+def add(
+    username: str,
+    password_stdin: PasswordStdin = False,
+    admin: Annotated[bool, typer.Option("--admin", help="Administrator.")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Create a user (creates the store on first use)."""
+    password = _read_password(password_stdin)
 
     async def go(settings: Settings, st: Store) -> None:
         await _service(settings, st).create(username, password, is_admin=admin)
@@ -51,21 +62,32 @@ def add(
 
 @app.command("list")
 @cli_errors
-def list_users(store: StoreOpt = None) -> None:
+def list_users(
+    store: StoreOpt = None, output: OutputOpt = Output.table, json: JsonOpt = False
+) -> None:
     """List users."""
 
     async def go(settings: Settings, st: Store) -> None:
-        table = Table("username", "admin", "disabled", "created")
-        for u in await st.list_users():
-            table.add_row(
-                u.username,
-                "yes" if u.is_admin else "",
-                "yes" if u.disabled else "",
-                format_ts(u.created_at),
-            )
-        out_console.print(table)
+        rows = [
+            {
+                "username": u.username,
+                "admin": u.is_admin,
+                "disabled": u.disabled,
+                "created_at": u.created_at,
+            }
+            for u in await st.list_users()
+        ]
+        yes = {"admin": lambda v: "yes" if v else "", "disabled": lambda v: "yes" if v else ""}
+        emit(
+            rows,
+            ["username", "admin", "disabled", "created_at"],
+            output=output,
+            json=json,
+            labels={"created_at": "created"},
+            show={**yes, "created_at": format_ts},
+        )
 
-    run_with_store(store, go)
+    run_with_store(store, go, create=False)
 
 
 def _set(username: str, disabled: bool, store: str | None) -> int:
@@ -73,18 +95,22 @@ def _set(username: str, disabled: bool, store: str | None) -> int:
         await _service(settings, st).set_disabled(username, disabled)
         if not disabled:
             return 0
-        now = get_clock().now()
-        until = now + settings.access_token_ttl + settings.leeway
-        events = await st.revoke_subject(username, now=now, until=until)
-        return sum(1 for e in events if e.kind.value == "sid")
+        return await _revoke_all(settings, st, username)
 
-    return run_with_store(store, go)
+    return run_with_store(store, go, create=False)
+
+
+async def _revoke_all(settings: Settings, st: Store, username: str) -> int:
+    now = get_clock().now()
+    until = now + settings.access_token_ttl + settings.leeway
+    events = await st.revoke_subject(username, now=now, until=until)
+    return sum(1 for e in events if e.kind.value == "sid")
 
 
 @app.command()
 @cli_errors
 def disable(username: str, store: StoreOpt = None) -> None:
-    """Disable a user and revoke all its sessions."""
+    """Disable a user and revoke all its sessions (never the last active admin)."""
     n = _set(username, True, store)
     out_console.print(f"disabled {username}; revoked {n} session(s)")
 
@@ -95,3 +121,39 @@ def enable(username: str, store: StoreOpt = None) -> None:
     """Enable a disabled user."""
     _set(username, False, store)
     out_console.print(f"enabled {username}")
+
+
+@app.command()
+@cli_errors
+def passwd(username: str, password_stdin: PasswordStdin = False, store: StoreOpt = None) -> None:
+    """Set a user's password and end all its sessions."""
+    password = _read_password(password_stdin)
+
+    async def go(settings: Settings, st: Store) -> int:
+        await _service(settings, st).set_password(username, password)
+        return await _revoke_all(settings, st, username)
+
+    n = run_with_store(store, go, create=False)
+    out_console.print(f"changed the password of {username}; revoked {n} session(s)")
+
+
+@app.command()
+@cli_errors
+def remove(
+    username: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Delete a user after revoking all its sessions (never the last active admin)."""
+    if not yes and not typer.confirm(f"remove user {username} and end its sessions?"):
+        raise typer.Exit(1)
+
+    async def go(settings: Settings, st: Store) -> int:
+        service = _service(settings, st)
+        if await service.get(username) is None:
+            raise fail(f"no user {username!r}")
+        await service.remove(username)  # refuses the last admin before anything changes
+        return await _revoke_all(settings, st, username)
+
+    n = run_with_store(store, go, create=False)
+    out_console.print(f"removed user {username}; revoked {n} session(s)")

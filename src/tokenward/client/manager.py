@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 import threading
 import time
@@ -499,9 +498,7 @@ class TokenManager:
                 form = {"token": stored.refresh_token, "token_type_hint": "refresh_token"}
             else:
                 form = {"token": stored.access_token, "token_type_hint": "access_token"}
-            with contextlib.suppress(ClientError):
-                self.metadata()
-            if self._metadata is not None and "revocation_endpoint" in self._metadata:
+            if "revocation_endpoint" in self.metadata():  # unreachable: raises, keeps tokens
                 resp = self._post("revocation_endpoint", form)
                 if resp.status_code != 200:
                     raise ClientError(

@@ -1,7 +1,7 @@
 // Admin: users, a subject's sessions, signing keys, live revocation + security events.
-import { api, follow } from './api.js';
+import { api, follow, session } from './api.js';
 import { sessionRows } from './sessions.js';
-import { $, act, confirmable, fillTable, fmtTime, h, say, timeCell } from './ui.js';
+import { $, act, clearOnNextAction, confirmable, fillTable, fmtEventTime, fmtTime, h, insertByTime, say, timeCell } from './ui.js';
 
 const MAX_EVENTS = 100;
 
@@ -14,12 +14,16 @@ export function mountAdmin() {
   const seenSeq = new Set();
   let stops = [];
   let currentSubject = '';
+  clearOnNextAction(() => { secret.hidden = true; secret.replaceChildren(); });
 
   async function loadUsers() {
     const users = await api('GET', '/admin/users');
+    const me = session.claims && session.claims.sub;
     fillTable(usersTable, users.map((u) => {
-      const toggle = h('button', { type: 'button', class: 'btn btn-small', text: u.disabled ? 'Enable' : 'Disable', 'data-user': u.username });
-      toggle.addEventListener('click', () => act(toggle, async () => {
+      // never offer to lock yourself out: no Disable on your own row
+      const toggle = u.username === me && !u.disabled ? null
+        : h('button', { type: 'button', class: 'btn btn-small', text: u.disabled ? 'Enable' : 'Disable', 'data-user': u.username });
+      if (toggle) toggle.addEventListener('click', () => act(toggle, async () => {
         const r = await api('POST', `/admin/users/${encodeURIComponent(u.username)}/${u.disabled ? 'enable' : 'disable'}`);
         await loadUsers();
         return r;
@@ -94,12 +98,13 @@ export function mountAdmin() {
       }
       detail = parts.join(' · ');
     }
+    const at = Number(data.at) || Date.now() / 1000;
     const li = h('li', { class: cls.join(' ') },
-      h('span', { class: 'event-time', text: fmtTime(data.at).slice(11) }),
+      h('span', { class: 'event-time', title: new Date(at * 1000).toISOString(), text: fmtEventTime(at) }),
       h('span', { class: 'event-title', text: title }),
       h('span', { class: 'event-source', text: source }),
       h('div', { class: 'event-detail', text: detail }));
-    events.prepend(li);
+    insertByTime(events, li, at);
     while (events.children.length > MAX_EVENTS) events.lastChild.remove();
   }
 

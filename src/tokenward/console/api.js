@@ -41,13 +41,32 @@ async function parse(resp) {
   try { body = text ? JSON.parse(text) : null; } catch { body = null; }
   if (!resp.ok) {
     const msg = (body && (body.error_description || body.error || body.detail)) || `HTTP ${resp.status}`;
-    throw new ApiError(`${msg} (${resp.status})`, { status: resp.status, code: (body && body.error) || '' });
+    // in words only: the status stays on the error object, not in the sentence
+    throw new ApiError(msg, { status: resp.status, code: (body && body.error) || '' });
   }
   return body;
 }
 
+/** A failed sign-in in words: the server's description, without codes or HTTP statuses. */
+export function signInError(err) {
+  if (err && err.status === 429) return 'Too many sign-in attempts: wait a minute, then try again.';
+  let text = (err && err.message) || String(err);
+  if (err && err.code && text.startsWith(`${err.code}: `)) text = text.slice(err.code.length + 2);
+  text = text.replace(/\s*\((HTTP )?\d{3}\)$/, '').replace(/^HTTP \d{3}$/, 'the server refused the sign-in');
+  return `Sign-in failed: ${text}.`.replace(/\.\.$/, '.');
+}
+
 export async function signIn(username, password, admin) {
-  await auth.login({ username, password, scope: admin ? 'admin' : undefined, device: 'tokenward console' });
+  try {
+    await auth.login({ username, password, scope: admin ? 'admin' : undefined, device: 'tokenward console' });
+  } catch (err) {
+    throw new ApiError(signInError(err), { status: err.status, code: err.code });
+  }
+}
+
+/** Change your own password; your other sessions end, this one goes on. */
+export function changePassword(current, next) {
+  return api('POST', '/account/password', { json: { current_password: current, new_password: next } });
 }
 
 /** A reload or a new tab: take the token from another tab or refresh from the cookie. */

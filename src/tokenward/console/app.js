@@ -83,7 +83,7 @@ setInterval(tick, 1000);
 // A reload keeps the cookie: refresh silently before showing anything.
 (async () => {
   if (session.hasStash) {
-    try { await restore(); } catch (err) { say(`Please sign in again (${err.message}).`, 'error'); }
+    try { await restore(); } catch { say('Please sign in again: the previous session has ended.', 'error'); }
   }
   document.body.dataset.ready = '1';
   renderWho();

@@ -1,5 +1,5 @@
 // "My sessions": the caller's live sessions; revoke one; log out everywhere.
-import { api, forget } from './api.js';
+import { api, changePassword, forget } from './api.js';
 import { $, act, confirmable, describeAgent, fillTable, h, timeCell } from './ui.js';
 
 export function sessionRows(list, onRevoke) {
@@ -42,6 +42,18 @@ export function mountSessions({ onSignedOut }) {
       await load();
     }, `Session revoked (${describeAgent(s.user_agent)}); its tokens no longer work.`);
   }
+
+  $('#password-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    const data = new FormData(form);
+    act($('#password-submit'), async () => {
+      const r = await changePassword(data.get('current_password'), data.get('new_password'));
+      form.reset();
+      await load();
+      return r;
+    }, (r) => `Password changed; ${r.other_sessions_revoked} other session(s) ended.`);
+  });
 
   $('#sessions-reload').addEventListener('click', (e) => act(e.currentTarget, load, (l) => `${l.length} live session(s).`));
   const all = $('#logout-all');

@@ -21,8 +21,24 @@ export function h(tag, attrs = {}, ...children) {
 }
 
 let statusTimer = 0;
+const clearers = [];
 
-/** Show what happened: kind is "ok" or "error"; errors stay until the next message. */
+/** Something to clear (a "shown once" notice) when the next action starts. */
+export function clearOnNextAction(fn) { clearers.push(fn); }
+
+/** A new action starts: the status bar and the previous action's notices go away. */
+export function clearNotices() {
+  clearTimeout(statusTimer);
+  $('#status').hidden = true;
+  for (const fn of clearers) fn();
+}
+
+// Every user action (a click on a button or link, a form sent) starts by clearing them; the
+// capture phase runs this before the action's own handler can show anything new.
+document.addEventListener('click', (e) => { if (e.target.closest && e.target.closest('button, a')) clearNotices(); }, true);
+document.addEventListener('submit', () => clearNotices(), true);
+
+/** Show what happened: kind is "ok" or "error"; a message stays until the next action. */
 export function say(message, kind = 'ok') {
   const box = $('#status');
   box.textContent = message;
@@ -72,6 +88,22 @@ export function confirmable(button, fn) {
 }
 
 const pad = (n) => String(n).padStart(2, '0');
+
+/** Insert ``li`` (an event at ``at``, seconds) into ``list`` newest first by the event's own
+ * time, so that a backlog item that arrives late goes where it belongs, not on top. */
+export function insertByTime(list, li, at) {
+  li.dataset.at = String(at);
+  const after = [...list.children].find((el) => Number(el.dataset.at) < at);
+  list.insertBefore(li, after || null);
+}
+
+/** The time of day for today, the date and time for any other day (local time). */
+export function fmtEventTime(ts, now = new Date()) {
+  const full = fmtTime(ts);
+  const d = new Date(ts * 1000);
+  const today = d.getFullYear() === now.getFullYear() && d.getMonth() === now.getMonth() && d.getDate() === now.getDate();
+  return today ? full.slice(11) : full;
+}
 
 export function fmtTime(ts) {
   if (ts === null || ts === undefined) return '—';

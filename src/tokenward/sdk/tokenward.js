@@ -295,7 +295,8 @@ export class TokenwardClient {
   _forget(broadcast) {
     const had = this.signedIn;
     clearTimeout(this._timer);
-    this._state = { token: null, claims: null, expiresAt: 0, refreshAt: 0, lifetime: 0, seq: this._state.seq, refreshToken: null };
+    // every tab forgets together (and the record goes): the next sign-in starts the count again
+    this._state = { token: null, claims: null, expiresAt: 0, refreshAt: 0, lifetime: 0, seq: 0, refreshToken: null };
     if (broadcast) {
       localStorage.removeItem(this._stashKey);
       this._post({ type: 'logout' });
@@ -426,10 +427,15 @@ export class TokenwardClient {
    * Refresh now, single-flight: one per tab at a time, and under the Web Lock one per origin.
    * `rejected`: the token a server just refused; any other valid token is then good enough.
    */
-  refresh({ rejected = null } = {}) {
-    if (this._inflight) return this._inflight;
-    this._inflight = this._withLock(() => this._refreshLocked(rejected)).finally(() => { this._inflight = null; });
-    return this._inflight;
+  async refresh({ rejected = null } = {}) {
+    for (;;) {
+      if (!this._inflight) {
+        this._inflight = this._withLock(() => this._refreshLocked(rejected)).finally(() => { this._inflight = null; });
+        return this._inflight;
+      }
+      const token = await this._inflight; // joins this tab's refresh in flight
+      if (!rejected || token !== rejected) return token;
+    }
   }
 
   async _refreshLocked(rejected) {

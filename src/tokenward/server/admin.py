@@ -79,7 +79,7 @@ class ClientCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
     client_id: str = Field(min_length=1, max_length=256)
     public: bool = False
-    grants: list[str] = Field(default_factory=lambda: ["refresh_token"], max_length=5)
+    grants: list[str] = Field(min_length=1, max_length=8)
     scopes: list[str] = Field(default_factory=list, max_length=32)
     name: str | None = Field(None, max_length=256)
     redirect_uris: list[str] = Field(default_factory=list, max_length=32)

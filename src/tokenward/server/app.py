@@ -13,6 +13,7 @@ from ..clock import Clock
 from ..events import add_listener, configure_logging
 from ..store.base import Store
 from . import (
+    account,
     admin,
     authorize,
     console,
@@ -109,6 +110,7 @@ def create_app(
         wellknown,
         login,
         sessions,
+        account,
         userinfo,
         feed,
         admin,

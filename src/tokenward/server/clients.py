@@ -16,7 +16,14 @@ from ..errors import ConfigurationError, InvalidClient
 from ..store.base import Client, Store
 from .redirect_uris import validate_redirect_uri
 
-__all__ = ["DEVICE_CODE_GRANT", "GRANTS", "ClientRegistry", "hash_secret", "verify_secret"]
+__all__ = [
+    "DEVICE_CODE_GRANT",
+    "GRANTS",
+    "ClientRegistry",
+    "check_usable_grants",
+    "hash_secret",
+    "verify_secret",
+]
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 GRANTS = (
@@ -26,6 +33,24 @@ GRANTS = (
     "authorization_code",
     DEVICE_CODE_GRANT,
 )
+#: Grants that only renew what another grant issued first.
+_RENEWING = frozenset({"refresh_token"})
+
+
+def check_usable_grants(grants: Iterable[str], *, public: bool) -> None:
+    """Refuse a grant set with which a client can never obtain its first token (e.g.
+    ``refresh_token`` alone: nothing ever issues the first refresh token)."""
+    usable = [g for g in grants if g not in _RENEWING]
+    if not usable:
+        starters = [g for g in GRANTS if g not in _RENEWING]
+        if public:
+            starters = [g for g in starters if g != "client_credentials"]
+        raise ConfigurationError(
+            f"grants {list(grants)} cannot obtain a first token: add one of "
+            f"{', '.join(starters)} (refresh_token only renews)"
+        )
+
+
 _PREFIX = "sha256$"
 _MAX_ID = 256
 _MAX_SECRET = 512
@@ -59,7 +84,7 @@ class ClientRegistry:
         client_id: str,
         *,
         public: bool = False,
-        grants: Iterable[str] = ("refresh_token",),
+        grants: Iterable[str] = ("password", "refresh_token"),
         scopes: Iterable[str] = (),
         name: str | None = None,
         redirect_uris: Iterable[str] = (),
@@ -84,6 +109,7 @@ class ClientRegistry:
             raise ConfigurationError(f"unknown grant(s) {unknown}; use {', '.join(GRANTS)}")
         if public and "client_credentials" in grant_list:
             raise ConfigurationError("a public client cannot use client_credentials")
+        check_usable_grants(grant_list, public=public)
         redirects = _uris(redirect_uris, "redirect URI")
         if "authorization_code" in grant_list and not redirects:
             raise ConfigurationError("the authorization_code grant needs --redirect-uris")

@@ -22,10 +22,12 @@ from ..keys import KeyRing
 from ..revocation import Denylist, DenylistFollower
 from ..sessions import SessionManager
 from ..store.base import Store
+from ..store.fanout import FeedFanout
 from ..verifier import Verifier
 from .addresses import parse_trusted_proxies
 from .clients import ClientRegistry
 from .credentials import family_check
+from .feed_limits import StreamSlots
 from .idtoken import IdTokenService
 from .keystore import kek_for_store, load_or_create_keyring, rotate_if_due
 from .metrics import Metrics, instrument_store
@@ -155,6 +157,11 @@ class Runtime:
         self.users = UserService(self.store, hasher=self.hasher, clock=self.clock)
         self.clients = ClientRegistry(self.store, clock=self.clock)
         self.trusted_proxies = parse_trusted_proxies(settings.trusted_proxies)
+        # every feed subscriber of this process waits here: one store follower behind them
+        self.feed = FeedFanout(self.store)
+        self.feed_streams = StreamSlots(
+            settings.feed_max_streams, settings.feed_max_streams_per_client
+        )
         self.throttle = LoginThrottle(
             per_account=settings.login_limit_per_account,
             per_ip=settings.login_limit_per_ip,
@@ -325,6 +332,7 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await self._follower.stop()
             self._follower = None
+        await self.feed.close()
         await self.store.close()
 
     # keys --------------------------------------------------------------------------------------

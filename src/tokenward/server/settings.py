@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     revocation_max_staleness: float | None = Field(None, gt=0)
     max_body_bytes: int = Field(65536, ge=1024)
     feed_max_wait: float = Field(30.0, ge=0, le=300)
+    # concurrent feed streams (SSE + long-polls) per process, in all and per client; 429 beyond
+    feed_max_streams: int = Field(512, ge=1)
+    feed_max_streams_per_client: int = Field(64, ge=1)
     # argon2id, OWASP Password Storage Cheat Sheet's first configuration (m=19 MiB, t=2, p=1):
     # ~70 ms a hash here, against ~360 ms for argon2-cffi's RFC 9106 default (64 MiB, t=3, p=4)
     password_time_cost: int = Field(2, ge=1)

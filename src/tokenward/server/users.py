@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -17,16 +18,23 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from ..clock import Clock, system_clock
-from ..errors import ConfigurationError, InvalidGrant
+from ..errors import ConfigurationError, InvalidGrant, InvalidRequest
 from ..store.base import Store, User
-from .credentials import bump
+from .credentials import NOT_BEFORE, bump, sessions_not_before
+from .passwords import MAX_PASSWORD_BYTES as _MAX_PASSWORD
+from .passwords import check_password
 
 if TYPE_CHECKING:
     from .settings import Settings
 
-__all__ = ["UserService", "generate_password", "hasher_from_settings"]
+__all__ = [
+    "LastAdmin",
+    "UserService",
+    "ensure_an_admin_remains",
+    "generate_password",
+    "hasher_from_settings",
+]
 
-_MAX_PASSWORD = 1024  # bytes; argon2 takes any length, but a cap bounds the work per request
 _MAX_USERNAME = 256
 
 
@@ -41,6 +49,27 @@ def hasher_from_settings(settings: Settings) -> PasswordHasher:
 def generate_password() -> str:
     """A one-time password for the first admin: 128 random bits, URL-safe."""
     return secrets.token_urlsafe(16)
+
+
+class LastAdmin(InvalidRequest):
+    """The change would leave no active administrator."""
+
+
+def _active_admin(user: User | None) -> bool:
+    return user is not None and user.is_admin and not user.disabled
+
+
+def ensure_an_admin_remains(users: Iterable[User], change: Mapping[str, User | None]) -> None:
+    """The one rule against locking everybody out: raise :class:`LastAdmin` when applying
+    ``change`` (username → the user after the change, ``None`` = removed) to ``users`` leaves
+    no active administrator where there was one. Every way to lose admin rights (disable,
+    remove, demote) goes through here."""
+    before = {u.username: u for u in users}
+    after = {**before, **change}
+    if any(_active_admin(u) for u in before.values()) and not any(
+        _active_admin(u) for u in after.values()
+    ):
+        raise LastAdmin("the last active admin cannot be disabled, removed or demoted")
 
 
 def _check_username(username: str) -> None:
@@ -83,8 +112,7 @@ class UserService:
 
     async def create(self, username: str, password: str, *, is_admin: bool = False) -> User:
         _check_username(username)
-        if not password or len(password.encode()) > _MAX_PASSWORD:
-            raise ConfigurationError(f"a password is 1-{_MAX_PASSWORD} bytes")
+        check_password(password, username=username)
         user = User(
             username=username,
             password_hash=await self._hash(password),
@@ -98,6 +126,7 @@ class UserService:
         user = await self.store.get_user(username)
         if user is None:
             raise ConfigurationError(f"no user {username!r}")
+        check_password(password, username=username)
         user = bump(replace(user, password_hash=await self._hash(password)), self.clock.now())
         await self.store.update_user(user)
 
@@ -138,7 +167,38 @@ class UserService:
         if user is None:
             raise ConfigurationError(f"no user {username!r}")
         user = replace(user, disabled=disabled)
-        if disabled:  # sessions older than this are dead, even one a racing login starts
+        if disabled:
+            ensure_an_admin_remains(await self.store.list_users(), {username: user})
+            # sessions older than this are dead, even one a racing login starts
             user = bump(user, self.clock.now())
+        await self.store.update_user(user)
+        return user
+
+    async def remove(self, username: str) -> None:
+        """Delete a user record (the caller revokes its sessions first)."""
+        user = await self.store.get_user(username)
+        if user is None:
+            raise ConfigurationError(f"no user {username!r}")
+        ensure_an_admin_remains(await self.store.list_users(), {username: None})
+        await self.store.delete_user(username)
+
+    async def change_password(
+        self, username: str, current: str, new: str, *, keep_session_since: float | None = None
+    ) -> User:
+        """Self-service: the current password must verify (same answer and cost as a failed
+        login), then the new one must pass the policy. The credential version is bumped (a
+        login racing this change revokes itself); ``keep_session_since`` re-binds the caller's
+        own session (created then) to the new version: only sessions created before it fall
+        to the watermark, and the caller revokes the others itself."""
+        user = await self.authenticate(username, current)
+        check_password(new, username=username)
+        if current == new:
+            raise InvalidRequest("the new password must differ from the current one")
+        now = self.clock.now()
+        before = sessions_not_before(user)
+        user = bump(replace(user, password_hash=await self._hash(new)), now)
+        if keep_session_since is not None:
+            not_before = max(before, min(now, keep_session_since))
+            user = replace(user, attributes={**user.attributes, NOT_BEFORE: not_before})
         await self.store.update_user(user)
         return user

@@ -299,6 +299,11 @@ class Store(ABC):
     async def list_users(self) -> list[User]: ...
 
     @abstractmethod
+    async def delete_user(self, username: str) -> bool:
+        """Remove the user record; ``False`` when there was none. Its sessions are the
+        caller's to revoke first."""
+
+    @abstractmethod
     async def create_client(self, client: Client) -> None:
         """Insert; raises ``ConfigurationError`` when the client id exists."""
 

@@ -342,6 +342,11 @@ class MemoryStore(Store):
         with self._lock:
             return [_copy_user(u) for _, u in sorted(self._users.items())]
 
+    async def delete_user(self, username: str) -> bool:
+        self._guard()
+        with self._lock:
+            return self._users.pop(username, None) is not None
+
     async def create_client(self, client: Client) -> None:
         self._guard()
         with self._lock:

@@ -613,6 +613,16 @@ class RedisStore(RedisGrantRecordsMixin, Store):
     async def list_users(self) -> list[User]:
         return [_user_from(r) for r in await self._list_records(self._k_users, self._user_key)]
 
+    async def delete_user(self, username: str) -> bool:
+        async def run() -> bool:
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.delete(self._user_key(username))
+                pipe.srem(self._k_users, username)
+                deleted, _ = await pipe.execute()
+            return bool(deleted)
+
+        return await self._call(run, "delete_user")
+
     async def create_client(self, client: Client) -> None:
         if not await self._create_record(
             self._k_clients,

@@ -104,6 +104,11 @@ class SQLRecordsMixin:
             rows = (await conn.execute(select(users).order_by(users.c.username))).all()
         return [user_from_row(r) for r in rows]
 
+    async def delete_user(self, username: str) -> bool:
+        async with self._tx(write=True) as conn:
+            result = await conn.execute(delete(users).where(users.c.username == username))
+            return bool(result.rowcount)
+
     async def create_client(self, client: Client) -> None:
         stmt = (
             self._insert(clients)

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from store.conftest import (
+from support.stores import (
     POSTGRES_URL,
     REDIS_URL,
     delete_redis_prefix,

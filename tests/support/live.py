@@ -10,59 +10,45 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlunsplit
 
 import httpx
 
+from support.env import service_missing
+from support.serve import Served, ServeError, free_port, launch
+from support.stores import (
+    POSTGRES_URL,
+    REDIS_HOST,
+    REDIS_PORT,
+    postgres_problem,
+    redis_problem,
+    rerouted,
+)
+
 BIN = Path(sys.executable).parent / "tokenward"
 PASSWORD = "correct horse battery staple"
-POSTGRES_URL = os.environ.get(
-    "TOKENWARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
-REDIS_BASE = os.environ.get("TOKENWARD_TEST_REDIS_BASE", "redis://127.0.0.1:6379")
-REQUIRE_SERVICES = os.environ.get("TOKENWARD_REQUIRE_SERVICES") == "1"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def service_missing(reason: str) -> None:
-    import pytest
-
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{reason} (TOKENWARD_REQUIRE_SERVICES=1)")
-    pytest.skip(reason)
-
-
-def check_service(backend: str, port: int | None = None) -> None:
+def check_service(backend: str) -> None:
     """Skip (or fail in CI) when the backend's service does not answer."""
-    try:
-        if backend == "redis":
-            import redis
+    problem = redis_problem() if backend == "redis" else postgres_problem()
+    if problem is not None:
+        service_missing(problem)
 
-            c = redis.Redis(host="127.0.0.1", port=port or 6379, socket_connect_timeout=2)
-            c.ping()
-            c.close()
-        elif backend == "postgres":
-            import psycopg
 
-            psycopg.connect(POSTGRES_URL, connect_timeout=2).close()
-    except Exception as exc:
-        service_missing(f"{backend} unreachable: {type(exc).__name__}")
+def redis_url(db: int, *, port: int | None = None, prefix: str | None = None) -> str:
+    """The test Redis (``TOKENWARD_TEST_REDIS_URL``'s host and port) at database ``db``, or
+    a proxy on loopback ``port`` in front of it."""
+    netloc = f"127.0.0.1:{port}" if port else f"{REDIS_HOST}:{REDIS_PORT}"
+    return urlunsplit(("redis", netloc, f"/{db}", f"prefix={prefix}" if prefix else "", ""))
 
 
 @dataclass
@@ -87,7 +73,7 @@ def make_backend(name: str, tmp: Path, *, redis_db: int = 12, port: int | None =
         prefix = f"twdrill{uuid.uuid4().hex[:10]}"
 
         def delete() -> None:
-            c = redis.Redis(host="127.0.0.1", port=6379, db=redis_db, socket_connect_timeout=2)
+            c = redis.Redis.from_url(redis_url(redis_db), socket_connect_timeout=2)
             try:
                 keys = list(c.scan_iter(match=f"*{prefix}*", count=1000))
                 if keys:
@@ -95,13 +81,13 @@ def make_backend(name: str, tmp: Path, *, redis_db: int = 12, port: int | None =
             finally:
                 c.close()
 
-        url = f"redis://127.0.0.1:{port or 6379}/{redis_db}?prefix={prefix}"
+        url = redis_url(redis_db, port=port, prefix=prefix)
         return Backend(name, url, delete, prefix)
     if name == "postgres":
-        from store.conftest import drop_postgres_schema
+        from support.stores import drop_postgres_schema
 
         schema = f"tw_drill_{uuid.uuid4().hex[:10]}"
-        url = POSTGRES_URL if port is None else POSTGRES_URL.replace(":5432/", f":{port}/")
+        url = POSTGRES_URL if port is None else rerouted(POSTGRES_URL, port)
         return Backend(name, f"{url}?schema={schema}", lambda: drop_postgres_schema(schema))
     raise ValueError(name)
 
@@ -115,7 +101,7 @@ class Serve:
     workers: int = 1
     extra_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
+    served: Served | None = None
     web_secret: str = ""
     starts: int = 0
 
@@ -127,50 +113,41 @@ class Serve:
     def log_path(self) -> Path:
         return self.tmp / f"serve-{self.port}.log"
 
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWARD_")}
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.served.proc if self.served is not None else None
+
+    def settings(self) -> dict[str, str]:
+        """Every ``TOKENWARD_*`` variable the server sees (no other is inherited)."""
         kek_file = self.tmp / "kek"
         if not kek_file.exists():
             kek_file.write_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
-        env.update(
-            TOKENWARD_STORE_URL=self.store_url,
-            TOKENWARD_ISSUER=self.base,
-            TOKENWARD_ADMIN_PASSWORD=PASSWORD,
-            TOKENWARD_KEY_ENCRYPTION_KEY=kek_file.read_text(),
-            TOKENWARD_PASSWORD_TIME_COST="1",
-            TOKENWARD_PASSWORD_MEMORY_COST="1024",
-            TOKENWARD_PASSWORD_PARALLELISM="1",
-            TOKENWARD_LOGIN_LIMIT_PER_ACCOUNT="100000/minute",
-            TOKENWARD_LOGIN_LIMIT_PER_IP="100000/minute",
-            TOKENWARD_LOG_JSON="true",
-        )
+        env = {
+            "TOKENWARD_STORE_URL": self.store_url,
+            "TOKENWARD_ISSUER": self.base,
+            "TOKENWARD_ADMIN_PASSWORD": PASSWORD,
+            "TOKENWARD_KEY_ENCRYPTION_KEY": kek_file.read_text(),
+            "TOKENWARD_PASSWORD_TIME_COST": "1",
+            "TOKENWARD_PASSWORD_MEMORY_COST": "1024",
+            "TOKENWARD_PASSWORD_PARALLELISM": "1",
+            "TOKENWARD_LOGIN_LIMIT_PER_ACCOUNT": "100000/minute",
+            "TOKENWARD_LOGIN_LIMIT_PER_IP": "100000/minute",
+            "TOKENWARD_LOG_JSON": "true",
+        }
         env.update(self.extra_env)
         return env
 
     def start(self, timeout: float = 30.0) -> Serve:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
-        self.proc = subprocess.Popen(
-            [str(BIN), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-            + (["--workers", str(self.workers)] if self.workers > 1 else []),
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # kill -9 reaches the uvicorn workers too
+        self.served = launch(
+            self.settings(),
+            port=self.port,
+            args=["--workers", str(self.workers)] if self.workers > 1 else [],
+            log_path=self.log_path,
         )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"tokenward serve exited:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=0.5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"tokenward serve did not start:\n{self.log_tail()}")
-            time.sleep(0.05)
+        try:
+            self.served.wait_ready(timeout)
+        except ServeError as exc:
+            raise RuntimeError(str(exc)) from None
         self.starts += 1
         if self.starts == 1:
             self._provision()
@@ -223,17 +200,12 @@ class Serve:
 
     def kill9(self) -> None:
         """SIGKILL the whole process group: no shutdown hooks, no flush."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        if self.served is not None:
+            self.served.kill9()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+        if self.served is not None:
+            self.served.stop()
 
     def restart(self) -> Serve:
         self.kill9()

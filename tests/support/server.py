@@ -1,5 +1,7 @@
-"""Fixtures for the server tests: an app on a MemoryStore with a frozen clock, a cheap argon2
-hasher, two users and three clients, driven through Starlette's TestClient."""
+"""The in-process server of the server tests: an app on a MemoryStore with a frozen clock, a
+cheap argon2 hasher, two users and three clients, driven through Starlette's TestClient. The
+``server`` and ``server_factory`` fixtures are registered for every test by
+``tests/conftest.py``."""
 
 from __future__ import annotations
 
@@ -90,9 +92,10 @@ def make_settings(**kw: Any) -> Settings:
 def server_factory() -> Iterator[Callable[..., Server]]:
     stack: list[TestClient] = []
 
-    def make(**settings: Any) -> Server:
+    def make(store: Any = None, **settings: Any) -> Server:
+        """``store``: another store than a fresh ``MemoryStore`` (opened by the app)."""
         clock = FrozenClock(1_800_000_000.0)
-        store = MemoryStore()
+        store = store if store is not None else MemoryStore()
         app = create_app(
             make_settings(**settings), store=store, clock=clock, password_hasher=cheap_hasher()
         )

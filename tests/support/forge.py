@@ -3,7 +3,7 @@
 A spec says how to make the token; :class:`Forge` holds what the attacks need: the server's
 real signing key (read from its store, so "valid signature" attacks are really valid), its
 public serialisations (A2), attacker keys (A7, A16), a canary URL (A7) and live refresh
-tokens (forged-refresh cases). The base64/JSON helpers come from ``tests/test_attacks_jws.py``.
+tokens (forged-refresh cases). The base64/JSON helpers come from ``tests/support/jose.py``.
 
 Spec fields (all optional except ``id``/``attack``):
 
@@ -31,7 +31,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from test_attacks_jws import P256_N, _public_serialisations, _rs, b64, seg
+from support.jose import P256_N, b64, public_serialisations, rs_signature, seg
 from tokenward.jws import _make_sign_function
 from tokenward.keys import SigningKey
 
@@ -121,7 +121,7 @@ class Forge:
         if kind == "junk":
             return b64(secrets.token_bytes(int(arg)))
         if kind == "hmac":
-            secret = _public_serialisations(self.key)[arg]
+            secret = public_serialisations(self.key)[arg]
             return b64(hmac.digest(secret, msg, "sha256"))
         if kind == "hmac-text":
             return b64(hmac.digest(arg.encode(), msg, "sha256"))
@@ -136,17 +136,17 @@ class Forge:
 
                 der = self._attacker(alg).sign(msg, ec.ECDSA(hashes.SHA256()))
                 r, s = decode_dss_signature(der)
-                return b64(_rs(r, s, 32))
+                return b64(rs_signature(r, s, 32))
             return b64(_make_sign_function(sign_alg, self._attacker(alg))(msg))
         if kind == "psychic":
             good = _make_sign_function(self.key.alg, self.key.private_key)(msg)
             r, s = int.from_bytes(good[:32], "big"), int.from_bytes(good[32:], "big")
             variants = {
                 "zero": bytes(64),
-                "r=n,s=n": _rs(P256_N, P256_N, 32),
-                "r=0,s=valid": _rs(0, s, 32),
-                "r=valid,s=0": _rs(r, 0, 32),
-                "r=1,s=1": _rs(1, 1, 32),
+                "r=n,s=n": rs_signature(P256_N, P256_N, 32),
+                "r=0,s=valid": rs_signature(0, s, 32),
+                "r=valid,s=0": rs_signature(r, 0, 32),
+                "r=1,s=1": rs_signature(1, 1, 32),
             }
             return b64(variants[arg])
         raise ValueError(f"unknown sig {how!r}")

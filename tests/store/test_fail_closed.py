@@ -21,8 +21,17 @@ from typing import Any
 
 import pytest
 
-from support.env import REQUIRE_SERVICES
+from support.env import require_module, service_missing
 from support.faultproxy import FaultProxy
+from support.stores import (
+    POSTGRES_HOST,
+    POSTGRES_PORT,
+    POSTGRES_URL,
+    REDIS_HOST,
+    REDIS_PORT,
+    REDIS_URL,
+    rerouted,
+)
 from tokenward.clock import FrozenClock
 from tokenward.errors import StoreUnavailable
 from tokenward.store.base import (
@@ -38,23 +47,19 @@ pytestmark = pytest.mark.services
 TIMEOUT = 0.5  # the store's per-call timeout in these tests
 SLACK = 0.5  # the bound every failing call must meet: TIMEOUT + SLACK
 GRACE = 10.0
-REDIS_PORT = 6379
-PG_PORT = 5432
 ROTATING = 4  # families rotated during the run
 REVOCABLE = 6  # families revoked (one by one) during the run
 
 
-def _reachable(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+def _reachable(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
         return True
     return False
 
 
-def _require(name: str, port: int) -> None:
-    if not _reachable(port):
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{name} at 127.0.0.1:{port} is unreachable (TOKENWARD_REQUIRE_SERVICES=1)")
-        pytest.skip(f"{name} at 127.0.0.1:{port} is unreachable")
+def _require(name: str, host: str, port: int) -> None:
+    if not _reachable(host, port):
+        service_missing(f"{name} at {host}:{port} is unreachable")
 
 
 def h(label: str) -> bytes:
@@ -71,10 +76,10 @@ async def _redis_store(port: int) -> tuple[Store, Callable[[], Awaitable[None]]]
     from tokenward.store.redis import RedisStore
 
     prefix = f"twfc-{uuid.uuid4().hex[:12]}"
-    store = RedisStore(f"redis://127.0.0.1:{port}/15", prefix=prefix, timeout=TIMEOUT)
+    store = RedisStore(rerouted(REDIS_URL, port), prefix=prefix, timeout=TIMEOUT)
 
     async def cleanup() -> None:
-        direct = RedisStore(f"redis://127.0.0.1:{REDIS_PORT}/15", prefix=prefix)
+        direct = RedisStore(REDIS_URL, prefix=prefix)
         await direct.drop()
         await direct.close()
 
@@ -82,34 +87,31 @@ async def _redis_store(port: int) -> tuple[Store, Callable[[], Awaitable[None]]]
 
 
 async def _postgres_store(port: int) -> tuple[Store, Callable[[], Awaitable[None]]]:
-    pytest.importorskip("psycopg")
-    try:
-        from tokenward.store.sql import SQLStore
-    except ImportError:  # pragma: no cover - sql.py not there yet
-        pytest.skip("tokenward.store.sql is not available")
-    import psycopg
+    psycopg = require_module("psycopg")
+    from tokenward.store.sql import SQLStore
 
     schema = f"tw_fc_{uuid.uuid4().hex[:12]}"
-    store = SQLStore(f"postgresql://postgres@127.0.0.1:{port}/test", timeout=TIMEOUT, schema=schema)
+    store = SQLStore(rerouted(POSTGRES_URL, port), timeout=TIMEOUT, schema=schema)
 
     async def cleanup() -> None:
-        conn = await psycopg.AsyncConnection.connect(
-            f"postgresql://postgres@127.0.0.1:{PG_PORT}/test", autocommit=True
-        )
+        conn = await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True)
         async with conn:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')  # type: ignore[arg-type]
 
     return store, cleanup
 
 
-BACKENDS = {"redis": (REDIS_PORT, _redis_store), "postgres": (PG_PORT, _postgres_store)}
+BACKENDS = {
+    "redis": (REDIS_HOST, REDIS_PORT, _redis_store),
+    "postgres": (POSTGRES_HOST, POSTGRES_PORT, _postgres_store),
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 async def env(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Store, FaultProxy]]:
-    port, factory = BACKENDS[request.param]
-    _require(request.param, port)
-    proxy = FaultProxy(port).start()
+    host, port, factory = BACKENDS[request.param]
+    _require(request.param, host, port)
+    proxy = FaultProxy(port, target_host=host).start()
     store, cleanup = await factory(proxy.port)
     try:
         await store.open()

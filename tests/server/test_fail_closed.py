@@ -31,17 +31,22 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from server.conftest import basic, bearer, cheap_hasher
-from store.conftest import (
+from support.env import service_missing
+from support.faultproxy import FaultProxy
+from support.server import basic, bearer, cheap_hasher
+from support.stores import (
+    POSTGRES_HOST,
+    POSTGRES_PORT,
     POSTGRES_URL,
+    REDIS_HOST,
+    REDIS_PORT,
     REDIS_URL,
     delete_redis_prefix,
     drop_postgres_schema,
     postgres_problem,
     redis_problem,
-    service_missing,
+    rerouted,
 )
-from support.faultproxy import FaultProxy
 from tokenward.clock import FrozenClock
 from tokenward.errors import RevokedToken
 from tokenward.server import create_app
@@ -65,12 +70,13 @@ class Backend:
     name: str
     url: str  # the data, reached directly
     port: int  # the service's TCP port (for the proxy); 0 for SQLite
+    host: str
     prefix: str | None
     cleanup: Callable[[], None]
 
     def via(self, port: int) -> str:
         """The store URL through a proxy listening on ``port``."""
-        return self.url.replace(f":{self.port}/", f":{port}/", 1)
+        return rerouted(self.url, port)
 
     def other_instance(self) -> Store:
         opts: dict[str, Any] = {"prefix": self.prefix} if self.prefix else {}
@@ -80,13 +86,18 @@ class Backend:
 def _backend(name: str, tmp_path: Path) -> Backend:
     token = uuid.uuid4().hex[:12]
     if name == "sqlite":
-        return Backend(name, f"sqlite:///{tmp_path / 'tw.db'}", 0, None, lambda: None)
+        return Backend(name, f"sqlite:///{tmp_path / 'tw.db'}", 0, "", None, lambda: None)
     if name == "redis":
         if (problem := redis_problem()) is not None:
             service_missing(problem)
         prefix = f"twsfc{token}"
         return Backend(
-            name, REDIS_URL, 6379, prefix, functools.partial(delete_redis_prefix, prefix)
+            name,
+            REDIS_URL,
+            REDIS_PORT,
+            REDIS_HOST,
+            prefix,
+            functools.partial(delete_redis_prefix, prefix),
         )
     if (problem := postgres_problem()) is not None:
         service_missing(problem)
@@ -94,7 +105,8 @@ def _backend(name: str, tmp_path: Path) -> Backend:
     return Backend(
         name,
         f"{POSTGRES_URL}?schema={schema}",
-        5432,
+        POSTGRES_PORT,
+        POSTGRES_HOST,
         None,
         functools.partial(drop_postgres_schema, schema),
     )
@@ -238,7 +250,7 @@ def _password(app: App) -> Callable[[], httpx.Response]:
 @pytest.mark.parametrize("name", ["redis", "postgres"])
 def test_outage_fails_closed_and_recovers_without_restart(name: str, tmp_path: Path) -> None:
     backend = _backend(name, tmp_path)
-    proxy = FaultProxy(backend.port).start()
+    proxy = FaultProxy(backend.port, target_host=backend.host).start()
     try:
         with _app(backend.via(proxy.port), backend) as app:
             doomed = app.login()  # revoked by another instance during the outage

@@ -55,6 +55,14 @@ def test_user_and_client_commands_before_first_serve(tmp_path: Path) -> None:
         app, ["client", "add", "x", "--public", "--grants", "client_credentials", "--store", url]
     )
     assert bad.exit_code == 2
+    last = runner.invoke(app, ["user", "disable", "bob", "--store", url])
+    assert last.exit_code == 2 and "last active admin" in last.output  # the only admin
+    r = runner.invoke(
+        app,
+        ["user", "add", "carol", "--password-stdin", "--admin", "--store", url],
+        input="carol-pw-2\n",
+    )
+    assert r.exit_code == 0, r.output
     assert runner.invoke(app, ["user", "disable", "bob", "--store", url]).exit_code == 0
     missing = runner.invoke(app, ["session", "revoke", "nope", "--store", url])
     assert missing.exit_code == 2

@@ -20,12 +20,19 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from support.env import service_missing
 from support.faultproxy import FaultProxy
+from support.stores import (
+    POSTGRES_HOST,
+    POSTGRES_PORT,
+    POSTGRES_URL,
+    drop_postgres_schema,
+    postgres_problem,
+    rerouted,
+)
 from tokenward.errors import StoreUnavailable
 from tokenward.store import Client, Family, RefreshTokenRecord, RotationOutcome
 from tokenward.store.sql import SQLStore
-
-from .conftest import drop_postgres_schema, postgres_problem, service_missing
 
 NOW = 1_800_000_000.0
 DAY = 86_400.0
@@ -149,9 +156,9 @@ async def pg_behind_proxy() -> AsyncIterator[tuple[SQLStore, FaultProxy]]:
     if (problem := postgres_problem()) is not None:
         service_missing(problem)
     schema = f"tw_reads_{uuid.uuid4().hex[:12]}"
-    proxy = FaultProxy(5432).start()
+    proxy = FaultProxy(POSTGRES_PORT, target_host=POSTGRES_HOST).start()
     store = SQLStore(
-        f"postgresql://postgres@127.0.0.1:{proxy.port}/test",
+        rerouted(POSTGRES_URL, proxy.port),
         schema=schema,
         timeout=5.0,
         pool_size=3,

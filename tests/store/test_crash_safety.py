@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from store.conftest import StoreFactory, store_factory  # noqa: F401 - shared fixture
+from support.stores import StoreFactory
 from tokenward import FrozenClock, SessionManager
 from tokenward.errors import InvalidGrant, StoreUnavailable
 from tokenward.issuer import Issuer
@@ -105,7 +105,7 @@ async def injected(
 
 @pytest.mark.parametrize("when", ["before", "after"])
 async def test_crash_between_the_steps_of_a_rotation(
-    store_factory: StoreFactory,  # noqa: F811
+    store_factory: StoreFactory,
     clock: FrozenClock,
     when: str,
 ) -> None:
@@ -145,7 +145,7 @@ REVOCATIONS: dict[str, Callable[[SessionManager, str, str], Awaitable[Any]]] = {
 @pytest.mark.parametrize("when", ["before", "after"])
 @pytest.mark.parametrize("kind", sorted(REVOCATIONS))
 async def test_crash_between_the_steps_of_a_revocation(
-    store_factory: StoreFactory,  # noqa: F811
+    store_factory: StoreFactory,
     clock: FrozenClock,
     kind: str,
     when: str,
@@ -184,7 +184,7 @@ async def test_crash_between_the_steps_of_a_revocation(
 
 
 async def test_acknowledged_jti_revocation_is_present(
-    store_factory: StoreFactory,  # noqa: F811
+    store_factory: StoreFactory,
     clock: FrozenClock,
 ) -> None:
     store = await store_factory()
@@ -241,7 +241,7 @@ class StatementFault:
 
 
 @pytest.fixture
-async def sql_store(store_factory: StoreFactory) -> SQLStore:  # noqa: F811
+async def sql_store(store_factory: StoreFactory) -> SQLStore:
     if store_factory.backend not in ("sqlite", "postgres"):
         pytest.skip("transaction-level injection is for the SQL backends")
     store = await store_factory()

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
-from support.env import REQUIRE_SERVICES
+from support.env import require_module, service_missing
+from support.stores import REDIS_URL as URL
 from tokenward.errors import ConfigurationError, StoreUnavailable
 from tokenward.store import store_from_url
 from tokenward.store.base import Family, RefreshTokenRecord, RevocationKind, RotationOutcome
 
-redis = pytest.importorskip("redis")
+redis = require_module("redis")
 from redis.crc import key_slot  # noqa: E402
 from redis.exceptions import BusyLoadingError, ResponseError  # noqa: E402
 
@@ -29,7 +29,6 @@ from tokenward.store.redis import RedisStore  # noqa: E402
 
 pytestmark = pytest.mark.services
 
-URL = os.environ.get("TOKENWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 NOW = 1_800_000_000.0
 MARGIN = 50.0
 
@@ -69,9 +68,7 @@ async def _reachable() -> bool:
 @pytest.fixture
 async def store() -> AsyncIterator[RedisStore]:
     if not await _reachable():
-        if REQUIRE_SERVICES:
-            pytest.fail(f"Redis unreachable at {URL} (TOKENWARD_REQUIRE_SERVICES=1)")
-        pytest.skip(f"Redis unreachable at {URL}")
+        service_missing(f"Redis unreachable at {URL}")
     s = RedisStore(URL, prefix=f"twr{uuid.uuid4().hex[:12]}", ttl_margin=MARGIN)
     await s.open()
     try:

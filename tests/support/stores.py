@@ -7,25 +7,24 @@ key prefix deleted afterwards, a fresh memory store). Calling the factory again 
 the same instance: it cannot be shared otherwise). ``store`` is the first instance.
 
 A backend whose service is unreachable is skipped, unless ``TOKENWARD_REQUIRE_SERVICES=1``
-(CI), which turns the skip into a failure. A backend whose module does not exist yet is skipped.
-
-Other test packages reuse these fixtures with ``pytest_plugins`` or by importing
-:class:`StoreFactory` and the ``store_factory`` fixture from here.
+(CI), which turns the skip into a failure (:mod:`support.env`). The fixtures are registered for
+every test by ``tests/conftest.py``; tests that use them get the ``services`` marker there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import importlib.util
 import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from support.env import service_missing
 from tokenward.store import Store, store_from_url
 
 BACKENDS = ["memory", "sqlite", "postgres", "redis"]
@@ -33,26 +32,31 @@ POSTGRES_URL = os.environ.get(
     "TOKENWARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("TOKENWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-REQUIRE_SERVICES = os.environ.get("TOKENWARD_REQUIRE_SERVICES") == "1"
+
+
+def address(url: str) -> tuple[str, int]:
+    """The (host, port) a service URL points at (the default port of its scheme if none)."""
+    parts = urlsplit(url)
+    default = 6379 if parts.scheme.startswith("redis") else 5432
+    return parts.hostname or "127.0.0.1", parts.port or default
+
+
+def rerouted(url: str, port: int, host: str = "127.0.0.1") -> str:
+    """``url`` with its host and port replaced (to go through a fault proxy); user, path and
+    query are kept."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit(parts._replace(netloc=f"{user}{host}:{port}"))
+
+
+REDIS_HOST, REDIS_PORT = address(REDIS_URL)
+POSTGRES_HOST, POSTGRES_PORT = address(POSTGRES_URL)
+
 # Generous per-call bound for the shared fixtures: the suite runs on 2 busy cores, often next to
 # other suites; timeouts themselves are tested with explicit small values (test_sql.py).
 SQL_TIMEOUT = 10.0
 # Small pools: several suites may share one PostgreSQL (max_connections 100) at once.
 POSTGRES_POOL = {"pool_size": 2, "max_overflow": 3}
-
-_MODULES = {
-    "memory": "tokenward.store.memory",
-    "sqlite": "tokenward.store.sql",
-    "postgres": "tokenward.store.sql",
-    "redis": "tokenward.store.redis",
-}
-
-
-def service_missing(reason: str) -> None:
-    """Skip, or fail when CI requires every service."""
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{reason} (TOKENWARD_REQUIRE_SERVICES=1)")
-    pytest.skip(reason)
 
 
 @functools.cache
@@ -144,8 +148,6 @@ async def store_factory(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[StoreFactory]:
     backend: str = request.param
-    if importlib.util.find_spec(_MODULES[backend]) is None:
-        pytest.skip(f"{_MODULES[backend]} does not exist yet")
     token = uuid.uuid4().hex[:12]
     cleanup: Any = None
     if backend == "memory":

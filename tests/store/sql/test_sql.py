@@ -18,6 +18,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from support.env import service_missing
+from support.sql_worker import open_and_rotate
+from support.stores import POSTGRES_URL, drop_postgres_schema, postgres_problem
 from tokenward.clock import FrozenClock
 from tokenward.errors import StoreUnavailable
 from tokenward.store import (
@@ -28,9 +31,6 @@ from tokenward.store import (
     RotationOutcome,
 )
 from tokenward.store.sql import SQLStore, head_revision
-
-from .conftest import POSTGRES_URL, drop_postgres_schema, postgres_problem, service_missing
-from .sql_worker import open_and_rotate
 
 NOW = 1_800_000_000.0
 DAY = 86_400.0

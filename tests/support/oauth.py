@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import orjson
 
-from server.conftest import ALICE_PW, Server
+from support.server import ALICE_PW, Server
 
 WEB = "web"  # third-party public client
 WEB_CB = "https://web.example/cb"

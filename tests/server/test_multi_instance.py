@@ -22,29 +22,25 @@ import asyncio
 import base64
 import contextlib
 import functools
-import os
 import secrets
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from server.test_serve_subprocess import _free_port, _stop
-from store.conftest import (
+from support.env import service_missing
+from support.serve import Served, launch, run_cli
+from support.stores import (
     POSTGRES_URL,
     REDIS_URL,
     delete_redis_prefix,
     drop_postgres_schema,
     postgres_problem,
     redis_problem,
-    service_missing,
 )
 from tokenward import Verifier
 from tokenward.errors import RevokedToken
@@ -53,7 +49,6 @@ from tokenward.store import Store, store_from_url
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
-BIN = Path(sys.executable).parent / "tokenward"
 ISSUER = "https://auth.multi.test"  # one issuer for the three instances
 PASSWORD = "multi instance pw"
 GRACE = 2.0  # seconds; real time (see the module docstring)
@@ -78,60 +73,29 @@ class Cluster:
         return store_from_url(self.store_url, **self.store_options)
 
 
-def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
-    done = subprocess.run(
-        [str(BIN), *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, f"tokenward {args[:2]}: {done.stderr[-1500:]}"
-    return done.stdout
-
-
-def _start_all(env: dict[str, str], n: int) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
+def _start_all(settings: dict[str, str], n: int) -> list[Served]:
     """Start ``n`` servers at once and wait until every one answers ``/healthz`` with 200."""
-    procs: list[subprocess.Popen[bytes]] = []
-    bases: list[str] = []
-    for _ in range(n):
-        port = _free_port()
-        bases.append(f"http://127.0.0.1:{port}")
-        procs.append(
-            subprocess.Popen(
-                [str(BIN), "serve", "--host", "127.0.0.1", "--port", str(port)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-        )
-    deadline = time.monotonic() + STARTUP_LIMIT
-    pending = set(range(n))
-    while pending and time.monotonic() < deadline:
-        for i in sorted(pending):
-            if procs[i].poll() is not None:
-                err = procs[i].stderr.read().decode() if procs[i].stderr else ""
-                for p in procs:
-                    _stop(p)
-                pytest.fail(f"tokenward serve #{i} exited: {err[-2000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{bases[i]}/healthz", timeout=0.5).status_code == 200:
-                    pending.discard(i)
-        time.sleep(0.05)
-    if pending:
-        for p in procs:
-            _stop(p)
-        pytest.fail(f"servers {sorted(pending)} did not answer within {STARTUP_LIMIT} s")
-    return procs, bases
+    servers = [launch(settings) for _ in range(n)]
+    try:
+        deadline = time.monotonic() + STARTUP_LIMIT
+        pending = set(range(n))
+        while pending and time.monotonic() < deadline:
+            pending -= {i for i in pending if servers[i].ready()}
+            time.sleep(0.05)
+        if pending:
+            pytest.fail(f"servers {sorted(pending)} did not answer within {STARTUP_LIMIT} s")
+    except BaseException:
+        for s in servers:
+            s.stop()
+        raise
+    return servers
 
 
 @pytest.fixture(scope="module", params=["redis", "postgres"])
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     backend: str = request.param
     token = uuid.uuid4().hex[:12]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWARD_")}
+    env: dict[str, str] = {}  # the only TOKENWARD_* settings the CLI and servers see
     kek = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
     env.update(
         TOKENWARD_KEY_ENCRYPTION_KEY=kek,
@@ -158,17 +122,18 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         env.update(TOKENWARD_STORE_URL=url)
         cleanup = functools.partial(drop_postgres_schema, schema)
     cluster = Cluster(backend, env, url, options)
-    procs: list[subprocess.Popen[bytes]] = []
+    servers: list[Served] = []
     try:
-        _cli(env, "user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
-        _cli(env, "client", "add", "app", "--public", "--grants", "password,refresh_token")
-        out = _cli(env, "client", "add", "rs", "--grants", "client_credentials")
+        run_cli(env, "user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
+        run_cli(env, "client", "add", "app", "--public", "--grants", "password,refresh_token")
+        out = run_cli(env, "client", "add", "rs", "--grants", "client_credentials")
         cluster.rs_secret = out.split("client_secret:", 1)[1].split()[0]
-        procs, cluster.bases = _start_all(env, 3)
+        servers = _start_all(env, 3)
+        cluster.bases = [s.base for s in servers]
         yield cluster
     finally:
-        for p in procs:
-            _stop(p)
+        for served in servers:
+            served.stop()
         cleanup()
 
 
