@@ -68,6 +68,9 @@ DURATION_FIELDS = (
     "leeway",
     "revocation_max_staleness",
     "feed_max_wait",
+    "authorization_code_ttl",
+    "signin_idle_ttl",
+    "signin_absolute_ttl",
 )
 
 
