@@ -382,3 +382,36 @@ def test_password_reset_ends_the_sign_in_session_so_prompt_none_mints_nothing(
     # a code minted before the reset cannot be exchanged either
     r = f.exchange(code)
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+
+
+def test_apps_with_access_lists_and_revoking_ends_that_clients_sessions(srv: Server) -> None:
+    f = Flow(srv)
+    body = f.exchange(f.code()).json()
+    mine = srv.login()  # a first-party session of the same user
+    apps = srv.http.get("/consents", headers=bearer(mine["access_token"])).json()
+    assert [(a["client_id"], a["name"]) for a in apps] == [("web", "Web App")]
+    assert set(apps[0]["scopes"]) == {"openid", "profile"}
+    r = srv.http.delete("/consents/web", headers=bearer(mine["access_token"]))
+    assert r.status_code == 204
+    assert srv.refresh(body["refresh_token"], client_id="web").status_code == 400
+    assert srv.http.get("/userinfo", headers=bearer(body["access_token"])).status_code == 401
+    assert srv.http.get("/userinfo", headers=bearer(mine["access_token"])).status_code == 200
+    r = f.authorize()
+    assert r.status_code == 200 and 'name="decision"' in r.text  # asked again
+    gone = srv.http.delete("/consents/web", headers=bearer(mine["access_token"]))
+    assert gone.status_code == 404
+
+
+def test_sign_in_sessions_are_listed_among_the_users_sessions(srv: Server) -> None:
+    f = Flow(srv)
+    f.exchange(f.code())
+    mine = srv.login()
+    listed = srv.http.get("/sessions/signins", headers=bearer(mine["access_token"])).json()
+    assert len(listed) == 1 and listed[0]["clients"] == ["web"]
+    r = srv.http.delete(
+        f"/sessions/signins/{listed[0]['sid']}", headers=bearer(mine["access_token"])
+    )
+    assert r.status_code == 204
+    assert redirect_params(f.authorize(prompt="none").headers["location"])["error"] == (
+        "login_required"
+    )
