@@ -254,3 +254,18 @@ async def test_outbox_does_not_follow_redirects() -> None:
     await box.enqueue("http://127.0.0.1/x", b"", "text/plain", kind="t")
     assert await box.deliver_due() == 0  # a redirect is a failure, never followed
     assert urls == ["http://127.0.0.1/x"]
+
+
+def test_refresh_token_reuse_sends_back_channel_logout(
+    srv: tuple[Server, list[httpx.Request]],
+) -> None:
+    server, seen = srv
+    _, body = _tokens(server)
+    server.runtime.sessions.grace_period = 0  # a replay is reuse at once
+    first = server.refresh(body["refresh_token"], client_id=RP)
+    assert first.status_code == 200
+    reused = server.refresh(body["refresh_token"], client_id=RP)
+    assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
+    (token,) = _logout_tokens(server, seen)
+    assert jwt_claims(token)["sid"] == jwt_claims(body["id_token"])["sid"]
+    assert jwt_claims(token)["aud"] == RP

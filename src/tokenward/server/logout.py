@@ -24,13 +24,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from ..events import emit
-from ..store.base import GrantRecord
+from ..store.base import Family, GrantRecord
 from .deps import get_runtime
 from .pages import form_origin_ok, page
 from .runtime import Runtime
 from .signin import SigninSession, clear_signin_cookie, read_signin_cookie
 
-__all__ = ["notify_ended", "router"]
+__all__ = ["notify_ended", "notify_family_ended", "router"]
 
 router = APIRouter(tags=["logout"])
 
@@ -54,6 +54,24 @@ async def notify_ended(rt: Runtime, sessions: list[SigninSession], *, reason: st
                 kind="backchannel_logout",
             )
         emit("signin_ended", sub=s.sub, sid=s.sid, reason=reason, clients=len(s.clients))
+
+
+async def notify_family_ended(rt: Runtime, family: Family) -> None:
+    """A refresh family ended on its own (reuse detection): send its client a logout token for
+    each sign-in session that started it; the sign-in session itself goes on."""
+    client = await rt.clients.get(family.client_id)
+    if client is None or not client.backchannel_logout_uri:
+        return
+    for s in await rt.signins.list_for(family.sub):
+        if family.sid not in s.families:
+            continue
+        token = rt.id_tokens.logout_token(sub=s.sub, sid=s.sid, client_id=client.client_id)
+        await rt.outbox.enqueue(
+            client.backchannel_logout_uri,
+            urlencode({"logout_token": token}).encode(),
+            "application/x-www-form-urlencoded",
+            kind="backchannel_logout",
+        )
 
 
 async def _params(request: Request) -> dict[str, str]:

@@ -18,6 +18,7 @@ from ..errors import (
     InvalidGrant,
     InvalidRequest,
     InvalidScope,
+    RefreshTokenReused,
     UnauthorizedClient,
     UnsupportedGrantType,
 )
@@ -225,13 +226,22 @@ async def _refresh(rt: Runtime, request: Request, client: Client, form: dict[str
             found = await rt.store.get_refresh_token(hash_refresh_token(refresh_token))
             if found is not None:  # unknown tokens fail below with invalid_grant
                 check_csrf(request, rt.csrf_secret, found[1].sid)
-    pair = await rt.sessions.refresh(
-        refresh_token,
-        client_id=client.client_id,
-        scope=form.get("scope"),
-        ip=client_ip(request),
-        user_agent=user_agent(request),
-    )
+    try:
+        pair = await rt.sessions.refresh(
+            refresh_token,
+            client_id=client.client_id,
+            scope=form.get("scope"),
+            ip=client_ip(request),
+            user_agent=user_agent(request),
+        )
+    except RefreshTokenReused:
+        # the family is revoked: tell its client through back-channel logout (OIDC BCL 1.0)
+        from .logout import notify_family_ended
+
+        found = await rt.store.get_refresh_token(hash_refresh_token(refresh_token))
+        if found is not None:
+            await notify_family_ended(rt, found[1])
+        raise
     rt.metrics.tokens_issued.labels(grant="refresh_token").inc()
     if not from_cookie:
         return token_response(pair.to_response())
