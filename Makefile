@@ -23,11 +23,13 @@ run: $(STAMP)
 	$(BIN)/tokenward serve --store $(STORE) --host $(HOST) --port $(PORT)
 
 # test files in parallel (pytest-xdist), each file whole in one worker (module-scoped servers
-# start once); PYTEST_WORKERS=auto uses every core, PYTEST_WORKERS=0 runs serially
+# start once); then the `serial` files (wall-clock bounds) alone. PYTEST_WORKERS=auto uses
+# every core, PYTEST_WORKERS=0 runs the first phase serially too
 PYTEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m serial
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -24,6 +24,10 @@ from tokenward.sessions import hash_refresh_token
 from tokenward.store import Store, store_from_url
 from tokenward.testing import TEST_AUDIENCE, TEST_ISSUER, throwaway_keyring
 
+# serial: several processes racing on one SQLite file within a timeout; make test runs it
+# after the parallel files
+pytestmark = pytest.mark.serial
+
 WORKERS = 50
 ROUNDS = 5
 INSTANCES = 3  # store instances (connection pools) the workers are spread over

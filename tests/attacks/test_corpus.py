@@ -43,6 +43,10 @@ from tokenward.clock import system_clock
 from tokenward.keys import KeyRing
 from tokenward.server.settings import decode_kek
 
+# serial: per-case latency bounds (bound_ms) on the big inputs; make test runs it after the
+# parallel files
+pytestmark = pytest.mark.serial
+
 HERE = Path(__file__).parent
 CASES: list[dict[str, Any]] = [
     c for f in sorted(HERE.glob("*.json")) for c in json.loads(f.read_text())

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from .conftest import Live
 
@@ -69,3 +70,23 @@ def test_service_example_uses_client_credentials(live: Live, tmp_path: Path) -> 
     )
     assert out.strip() == "{200} my-service"
     assert live.counters()["requests/token"] - before == 1  # ten calls, one token
+
+
+def test_spa_snippet_runs_in_a_page_of_the_server(live: Live, browser: Any) -> None:
+    text = DOC.read_text()
+    m = re.search(r"### An SPA \(browser, cookie mode\).*?```js\n(.*?)```", text, re.S)
+    assert m is not None
+    port = live.base.rsplit(":", 1)[1]
+    ctx = browser.new_context(base_url=f"http://localhost:{port}")  # as the page says
+    try:
+        page = ctx.new_page()
+        page.goto("/docs")
+        logged = page.evaluate(
+            "async () => { const out = []; const console = { log: (x) => out.push(x) };\n"
+            + m.group(1)
+            + "\nreturn out; }"
+        )
+        assert logged[0]["sub"] == "alice"
+        assert page.evaluate("localStorage.getItem('my-spa:session')") is None  # signed out
+    finally:
+        ctx.close()

@@ -517,3 +517,19 @@ def test_logout_keeps_the_tokens_when_even_discovery_fails() -> None:
     with pytest.raises(TemporarilyUnavailable):
         tm.logout()
     assert tm.storage.load() is not None
+
+
+def test_authorization_code_requires_iss_when_the_server_promises_it() -> None:
+    stub = Stub()
+    stub.meta["authorization_response_iss_parameter_supported"] = True
+
+    def browser(url: str) -> None:  # a mix-up: the redirect comes without the iss parameter
+        q = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+        threading.Thread(
+            target=lambda: httpx.get(f"{q['redirect_uri']}?code=c&state={q['state']}"),
+            daemon=True,
+        ).start()
+
+    with pytest.raises(ClientError, match="iss"):
+        manager(stub).login_authorization_code(open_browser=browser, timeout=10)
+    assert stub.hits["/token"] == 0

@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -98,3 +99,16 @@ def test_metrics_count_refreshes_and_grace_replays_under_their_names(live: Live)
         assert again.status_code == 200
         assert again.json()["refresh_token"] == first.json()["refresh_token"]
         assert counters() == (refreshes + 1, replays + 1)
+
+
+def test_the_python_client_imports_no_server_module() -> None:
+    code = (
+        "import sys, tokenward.client\n"
+        "server = ('fastapi', 'starlette', 'uvicorn', 'sqlalchemy', 'argon2', 'limits',"
+        " 'prometheus_client', 'redis', 'psycopg', 'tokenward.server', 'requests', 'keyring')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(server)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]"  # core + httpx + stdlib; requests/keyring on demand

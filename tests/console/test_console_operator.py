@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ADMIN_PW, LiveServer, sign_in
+from support.console import ADMIN_PW, LiveServer, sign_in
 
 pytestmark = pytest.mark.slow
 

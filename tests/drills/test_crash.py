@@ -23,7 +23,8 @@ import pytest
 from support.live import Backend, Serve, make_backend
 from support.load import Load, Session
 
-pytestmark = [pytest.mark.services, pytest.mark.slow]
+# serial: wall-clock bounds (outage, restart, propagation) that parallel files would stretch
+pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.serial]
 
 ROUNDS = 2  # kills per backend
 LOAD_SECONDS = 1.5

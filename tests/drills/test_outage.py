@@ -23,7 +23,8 @@ from support.live import Serve, make_backend
 from support.load import Load
 from support.stores import POSTGRES_HOST, POSTGRES_PORT, REDIS_HOST, REDIS_PORT
 
-pytestmark = [pytest.mark.services, pytest.mark.slow]
+# serial: wall-clock bounds (outage, restart, propagation) that parallel files would stretch
+pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.serial]
 
 ADDRESSES = {"redis": (REDIS_HOST, REDIS_PORT), "postgres": (POSTGRES_HOST, POSTGRES_PORT)}
 OUTAGE = 2.0  # seconds each fault lasts

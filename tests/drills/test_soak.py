@@ -14,7 +14,8 @@ import pytest
 
 SOAK = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
 
-pytestmark = pytest.mark.slow
+# serial: 30 s of load whose 503 count and latency parallel files would distort
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 def test_soak_30_seconds() -> None:

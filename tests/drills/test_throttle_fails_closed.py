@@ -14,6 +14,9 @@ from support.stores import REDIS_HOST, REDIS_PORT
 from tokenward.errors import StoreUnavailable
 from tokenward.server.ratelimit import LoginThrottle
 
+# serial: a bounded wait on a silent store (make test runs it after the parallel files)
+pytestmark = pytest.mark.serial
+
 
 async def test_unreachable_throttle_storage_is_503_not_500() -> None:
     throttle = LoginThrottle(storage_url="async+redis://127.0.0.1:1/0", timeout=0.5)

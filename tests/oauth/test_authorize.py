@@ -240,7 +240,7 @@ def test_redirect_uri_mismatch_is_shown_on_a_page_not_redirected(srv: Server) ->
 def test_unregistered_client_is_shown_on_a_page(srv: Server) -> None:
     r = Flow(srv, client_id="nope").authorize()
     assert r.status_code == 400 and "location" not in r.headers
-    assert "unknown client" in r.text
+    assert "unknown or disabled client" in r.text
 
 
 def test_loopback_redirect_with_any_port(srv: Server) -> None:

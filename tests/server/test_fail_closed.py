@@ -54,7 +54,8 @@ from tokenward.server.runtime import Runtime
 from tokenward.server.settings import Settings
 from tokenward.store import Store, store_from_url
 
-pytestmark = pytest.mark.services
+# serial: wall-clock bounds (outage, restart, propagation) that parallel files would stretch
+pytestmark = [pytest.mark.services, pytest.mark.serial]
 
 ISSUER = "https://auth.failclosed.test"
 PASSWORD = "fail closed pw"

@@ -47,7 +47,8 @@ from tokenward.errors import RevokedToken
 from tokenward.revocation import Denylist, DenylistFollower
 from tokenward.store import Store, store_from_url
 
-pytestmark = [pytest.mark.services, pytest.mark.slow]
+# serial: wall-clock bounds (outage, restart, propagation) that parallel files would stretch
+pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.serial]
 
 ISSUER = "https://auth.multi.test"  # one issuer for the three instances
 PASSWORD = "multi instance pw"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from support.server import ADMIN_PW, ALICE_PW, Server, bearer
 from tokenward.events import add_listener
-
-from .conftest import ADMIN_PW, ALICE_PW, Server, bearer
 
 
 def _change(server: Server, token: str, current: str, new: str, **headers: str) -> Any:

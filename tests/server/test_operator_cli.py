@@ -14,11 +14,10 @@ import structlog
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from support.server import cheap_hasher
 from tokenward.cli import app
 from tokenward.server import create_app
 from tokenward.server.settings import Settings
-
-from .conftest import cheap_hasher
 
 KEK = "A" * 43  # 32 zero-ish bytes, base64url: a test key
 ADMIN_PW = "operator admin pw"

@@ -20,6 +20,9 @@ import pytest
 from support.serve import Served, free_port, launch
 from support.serve import clean_env as serve_env
 
+# serial: the shutdown bound (make test runs it after the parallel files)
+pytestmark = pytest.mark.serial
+
 BIN = Path(sys.executable).parent / "tokenward"
 ADMIN_PW = "operator-grade-pw"
 #: the shutdown bound of the contract (SIGTERM → exit with SSE and long-poll clients open)

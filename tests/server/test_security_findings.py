@@ -4,6 +4,7 @@ F8 onwards). Each test is named after its finding and fails on the code before t
 from __future__ import annotations
 
 import asyncio
+import base64
 import secrets
 import socket
 import time
@@ -499,8 +500,8 @@ def test_f8_credential_watermark_api() -> None:
 
 @pytest.fixture
 def redis_server(server_factory: Callable[..., Server]) -> Iterator[Server]:
-    from store.conftest import REDIS_URL, delete_redis_prefix, redis_problem, service_missing
-
+    from support.env import service_missing
+    from support.stores import REDIS_URL, delete_redis_prefix, redis_problem
     from tokenward.store import store_from_url
 
     if (problem := redis_problem()) is not None:
@@ -624,3 +625,218 @@ def test_f12_sse_stream_slot_is_released_when_the_stream_ends(
             assert r.status_code == 200
             assert "".join(r.iter_text()).endswith("event: error\ndata: store unavailable\n\n")
     assert server.runtime.feed_streams.open == 0
+
+
+# -- F20: anyone could lock a known account out with 5 wrong passwords a minute -------------------
+
+
+def _login_from(server: Server, address: str, password: str) -> int:
+    r = server.http.post(
+        "/token",
+        data={"grant_type": "password", "username": "alice", "password": password,
+              "client_id": "app"},
+        headers={"X-Forwarded-For": address},
+    )  # fmt: skip
+    return r.status_code
+
+
+def test_f20_attacker_on_another_network_cannot_lock_the_owner_out(
+    server_factory: Callable[..., Server],
+) -> None:
+    server = server_factory(login_limit_per_account="3/minute", trusted_proxies=PEER)
+    assert [_login_from(server, "203.0.113.9", "wrong") for _ in range(5)] == [400] * 3 + [429] * 2
+    assert _login_from(server, "203.0.113.77", ALICE_PW) == 429  # the attacker's own /24
+    assert _login_from(server, "198.51.100.7", ALICE_PW) == 200  # the owner, elsewhere
+
+
+def test_f20_the_account_ceiling_bounds_guesses_from_every_network(
+    server_factory: Callable[..., Server],
+) -> None:
+    """The trade-off: enough networks together do spend the (far higher) ceiling."""
+    server = server_factory(
+        login_limit_per_account="3/minute",
+        login_limit_per_account_ceiling="6/minute",
+        trusted_proxies=PEER,
+    )
+    for net in range(3):
+        for _ in range(2):
+            assert _login_from(server, f"203.0.{net}.1", "wrong") == 400
+    assert _login_from(server, "198.51.100.7", ALICE_PW) == 429
+
+
+# -- F14: a leaked client secret could not be revoked or rotated ----------------------------------
+
+
+def _cc(server: Server, client_id: str, secret: str) -> int:
+    r = server.http.post(
+        "/token",
+        data={"grant_type": "client_credentials"},
+        headers={
+            "Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+        },
+    )
+    return r.status_code
+
+
+def test_f14_disabling_a_client_refuses_it_and_ends_its_sessions(server: Server) -> None:
+    admin = _admin(server)
+    tok = server.login(client_id="svc", client_secret=server.svc_secret)
+    r = server.http.post("/admin/clients/svc/disable", headers=admin)
+    assert r.status_code == 200 and r.json() == {"sessions_revoked": 1}
+    assert _cc(server, "svc", server.svc_secret) == 401
+    assert (
+        server.refresh(
+            tok["refresh_token"], client_id="svc", client_secret=server.svc_secret
+        ).status_code
+        == 401
+    )
+    assert server.http.get("/userinfo", headers=bearer(tok["access_token"])).status_code == 401
+    listed = {c["client_id"]: c for c in server.http.get("/admin/clients", headers=admin).json()}
+    assert listed["svc"]["disabled"] is True
+    assert server.http.post("/admin/clients/svc/enable", headers=admin).status_code == 200
+    assert _cc(server, "svc", server.svc_secret) == 200
+    assert server.http.post("/admin/clients/nope/disable", headers=admin).status_code == 404
+    # a public client too: its logins are refused while it is disabled
+    server.http.post("/admin/clients/app/disable", headers=admin)
+    assert server.password().status_code == 401
+
+
+@pytest.mark.parametrize("overlap", [0, 3600])
+def test_f14_rotated_secret_replaces_the_old_one_after_the_overlap(
+    server: Server, overlap: int
+) -> None:
+    admin = _admin(server)
+    r = server.http.post(
+        "/admin/clients/svc/rotate-secret", json={"overlap": overlap}, headers=admin
+    )
+    assert r.status_code == 200, r.text
+    new = r.json()["client_secret"]
+    assert r.headers["cache-control"] == "no-store"
+    assert _cc(server, "svc", new) == 200
+    assert _cc(server, "svc", server.svc_secret) == (200 if overlap else 401)
+    public = server.http.post("/admin/clients/app/rotate-secret", json={}, headers=admin)
+    assert public.status_code == 400
+    server.clock.advance(overlap + 1)
+    assert _cc(server, "svc", server.svc_secret) == 401
+    assert _cc(server, "svc", new) == 200
+
+
+def test_f14_removing_a_client_disables_it_ends_its_sessions_and_deletes_it(
+    server: Server,
+) -> None:
+    admin = _admin(server)
+    tok = server.login(client_id="svc", client_secret=server.svc_secret)
+    r = server.http.delete("/admin/clients/svc", headers=admin)
+    assert r.status_code == 200 and r.json() == {"sessions_revoked": 1}
+    assert _cc(server, "svc", server.svc_secret) == 401
+    assert server.http.get("/userinfo", headers=bearer(tok["access_token"])).status_code == 401
+    assert "svc" not in [
+        c["client_id"] for c in server.http.get("/admin/clients", headers=admin).json()
+    ]
+    assert server.http.delete("/admin/clients/svc", headers=admin).status_code == 404
+    console = server.http.delete(
+        f"/admin/clients/{server.runtime.settings.console_client_id}", headers=admin
+    )
+    assert console.status_code == 400
+
+
+def test_f14_client_cli_disable_enable_rotate_remove(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tokenward.cli import app
+
+    url = f"sqlite:///{tmp_path}/tw.db"
+    runner = CliRunner()
+    add = runner.invoke(
+        app, ["client", "add", "svc", "--grants", "client_credentials", "--store", url]
+    )
+    assert add.exit_code == 0, add.output
+    assert runner.invoke(app, ["client", "disable", "svc", "--store", url]).exit_code == 0
+    listed = runner.invoke(app, ["client", "list", "--store", url], terminal_width=200)
+    assert "yes" in listed.output
+    assert runner.invoke(app, ["client", "enable", "svc", "--store", url]).exit_code == 0
+    rot = runner.invoke(app, ["client", "rotate-secret", "svc", "--overlap", "1h", "--store", url])
+    assert rot.exit_code == 0 and "client_secret:" in rot.output and "1h" in rot.output
+    bad = runner.invoke(
+        app, ["client", "rotate-secret", "svc", "--overlap", "soon", "--store", url]
+    )
+    assert bad.exit_code == 2
+    assert runner.invoke(app, ["client", "remove", "svc", "--store", url]).exit_code == 0
+    assert "svc" not in runner.invoke(app, ["client", "list", "--store", url]).output
+    missing = runner.invoke(app, ["client", "disable", "svc", "--store", url])
+    assert missing.exit_code == 2 and "Traceback" not in missing.output
+    console = runner.invoke(app, ["client", "remove", "tokenward-console", "--store", url])
+    assert console.exit_code == 2
+
+
+# -- F16: a username with "/" could be created but never administered -------------------------
+
+
+def test_f16_usernames_outside_the_rule_are_refused_everywhere(
+    server: Server, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from tokenward.cli import app
+
+    admin = _admin(server)
+    for bad in ("a/b", "a b", "", "x" * 65, "semi;colon", "tab\t", "emoji\U0001f600"):
+        r = server.http.post(
+            "/admin/users", json={"username": bad, "password": "long password 1"}, headers=admin
+        )
+        assert r.status_code == 400, (bad, r.text)
+    ok = server.http.post(
+        "/admin/users",
+        json={"username": "Zoë.Smith@example-1", "password": "long password 1"},
+        headers=admin,
+    )
+    assert ok.status_code == 201 and ok.json()["username"] == "zoë.smith@example-1"
+    cli = CliRunner().invoke(
+        app,
+        ["user", "add", "a/b", "--password-stdin", "--store", f"sqlite:///{tmp_path}/t.db"],
+        input="long password 1\n",
+    )
+    assert cli.exit_code == 2 and "1-64 Unicode letters" in cli.output
+
+
+def test_f16_names_are_compared_after_nfkc_and_case_folding(server: Server) -> None:
+    admin = _admin(server)
+    dup = server.http.post(
+        "/admin/users", json={"username": "ALICE", "password": "long password 1"}, headers=admin
+    )
+    assert dup.status_code == 400
+    tok = server.login(username="ＡＬＩＣＥ")  # full-width: NFKC makes it ALICE, folding alice
+    r = server.http.post("/admin/users/Alice/disable", headers=admin)
+    assert r.status_code == 200 and r.json() == {"sessions_revoked": 1}
+    assert server.http.get("/userinfo", headers=bearer(tok["access_token"])).status_code == 401
+
+
+def test_f16_case_variants_share_one_login_budget(server_factory: Callable[..., Server]) -> None:
+    server = server_factory(login_limit_per_account="3/minute")
+    codes = [
+        server.password(username=v, password="wrong").status_code
+        for v in ("alice", "Alice", "ALICE", "aLiCe")
+    ]
+    assert codes == [400, 400, 400, 429]
+
+
+def test_f16_legacy_colliding_names_keep_signing_in_by_exact_name_and_are_reported(
+    server: Server,
+) -> None:
+    """Records from before the rule (written straight to the store): 'Bob' and 'bob' collide,
+    'x/y' breaks the rule. Each signs in by its exact name; start-up lists them."""
+    from tokenward.store.base import User
+
+    async def seed() -> list[str]:
+        h = await server.runtime.users._hash("legacy password 1")
+        for name in ("Bob", "bob", "x/y"):
+            await server.store.create_user(User(name, h, created_at=1.0))
+        return await server.runtime._report_usernames()
+
+    lines = server.run(seed)
+    assert any("'x/y' breaks the rule" in line for line in lines)
+    assert any("'Bob', 'bob'" in line for line in lines)
+    for name in ("Bob", "bob", "x/y"):
+        tok = server.login(username=name, password="legacy password 1")
+        info = server.http.get("/userinfo", headers=bearer(tok["access_token"])).json()
+        assert info["sub"] == name

@@ -474,6 +474,22 @@ async def test_client_dpop_requirement_and_update(store: Store) -> None:
         await store.update_client(Client("nope", NOW))
 
 
+async def test_client_disable_previous_secret_and_delete(store: Store) -> None:
+    await store.create_client(Client("svc", NOW, secret_hash="sha256$new"))
+    got = await store.get_client("svc")
+    assert got is not None and not got.disabled and got.previous_secret_hash is None
+    got.disabled = True
+    got.previous_secret_hash = "sha256$old"
+    got.previous_secret_expires_at = NOW + 3600
+    await store.update_client(got)
+    assert await store.get_client("svc") == got
+    assert await store.delete_client("svc") is True
+    assert await store.get_client("svc") is None
+    assert [c.client_id for c in await store.list_clients()] == []
+    assert await store.delete_client("svc") is False
+    await store.create_client(Client("svc", NOW))  # the id can be registered again
+
+
 async def test_dpop_jti_is_accepted_once_until_it_expires(store: Store) -> None:
     assert await store.dpop_jti_seen("k1", now=NOW, until=NOW + 60) is False
     assert await store.dpop_jti_seen("k1", now=NOW + 59, until=NOW + 119) is True

@@ -42,7 +42,8 @@ from tokenward.store.base import (
     Store,
 )
 
-pytestmark = pytest.mark.services
+# serial: wall-clock bounds (outage, restart, propagation) that parallel files would stretch
+pytestmark = [pytest.mark.services, pytest.mark.serial]
 
 TIMEOUT = 0.5  # the store's per-call timeout in these tests
 SLACK = 0.5  # the bound every failing call must meet: TIMEOUT + SLACK

@@ -51,7 +51,7 @@ SERVICE_BACKENDS = frozenset({"redis", "postgres"})
 
 
 #: Fixtures that open Redis or PostgreSQL whatever the parameters.
-SERVICE_FIXTURES = frozenset({"pg_schema", "pg_behind_proxy"})
+SERVICE_FIXTURES = frozenset({"pg_schema", "pg_behind_proxy", "redis_server"})
 
 
 def needs_services(item: pytest.Item) -> bool:

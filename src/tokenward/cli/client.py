@@ -1,4 +1,4 @@
-"""``tokenward client add|list``."""
+"""``tokenward client add|list|disable|enable|remove|rotate-secret``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ..errors import ConfigurationError
 from ..server.clients import ClientRegistry, check_usable_grants
 from ..server.settings import Settings
 from ..store.base import Store
-from ._common import cli_errors, fail, format_ts, get_clock, out_console
+from ._common import cli_errors, fail, format_ts, get_clock, out_console, parse_duration
 from ._output import JsonOpt, Output, OutputOpt, emit
 from ._store import DEFAULT_STORE_HELP, run_with_store
 
@@ -103,6 +103,7 @@ def list_clients(
                 "name": c.name,
                 "first_party": c.first_party,
                 "redirect_uris": list(c.redirect_uris),
+                "disabled": c.disabled,
                 "created_at": c.created_at,
             }
             for c in await st.list_clients()
@@ -112,6 +113,7 @@ def list_clients(
             "scopes": " ".join,
             "redirect_uris": ",".join,
             "first_party": lambda v: "yes" if v else "",
+            "disabled": lambda d: "yes" if d else "",
             "created_at": format_ts,
         }
         cols = [
@@ -121,6 +123,7 @@ def list_clients(
             "grants",
             "scopes",
             "redirect_uris",
+            "disabled",
             "created_at",
         ]
         emit(
@@ -133,3 +136,81 @@ def list_clients(
         )
 
     run_with_store(store, go, create=False)
+
+
+async def _end_sessions(settings: Settings, st: Store, client_id: str) -> int:
+    """Revoke every session of ``client_id`` (the feed carries them to every instance)."""
+    registry = ClientRegistry(st, clock=get_clock())
+    now = get_clock().now()
+    until = now + settings.access_token_ttl + settings.leeway
+    n = 0
+    for sid in await registry.session_ids(client_id):
+        event = await st.revoke_family(sid, now=now, reason="client_disabled", until=until)
+        n += event is not None
+    return n
+
+
+def _set_disabled(client_id: str, disabled: bool, store: str | None) -> int:
+    async def go(settings: Settings, st: Store) -> int:
+        await ClientRegistry(st, clock=get_clock()).set_disabled(client_id, disabled)
+        return await _end_sessions(settings, st, client_id) if disabled else 0
+
+    return run_with_store(store, go)
+
+
+@app.command()
+@cli_errors
+def disable(client_id: str, store: StoreOpt = None) -> None:
+    """Disable a client (refused from now on) and revoke every session it holds."""
+    n = _set_disabled(client_id, True, store)
+    out_console.print(f"disabled client {client_id}; {n} session(s) revoked")
+
+
+@app.command()
+@cli_errors
+def enable(client_id: str, store: StoreOpt = None) -> None:
+    """Enable a disabled client."""
+    _set_disabled(client_id, False, store)
+    out_console.print(f"enabled client {client_id}")
+
+
+@app.command()
+@cli_errors
+def remove(client_id: str, store: StoreOpt = None) -> None:
+    """Disable a client, revoke its sessions and delete it (not the console's client)."""
+
+    async def go(settings: Settings, st: Store) -> int:
+        if client_id == settings.console_client_id:
+            raise fail(f"{client_id!r} is the console's client: it cannot be removed")
+        registry = ClientRegistry(st, clock=get_clock())
+        await registry.set_disabled(client_id, True)
+        n = await _end_sessions(settings, st, client_id)
+        await registry.delete(client_id)
+        return n
+
+    n = run_with_store(store, go)
+    out_console.print(f"removed client {client_id}; {n} session(s) revoked")
+
+
+@app.command("rotate-secret")
+@cli_errors
+def rotate_secret(
+    client_id: str,
+    overlap: Annotated[
+        str, typer.Option(help="How long the old secret keeps working: 0, 90s, 15m, 1h, 7d")
+    ] = "0",
+    store: StoreOpt = None,
+) -> None:
+    """A new secret for a confidential client, printed once."""
+    seconds = 0 if overlap.strip() in ("0", "0s") else parse_duration(overlap)
+
+    async def go(settings: Settings, st: Store) -> str:
+        registry = ClientRegistry(st, clock=get_clock())
+        return await registry.rotate_secret(client_id, overlap=seconds)
+
+    secret = run_with_store(store, go)
+    out_console.print(f"client_secret: {secret}   (shown once)")
+    if seconds:
+        out_console.print(f"the old secret keeps working for {overlap}")
+    else:
+        out_console.print("the old secret no longer works")

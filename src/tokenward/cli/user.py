@@ -92,10 +92,10 @@ def list_users(
 
 def _set(username: str, disabled: bool, store: str | None) -> int:
     async def go(settings: Settings, st: Store) -> int:
-        await _service(settings, st).set_disabled(username, disabled)
+        user = await _service(settings, st).set_disabled(username, disabled)
         if not disabled:
             return 0
-        return await _revoke_all(settings, st, username)
+        return await _revoke_all(settings, st, user.username)
 
     return run_with_store(store, go, create=False)
 
@@ -130,8 +130,8 @@ def passwd(username: str, password_stdin: PasswordStdin = False, store: StoreOpt
     password = _read_password(password_stdin)
 
     async def go(settings: Settings, st: Store) -> int:
-        await _service(settings, st).set_password(username, password)
-        return await _revoke_all(settings, st, username)
+        user = await _service(settings, st).set_password(username, password)
+        return await _revoke_all(settings, st, user.username)
 
     n = run_with_store(store, go, create=False)
     out_console.print(f"changed the password of {username}; revoked {n} session(s)")

@@ -111,12 +111,13 @@ def authorization_code_flow(
     open_browser: Callable[[str], object] | None,
     port: int,
     timeout: float,
+    require_iss: bool = False,
 ) -> tuple[str, str, str]:
     """Run the browser leg; returns ``(code, redirect_uri, code_verifier)``.
 
     The redirect URI uses the IP literal ``127.0.0.1`` (RFC 8252 §7.3, §8.3: not
     ``localhost``); ``state`` is checked in constant time, and an ``iss`` parameter, when the
-    server sends one, must equal the issuer (RFC 9207)."""
+    server sends one (or promises to), must equal the issuer (RFC 9207)."""
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(24)
     server = _LoopbackServer(port)
@@ -151,6 +152,8 @@ def authorization_code_flow(
         raise ClientError(
             "the redirect's state does not match (RFC 6749 §10.12)", error="invalid_state"
         )
+    if require_iss and "iss" not in got:  # RFC 9207 §2.4: the server said it always sends it
+        raise ClientError("the redirect carries no iss (RFC 9207)", error="invalid_issuer")
     if "iss" in got and got["iss"] != issuer:
         raise ClientError(
             "the redirect's iss names another server (RFC 9207)", error="invalid_issuer"

@@ -300,6 +300,8 @@ class TokenManager:
             open_browser=open_browser,
             port=port,
             timeout=timeout,
+            require_iss=self.metadata().get("authorization_response_iss_parameter_supported")
+            is True,
         )
         form = {
             "grant_type": "authorization_code",

@@ -1,4 +1,4 @@
-// Admin: users, a subject's sessions, signing keys, live revocation + security events.
+// Admin: users, clients, a subject's sessions, signing keys, live revocation + security events.
 import { api, follow, session } from './api.js';
 import { sessionRows } from './sessions.js';
 import { $, act, clearOnNextAction, confirmable, fillTable, fmtEventTime, fmtTime, h, insertByTime, say, timeCell } from './ui.js';
@@ -8,6 +8,8 @@ const MAX_EVENTS = 100;
 export function mountAdmin() {
   const usersTable = $('#users-table');
   const secret = $('#users-secret');
+  const clientsTable = $('#clients-table');
+  const clientSecret = $('#clients-secret');
   const subjectTable = $('#subject-table');
   const keysTable = $('#keys-table');
   const events = $('#events-list');
@@ -44,6 +46,46 @@ export function mountAdmin() {
         h('span', { class: u.disabled ? 'badge badge-bad' : 'badge badge-ok', text: u.disabled ? 'disabled' : 'active' }),
         timeCell(u.created_at),
         h('div', { class: 'row-actions' }, toggle, reset, sessions),
+      ];
+    }));
+  }
+
+  async function loadClients() {
+    const clients = await api('GET', '/admin/clients');
+    fillTable(clientsTable, clients.map((c) => {
+      const id = encodeURIComponent(c.client_id);
+      const toggle = h('button', { type: 'button', class: 'btn btn-small', text: c.disabled ? 'Enable' : 'Disable', 'data-client': c.client_id });
+      toggle.addEventListener('click', () => act(toggle, async () => {
+        const r = await api('POST', `/admin/clients/${id}/${c.disabled ? 'enable' : 'disable'}`);
+        await loadClients();
+        return r;
+      }, (r) => (c.disabled ? `${c.client_id} enabled.` : `${c.client_id} disabled; ${r.sessions_revoked} session(s) revoked.`)));
+      const actions = [toggle];
+      if (!c.public) {
+        const rotate = h('button', { type: 'button', class: 'btn btn-small', text: 'Rotate secret', 'data-client': c.client_id });
+        rotate.addEventListener('click', () => act(rotate, async () => {
+          const overlap = Number($('#clients-overlap').value);
+          const r = await api('POST', `/admin/clients/${id}/rotate-secret`, { json: { overlap } });
+          clientSecret.replaceChildren('New secret for ', h('strong', { text: c.client_id }), ': ',
+            h('code', { class: 'secret', text: r.client_secret }), ' — shown once.');
+          clientSecret.hidden = false;
+          return r;
+        }, (r) => (r.previous_secret_expires_at ? `Secret of ${c.client_id} rotated; the old one works until ${fmtTime(r.previous_secret_expires_at)}.` : `Secret of ${c.client_id} rotated; the old one no longer works.`)));
+        actions.push(rotate);
+      }
+      const remove = h('button', { type: 'button', class: 'btn btn-small btn-danger', text: 'Remove', 'data-client': c.client_id, 'data-confirm': 'Click again to remove' });
+      confirmable(remove, () => act(remove, async () => {
+        const r = await api('DELETE', `/admin/clients/${id}`);
+        await loadClients();
+        return r;
+      }, (r) => `${c.client_id} removed; ${r.sessions_revoked} session(s) revoked.`));
+      actions.push(remove);
+      return [
+        h('strong', { text: c.client_id }),
+        h('span', { class: 'badge', text: c.public ? 'public' : 'confidential' }),
+        h('span', { class: c.disabled ? 'badge badge-bad' : 'badge badge-ok', text: c.disabled ? 'disabled' : 'active' }),
+        timeCell(c.created_at),
+        h('div', { class: 'row-actions' }, ...actions),
       ];
     }));
   }
@@ -182,7 +224,7 @@ export function mountAdmin() {
 
   return {
     async show() {
-      await act(null, () => Promise.all([loadUsers(), loadKeys()]));
+      await act(null, () => Promise.all([loadUsers(), loadClients(), loadKeys()]));
       startStreams();
     },
     hide: stopStreams,

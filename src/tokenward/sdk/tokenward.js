@@ -403,6 +403,8 @@ export class TokenwardClient {
     const pending = JSON.parse(sessionStorage.getItem(key) || 'null');
     sessionStorage.removeItem(key);
     if (!pending || u.searchParams.get('state') !== pending.state) throw new TokenwardError('the state does not match this sign-in', { code: 'invalid_state' });
+    const iss = u.searchParams.get('iss'); // RFC 9207: the answer must come from our server
+    if (iss !== null && this.issuer && iss !== this.issuer) throw new TokenwardError('the redirect names another server', { code: 'invalid_issuer' });
     if (error) throw new TokenwardError(`authorization failed: ${error}`, { code: error });
     const { body, receivedAt } = await this._tokenRequest(this._endpoints.token, {
       method: 'POST',

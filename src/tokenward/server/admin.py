@@ -72,6 +72,7 @@ class ClientOut(BaseModel):
     post_logout_redirect_uris: list[str] = Field(default_factory=list)
     first_party: bool = False
     backchannel_logout_uri: str | None = None
+    disabled: bool = False
     client_secret: str | None = None  # only in the creation response
 
 
@@ -100,6 +101,7 @@ def _client_out(c: Client, secret: str | None = None) -> ClientOut:
         post_logout_redirect_uris=list(c.post_logout_redirect_uris),
         first_party=c.first_party,
         backchannel_logout_uri=c.backchannel_logout_uri,
+        disabled=c.disabled,
         client_secret=secret,
     )
 
@@ -174,10 +176,10 @@ async def create_user(request: Request, body: UserCreate, _: Admin) -> UserOut:
 async def _set_disabled(request: Request, username: str, disabled: bool) -> int:
     rt = get_runtime(request)
     try:
-        await rt.users.set_disabled(username, disabled)
+        user = await rt.users.set_disabled(username, disabled)
     except ConfigurationError:
         raise HTTPException(404) from None
-    return await rt.end_user_sessions(username) if disabled else 0
+    return await rt.end_user_sessions(user.username) if disabled else 0
 
 
 @router.post(
@@ -204,7 +206,7 @@ async def reset_password(request: Request, username: str, body: PasswordReset, _
     rt = get_runtime(request)
     password = body.password or generate_password()
     try:
-        await rt.users.set_password(username, password)
+        username = (await rt.users.set_password(username, password)).username
     except ConfigurationError:
         raise HTTPException(404) from None
     out = PasswordResetOut(
@@ -261,6 +263,87 @@ async def create_client(request: Request, body: ClientCreate, _: Admin) -> JSON:
         raise InvalidRequest(exc.description) from None
     out = _client_out(c, secret)
     return JSON(out.model_dump(), status_code=201, headers={"Cache-Control": "no-store"})
+
+
+class SecretRotation(RequestModel):
+    # seconds the old secret keeps working (0: refused at once); at most 30 days
+    overlap: float = Field(0.0, ge=0, le=30 * 86400)
+
+
+class SecretRotationOut(BaseModel):
+    client_secret: str  # shown once
+    previous_secret_expires_at: float | None = None
+
+
+async def end_client_sessions(rt: Any, client_id: str, reason: str) -> int:
+    """Revoke every live session issued to ``client_id`` (refresh and access tokens)."""
+    n = 0
+    for sid in await rt.clients.session_ids(client_id):
+        n += int(await rt.sessions.revoke_session(sid, reason=reason))
+    return n
+
+
+async def _client_disabled(request: Request, client_id: str, disabled: bool) -> int:
+    rt = get_runtime(request)
+    try:
+        await rt.clients.set_disabled(client_id, disabled)
+    except ConfigurationError:
+        raise HTTPException(404) from None
+    return await end_client_sessions(rt, client_id, "client_disabled") if disabled else 0
+
+
+@router.post(
+    "/clients/{client_id}/disable",
+    response_model=Revoked,
+    responses={404: {"model": OAuthError}},
+)
+async def disable_client(request: Request, client_id: str, _: Admin) -> Revoked:
+    """Refuse the client from now on and end every session it holds."""
+    return Revoked(sessions_revoked=await _client_disabled(request, client_id, True))
+
+
+@router.post(
+    "/clients/{client_id}/enable", response_model=Revoked, responses={404: {"model": OAuthError}}
+)
+async def enable_client(request: Request, client_id: str, _: Admin) -> Revoked:
+    return Revoked(sessions_revoked=await _client_disabled(request, client_id, False))
+
+
+@router.post(
+    "/clients/{client_id}/rotate-secret",
+    response_model=SecretRotationOut,
+    responses={400: {"model": OAuthError}, 404: {"model": OAuthError}},
+)
+async def rotate_client_secret(
+    request: Request, client_id: str, body: SecretRotation, _: Admin
+) -> JSON:
+    """A new secret, shown once; the old one keeps working for ``overlap`` seconds."""
+    rt = get_runtime(request)
+    if await rt.clients.get(client_id) is None:
+        raise HTTPException(404)
+    try:
+        secret = await rt.clients.rotate_secret(client_id, overlap=body.overlap)
+    except ConfigurationError as exc:
+        raise InvalidRequest(exc.description) from None
+    until = rt.clock.now() + body.overlap if body.overlap > 0 else None
+    out = SecretRotationOut(client_secret=secret, previous_secret_expires_at=until)
+    return JSON(out.model_dump(), headers=dict(NO_STORE))
+
+
+@router.delete(
+    "/clients/{client_id}",
+    response_model=Revoked,
+    responses={400: {"model": OAuthError}, 404: {"model": OAuthError}},
+)
+async def remove_client(request: Request, client_id: str, _: Admin) -> Revoked:
+    """Disable the client, end its sessions, then delete it. The console's client cannot be
+    removed (the console would lock every administrator out)."""
+    rt = get_runtime(request)
+    if client_id == rt.settings.console_client_id:
+        raise InvalidRequest("the console's client cannot be removed")
+    n = await _client_disabled(request, client_id, True)
+    await rt.clients.delete(client_id)
+    return Revoked(sessions_revoked=n)
 
 
 def _keys(request: Request) -> list[KeyOut]:

@@ -137,8 +137,8 @@ async def _validate(rt: Runtime, request: Request) -> tuple[AuthorizationRequest
     if client_id is None:
         raise _PageError("invalid_request", "client_id is missing")
     client = await rt.clients.get(client_id[:300])
-    if client is None:
-        raise _PageError("invalid_client", "unknown client")
+    if client is None or client.disabled:
+        raise _PageError("invalid_client", "unknown or disabled client")
     redirect_uri = p.get("redirect_uri")
     if redirect_uri is None:
         raise _PageError("invalid_request", "redirect_uri is missing")

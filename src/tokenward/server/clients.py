@@ -2,14 +2,22 @@
 
 A client secret is 256 random bits, so a fast hash is enough at rest (no dictionary attack
 is possible against it); it is SHA-256 and compared with :func:`hmac.compare_digest`.
+
+Lifecycle: a client can be disabled (refused at authentication; the caller revokes its
+sessions, :meth:`ClientRegistry.session_ids`), enabled again, removed (disabled, its sessions
+revoked, then deleted) and re-keyed (:meth:`ClientRegistry.rotate_secret`: a new secret, shown
+once; with an overlap the old secret keeps working until the overlap ends, so deployments can
+roll over without downtime).
 """
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
+from dataclasses import replace
 
 from ..clock import Clock, system_clock
 from ..errors import ConfigurationError, InvalidClient
@@ -144,6 +152,50 @@ class ClientRegistry:
     async def list(self) -> list[Client]:
         return await self.store.list_clients()
 
+    async def _existing(self, client_id: str) -> Client:
+        client = await self.get(client_id)
+        if client is None:
+            raise ConfigurationError(f"no client {client_id!r}")
+        return client
+
+    async def set_disabled(self, client_id: str, disabled: bool = True) -> Client:
+        """Disable (or enable) a client. The caller revokes a disabled client's sessions."""
+        client = replace(await self._existing(client_id), disabled=disabled)
+        await self.store.update_client(client)
+        return client
+
+    async def rotate_secret(self, client_id: str, *, overlap: float = 0.0) -> str:
+        """A new secret for a confidential client, returned once; with ``overlap`` seconds
+        the old secret is still accepted until then (0: refused at once)."""
+        if overlap < 0:
+            raise ConfigurationError("the overlap must be >= 0 seconds")
+        client = await self._existing(client_id)
+        if client.public or client.secret_hash is None:
+            raise ConfigurationError(f"client {client_id!r} is public: it has no secret")
+        secret = secrets.token_urlsafe(32)
+        keep = overlap > 0
+        client = replace(
+            client,
+            secret_hash=hash_secret(secret),
+            previous_secret_hash=client.secret_hash if keep else None,
+            previous_secret_expires_at=self.clock.now() + overlap if keep else None,
+        )
+        await self.store.update_client(client)
+        return secret
+
+    async def delete(self, client_id: str) -> bool:
+        return await self.store.delete_client(client_id)
+
+    async def session_ids(self, client_id: str) -> builtins.list[str]:
+        """The live sessions (``sid``) issued to ``client_id``: every user's families are
+        looked at (sessions belong to users), so the cost grows with the number of users."""
+        return [
+            family.sid
+            for user in await self.store.list_users()
+            for family in await self.store.list_families(user.username)
+            if family.client_id == client_id
+        ]
+
     async def authenticate(self, client_id: str, secret: str | None) -> Client:
         """Check a client's credentials. ``secret=None`` identifies a public client.
 
@@ -158,12 +210,15 @@ class ClientRegistry:
             raise InvalidClient("client authentication failed")
         client = await self.store.get_client(client_id)
         if secret is None:
-            if client is None or not client.public:
+            if client is None or not client.public or client.disabled:
                 raise InvalidClient("client authentication failed")
             return client
         stored = client.secret_hash if client is not None else None
         ok = verify_secret(stored or _DUMMY_HASH, secret)
-        if client is None or stored is None or not ok:
+        if not ok and client is not None and client.previous_secret_hash is not None:
+            until = client.previous_secret_expires_at or 0.0
+            ok = verify_secret(client.previous_secret_hash, secret) and self.clock.now() < until
+        if client is None or stored is None or not ok or client.disabled:
             raise InvalidClient("client authentication failed")
         return client
 

@@ -1,10 +1,11 @@
 """Brute-force protection for the password grant and ``/login`` (RFC 6749 §4.3.2).
 
-Failed attempts are counted per account and per client IP with the ``limits`` library
-(moving window). When either budget is spent the next attempt is refused *before* the
-password is checked (the account's attempt is reserved atomically before the check, so
-concurrent guesses cannot overrun it): ``RateLimited`` (HTTP 429 + ``Retry-After``) and a
-``login_throttled`` security event. A successful login clears the account's counter (not the IP's).
+Failed attempts are counted per (account, client network), per account in all (a much higher
+ceiling) and per client IP with the ``limits`` library (moving window). When a budget is spent
+the next attempt is refused *before* the password is checked (the account's attempt on the
+caller's network is reserved atomically before the check, so concurrent guesses cannot overrun
+it): ``RateLimited`` (HTTP 429 + ``Retry-After``) and a ``login_throttled`` security event. A
+successful login clears the account's counter on that network (not the ceiling, not the IP's).
 
 Backends: in-process memory (one instance, the embedded SQLite default) or Redis, shared by
 every instance (chosen from the store URL unless ``ratelimit_url`` says otherwise). A storage
@@ -17,7 +18,7 @@ import asyncio
 import hashlib
 import math
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import structlog
@@ -26,6 +27,8 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 from ..errors import RateLimited, StoreUnavailable
+from .addresses import address_prefix
+from .usernames import fold, valid
 
 __all__ = ["LoginThrottle", "storage_url_for"]
 
@@ -50,16 +53,31 @@ def _key(kind: str, value: str) -> str:
     return kind + ":" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+def _name(username: str) -> str:
+    """One budget per account whatever the spelling: ``Alice`` and ``alice`` are one name."""
+    return fold(username) if valid(username) else username
+
+
 class LoginThrottle:
-    """Per-account and per-IP limits on failed logins."""
+    """Limits on failed logins: per (account, client network), per account in all (a much
+    higher ceiling) and per IP.
+
+    Lock-out fairness: the per-account budget (``per_account``) is kept per *network* of the
+    caller (its address prefix, ``/24`` / ``/48`` by default), so an attacker elsewhere who
+    spends it does not lock the owner out of their own network. ``account_ceiling`` (far
+    higher) still bounds the guesses at one account from everywhere together; an attacker who
+    controls enough networks to spend it does lock the account out until the window passes
+    (the trade-off: a lower ceiling means easier lock-outs, a higher one more guesses)."""
 
     def __init__(
         self,
         *,
         per_account: str = "5/minute",
         per_ip: str = "30/minute",
+        account_ceiling: str = "100/minute;1000/hour",
         storage_url: str = "async+memory://",
         timeout: float = 2.0,
+        prefix: Callable[[str], str] = address_prefix,
     ) -> None:
         self._timeout = timeout
         options: dict[str, str] = {}
@@ -69,10 +87,17 @@ class LoginThrottle:
         self._storage = storage_from_string(storage_url, **options)
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._account: list[RateLimitItem] = parse_many(per_account)
+        self._ceiling: list[RateLimitItem] = parse_many(account_ceiling)
         self._ip: list[RateLimitItem] = parse_many(per_ip)
+        self._prefix = prefix
+
+    def _account_key(self, username: str, ip: str | None) -> str:
+        network = self._prefix(ip) if ip else "-"
+        return _key("account", _name(username) + "\x00" + network)
 
     def _budgets(self, username: str, ip: str | None) -> list[tuple[RateLimitItem, str]]:
-        out = [(item, _key("account", username)) for item in self._account]
+        out = [(item, self._account_key(username, ip)) for item in self._account]
+        out += [(item, _key("ceiling", _name(username))) for item in self._ceiling]
         if ip:
             out += [(item, _key("ip", ip)) for item in self._ip]
         return out
@@ -90,7 +115,7 @@ class LoginThrottle:
         retry = max(1, math.ceil(stats.reset_time - time.time()))
         _events.warning(
             "login_throttled",
-            by="account" if key.startswith("account:") else "ip",
+            by=key.split(":", 1)[0],  # account (per network), ceiling (all networks), ip
             ip=ip,
             retry_after=retry,
         )
@@ -106,17 +131,23 @@ class LoginThrottle:
         for item, key in self._budgets(username, ip):
             if not await self._call(self._limiter.test(item, key)):
                 await self._refuse(item, key, ip)
+        key = self._account_key(username, ip)
         for item in self._account:
-            key = _key("account", username)
             if not await self._call(self._limiter.hit(item, key)):
                 await self._refuse(item, key, ip)  # a concurrent attempt took the last one
 
     async def failed(self, username: str, ip: str | None) -> None:
-        """Count a failed attempt against the IP (the account's was reserved by ``check``)."""
+        """Count a failed attempt against the account's ceiling and the IP (the account's
+        per-network attempt was reserved by ``check``)."""
+        for item in self._ceiling:
+            await self._call(self._limiter.hit(item, _key("ceiling", _name(username))))
         if ip:
             for item in self._ip:
                 await self._call(self._limiter.hit(item, _key("ip", ip)))
 
-    async def succeeded(self, username: str) -> None:
+    async def succeeded(self, username: str, ip: str | None = None) -> None:
+        """A successful login gives the account its budget on the caller's network back (the
+        ceiling counts failures only and is not cleared)."""
+        key = self._account_key(username, ip)
         for item in self._account:
-            await self._call(self._limiter.clear(item, _key("account", username)))
+            await self._call(self._limiter.clear(item, key))

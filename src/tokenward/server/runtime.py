@@ -11,6 +11,7 @@ import signal
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from argon2 import PasswordHasher
@@ -24,7 +25,7 @@ from ..sessions import SessionManager
 from ..store.base import Store
 from ..store.fanout import FeedFanout
 from ..verifier import Verifier
-from .addresses import parse_trusted_proxies
+from .addresses import address_prefix, parse_trusted_proxies
 from .clients import ClientRegistry
 from .credentials import family_check
 from .feed_limits import StreamSlots
@@ -36,6 +37,7 @@ from .ratelimit import LoginThrottle, storage_url_for
 from .settings import Settings
 from .signin import SigninSessions
 from .stores import open_store
+from .usernames import USERNAME_RULE, username_report
 from .users import UserService, generate_password, hasher_from_settings
 
 __all__ = ["BootstrapReport", "Runtime", "begin_shutdown", "bootstrap", "chain_stop_signals"]
@@ -165,6 +167,10 @@ class Runtime:
         self.throttle = LoginThrottle(
             per_account=settings.login_limit_per_account,
             per_ip=settings.login_limit_per_ip,
+            account_ceiling=settings.login_limit_per_account_ceiling,
+            prefix=partial(
+                address_prefix, v4=settings.address_prefix_v4, v6=settings.address_prefix_v6
+            ),
             storage_url=storage_url_for(settings.store_url, settings.ratelimit_url),
         )
         self._kek: bytes | None = None
@@ -270,6 +276,7 @@ class Runtime:
         )
         if self._on_bootstrap is not None:
             self._on_bootstrap(report)
+        await self._report_usernames()
         ring, _ = await load_or_create_keyring(
             self.store, self._kek, alg=s.signing_alg, clock=self.clock
         )
@@ -358,6 +365,20 @@ class Runtime:
                 self.verifier.set_keys(ring)
             self._use_ring(ring)
             return rotated
+
+    async def _report_usernames(self) -> list[str]:
+        """Warn about stored usernames from before the username rule: names that break it,
+        and names equal after NFKC + case folding (each still signs in by its exact name)."""
+        invalid, collisions = username_report(u.username for u in await self.store.list_users())
+        lines = [f"username {n!r} breaks the rule ({USERNAME_RULE})" for n in invalid]
+        lines += [
+            f"usernames {', '.join(repr(n) for n in g)} are one name after case folding: "
+            "each signs in by its exact name only; rename or remove all but one"
+            for g in collisions
+        ]
+        for line in lines:
+            log.warning("%s", line)
+        return lines
 
     async def _key_loop(self) -> None:
         while True:

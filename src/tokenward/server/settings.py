@@ -142,7 +142,10 @@ class Settings(BaseSettings):
     console_client_id: str = "tokenward-console"
     cookie_path: str = "/token"
     cookie_secure: bool = True
+    # failed logins per (account, client network): an attacker elsewhere cannot lock the
+    # owner out of their network; the ceiling (far higher) bounds one account's guesses in all
     login_limit_per_account: str = "5/minute"
+    login_limit_per_account_ceiling: str = "100/minute;1000/hour"
     login_limit_per_ip: str = "30/minute"
     ratelimit_url: str | None = None  # None: Redis when the store is Redis, else memory
     # comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed; empty:
@@ -256,7 +259,9 @@ class Settings(BaseSettings):
         parse_trusted_proxies(v)
         return v
 
-    @field_validator("login_limit_per_account", "login_limit_per_ip")
+    @field_validator(
+        "login_limit_per_account", "login_limit_per_account_ceiling", "login_limit_per_ip"
+    )
     @classmethod
     def _limit(cls, v: str) -> str:
         from limits import parse_many

@@ -102,7 +102,7 @@ async def password_session(
         rt.metrics.login_failures.inc()
         await rt.throttle.failed(username, ip)
         raise
-    await rt.throttle.succeeded(username)
+    await rt.throttle.succeeded(username, ip)
     granted = grant_scope(scope, client, user)
     pair = await rt.sessions.start(
         sub=user.username,

@@ -23,6 +23,7 @@ from ..store.base import Store, User
 from .credentials import NOT_BEFORE, bump, sessions_not_before
 from .passwords import MAX_PASSWORD_BYTES as _MAX_PASSWORD
 from .passwords import check_password
+from .usernames import canonical_username, fold, valid
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -72,17 +73,6 @@ def ensure_an_admin_remains(users: Iterable[User], change: Mapping[str, User | N
         raise LastAdmin("the last active admin cannot be disabled, removed or demoted")
 
 
-def _check_username(username: str) -> None:
-    if (
-        not isinstance(username, str)
-        or not username
-        or len(username) > _MAX_USERNAME
-        or not username.isprintable()
-        or username != username.strip()
-    ):
-        raise ConfigurationError("a username is 1-256 printable characters without edge spaces")
-
-
 class UserService:
     """Create, authenticate, list and disable users kept in a :class:`Store`."""
 
@@ -110,8 +100,23 @@ class UserService:
 
         return await asyncio.to_thread(run)
 
+    async def _find(self, username: str) -> User | None:
+        """The user named ``username``: the exact stored name first (records from before the
+        username rule keep working by it), else the canonical (NFKC + case-folded) form."""
+        if not isinstance(username, str) or not username or len(username) > _MAX_USERNAME:
+            return None
+        user = await self.store.get_user(username)
+        if user is None and valid(username):
+            folded = fold(username)
+            if folded != username:
+                user = await self.store.get_user(folded)
+        return user
+
     async def create(self, username: str, password: str, *, is_admin: bool = False) -> User:
-        _check_username(username)
+        username = canonical_username(username)
+        clash = [u.username for u in await self.store.list_users() if fold(u.username) == username]
+        if clash:
+            raise ConfigurationError(f"user {clash[0]!r} exists (names are compared case-blind)")
         check_password(password, username=username)
         user = User(
             username=username,
@@ -122,13 +127,14 @@ class UserService:
         await self.store.create_user(user)
         return user
 
-    async def set_password(self, username: str, password: str) -> None:
-        user = await self.store.get_user(username)
+    async def set_password(self, username: str, password: str) -> User:
+        user = await self._find(username)
         if user is None:
             raise ConfigurationError(f"no user {username!r}")
-        check_password(password, username=username)
+        check_password(password, username=user.username)
         user = bump(replace(user, password_hash=await self._hash(password)), self.clock.now())
         await self.store.update_user(user)
+        return user
 
     async def authenticate(self, username: str, password: str) -> User:
         """The user, or ``InvalidGrant("invalid username or password")`` — the same answer
@@ -142,7 +148,7 @@ class UserService:
             or len(password.encode()) > _MAX_PASSWORD
         ):
             raise failure
-        user = await self.store.get_user(username)
+        user = await self._find(username)
         if user is None or user.disabled:
             if self._dummy_hash is None:
                 self._dummy_hash = await self._hash(secrets.token_urlsafe(16))
@@ -156,19 +162,20 @@ class UserService:
         return user
 
     async def get(self, username: str) -> User | None:
-        return await self.store.get_user(username)
+        return await self._find(username)
 
     async def list(self) -> list[User]:
         return await self.store.list_users()
 
     async def set_disabled(self, username: str, disabled: bool = True) -> User:
-        """Disable (or enable) a user. The caller revokes a disabled user's sessions."""
-        user = await self.store.get_user(username)
+        """Disable (or enable) a user. The caller revokes a disabled user's sessions (by
+        the returned record's ``username``: the stored name)."""
+        user = await self._find(username)
         if user is None:
             raise ConfigurationError(f"no user {username!r}")
         user = replace(user, disabled=disabled)
         if disabled:
-            ensure_an_admin_remains(await self.store.list_users(), {username: user})
+            ensure_an_admin_remains(await self.store.list_users(), {user.username: user})
             # sessions older than this are dead, even one a racing login starts
             user = bump(user, self.clock.now())
         await self.store.update_user(user)

@@ -125,6 +125,10 @@ class Client:
     scopes: tuple[str, ...] = ()
     name: str | None = None
     dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2: DPoP proofs required at /token
+    disabled: bool = False  # refused at authentication (a leaked secret, a retired app)
+    # after a secret rotation with an overlap: the old secret's hash, accepted until then
+    previous_secret_hash: str | None = None
+    previous_secret_expires_at: float | None = None
     # authorization code / OpenID Connect registration (empty for other clients)
     redirect_uris: tuple[str, ...] = ()
     post_logout_redirect_uris: tuple[str, ...] = ()
@@ -316,6 +320,10 @@ class Store(ABC):
     @abstractmethod
     async def update_client(self, client: Client) -> None:
         """Replace; raises ``ConfigurationError`` when the client id is unknown."""
+
+    @abstractmethod
+    async def delete_client(self, client_id: str) -> bool:
+        """Delete a client record; ``False`` when there was none."""
 
     # -- DPoP replay cache -----------------------------------------------------------------
     @abstractmethod

@@ -371,6 +371,11 @@ class MemoryStore(Store):
                 raise ConfigurationError(f"unknown client {client.client_id!r}")
             self._clients[client.client_id] = replace(client)
 
+    async def delete_client(self, client_id: str) -> bool:
+        self._guard()
+        with self._lock:
+            return self._clients.pop(client_id, None) is not None
+
     # -- DPoP replay cache -----------------------------------------------------------------
     async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:
         self._guard()

@@ -645,6 +645,18 @@ class RedisStore(RedisGrantRecordsMixin, Store):
         if not await self._call(lambda: self._r.set(key, blob, xx=True), "update_client"):
             raise ConfigurationError(f"unknown client {client.client_id!r}")
 
+    async def delete_client(self, client_id: str) -> bool:
+        key = self._client_key(client_id)
+
+        async def run() -> bool:
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.srem(self._k_clients, client_id)
+                deleted, _ = await pipe.execute()
+            return bool(deleted)
+
+        return await self._call(run, "delete_client")
+
     # -- DPoP replay cache -----------------------------------------------------------------
     async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:
         keys, args = [f"{self._g}:dpop:{key}"], [_num(now), _num(until)]
@@ -754,6 +766,9 @@ def _client_blob(client: Client) -> bytes:
             "scopes": list(client.scopes),
             "name": client.name,
             "dpop_bound_access_tokens": bool(client.dpop_bound_access_tokens),
+            "disabled": bool(client.disabled),
+            "previous_secret_hash": client.previous_secret_hash,
+            "previous_secret_expires_at": client.previous_secret_expires_at,
             "redirect_uris": list(client.redirect_uris),
             "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
             "first_party": client.first_party,
@@ -772,6 +787,9 @@ def _client_from(raw: bytes) -> Client:
         scopes=tuple(d["scopes"]),
         name=d["name"],
         dpop_bound_access_tokens=bool(d.get("dpop_bound_access_tokens", False)),
+        disabled=bool(d.get("disabled", False)),
+        previous_secret_hash=d.get("previous_secret_hash"),
+        previous_secret_expires_at=d.get("previous_secret_expires_at"),
         redirect_uris=tuple(d.get("redirect_uris", ())),
         post_logout_redirect_uris=tuple(d.get("post_logout_redirect_uris", ())),
         first_party=bool(d.get("first_party", False)),

@@ -138,6 +138,11 @@ class SQLRecordsMixin:
             if (await conn.execute(stmt)).rowcount == 0:
                 raise ConfigurationError(f"unknown client {client.client_id!r}")
 
+    async def delete_client(self, client_id: str) -> bool:
+        stmt = delete(clients).where(clients.c.client_id == client_id)
+        async with self._tx(write=True) as conn:
+            return bool((await conn.execute(stmt)).rowcount)
+
     # -- DPoP replay cache -----------------------------------------------------------------
     async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:
         # one transaction: an expired entry is dropped, then the insert decides (the primary

@@ -154,6 +154,9 @@ clients = Table(
     # authorization code / OpenID Connect registration, a JSON object (see client_to_row)
     Column("registration", Text, nullable=False, server_default="{}"),
     Column("dpop_bound_access_tokens", Boolean, nullable=False, server_default=false()),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
+    Column("previous_secret_hash", Text),
+    Column("previous_secret_expires_at", Double),
 )
 
 dpop_jtis = Table(
@@ -256,6 +259,9 @@ def client_to_row(client: Client) -> dict[str, Any]:
         "scopes": " ".join(client.scopes),
         "name": client.name,
         "dpop_bound_access_tokens": bool(client.dpop_bound_access_tokens),
+        "disabled": bool(client.disabled),
+        "previous_secret_hash": client.previous_secret_hash,
+        "previous_secret_expires_at": client.previous_secret_expires_at,
         "registration": orjson.dumps(
             {
                 "redirect_uris": list(client.redirect_uris),
@@ -278,6 +284,9 @@ def client_from_row(row: Row[Any]) -> Client:
         scopes=tuple(m["scopes"].split()),
         name=m["name"],
         dpop_bound_access_tokens=bool(m["dpop_bound_access_tokens"]),
+        disabled=bool(m["disabled"]),
+        previous_secret_hash=m["previous_secret_hash"],
+        previous_secret_expires_at=m["previous_secret_expires_at"],
         redirect_uris=tuple(reg.get("redirect_uris", ())),
         post_logout_redirect_uris=tuple(reg.get("post_logout_redirect_uris", ())),
         first_party=bool(reg.get("first_party", False)),

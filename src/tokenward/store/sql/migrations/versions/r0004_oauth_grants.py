@@ -1,7 +1,7 @@
 """authorization code / OpenID Connect: client registration column, grant_records table
 
-Revision ID: 0003_oauth_grants
-Revises: 0002_dpop
+Revision ID: 0004_oauth_grants
+Revises: 0003_client_lifecycle
 Create Date: 2026-12-06
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_oauth_grants"
-down_revision: str | None = "0002_dpop"
+revision: str = "0004_oauth_grants"
+down_revision: str | None = "0003_client_lifecycle"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
