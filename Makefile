@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# `make run` gets its own venv with only what the server needs (no dev toolchain)
+RUN_VENV  ?= .venv-run
+RUN_BIN   := $(RUN_VENV)/bin
+RUN_STAMP := $(RUN_VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 STORE  ?= sqlite:///var/tokenward.db
@@ -14,19 +18,28 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev,redis,postgres]'
+	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/tokenward serve --store $(STORE) --host $(HOST) --port $(PORT)
+$(RUN_BIN)/python:
+	$(PYTHON) -m venv $(RUN_VENV)
+	$(RUN_BIN)/python -m pip install -q --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(RUN_BIN)/python
+	$(RUN_BIN)/python -m pip install -q '.[server,redis,postgres]'
+	touch $(RUN_STAMP)
+
+run: $(RUN_STAMP)
+	$(RUN_BIN)/tokenward serve --store $(STORE) --host $(HOST) --port $(PORT)
 
 # test files in parallel (pytest-xdist), each file whole in one worker (module-scoped servers
 # start once); then the `serial` files (wall-clock bounds) alone. PYTEST_WORKERS=auto uses
 # every core, PYTEST_WORKERS=0 runs the first phase serially too
 PYTEST_WORKERS ?= 2
 
+# the layer rules (import-linter contracts in pyproject.toml) also run as a test
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile -m "not serial"
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m serial
@@ -35,6 +48,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: $(STAMP)
 	$(BIN)/ruff format src tests bench
@@ -60,4 +74,4 @@ soak: $(STAMP)
 	$(BIN)/python bench/soak.py --seconds $(SOAK_SECONDS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(RUN_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,7 @@
 """Access-token sign/verify cost: tokenward against PyJWT, joserfc, python-jose, jwcrypto and the
 raw ``cryptography``/``hmac`` floor, for ES256, EdDSA, RS256 and HS256, in ONE process run.
 
-Method (``/work/shared/research/jose-performance.md``):
+Method:
 
 * one token per algorithm, made by tokenward, verified by every library (each checked once to
   really accept it before timing);
@@ -333,7 +333,7 @@ def report(
         ]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
-    lines.append("**Targets** (DESIGN §5):")
+    lines.append("**Targets**:")
     lines.append("")
     lines.append("| target | " + " | ".join(ALGS) + " |")
     lines.append("|---|" + "---|" * len(ALGS))
@@ -379,8 +379,8 @@ def write_doc(table: str) -> None:
             text += section + "\n"
     else:
         text = (
-            "# Benchmarks\n\nEvery figure is a ratio against a peer measured in the same run "
-            "(DESIGN §5); absolute times belong to the machine.\n\n"
+            "# Benchmarks\n\nEvery figure is a ratio against a peer measured in the same run"
+            "; absolute times belong to the machine.\n\n"
             "## Access-token sign and verify (`bench/verify.py`)\n\n" + section + "\n"
         )
     DOC.write_text(text)

@@ -1,4 +1,4 @@
-"""The JWS-verifier attacks of ``research/security.md`` §2, each a named test through the full
+"""The JWS-verifier attacks A1–A16 (``docs/security.md``), each a named test through the full
 :class:`tokenward.Verifier`, each rejected with the right error class (and in bounded time).
 
 A1 alg=none · A2 HS/asymmetric key confusion · A3 JWE refused · A5 psychic signatures ·

@@ -53,7 +53,7 @@ def _oracle_key(alg: str) -> Any:
     if alg == "HS256":
         return OctKey.import_key(ring.active.private_key)
     # without its "alg" member: joserfc would otherwise refuse the RFC 9864 name "Ed25519"
-    # for a key published as "EdDSA"; our profile understands both names (DESIGN §3), and
+    # for a key published as "EdDSA"; our profile understands both names, and
     # the allowed algorithms are given to decode() instead
     jwk = {k: v for k, v in ring.public_jwks()["keys"][0].items() if k != "alg"}
     return JWKRegistry.import_key(jwk)

@@ -1,4 +1,4 @@
-"""The Denylist mirror and its follower (DESIGN §3 "Feed"), with a frozen clock."""
+"""The Denylist mirror and its follower on the revocation feed, with a frozen clock."""
 
 from __future__ import annotations
 
@@ -119,17 +119,19 @@ def test_apply_cursor_semantics(clock: FrozenClock) -> None:
     assert dl.is_revoked(jti="stale", sid=None, sub=None, iat=0) is None
 
 
-def test_max_staleness_fails_closed(clock: FrozenClock) -> None:
+def test_stale_denylist_fails_closed_with_503_not_401(clock: FrozenClock) -> None:
     dl = Denylist(clock=clock, max_staleness=30)
-    with pytest.raises(RevokedToken, match="stale"):
+    with pytest.raises(StoreUnavailable, match="not loaded yet") as first:
         dl.check(claims())  # never synced
+    assert (first.value.status_code, first.value.retry_after) == (503, 1)
     dl.mark_synced()
     dl.check(claims())
     clock.advance(30)
     dl.check(claims())
     clock.advance(1)
-    with pytest.raises(RevokedToken, match="stale"):
-        dl.check(claims())
+    with pytest.raises(StoreUnavailable, match="not refreshed for more than 30 s") as stale:
+        dl.check(claims())  # 503 + Retry-After, never a 401: the token may well be valid
+    assert (stale.value.status_code, stale.value.retry_after) == (503, 7)
     dl.mark_synced()
     dl.check(claims())
     dl.clear()

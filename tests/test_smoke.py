@@ -1,4 +1,4 @@
-"""Round trips through the public contract of DESIGN §2, for every algorithm."""
+"""Round trips through the public contract (KeyRing, Issuer, Verifier), for every algorithm."""
 
 from __future__ import annotations
 

@@ -27,6 +27,8 @@ exception handler can map all of them::
     ├── UnauthorizedClient        unauthorized_client  400
     ├── InvalidScope              invalid_scope        400
     ├── InsufficientScope         insufficient_scope   403
+    ├── NotFound                  not_found            404
+    ├── AlreadyExists             already_exists       409
     ├── RateLimited               invalid_request      429
     ├── StoreUnavailable          temporarily_unavailable 503
     ├── KeyRingError              server_error         500
@@ -39,6 +41,7 @@ kid", "alg does not match key") and never contain token values or key material.
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyExists",
     "BearerRequired",
     "ConfigurationError",
     "ExpiredToken",
@@ -54,6 +57,7 @@ __all__ = [
     "InvalidToken",
     "KeyRingError",
     "MalformedToken",
+    "NotFound",
     "RateLimited",
     "RefreshTokenReused",
     "RevokedToken",
@@ -196,6 +200,20 @@ class InsufficientScope(TokenwardError):
 
     error = "insufficient_scope"
     status_code = 403
+
+
+class NotFound(TokenwardError):
+    """The named user, client, session or key does not exist (an admin or CLI request)."""
+
+    error = "not_found"
+    status_code = 404
+
+
+class AlreadyExists(TokenwardError):
+    """A user or client with that name or id exists already."""
+
+    error = "already_exists"
+    status_code = 409
 
 
 class RateLimited(TokenwardError):

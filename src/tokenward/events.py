@@ -1,4 +1,4 @@
-"""Security events of the token lifecycle, as structured logs (``structlog``, logger
+"""Security events of the token lifecycle, as log records (standard :mod:`logging`, logger
 ``tokenward.events``) and to in-process listeners (metrics, the console's live view).
 
 Events and their fields (``None`` fields are left out):
@@ -17,28 +17,26 @@ Token values never appear: callers pass identifiers only, and :func:`emit` addit
 replaces any string that looks like a refresh token (``twr_…``) or a compact JWS/JWE with
 ``"[redacted]"`` as a last line of defence.
 
-tokenward does not configure ``structlog``; the application does (the server renders JSON).
+The library configures no logging (a ``NullHandler``); the application does. The server
+renders these records as JSON lines (:func:`tokenward.server.logs.configure_logging`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
-import structlog
+from ._logging import get_logger
 
 __all__ = [
     "EVENT_LOGGER",
     "Listener",
     "SecurityEvent",
     "add_listener",
-    "configure_logging",
     "emit",
     "log_quietly",
 ]
@@ -58,7 +56,7 @@ class SecurityEvent(StrEnum):
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 - an event name
 
 
-_logger = structlog.get_logger(EVENT_LOGGER)
+_logger = get_logger(EVENT_LOGGER)
 _listeners: list[Listener] = []
 _lock = threading.Lock()
 _SECRET_LIKE = re.compile(r"twr_[A-Za-z0-9_-]{20,}|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_.-]+")
@@ -103,23 +101,3 @@ def emit(event: SecurityEvent | str, **fields: Any) -> None:
         # a broken listener must not break the lifecycle
         with contextlib.suppress(Exception):
             listener(name, clean)
-
-
-def configure_logging(*, json: bool = True) -> None:
-    """For the server process (and each of its workers): structlog → JSON lines on stderr
-    (access log, security events, errors). Library code never calls this."""
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
-    )
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
-    )
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

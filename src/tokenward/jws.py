@@ -1,6 +1,6 @@
 """The strict compact-JWS profile of tokenward access tokens, on ``cryptography`` + ``orjson``.
 
-This is the one piece of JOSE tokenward writes itself (DESIGN §4): the general libraries
+This is the one piece of JOSE tokenward writes itself: the general libraries
 cost 13–26× the HMAC floor for HS256 and 1.3–3.4× for RS/ES verification, and a profile
 that accepts one shape is a smaller attack surface. It is differential-tested against
 joserfc and PyJWT (``tests/test_differential.py``).

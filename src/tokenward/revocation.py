@@ -1,4 +1,5 @@
-"""Revocation of access tokens: the in-memory :class:`Denylist` and its :class:`DenylistFollower`.
+"""Revocation of access tokens: the in-memory :class:`Denylist` (kept live from a feed by
+:class:`tokenward.mirror.RevocationMirror`).
 
 A :class:`Denylist` mirrors the store's revocation feed (events ``{seq, kind, value, until, at}``)
 and answers, without I/O and in O(1), whether an access token is revoked:
@@ -18,41 +19,54 @@ per-entry float or tuple. A value added twice (e.g. the same ``jti`` revoked twi
 counted, so the earlier bucket never removes it early.
 
 Freshness: ``max_staleness`` (seconds, ``None`` = never stale). When set, :meth:`Denylist.check`
-*fails closed* — raises :class:`RevokedToken` for every token — once the mirror has not synced
-(:meth:`Denylist.mark_synced`, called by the follower after every successful read, including an
-empty long-poll) for longer than that, and before the first sync.
+*fails closed* by the one staleness rule (:func:`staleness_error`) — raises
+:class:`~tokenward.errors.StoreUnavailable` (503 + ``Retry-After``, never a 401) for every token
+— once it has not synced (:meth:`Denylist.mark_synced`, called by the mirror after every
+successful read, including an empty long-poll) for longer than that, and before the first
+sync. A :class:`~tokenward.mirror.RevocationMirror` judges staleness itself with the same rule.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import heapq
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import structlog
-
+from ._logging import get_logger
 from .clock import Clock, system_clock
-from .errors import RevokedToken
-from .events import log_quietly
+from .errors import RevokedToken, StoreUnavailable
 from .feed import RevocationEvent, RevocationKind
-from .store.base import Store
 
 if TYPE_CHECKING:
     from .claims import AccessTokenClaims
+    from .store.base import RevocationFeedStore
 
-__all__ = ["Denylist", "DenylistFollower"]
+__all__ = ["Denylist", "staleness_error"]
 
-_log = structlog.get_logger("tokenward.revocation")
+_log = get_logger("tokenward.revocation")
 
 REASON_JTI = "token revoked"
 REASON_SID = "session revoked"
 REASON_SUB = "subject logged out"
-REASON_STALE = "revocation list is stale; failing closed"
 
 _PAGE = 1000
+
+
+def staleness_error(
+    *, now: float, last_sync: float | None, max_staleness: float
+) -> StoreUnavailable | None:
+    """The one staleness rule of every revocation mirror: ``None`` while it may be trusted,
+    else the 503 to raise (``Retry-After`` 1 s before the first sync, a quarter of the limit
+    after)."""
+    if last_sync is None:
+        return StoreUnavailable("revocation list not loaded yet", retry_after=1)
+    if now - last_sync > max_staleness:
+        return StoreUnavailable(
+            f"revocation list not refreshed for more than {max_staleness:g} s",
+            retry_after=max(1, int(max_staleness / 4)),
+        )
+    return None
 
 
 class Denylist:
@@ -110,11 +124,14 @@ class Denylist:
 
     # -- the verify path -------------------------------------------------------------------
     def check(self, claims: AccessTokenClaims) -> None:
-        """Raise :class:`RevokedToken` when ``claims`` are revoked (or the mirror is stale)."""
+        """Raise :class:`RevokedToken` when ``claims`` are revoked, ``StoreUnavailable`` when
+        the denylist is stale."""
         if self._max_staleness is not None:
-            synced = self._synced_at
-            if synced is None or self._clock.now() - synced > self._max_staleness:
-                raise RevokedToken(REASON_STALE)
+            error = staleness_error(
+                now=self._clock.now(), last_sync=self._synced_at, max_staleness=self._max_staleness
+            )
+            if error is not None:
+                raise error
         if claims.jti in self._jti:
             raise RevokedToken(REASON_JTI)
         sid = claims.sid
@@ -233,7 +250,7 @@ class Denylist:
         self._synced_at = None
         self.cursor = 0
 
-    async def load(self, store: Store) -> None:
+    async def load(self, store: RevocationFeedStore) -> None:
         """Snapshot: every live event of ``store``, then set :attr:`cursor` to the store's.
 
         Entries already present are kept (at worst they outlive a store reset until their
@@ -253,102 +270,9 @@ class Denylist:
         self.mark_synced()
 
 
-class DenylistFollower:
-    """Follow a store's revocation feed into a :class:`Denylist` in a background task.
+def __getattr__(name: str) -> Any:
+    if name == "DenylistFollower":  # kept for one release; it moved to tokenward.mirror
+        from .mirror import DenylistFollower
 
-    Loop: a snapshot (:meth:`Denylist.load`), then ``store.wait_revocations(cursor)``
-    (long-poll / ``XREAD BLOCK`` / ``LISTEN``). After an error it backs off exponentially
-    (``backoff`` … ``max_backoff`` seconds) and resumes from its cursor. It reloads a snapshot
-    when the cursor is too old, by this rule:
-
-    * the first event of a batch has ``seq > cursor + 1`` — events in between are missing. A
-      correct store only deletes events after their ``until`` (harmless to skip), but a store
-      that trims its feed (e.g. a capped stream) may have dropped live ones, so we reload;
-    * the store's own cursor is *below* ours — the store was reset or restored from a backup.
-
-    Every successful read marks the denylist synced, so ``wait_timeout`` must be shorter than
-    the denylist's ``max_staleness``.
-    """
-
-    def __init__(
-        self,
-        store: Store,
-        denylist: Denylist,
-        *,
-        clock: Clock | None = None,
-        wait_timeout: float = 5.0,
-        backoff: float = 0.5,
-        max_backoff: float = 30.0,
-    ) -> None:
-        self.store = store
-        self.denylist = denylist
-        self.clock: Clock = clock if clock is not None else denylist.clock
-        self.wait_timeout = float(wait_timeout)
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
-        self.reloads = 0
-        self.errors = 0
-        self._need_snapshot = True
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    async def step(self) -> int:
-        """One iteration (a snapshot, or one wait on the feed); returns events applied."""
-        dl = self.denylist
-        if self._need_snapshot:
-            before = len(dl)
-            await dl.load(self.store)
-            self._need_snapshot = False
-            return max(len(dl) - before, 0)
-        events = await self.store.wait_revocations(
-            dl.cursor, now=self.clock.now, timeout=self.wait_timeout
-        )
-        if not events:
-            if await self.store.revocation_cursor() < dl.cursor:
-                return await self._reload("store cursor went backwards")
-            dl.mark_synced()
-            return 0
-        if events[0].seq > dl.cursor + 1 and dl.cursor > 0:
-            return await self._reload("gap in the revocation feed")
-        dl.apply(events)
-        dl.mark_synced()
-        return len(events)
-
-    async def _reload(self, why: str) -> int:
-        self.reloads += 1
-        log_quietly(_log, "info", "denylist_reload", reason=why, cursor=self.denylist.cursor)
-        self._need_snapshot = True
-        return await self.step()
-
-    async def run(self) -> None:
-        delay = self.backoff
-        while True:
-            try:
-                await self.step()
-                delay = self.backoff
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.errors += 1
-                error = type(exc).__name__
-                log_quietly(_log, "warning", "denylist_follow_error", error=error, retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
-
-    def start(self) -> asyncio.Task[None]:
-        """Start following in a task of the running loop (idempotent)."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self.run(), name="tokenward-denylist-follower"
-            )
-        return self._task
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        return DenylistFollower
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

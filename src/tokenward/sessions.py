@@ -24,8 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
+from ._logging import get_logger
 from .clock import Clock
 from .errors import (
     ConfigurationError,
@@ -43,7 +42,7 @@ from .store.base import (
     PurgeCounts,
     RefreshTokenRecord,
     RotationOutcome,
-    Store,
+    SessionStore,
 )
 from .verifier import DEFAULT_LEEWAY, Verifier
 
@@ -71,7 +70,7 @@ DEFAULT_RETENTION_MARGIN = 7 * 86400.0
 
 _TOKEN_LEN = len(REFRESH_TOKEN_PREFIX) + 43
 _ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-_log = structlog.get_logger("tokenward.sessions")
+_log = get_logger("tokenward.sessions")
 
 
 def _encode(raw: bytes) -> str:
@@ -186,7 +185,7 @@ class SessionInfo:
 
 
 class SessionManager:
-    """Start, refresh (rotate) and revoke sessions over a :class:`Store`.
+    """Start, refresh (rotate) and revoke sessions over a :class:`SessionStore`.
 
     ``grace_period`` (seconds, ``0`` disables it): how long the immediate parent of the live
     refresh token may be re-presented and get the same successor. ``idle_timeout`` and
@@ -201,7 +200,7 @@ class SessionManager:
     def __init__(
         self,
         issuer: Issuer,
-        store: Store,
+        store: SessionStore,
         *,
         clock: Clock | None = None,
         grace_period: float = DEFAULT_GRACE_PERIOD,

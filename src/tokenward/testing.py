@@ -16,6 +16,9 @@ Never use these in production: the keys live only in memory and the store forget
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 from .clock import FrozenClock
@@ -30,6 +33,7 @@ __all__ = [
     "TEST_ISSUER",
     "FrozenClock",
     "MemoryStore",
+    "capture_logs",
     "make_issuer",
     "make_session_manager",
     "throwaway_keyring",
@@ -96,3 +100,34 @@ async def make_session_manager(
         clock=clock,
         **options,
     )
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        entry: dict[str, Any] = {
+            "event": getattr(record, "tw_event", record.getMessage()),
+            "log_level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        entry.update(getattr(record, "tw_fields", {}))
+        self.records.append(entry)
+
+
+@contextlib.contextmanager
+def capture_logs(level: int = logging.DEBUG) -> Iterator[list[dict[str, Any]]]:
+    """Collect what the library logs (``tokenward.*`` loggers) as dicts: ``event``,
+    ``log_level``, ``logger`` and the event's fields."""
+    handler = _Capture()
+    logger = logging.getLogger("tokenward")
+    saved = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield handler.records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved)

@@ -1,5 +1,5 @@
-"""The attack corpus end to end: every case of ``tests/attacks/*.json`` (A1–A16 of
-``research/security.md`` §2, forged refresh tokens, RFC 8725 profile checks) is sent as a real
+"""The attack corpus end to end: every case of ``tests/attacks/*.json`` (the attacks
+A1–A16 of ``docs/security.md``, forged refresh tokens, RFC 8725 profile checks) is sent as a real
 HTTP request over loopback sockets to every place that accepts a token:
 
 * ``Authorization: Bearer`` on ``/userinfo`` of a live ``tokenward serve`` subprocess and on
@@ -61,7 +61,7 @@ def test_corpus_is_well_formed() -> None:
     ids = [c["id"] for c in CASES]
     assert len(ids) == len(set(ids)), "duplicate case ids"
     attacks = {c["attack"] for c in CASES}
-    assert {f"A{i}" for i in range(1, 17)} <= attacks, "every attack of security.md §2"
+    assert {f"A{i}" for i in range(1, 17)} <= attacks, "every attack A1–A16"
     assert {"RT"} <= attacks
     known = {"id", "attack", "note", "raw", "gen", "header", "header_raw", "claims",
              "claims_raw", "sig", "expect", "big", "bound_ms"}  # fmt: skip

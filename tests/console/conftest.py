@@ -100,6 +100,7 @@ def app() -> Iterator[App]:
         issuer="https://auth.tokenward.test",
         audience="api",
         refresh_grace_seconds=0,
+        revocation_max_staleness=30 * 86400,  # the frozen clock jumps; the feed is healthy
     )
     application = create_app(
         settings,

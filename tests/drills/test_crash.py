@@ -1,6 +1,6 @@
 """Crash drill: ``kill -9`` a ``tokenward serve`` subprocess under a steady mix of logins,
 refreshes and revocations (SQLite, then Redis, then PostgreSQL), restart it on the same store,
-and check (DESIGN §6):
+and check:
 
 * every revocation acknowledged with 200 before the kill is still in force (refresh token
   refused, access token refused by ``/userinfo``, introspection inactive);

@@ -113,7 +113,7 @@ def _run_node(jose_dir: Path, jwks_url: str, iss: str, aud: str, *tokens: str) -
 
 
 def test_node_jose_verifies_tokens_of_a_live_server(jose_dir: Path, tmp_path: Path):
-    """Issue 6: a real `tokenward serve`, its live JWKS, Node's createRemoteJWKSet + jwtVerify."""
+    """A real `tokenward serve`, its live JWKS, Node's createRemoteJWKSet + jwtVerify."""
     srv = start_server(tmp_path)
     try:
         token = srv.login("alice")["access_token"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tokenward.errors import ConfigurationError
-from tokenward.server.clients import ClientRegistry
+from tokenward.server.clients import ClientRegistry, require_redirect_uris
 from tokenward.server.redirect_uris import redirect_uri_matches, validate_redirect_uri
 from tokenward.store.memory import MemoryStore
 
@@ -66,7 +66,7 @@ def test_loopback_matches_any_port_but_same_host_and_path() -> None:
 async def test_authorization_code_client_needs_redirect_uris() -> None:
     reg = ClientRegistry(MemoryStore())
     with pytest.raises(ConfigurationError, match="redirect"):
-        await reg.create("spa", public=True, grants=["authorization_code"])
+        require_redirect_uris(["authorization_code"], [])
     with pytest.raises(ConfigurationError, match="fragment"):
         await reg.create(
             "spa", public=True, grants=["authorization_code"], redirect_uris=["https://a.b/c#d"]

@@ -1,4 +1,4 @@
-"""The server's revocation mirror and its fail-closed answers, per backend (issue 4, DESIGN §6).
+"""The server's revocation mirror and its fail-closed answers, per backend.
 
 * **The mirror follows the feed** on SQLite (polling), PostgreSQL (``LISTEN/NOTIFY``) and Redis
   (``XREAD BLOCK``): a session revoked by *another* store instance on the same data is refused
@@ -48,7 +48,7 @@ from support.stores import (
     rerouted,
 )
 from tokenward.clock import FrozenClock
-from tokenward.errors import RevokedToken
+from tokenward.errors import StoreUnavailable
 from tokenward.server import create_app
 from tokenward.server.runtime import Runtime
 from tokenward.server.settings import Settings
@@ -266,12 +266,14 @@ def test_outage_fails_closed_and_recovers_without_restart(name: str, tmp_path: P
             _revoke_elsewhere(backend, app, doomed_sid)  # the other instance still reaches it
 
             # the mirror (no I/O) still verifies; past max_staleness it refuses every token
-            # (/userinfo itself answers 503 meanwhile: it reads the user from the store)
+            # with 503 + Retry-After, never 401 (/userinfo answers 503 meanwhile anyway: it
+            # reads the user from the store)
             verifier = app.runtime.verifier
             assert verifier.verify(live["access_token"]).sub == "alice"
             app.clock.advance(STALENESS + 1)
-            with pytest.raises(RevokedToken):
+            with pytest.raises(StoreUnavailable) as stale:
                 verifier.verify(live["access_token"])
+            assert stale.value.status_code == 503 and stale.value.retry_after >= 1
 
             proxy.restore()
             # the same app, no restart: the follower resyncs and has the missed revocation

@@ -167,6 +167,22 @@ def test_admin_disable_user_revokes_sessions_and_blocks_login(server: Server) ->
     assert server.http.post("/admin/users/ghost/disable", headers=admin).status_code == 404
 
 
+def test_admin_unknown_user_is_404_not_found_and_duplicate_is_409_already_exists(
+    server: Server,
+) -> None:
+    admin = _admin(server)
+    ghost = server.http.post("/admin/users/ghost/password", headers=admin, json={})
+    assert (ghost.status_code, ghost.json()["error"]) == (404, "not_found")
+    assert "ghost" in ghost.json()["error_description"]
+    body = {"username": "alice", "password": "another password 1"}
+    dup = server.http.post("/admin/users", headers=admin, json=body)
+    assert (dup.status_code, dup.json()["error"]) == (409, "already_exists")
+    dup = server.http.post(
+        "/admin/clients", headers=admin, json={"client_id": "app", "public": True}
+    )
+    assert (dup.status_code, dup.json()["error"]) == (409, "already_exists")
+
+
 def test_admin_sessions_and_revoke_subject(server: Server) -> None:
     _login(server)
     _login(server)

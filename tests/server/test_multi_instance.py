@@ -1,4 +1,4 @@
-"""Three ``tokenward serve`` processes sharing one Redis, then one PostgreSQL (issue 4).
+"""Three ``tokenward serve`` processes sharing one Redis, then one PostgreSQL.
 
 Each backend gets its own namespace (a Redis key prefix through ``TOKENWARD_STORE_PREFIX``, a
 PostgreSQL schema through ``?schema=`` in the store URL), one key-encryption key for the three
@@ -53,7 +53,7 @@ pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.serial]
 ISSUER = "https://auth.multi.test"  # one issuer for the three instances
 PASSWORD = "multi instance pw"
 GRACE = 2.0  # seconds; real time (see the module docstring)
-PROPAGATION_BOUND = 1.0  # the issue's bound for this test (DESIGN §5 targets p99 ≤ 50 ms)
+PROPAGATION_BOUND = 1.0  # this test's bound; the p99 figures are in bench/propagation.py
 STARTUP_LIMIT = 30.0
 
 

@@ -105,6 +105,7 @@ def test_sigterm_ends_sse_and_long_poll_and_exits_within_bound(served: Served) -
     elapsed = time.monotonic() - sent
     for t in threads:
         t.join(5)
+    print(f"\nSIGTERM → exit with one SSE and one long-poll client open: {elapsed:.2f} s")
     assert elapsed <= SHUTDOWN_BOUND
     assert "event: reconnect" in sse_lines
     assert poll["status"] == 200
@@ -147,16 +148,18 @@ def test_wildcard_bind_without_issuer_is_refused_in_one_line(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(
-    ("store", "needle"),
+    ("service", "store", "needle"),
     [
-        ("postgresql://127.0.0.1:1/test", "Connection refused"),
-        ("postgresql://127.0.0.1:5432/tokenward_no_such_db", 'database "tokenward_no_such_db"'),
-        ("redis://127.0.0.1:1/0", "connecting to 127.0.0.1:1"),
-        ("sqlite:/x.db", "sqlite:///"),
+        ("none", "postgresql://127.0.0.1:1/test", "Connection refused"),
+        # the driver's reason from a running PostgreSQL (hence the services marker)
+        ("postgres", "postgresql://127.0.0.1:5432/tokenward_no_such_db",
+         'database "tokenward_no_such_db" does not exist'),
+        ("none", "redis://127.0.0.1:1/0", "connecting to 127.0.0.1:1"),
+        ("none", "sqlite:/x.db", "sqlite:///"),
     ],
-)
+)  # fmt: skip
 def test_startup_errors_are_one_line_exit_2_naming_the_setting(
-    tmp_path: Path, store: str, needle: str
+    tmp_path: Path, service: str, store: str, needle: str
 ) -> None:
     kek = "A" * 43
     env = clean_env(TOKENWARD_KEY_ENCRYPTION_KEY=kek, TOKENWARD_ISSUER="http://127.0.0.1:1")

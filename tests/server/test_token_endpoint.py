@@ -1,4 +1,4 @@
-"""RFC 6749 token endpoint rules (security.md §1) as named HTTP tests, plus RFC 9700 rotation."""
+"""RFC 6749 token endpoint rules as named HTTP tests, plus RFC 9700 rotation."""
 
 from __future__ import annotations
 

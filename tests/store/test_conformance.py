@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from support.stores import StoreFactory
-from tokenward.errors import ConfigurationError
+from tokenward.errors import AlreadyExists, NotFound
 from tokenward.store import (
     Client,
     Family,
@@ -86,7 +86,7 @@ async def test_create_and_get(store: Store) -> None:
 
 async def test_duplicate_family_is_refused(store: Store) -> None:
     await new_family(store, "s1")
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(AlreadyExists):
         await store.create_family(family_of("s1"), RefreshTokenRecord(h("other"), "s1", NOW))
 
 
@@ -396,7 +396,7 @@ async def test_users_crud(store: Store) -> None:
     alice = User("alice", "$argon2id$x", NOW, attributes={"email": "a@example.org", "n": 1})
     await store.create_user(alice)
     await store.create_user(User("bob", "$argon2id$y", NOW, is_admin=True))
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(AlreadyExists):
         await store.create_user(User("alice", "other", NOW))
     assert await store.get_user("alice") == alice
     assert await store.get_user("nobody") is None
@@ -407,6 +407,20 @@ async def test_users_crud(store: Store) -> None:
     assert got is not None and got.disabled and got.attributes == {"email": "a@example.org", "n": 2}
     assert [u.username for u in await store.list_users()] == ["alice", "bob"]
     assert (await store.list_users())[1].is_admin
+
+
+async def test_updating_an_unknown_user_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound) as info:
+        await store.update_user(User("nobody", "$argon2id$x", NOW))
+    assert (info.value.status_code, info.value.error) == (404, "not_found")
+    assert await store.get_user("nobody") is None
+
+
+async def test_duplicates_are_already_exists_409(store: Store) -> None:
+    await store.create_user(User("carol", "$argon2id$x", NOW))
+    with pytest.raises(AlreadyExists) as info:
+        await store.create_user(User("carol", "$argon2id$y", NOW))
+    assert (info.value.status_code, info.value.error) == (409, "already_exists")
 
 
 async def test_delete_user_removes_the_record_once(store: Store) -> None:
@@ -432,7 +446,7 @@ async def test_clients_crud(store: Store) -> None:
     )
     await store.create_client(web)
     await store.create_client(svc)
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(AlreadyExists):
         await store.create_client(Client("web", NOW + 1))
     got = await store.get_client("web")
     assert got == web and got.public
@@ -470,7 +484,7 @@ async def test_client_dpop_requirement_and_update(store: Store) -> None:
     await store.update_client(got)
     again = await store.get_client("spa")
     assert again == got and not again.dpop_bound_access_tokens
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(NotFound):
         await store.update_client(Client("nope", NOW))
 
 

@@ -1,4 +1,4 @@
-"""Crash safety (DESIGN §6): a failure at any step of a rotation or a revocation never leaves
+"""Crash safety: a failure at any step of a rotation or a revocation never leaves
 two live refresh tokens in one family, and every acknowledged revocation is present (also
 after a "restart": a fresh store instance on the same data).
 

@@ -83,6 +83,9 @@ def make_settings(**kw: Any) -> Settings:
         "login_limit_per_account": "5/minute",
         "login_limit_per_ip": "50/minute",
         "cookie_secure": True,
+        # the frozen clock jumps hours while the in-process feed is healthy; the staleness
+        # rule itself is tested in tests/test_server_fail_closed.py and tests/test_revocation.py
+        "revocation_max_staleness": 30 * 86400,
     }
     base.update(kw)
     return Settings(**base)

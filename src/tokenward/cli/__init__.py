@@ -1,6 +1,6 @@
-"""The ``tokenward`` command line (typer + rich).
+"""The ``tokenward`` command line (typer + rich; installed by ``tokenward[server]``).
 
-Each concept is a sub-app in its own module, registered here with one line::
+Each concept is a sub-app in its own module, registered in ``_app.py`` with one line::
 
     app.add_typer(keys.app, name="keys")
 
@@ -12,57 +12,54 @@ the CLI reads the environment, library classes never do) and the consoles.
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import TYPE_CHECKING, Any
 
-import typer
-
-from . import client, db, demo, keys, serve, session, token, user
-from ._help import clean_help
-
-clean_help()
+if TYPE_CHECKING:
+    from ._app import app
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(
-    name="tokenward",
-    help="JWT token lifecycle: keys, access tokens, refresh tokens, revocation.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
+INSTALL_HINT = "tokenward: the command line needs the server extra: pip install 'tokenward[server]'"
+
+# what the server extra brings; a missing one of these means the extra is not installed
+_SERVER_MODULES = frozenset(
+    {
+        "aiosqlite",
+        "alembic",
+        "argon2",
+        "fastapi",
+        "limits",
+        "multipart",
+        "prometheus_client",
+        "pydantic",
+        "pydantic_settings",
+        "rich",
+        "sqlalchemy",
+        "starlette",
+        "structlog",
+        "typer",
+        "uvicorn",
+    }
 )
 
 
-def _version(value: bool) -> None:
-    if value:
-        from .. import __version__
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from ._app import app
 
-        typer.echo(f"tokenward {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_version, is_eager=True, help="Print the version and exit."
-        ),
-    ] = False,
-) -> None:
-    """JWT token lifecycle: keys, access tokens, refresh tokens, revocation."""
-
-
-# Sub-apps: one line each.
-app.command("serve")(serve.serve)
-app.add_typer(keys.app, name="keys")
-app.add_typer(token.app, name="token")
-app.add_typer(user.app, name="user")
-app.add_typer(client.app, name="client")
-app.add_typer(session.app, name="session")
-app.add_typer(db.app, name="db")
-app.command("demo")(demo.demo)
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
-    """Console-script entry point (``tokenward = "tokenward.cli:main"``)."""
+    """Console-script entry point (``tokenward = "tokenward.cli:main"``). Without the server
+    extra: one line naming what to install, exit code 2."""
+    try:
+        from ._app import app
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] in _SERVER_MODULES:
+            print(INSTALL_HINT, file=sys.stderr)
+            raise SystemExit(2) from None
+        raise
     app()

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigurationError
-from ..server.clients import ClientRegistry, check_usable_grants
+from ..server.clients import ClientRegistry, check_usable_grants, require_redirect_uris
 from ..server.settings import Settings
 from ..store.base import Store
 from ._common import cli_errors, fail, format_ts, get_clock, out_console, parse_duration
@@ -67,6 +67,7 @@ def add(
         raise fail(f"--grants: {exc.description}") from None
 
     async def go(settings: Settings, st: Store) -> str | None:
+        require_redirect_uris(grant_list, redirect_uris.split(","))
         _, secret = await ClientRegistry(st, clock=get_clock()).create(
             client_id,
             public=public,

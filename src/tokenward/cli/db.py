@@ -19,11 +19,12 @@ from ..server.settings import load_settings
 from ..store import store_from_url
 from ..store.base import PurgeCounts, Store
 from ._common import cli_errors, get_clock, out_console, parse_duration
+from ._store import DEFAULT_STORE_HELP
 
 __all__ = ["app"]
 
 app = typer.Typer(help="Store schema (migrations) and retention (purge).", no_args_is_help=True)
-StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (default: settings)")]
+StoreOpt = Annotated[str | None, typer.Option("--store", help=DEFAULT_STORE_HELP)]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Per-call store timeout, seconds")]
 
 

@@ -25,7 +25,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, NotFound
 from ..keys import ALGORITHMS, DEFAULT_ALGORITHM, KeyRing, KeyState
 from ..server.settings import Settings, load_settings
 from ..store.base import Store
@@ -207,7 +207,7 @@ def retire(
     def change(ring: KeyRing) -> None:
         key = ring.get(kid)
         if key is None:
-            raise ConfigurationError(f"no key {kid!r}")
+            raise NotFound(f"no key {kid!r}")
         if key.state is not KeyState.RETIRED:
             raise ConfigurationError(
                 f"key {kid} is {key.state.value}; only a retired key can be withdrawn "

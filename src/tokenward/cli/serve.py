@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import ConfigurationError, StoreUnavailable
-from ..events import configure_logging
+from ..server.logs import configure_logging
 from ..server.settings import KEK_ENV, Settings, load_settings
 from ._common import cli_errors, err_console, read_kek_file_text
 

@@ -23,15 +23,15 @@ from collections.abc import Callable, Mapping
 
 import httpx
 import orjson
-import structlog
 
+from .._logging import get_logger
 from ..clock import Clock, system_clock
 from ..errors import ConfigurationError, KeyRingError, TokenwardError
 from ..keys import SigningKey, key_from_jwk
 
 __all__ = ["JWKSFetcher", "parse_max_age"]
 
-log = structlog.get_logger("tokenward.guard.jwks")
+log = get_logger("tokenward.guard.jwks")
 
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d{1,10})\"?\s*(?:,|$)", re.IGNORECASE)
 _NO_CACHE = re.compile(r"(?:^|,)\s*no-(?:cache|store)\s*(?:[,=]|$)", re.IGNORECASE)

@@ -2,6 +2,10 @@
 
 Importing this package loads nothing heavy: the app (FastAPI) is imported on first use of
 :func:`create_app`, so server-side helpers (settings, users, clients) work without it.
+
+Public: :func:`create_app`, :func:`create_app_from_env` and the modules ``settings``,
+``users``, ``clients``, ``stores`` (``open_store``), ``grants`` (the grant registry) and
+``logs``. The other modules (routes, runtime, middleware, metrics, ...) are internal.
 """
 
 from __future__ import annotations

@@ -19,16 +19,17 @@ import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.exceptions import HTTPException
 
 from ..claims import AccessTokenClaims
 from ..clock import Clock
-from ..errors import ConfigurationError, InvalidRequest, InvalidToken
+from ..errors import ConfigurationError, InvalidRequest, InvalidToken, NotFound
 from ..events import add_listener
 from ..jws import JWSVerifier
+from ..mirror import RevocationMirror
 from ..revocation import Denylist
 from ..sessions import parse_refresh_token
 from ..store.base import Client
+from .clients import require_redirect_uris
 from .deps import get_runtime, no_store, require_scope
 from .errors import JSON, NO_STORE, OAuthError
 from .sessions import SessionOut, session_out
@@ -76,11 +77,15 @@ class ClientOut(BaseModel):
     client_secret: str | None = None  # only in the creation response
 
 
+# a request-size bound only: which names are valid is the grant registry's business
+_MAX_GRANTS = 32
+
+
 class ClientCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
     client_id: str = Field(min_length=1, max_length=256)
     public: bool = False
-    grants: list[str] = Field(min_length=1, max_length=8)
+    grants: list[str] = Field(min_length=1, max_length=_MAX_GRANTS)
     scopes: list[str] = Field(default_factory=list, max_length=32)
     name: str | None = Field(None, max_length=256)
     redirect_uris: list[str] = Field(default_factory=list, max_length=32)
@@ -159,7 +164,10 @@ async def list_users(request: Request, _: Admin) -> list[UserOut]:
 
 
 @router.post(
-    "/users", response_model=UserOut, status_code=201, responses={400: {"model": OAuthError}}
+    "/users",
+    response_model=UserOut,
+    status_code=201,
+    responses={400: {"model": OAuthError}, 409: {"model": OAuthError}},
 )
 async def create_user(request: Request, body: UserCreate, _: Admin) -> UserOut:
     try:
@@ -175,10 +183,7 @@ async def create_user(request: Request, body: UserCreate, _: Admin) -> UserOut:
 
 async def _set_disabled(request: Request, username: str, disabled: bool) -> int:
     rt = get_runtime(request)
-    try:
-        user = await rt.users.set_disabled(username, disabled)
-    except ConfigurationError:
-        raise HTTPException(404) from None
+    user = await rt.users.set_disabled(username, disabled)  # NotFound: 404
     return await rt.end_user_sessions(user.username) if disabled else 0
 
 
@@ -205,10 +210,7 @@ async def reset_password(request: Request, username: str, body: PasswordReset, _
     """Set a new password (or generate one, returned once) and end the user's sessions."""
     rt = get_runtime(request)
     password = body.password or generate_password()
-    try:
-        username = (await rt.users.set_password(username, password)).username
-    except ConfigurationError:
-        raise HTTPException(404) from None
+    username = (await rt.users.set_password(username, password)).username  # NotFound: 404
     out = PasswordResetOut(
         sessions_revoked=await rt.end_user_sessions(username),
         password=None if body.password else password,
@@ -234,7 +236,7 @@ async def revoke_subject(request: Request, sub: str, _: Admin) -> Revoked:
 )
 async def revoke_session(request: Request, sid: str, _: Admin) -> Response:
     if not await get_runtime(request).sessions.revoke_session(sid[:256], reason="admin"):
-        raise HTTPException(404)
+        raise NotFound("no such session")
     return Response(status_code=204)
 
 
@@ -244,10 +246,14 @@ async def list_clients(request: Request, _: Admin) -> list[ClientOut]:
 
 
 @router.post(
-    "/clients", response_model=ClientOut, status_code=201, responses={400: {"model": OAuthError}}
+    "/clients",
+    response_model=ClientOut,
+    status_code=201,
+    responses={400: {"model": OAuthError}, 409: {"model": OAuthError}},
 )
 async def create_client(request: Request, body: ClientCreate, _: Admin) -> JSON:
     try:
+        require_redirect_uris(body.grants, body.redirect_uris)
         c, secret = await get_runtime(request).clients.create(
             body.client_id,
             public=body.public,
@@ -285,10 +291,7 @@ async def end_client_sessions(rt: Any, client_id: str, reason: str) -> int:
 
 async def _client_disabled(request: Request, client_id: str, disabled: bool) -> int:
     rt = get_runtime(request)
-    try:
-        await rt.clients.set_disabled(client_id, disabled)
-    except ConfigurationError:
-        raise HTTPException(404) from None
+    await rt.clients.set_disabled(client_id, disabled)  # NotFound: 404
     return await end_client_sessions(rt, client_id, "client_disabled") if disabled else 0
 
 
@@ -320,7 +323,7 @@ async def rotate_client_secret(
     """A new secret, shown once; the old one keeps working for ``overlap`` seconds."""
     rt = get_runtime(request)
     if await rt.clients.get(client_id) is None:
-        raise HTTPException(404)
+        raise NotFound(f"no client {client_id!r}")
     try:
         secret = await rt.clients.rotate_secret(client_id, overlap=body.overlap)
     except ConfigurationError as exc:
@@ -429,6 +432,8 @@ def _header_kid(token: str) -> str | None:
 
 
 def _revocation_reason(check: object, payload: Mapping[str, Any]) -> str | None:
+    if isinstance(check, RevocationMirror):
+        check = check.denylist
     if not isinstance(check, Denylist):
         return None
     jti, sid, sub, iat = (payload.get(k) for k in ("jti", "sid", "sub", "iat"))

@@ -10,16 +10,16 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..clock import Clock
-from ..events import add_listener, configure_logging
+from ..events import add_listener
 from ..store.base import Store
 from . import (
     account,
     admin,
     authorize,
+    consents,
     console,
     device,
     feed,
-    grants,
     introspect,
     login,
     logout,
@@ -33,6 +33,7 @@ from . import (
 )
 from .apidocs import install_docs
 from .errors import install_error_handlers
+from .logs import configure_logging
 from .middleware import RequestMiddleware
 from .openapi import install_openapi
 from .runtime import BootstrapReport, Runtime, chain_stop_signals
@@ -110,7 +111,7 @@ def create_app(
         introspect,
         wellknown,
         login,
-        grants,
+        consents,
         sessions,
         account,
         userinfo,

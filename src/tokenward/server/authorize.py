@@ -32,11 +32,11 @@ from ..events import emit
 from ..store.base import Client, GrantRecord, User
 from .credentials import session_refusal
 from .deps import client_ip, get_runtime, user_agent
+from .grants.common import grant_scope, parse_scope
 from .pages import form_origin_ok, page
 from .redirect_uris import redirect_uri_matches
 from .runtime import Runtime
 from .signin import SigninSession, read_signin_cookie, set_signin_cookie
-from .token import grant_scope, parse_scope
 
 __all__ = ["AuthorizationRequest", "compute_grant", "router"]
 

@@ -20,27 +20,22 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from ..clock import Clock, system_clock
-from ..errors import ConfigurationError, InvalidClient
+from ..errors import ConfigurationError, InvalidClient, NotFound
 from ..store.base import Client, Store
+from .grants.registry import GRANTS
 from .redirect_uris import validate_redirect_uri
 
 __all__ = [
     "DEVICE_CODE_GRANT",
-    "GRANTS",
     "ClientRegistry",
     "check_usable_grants",
     "hash_secret",
+    "require_redirect_uris",
     "verify_secret",
 ]
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-GRANTS = (
-    "password",
-    "refresh_token",
-    "client_credentials",
-    "authorization_code",
-    DEVICE_CODE_GRANT,
-)
+
 #: Grants that only renew what another grant issued first.
 _RENEWING = frozenset({"refresh_token"})
 
@@ -50,9 +45,11 @@ def check_usable_grants(grants: Iterable[str], *, public: bool) -> None:
     ``refresh_token`` alone: nothing ever issues the first refresh token)."""
     usable = [g for g in grants if g not in _RENEWING]
     if not usable:
-        starters = [g for g in GRANTS if g not in _RENEWING]
-        if public:
-            starters = [g for g in starters if g != "client_credentials"]
+        starters = [
+            g
+            for g, info in GRANTS.items()
+            if g not in _RENEWING and not (public and info.confidential_only)
+        ]
         raise ConfigurationError(
             f"grants {list(grants)} cannot obtain a first token: add one of "
             f"{', '.join(starters)} (refresh_token only renews)"
@@ -81,7 +78,7 @@ _DUMMY_HASH = hash_secret(secrets.token_urlsafe(32))
 
 
 class ClientRegistry:
-    """Register and authenticate clients kept in a :class:`Store`."""
+    """Register and authenticate clients kept in a :class:`Store` (its sessions are families)."""
 
     def __init__(self, store: Store, *, clock: Clock = system_clock) -> None:
         self.store = store
@@ -115,12 +112,11 @@ class ClientRegistry:
         unknown = [g for g in grant_list if g not in GRANTS]
         if unknown:
             raise ConfigurationError(f"unknown grant(s) {unknown}; use {', '.join(GRANTS)}")
-        if public and "client_credentials" in grant_list:
-            raise ConfigurationError("a public client cannot use client_credentials")
+        for g in grant_list:
+            if public and GRANTS[g].confidential_only:
+                raise ConfigurationError(f"a public client cannot use {g}")
         check_usable_grants(grant_list, public=public)
         redirects = _uris(redirect_uris, "redirect URI")
-        if "authorization_code" in grant_list and not redirects:
-            raise ConfigurationError("the authorization_code grant needs --redirect-uris")
         post_logout = _uris(post_logout_redirect_uris, "post-logout redirect URI")
         if backchannel_logout_uri is not None:
             backchannel_logout_uri = backchannel_logout_uri.strip() or None
@@ -155,7 +151,7 @@ class ClientRegistry:
     async def _existing(self, client_id: str) -> Client:
         client = await self.get(client_id)
         if client is None:
-            raise ConfigurationError(f"no client {client_id!r}")
+            raise NotFound(f"no client {client_id!r}")
         return client
 
     async def set_disabled(self, client_id: str, disabled: bool = True) -> Client:
@@ -224,6 +220,13 @@ class ClientRegistry:
 
 
 _MAX_URIS = 32
+
+
+def require_redirect_uris(grants: Iterable[str], redirect_uris: Iterable[str]) -> None:
+    """The CLI's and admin API's rule: a client registered for the authorization code flow
+    names its redirect URIs (without them ``/authorize`` can only show an error page)."""
+    if "authorization_code" in grants and not any(u.strip() for u in redirect_uris):
+        raise ConfigurationError("the authorization_code grant needs --redirect-uris")
 
 
 def _uris(values: Iterable[str], what: str) -> tuple[str, ...]:

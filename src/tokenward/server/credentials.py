@@ -29,8 +29,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..errors import InvalidGrant
-from ..store.base import Family, User
+from ..errors import ConfigurationError, InvalidGrant
+from ..store.base import AccountStore, Family, User
 
 if TYPE_CHECKING:
     from ..sessions import SessionManager
@@ -87,7 +87,10 @@ def session_refusal(
 async def confirm_session(sessions: SessionManager, authenticated: User, sid: str) -> None:
     """After ``start()``: re-read the user; if its credentials changed since ``authenticated``
     was read, revoke session ``sid`` and raise ``InvalidGrant``."""
-    current = await sessions.store.get_user(authenticated.username)
+    store = sessions.store
+    if not isinstance(store, AccountStore):
+        raise ConfigurationError("the session store keeps no users")
+    current = await store.get_user(authenticated.username)
     why = session_refusal(current, seen_version=credential_version(authenticated))
     if why is not None:
         await sessions.revoke_session(sid, reason="credentials_changed")

@@ -31,11 +31,11 @@ from .clients import DEVICE_CODE_GRANT
 from .credentials import confirm_session, session_refusal
 from .deps import client_ip, form_openapi, get_runtime, read_form, user_agent
 from .errors import JSON, NO_STORE, OAuthError
+from .grants.common import parse_scope
 from .openapi import CLIENT_AUTH_OR_PUBLIC
 from .pages import form_origin_ok, page
 from .runtime import Runtime
 from .signin import read_signin_cookie, set_signin_cookie
-from .token import parse_scope
 
 __all__ = ["USER_CODE_ALPHABET", "exchange_device_code", "normalize_user_code", "router"]
 

@@ -3,7 +3,8 @@
 ID tokens are signed with their own RS256 key (OIDC Discovery §3 requires RS256 among
 ``id_token_signing_alg_values_supported``), kept beside the access-token key ring: generated once
 per deployment, encrypted at rest under the key-encryption key (the named store secret
-``id-token-keys``; instances agree on it, first writer wins) and published in the JWKS. Access
+``id-token-keys:<KEK fingerprint>``; instances agree on it, first writer wins; a KEK rotation
+with ``tokenward keys rekey`` starts a new ID-token key) and published in the JWKS. Access
 tokens are never signed with it, and an access-token verifier never accepts an ID token: the
 header's ``typ`` is ``JWT`` while access tokens must be ``at+jwt`` (RFC 8725 §3.11, RFC 9068
 §2.1), and the key is not in the access-token key set.
@@ -52,8 +53,11 @@ class IdTokenService:
     async def load(
         cls, store: Store, kek: bytes, *, issuer: str, ttl: int, clock: Clock
     ) -> IdTokenService:
+        # named after the key-encryption key: after `tokenward keys rekey` a new ID-token key
+        # is made under the new KEK (the old one, which only the old KEK opens, is unused)
+        name = f"{_SECRET}:{hashlib.sha256(b'id-token-kek:' + kek).hexdigest()[:16]}"
         blob = await store.get_or_create_secret(
-            _SECRET,
+            name,
             lambda: KeyRing.generate(ID_TOKEN_ALG, clock=clock, with_next=False).to_bytes(kek),
         )
         return cls(KeyRing.from_bytes(blob, kek, clock=clock), issuer=issuer, ttl=ttl, clock=clock)

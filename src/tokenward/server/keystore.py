@@ -27,7 +27,7 @@ from pathlib import Path
 from ..clock import Clock
 from ..errors import ConfigurationError
 from ..keys import KeyRing
-from ..store.base import Store
+from ..store.base import KeyBlobStore
 from .settings import KEK_ENV, Settings, decode_kek
 
 __all__ = [
@@ -76,7 +76,7 @@ def _missing_kek(settings: Settings, path: Path) -> str:
     )
 
 
-async def kek_for_store(settings: Settings, store: Store) -> bytes:
+async def kek_for_store(settings: Settings, store: KeyBlobStore) -> bytes:
     """The KEK for ``store`` (open): a key file is generated only when the store holds no
     keys yet, and a KEK that does not decrypt the stored keys is refused in one line."""
     blob = await store.load_keys()
@@ -115,7 +115,7 @@ def _kek_file(path: Path) -> bytes:
 
 
 async def load_or_create_keyring(
-    store: Store, kek: bytes, *, alg: str, clock: Clock
+    store: KeyBlobStore, kek: bytes, *, alg: str, clock: Clock
 ) -> tuple[KeyRing, bool]:
     """The stored key set, or a new one (``created=True``) saved race-free."""
     blob = await store.load_keys()
@@ -130,7 +130,9 @@ async def load_or_create_keyring(
     return KeyRing.from_bytes(stored or winner, kek, clock=clock), False
 
 
-async def reload_keyring(store: Store, kek: bytes, ring: KeyRing, *, clock: Clock) -> KeyRing:
+async def reload_keyring(
+    store: KeyBlobStore, kek: bytes, ring: KeyRing, *, clock: Clock
+) -> KeyRing:
     """The stored key set when it differs from ``ring`` (else ``ring`` itself)."""
     blob = await store.load_keys()
     if blob is None:
@@ -140,7 +142,7 @@ async def reload_keyring(store: Store, kek: bytes, ring: KeyRing, *, clock: Cloc
 
 
 async def rotate_if_due(
-    store: Store,
+    store: KeyBlobStore,
     kek: bytes,
     ring: KeyRing,
     settings: Settings,

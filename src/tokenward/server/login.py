@@ -25,8 +25,8 @@ from ..errors import InsufficientScope, InvalidRequest, UnauthorizedClient
 from .cookies import clear_refresh_cookie, csrf_token, set_refresh_cookie
 from .deps import Bearer, get_runtime
 from .errors import JSON, NO_STORE, OAuthError
+from .grants.common import password_session
 from .text import RequestModel
-from .token import password_session
 
 __all__ = ["LoginRequest", "router"]
 

@@ -184,9 +184,12 @@ async def healthz(request: Request) -> dict[str, str]:
 
 @router.get(
     "/metrics",
-    summary="Prometheus metrics",
+    summary="Prometheus metrics (bearer TOKENWARD_METRICS_TOKEN when set)",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}},
+    responses={
+        200: {"content": {"text/plain": {}}},
+        401: {"description": "TOKENWARD_METRICS_TOKEN is set and was not sent"},
+    },
 )
 async def metrics(request: Request) -> Response:
     rt = _runtime(request)

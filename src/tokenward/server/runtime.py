@@ -17,10 +17,10 @@ from typing import Any, TypeVar
 from argon2 import PasswordHasher
 
 from ..clock import Clock, system_clock
-from ..errors import ConfigurationError, TokenwardError
+from ..errors import AlreadyExists, ConfigurationError, TokenwardError
 from ..issuer import Issuer
 from ..keys import KeyRing
-from ..revocation import Denylist, DenylistFollower
+from ..mirror import RevocationMirror, StoreFeedSource
 from ..sessions import SessionManager
 from ..store.base import Store
 from ..store.fanout import FeedFanout
@@ -84,7 +84,7 @@ async def bootstrap(
     clients = ClientRegistry(store, clock=clock)
     console = False
     if await clients.get(settings.console_client_id) is None:
-        with contextlib.suppress(ConfigurationError):  # a concurrent first start won
+        with contextlib.suppress(AlreadyExists):  # a concurrent first start won
             await clients.create(
                 settings.console_client_id,
                 public=True,
@@ -99,7 +99,7 @@ async def bootstrap(
         password = given or (generate_password() if generate_admin else None)
         if password is not None:
             users = UserService(store, hasher=hasher or hasher_from_settings(settings), clock=clock)
-            with contextlib.suppress(ConfigurationError):
+            with contextlib.suppress(AlreadyExists):  # a concurrent first start won
                 await users.create("admin", password, is_admin=True)
                 admin_name = "admin"
                 admin_password = None if given else password
@@ -177,7 +177,7 @@ class Runtime:
         self._issuer: Issuer | None = None
         self._sessions: SessionManager | None = None
         self._verifier: Verifier | None = None
-        self._follower: DenylistFollower | None = None
+        self._mirror: RevocationMirror | None = None
         self._id_tokens: IdTokenService | None = None
         self.outbox = Outbox(
             self.store, clock=self.clock, allow_private=settings.outbound_allow_private
@@ -289,7 +289,14 @@ class Runtime:
             clock=self.clock,
             encryption=encryption,
         )
-        denylist = Denylist(clock=self.clock, max_staleness=s.revocation_max_staleness)
+        # the one revocation mirror (the same class the guard uses), over the store's feed:
+        # past revocation_max_staleness without a read, verification answers 503
+        mirror = RevocationMirror(
+            StoreFeedSource(self.store),
+            clock=self.clock,
+            max_staleness=s.revocation_max_staleness,
+        )
+        denylist = mirror.denylist
         self._sessions = SessionManager(
             self._issuer,
             self.store,
@@ -303,14 +310,14 @@ class Runtime:
             denylist=denylist,
             family_check=family_check(self.store),
         )
-        await denylist.load(self.store)
+        await mirror.step()  # the snapshot, before the first request
         self._verifier = Verifier(
             ring,
             issuer=s.issuer,
             audience=s.audience,
             leeway=s.leeway,
             clock=self.clock,
-            revocation=denylist,
+            revocation=mirror,
             encryption=encryption,
         )
         self._id_tokens = await IdTokenService.load(
@@ -319,8 +326,8 @@ class Runtime:
         self.csrf_secret = await self.store.get_or_create_secret(
             "csrf", lambda: secrets.token_bytes(32)
         )
-        self._follower = DenylistFollower(self.store, denylist, clock=self.clock)
-        self._follower.start()
+        self._mirror = mirror
+        mirror.start()
         self._tasks = [
             asyncio.create_task(self._key_loop(), name="tokenward-keys"),
             asyncio.create_task(self._purge_loop(), name="tokenward-purge"),
@@ -335,10 +342,10 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks = []
-        if self._follower is not None:
+        if self._mirror is not None:
             with contextlib.suppress(Exception):
-                await self._follower.stop()
-            self._follower = None
+                await self._mirror.stop()
+            self._mirror = None
         await self.feed.close()
         await self.store.close()
 

@@ -34,6 +34,7 @@ from pydantic_settings import (
 
 from ..errors import ConfigurationError
 from ..keys import ALGORITHMS
+from ..mirror import DEFAULT_MAX_STALENESS
 
 if TYPE_CHECKING:
     from ..jwe import TokenEncryption
@@ -154,7 +155,7 @@ class Settings(BaseSettings):
     # the network a client address belongs to, for per-network limits
     address_prefix_v4: int = Field(24, ge=8, le=32)
     address_prefix_v6: int = Field(48, ge=16, le=128)
-    revocation_max_staleness: float | None = Field(None, gt=0)
+    revocation_max_staleness: float = Field(DEFAULT_MAX_STALENESS, gt=0)
     max_body_bytes: int = Field(65536, ge=1024)
     feed_max_wait: float = Field(30.0, ge=0, le=300)
     # concurrent feed streams (SSE + long-polls) per process, in all and per client; 429 beyond
@@ -183,10 +184,10 @@ class Settings(BaseSettings):
     @field_validator("store_url")
     @classmethod
     def _store_url(cls, v: str) -> str:
-        from ..store import _BACKENDS
+        from ..store import BACKENDS
 
         scheme = urlsplit(v).scheme.lower()
-        if scheme not in _BACKENDS:
+        if scheme not in BACKENDS:
             raise ValueError(f"unknown store URL scheme {scheme!r}")
         if scheme.startswith("sqlite") and "://" not in v:
             raise ValueError(

@@ -18,8 +18,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from ..clock import Clock, system_clock
-from ..errors import ConfigurationError, InvalidGrant, InvalidRequest
-from ..store.base import Store, User
+from ..errors import ConfigurationError, InvalidGrant, InvalidRequest, NotFound
+from ..store.base import AccountStore, User
 from .credentials import NOT_BEFORE, bump, sessions_not_before
 from .passwords import MAX_PASSWORD_BYTES as _MAX_PASSWORD
 from .passwords import check_password
@@ -74,11 +74,11 @@ def ensure_an_admin_remains(users: Iterable[User], change: Mapping[str, User | N
 
 
 class UserService:
-    """Create, authenticate, list and disable users kept in a :class:`Store`."""
+    """Create, authenticate, list and disable users kept in an :class:`AccountStore`."""
 
     def __init__(
         self,
-        store: Store,
+        store: AccountStore,
         *,
         hasher: PasswordHasher | None = None,
         clock: Clock = system_clock,
@@ -130,7 +130,7 @@ class UserService:
     async def set_password(self, username: str, password: str) -> User:
         user = await self._find(username)
         if user is None:
-            raise ConfigurationError(f"no user {username!r}")
+            raise NotFound(f"no user {username!r}")
         check_password(password, username=user.username)
         user = bump(replace(user, password_hash=await self._hash(password)), self.clock.now())
         await self.store.update_user(user)
@@ -172,7 +172,7 @@ class UserService:
         the returned record's ``username``: the stored name)."""
         user = await self._find(username)
         if user is None:
-            raise ConfigurationError(f"no user {username!r}")
+            raise NotFound(f"no user {username!r}")
         user = replace(user, disabled=disabled)
         if disabled:
             ensure_an_admin_remains(await self.store.list_users(), {user.username: user})
@@ -185,7 +185,7 @@ class UserService:
         """Delete a user record (the caller revokes its sessions first)."""
         user = await self.store.get_user(username)
         if user is None:
-            raise ConfigurationError(f"no user {username!r}")
+            raise NotFound(f"no user {username!r}")
         ensure_an_admin_remains(await self.store.list_users(), {username: None})
         await self.store.delete_user(username)
 

@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from .deps import get_runtime
+from .grants import grant_names
 from .idtoken import ID_TOKEN_ALG
 
 __all__ = ["metadata", "router"]
@@ -34,13 +35,7 @@ def metadata(request: Request) -> dict[str, Any]:
         "end_session_endpoint": f"{base}/end_session",
         "backchannel_logout_supported": True,
         "backchannel_logout_session_supported": True,
-        "grant_types_supported": [
-            "authorization_code",
-            "urn:ietf:params:oauth:grant-type:device_code",
-            "password",
-            "refresh_token",
-            "client_credentials",
-        ],
+        "grant_types_supported": list(grant_names()),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "code_challenge_methods_supported": ["S256"],

@@ -1,7 +1,17 @@
 """The one storage contract: :class:`Store`, and the records it keeps.
 
-Every backend (``memory://``, ``sqlite://``, ``redis://``, ``postgresql://``) implements this
-ABC and passes the one conformance suite (``tests/store/test_conformance.py``).
+Every backend (``memory://``, ``sqlite://``, ``redis://``, ``postgresql://``) implements
+:class:`Store` and passes the one conformance suite (``tests/store/test_conformance.py``).
+The contract is split by capability, so that a store that only needs part of it implements
+only that part::
+
+    BaseStore                 open/close, ping, schemes
+    ├── RevocationFeedStore   the revocation feed (a denylist mirror follows it)
+    │   └── RefreshTokenStore families, rotation, revoking, purge
+    ├── KeyBlobStore          the encrypted key set, named secrets
+    └── AccountStore          users and clients
+    SessionStore = RefreshTokenStore + KeyBlobStore   (what SessionManager needs)
+    Store        = SessionStore + AccountStore        (what the server needs)
 
 Atomicity is the backend's job: each method is one transaction (or one Lua script). The
 lifecycle *policy* (expiry, client binding, scope) lives in :mod:`tokenward.sessions`; the
@@ -22,6 +32,7 @@ Token hashes are ``bytes`` (SHA-256 of the token); raw refresh tokens never reac
 
 from __future__ import annotations
 
+import hmac
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,17 +42,25 @@ from typing import Any, Self
 from ..feed import RevocationEvent, RevocationKind
 
 __all__ = [
+    "AccountStore",
+    "BaseStore",
     "Client",
     "Family",
     "GrantRecord",
+    "GrantRecordStore",
+    "KeyBlobStore",
     "PurgeCounts",
     "RefreshTokenRecord",
+    "RefreshTokenStore",
     "RevocationEvent",
+    "RevocationFeedStore",
     "RevocationKind",
     "RotationOutcome",
     "RotationResult",
+    "SessionStore",
     "Store",
     "User",
+    "decide_rotation",
 ]
 
 
@@ -90,6 +109,44 @@ class RotationOutcome(StrEnum):
     REUSED = "reused"
     REVOKED = "revoked"
     NOT_FOUND = "not_found"
+
+
+def decide_rotation(
+    *,
+    family_revoked: bool,
+    current_hash: bytes,
+    parent_hash: bytes,
+    consumed_at: float | None,
+    successor_hash: bytes | None,
+    child_hash: bytes,
+    now: float,
+    grace: float,
+) -> RotationOutcome:
+    """The outcome of presenting ``parent_hash`` (a known token of a known family), from the
+    records alone. Every backend decides with this rule: memory and SQL call it, the Redis
+    Lua script mirrors it line by line (``DECIDE_ROTATION`` in its scripts), and the
+    conformance tests check the three agree. ``NOT_FOUND`` is the caller's (no record).
+
+    * the family is revoked → ``REVOKED``;
+    * the token is unconsumed and is the family's live leaf → ``ROTATED``;
+    * it was consumed at most ``grace`` seconds ago and its successor is both the live leaf
+      and the presented child (the deterministic successor) → ``GRACE``;
+    * anything else → ``REUSED``.
+    """
+    if family_revoked:
+        return RotationOutcome.REVOKED
+    if consumed_at is None and hmac.compare_digest(current_hash, parent_hash):
+        return RotationOutcome.ROTATED
+    if (
+        grace > 0
+        and consumed_at is not None
+        and successor_hash is not None
+        and now - consumed_at <= grace
+        and hmac.compare_digest(successor_hash, current_hash)
+        and hmac.compare_digest(successor_hash, child_hash)
+    ):
+        return RotationOutcome.GRACE
+    return RotationOutcome.REUSED
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,10 +219,13 @@ class GrantRecord:
         return self.expires_at is not None and now >= self.expires_at
 
 
-class Store(ABC):
-    """Async storage of everything tokenward keeps. Use as ``async with store:``."""
+class BaseStore(ABC):
+    """What every store has: a lifecycle (``async with store:``), a health check and the URL
+    schemes it registers under. The capabilities below build on it; a backend (or a library
+    user's own store) implements the ones it needs, and :class:`Store` is all of them."""
 
-    #: URL scheme(s) the backend registers under, e.g. ``("sqlite",)``.
+    #: URL scheme(s) the backend registers under, e.g. ``("sqlite",)``; they must match the
+    #: registry in :mod:`tokenward.store` (a test checks it).
     schemes: tuple[str, ...] = ()
 
     async def __aenter__(self) -> Self:
@@ -180,6 +240,58 @@ class Store(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Idempotent."""
+
+    # -- health ----------------------------------------------------------------------------
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` when the backend cannot be reached."""
+
+
+class RevocationFeedStore(BaseStore):
+    """The ordered revocation feed (what a denylist mirror follows)."""
+
+    # -- revocation feed -------------------------------------------------------------------
+    @abstractmethod
+    async def add_revocation(
+        self, kind: RevocationKind, value: str, *, now: float, until: float
+    ) -> RevocationEvent:
+        """Append one event (e.g. a ``jti``)."""
+
+    @abstractmethod
+    async def revocations_after(
+        self, cursor: int, *, now: float, limit: int = 1000
+    ) -> list[RevocationEvent]:
+        """Events with ``seq > cursor`` and ``until > now``, in ``seq`` order."""
+
+    @abstractmethod
+    async def revocation_cursor(self) -> int:
+        """The highest ``seq`` ever appended (0 when none)."""
+
+    async def wait_revocations(
+        self, cursor: int, *, now: Callable[[], float], timeout: float
+    ) -> list[RevocationEvent]:
+        """Block up to ``timeout`` seconds for events after ``cursor``.
+
+        The default polls; Redis (``XREAD BLOCK``) and PostgreSQL (``LISTEN``) override it.
+        """
+        import asyncio
+
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            events = await self.revocations_after(cursor, now=now())
+            if events:
+                return events
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return []
+            await asyncio.sleep(min(self.poll_interval, left))
+
+    poll_interval: float = 0.2
+
+
+class RefreshTokenStore(RevocationFeedStore):
+    """Refresh-token families and their atomic rotation. Revoking a family appends to the
+    feed in the same transaction, so this capability includes the feed."""
 
     # -- refresh tokens and families -------------------------------------------------------
     @abstractmethod
@@ -232,49 +344,15 @@ class Store(ABC):
         """Revoke every live family of ``sub`` (``sid`` events) and append a ``sub`` event
         whose ``at`` is the not-before watermark; one transaction. Returns all new events."""
 
-    # -- revocation feed -------------------------------------------------------------------
-    @abstractmethod
-    async def add_revocation(
-        self, kind: RevocationKind, value: str, *, now: float, until: float
-    ) -> RevocationEvent:
-        """Append one event (e.g. a ``jti``)."""
-
-    @abstractmethod
-    async def revocations_after(
-        self, cursor: int, *, now: float, limit: int = 1000
-    ) -> list[RevocationEvent]:
-        """Events with ``seq > cursor`` and ``until > now``, in ``seq`` order."""
-
-    @abstractmethod
-    async def revocation_cursor(self) -> int:
-        """The highest ``seq`` ever appended (0 when none)."""
-
-    async def wait_revocations(
-        self, cursor: int, *, now: Callable[[], float], timeout: float
-    ) -> list[RevocationEvent]:
-        """Block up to ``timeout`` seconds for events after ``cursor``.
-
-        The default polls; Redis (``XREAD BLOCK``) and PostgreSQL (``LISTEN``) override it.
-        """
-        import asyncio
-
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            events = await self.revocations_after(cursor, now=now())
-            if events:
-                return events
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                return []
-            await asyncio.sleep(min(self.poll_interval, left))
-
-    poll_interval: float = 0.2
-
     # -- retention -------------------------------------------------------------------------
     @abstractmethod
     async def purge(self, *, now: float, margin: float) -> PurgeCounts:
         """Delete families (and their tokens) whose absolute or idle expiry is older than
         ``now - margin``, and revocation events with ``until <= now``."""
+
+
+class KeyBlobStore(BaseStore):
+    """The encrypted signing-key set and named server secrets."""
 
     # -- keys and secrets ------------------------------------------------------------------
     @abstractmethod
@@ -288,16 +366,21 @@ class Store(ABC):
     async def get_or_create_secret(self, name: str, factory: Callable[[], bytes]) -> bytes:
         """A named server secret, created once with ``factory()`` (first writer wins)."""
 
+
+class AccountStore(BaseStore):
+    """Users and OAuth clients (used by the server)."""
+
     # -- users and clients (used by the server) --------------------------------------------
     @abstractmethod
     async def create_user(self, user: User) -> None:
-        """Insert; raises ``ConfigurationError`` when the username exists."""
+        """Insert; raises ``AlreadyExists`` when the username exists."""
 
     @abstractmethod
     async def get_user(self, username: str) -> User | None: ...
 
     @abstractmethod
-    async def update_user(self, user: User) -> None: ...
+    async def update_user(self, user: User) -> None:
+        """Replace; raises ``NotFound`` when the username does not exist."""
 
     @abstractmethod
     async def list_users(self) -> list[User]: ...
@@ -309,7 +392,7 @@ class Store(ABC):
 
     @abstractmethod
     async def create_client(self, client: Client) -> None:
-        """Insert; raises ``ConfigurationError`` when the client id exists."""
+        """Insert; raises ``AlreadyExists`` when the client id exists."""
 
     @abstractmethod
     async def get_client(self, client_id: str) -> Client | None: ...
@@ -319,13 +402,16 @@ class Store(ABC):
 
     @abstractmethod
     async def update_client(self, client: Client) -> None:
-        """Replace; raises ``ConfigurationError`` when the client id is unknown."""
+        """Replace; raises ``NotFound`` when the client id is unknown."""
 
     @abstractmethod
     async def delete_client(self, client_id: str) -> bool:
         """Delete a client record; ``False`` when there was none."""
 
-    # -- DPoP replay cache -----------------------------------------------------------------
+
+class ReplayCacheStore(BaseStore):
+    """A shared set of seen one-time keys (DPoP proof ids)."""
+
     @abstractmethod
     async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:
         """Atomically: ``True`` when ``key`` (a proof's replay key) is recorded and not yet
@@ -333,7 +419,11 @@ class Store(ABC):
         by every instance on the store, so a proof is accepted once (RFC 9449 §11.1).
         Expired keys are removed by :meth:`purge` (Redis: by ``EXPIRE``)."""
 
-    # -- authorization-code / OpenID Connect records ----------------------------------------
+
+class GrantRecordStore(BaseStore):
+    """Small versioned records of the authorization-code and OpenID Connect flows (sign-in
+    sessions, codes, consents, device authorizations, outbound deliveries)."""
+
     @abstractmethod
     async def create_record(self, record: GrantRecord, *, now: float) -> bool:
         """Insert ``record`` (its ``version`` becomes 0); ``False`` when ``kind``/``key`` exists
@@ -362,10 +452,15 @@ class Store(ABC):
     async def purge_records(self, *, now: float) -> int:
         """Delete expired records; the number deleted (backends with native expiry may say 0)."""
 
-    # -- health ----------------------------------------------------------------------------
-    @abstractmethod
-    async def ping(self) -> None:
-        """Raise ``StoreUnavailable`` when the backend cannot be reached."""
+
+class SessionStore(RefreshTokenStore, KeyBlobStore):
+    """What :class:`~tokenward.sessions.SessionManager` needs: families, rotation, the feed
+    and the successor secret."""
+
+
+class Store(SessionStore, AccountStore, ReplayCacheStore, GrantRecordStore):
+    """Async storage of everything tokenward keeps: every capability. Use as
+    ``async with store:``."""
 
 
 # A factory turns a URL into a store; see tokenward.store.store_from_url.

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import hmac
 import threading
 from collections.abc import Callable
 from dataclasses import replace
 
 import orjson
 
-from ..errors import ConfigurationError, StoreUnavailable
+from ..errors import AlreadyExists, NotFound, StoreUnavailable
 from .base import (
     Client,
     Family,
@@ -39,6 +38,7 @@ from .base import (
     RotationResult,
     Store,
     User,
+    decide_rotation,
 )
 
 __all__ = ["MemoryStore"]
@@ -107,9 +107,9 @@ class MemoryStore(Store):
         self._guard()
         with self._lock:
             if family.sid in self._families:
-                raise ConfigurationError("a family with this sid exists")
+                raise AlreadyExists("a family with this sid exists")
             if token.token_hash in self._tokens:
-                raise ConfigurationError("a refresh token with this hash exists")
+                raise AlreadyExists("a refresh token with this hash exists")
             fam = replace(family, current_hash=token.token_hash)
             self._families[fam.sid] = fam
             self._by_sub.setdefault(fam.sub, set()).add(fam.sid)
@@ -145,11 +145,21 @@ class MemoryStore(Store):
             family = self._families.get(record.sid) if record is not None else None
             if record is None or family is None:
                 return RotationResult(RotationOutcome.NOT_FOUND)
-            if family.revoked:
+            outcome = decide_rotation(
+                family_revoked=family.revoked,
+                current_hash=family.current_hash,
+                parent_hash=parent_hash,
+                consumed_at=record.consumed_at,
+                successor_hash=record.successor_hash,
+                child_hash=child.token_hash,
+                now=now,
+                grace=grace,
+            )
+            if outcome is RotationOutcome.REVOKED:
                 return RotationResult(RotationOutcome.REVOKED, replace(family))
-            if record.consumed_at is None and hmac.compare_digest(family.current_hash, parent_hash):
+            if outcome is RotationOutcome.ROTATED:
                 if child.token_hash in self._tokens:  # never reuse a hash (cannot happen)
-                    raise ConfigurationError("a refresh token with this hash exists")
+                    raise AlreadyExists("a refresh token with this hash exists")
                 record.consumed_at = float(now)
                 record.successor_hash = child.token_hash
                 self._tokens[child.token_hash] = replace(
@@ -161,14 +171,7 @@ class MemoryStore(Store):
                 family.last_used_at = float(now)
                 family.idle_expires_at = float(idle_expires_at)
                 return RotationResult(RotationOutcome.ROTATED, replace(family))
-            if (
-                grace > 0
-                and record.consumed_at is not None
-                and record.successor_hash is not None
-                and now - record.consumed_at <= grace
-                and hmac.compare_digest(record.successor_hash, family.current_hash)
-                and hmac.compare_digest(record.successor_hash, child.token_hash)
-            ):
+            if outcome is RotationOutcome.GRACE:
                 family.last_used_at = float(now)
                 family.idle_expires_at = float(idle_expires_at)
                 return RotationResult(RotationOutcome.GRACE, replace(family))
@@ -322,7 +325,7 @@ class MemoryStore(Store):
         self._guard()
         with self._lock:
             if user.username in self._users:
-                raise ConfigurationError(f"user {user.username!r} exists")
+                raise AlreadyExists(f"user {user.username!r} exists")
             self._users[user.username] = _copy_user(user)
 
     async def get_user(self, username: str) -> User | None:
@@ -334,7 +337,7 @@ class MemoryStore(Store):
         self._guard()
         with self._lock:
             if user.username not in self._users:
-                raise ConfigurationError(f"unknown user {user.username!r}")
+                raise NotFound(f"unknown user {user.username!r}")
             self._users[user.username] = _copy_user(user)
 
     async def list_users(self) -> list[User]:
@@ -351,7 +354,7 @@ class MemoryStore(Store):
         self._guard()
         with self._lock:
             if client.client_id in self._clients:
-                raise ConfigurationError(f"client {client.client_id!r} exists")
+                raise AlreadyExists(f"client {client.client_id!r} exists")
             self._clients[client.client_id] = replace(client)
 
     async def get_client(self, client_id: str) -> Client | None:
@@ -368,7 +371,7 @@ class MemoryStore(Store):
         self._guard()
         with self._lock:
             if client.client_id not in self._clients:
-                raise ConfigurationError(f"unknown client {client.client_id!r}")
+                raise NotFound(f"unknown client {client.client_id!r}")
             self._clients[client.client_id] = replace(client)
 
     async def delete_client(self, client_id: str) -> bool:

@@ -48,6 +48,21 @@ local function append_event(seq_key, stream, revexp, kind, value, untl, at)
 end
 """
 
+# The rotation rule of :func:`tokenward.store.base.decide_rotation`, line for line (the
+# conformance tests run both on the same cases). Hashes are hex strings here; a missing
+# hash field reads as ``false``.
+DECIDE_ROTATION = """
+local function decide_rotation(revoked, cur, p, consumed, succ, c, now, grace)
+  if revoked then return 'revoked' end
+  if (not consumed) and p == cur then return 'rotated' end
+  if grace > 0 and consumed and succ and now - tonumber(consumed) <= grace
+      and succ == cur and succ == c then
+    return 'grace'
+  end
+  return 'reused'
+end
+"""
+
 CREATE_FAMILY = (
     _COMMON
     + """
@@ -79,6 +94,7 @@ return 'ok'
 
 ROTATE = (
     _COMMON
+    + DECIDE_ROTATION
     + """
 -- KEYS: 1 family, 2 tokens, 3 child index, 4 seq, 5 stream, 6 revexp, 7 deadline index
 -- ARGV: 1 sid, 2 parent hex, 3 child hex, 4 child created_at, 5 now, 6 grace,
@@ -89,11 +105,13 @@ if redis.call('EXISTS', fam) == 0 then return {'not_found', 0} end
 local p, c = ARGV[2], ARGV[3]
 local rec = redis.call('HMGET', tok, p .. ':c', p .. ':u', p .. ':s')
 if not rec[1] then return {'not_found', 0} end
-if redis.call('HEXISTS', fam, 'revoked_at') == 1 then
-  return {'revoked', 0, unpack(redis.call('HGETALL', fam))}
-end
 local now, grace, margin = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[9])
 local cur = redis.call('HGET', fam, 'current_hash')
+local revoked = redis.call('HEXISTS', fam, 'revoked_at') == 1
+local outcome = decide_rotation(revoked, cur, p, rec[2], rec[3], c, now, grace)
+if outcome == 'revoked' then
+  return {'revoked', 0, unpack(redis.call('HGETALL', fam))}
+end
 local function touch()
   redis.call('HSET', fam, 'last_used_at', ARGV[5], 'idle_expires_at', ARGV[7])
   local ttl = family_ttl(fam, now, margin)
@@ -102,7 +120,7 @@ local function touch()
   local f = redis.call('HMGET', fam, 'expires_at', 'idle_expires_at')
   redis.call('ZADD', KEYS[7], math.min(tonumber(f[1]), tonumber(f[2])), ARGV[1])
 end
-if (not rec[2]) and p == cur then
+if outcome == 'rotated' then
   if redis.call('HEXISTS', tok, c .. ':c') == 1 or redis.call('EXISTS', KEYS[3]) == 1 then
     return {'token_exists', 0}
   end
@@ -114,8 +132,7 @@ if (not rec[2]) and p == cur then
   redis.call('SET', KEYS[3], ARGV[1], 'EX', ttl_for(tonumber(exp), now, margin))
   return {'rotated', 0, unpack(redis.call('HGETALL', fam))}
 end
-if grace > 0 and rec[2] and rec[3] and now - tonumber(rec[2]) <= grace
-    and rec[3] == cur and rec[3] == c then
+if outcome == 'grace' then
   touch()
   return {'grace', 0, unpack(redis.call('HGETALL', fam))}
 end

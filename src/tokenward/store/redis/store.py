@@ -53,7 +53,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ...errors import ConfigurationError, StoreUnavailable
+from ...errors import AlreadyExists, ConfigurationError, NotFound, StoreUnavailable
 from ..base import (
     Client,
     Family,
@@ -300,9 +300,9 @@ class RedisStore(RedisGrantRecordsMixin, Store):
         ]
         result = _s(await self._call(lambda: self._script("CREATE_FAMILY", keys, args), "create"))
         if result == "family_exists":
-            raise ConfigurationError("a family with this sid exists")
+            raise AlreadyExists("a family with this sid exists")
         if result == "token_exists":
-            raise ConfigurationError("a refresh token with this hash exists")
+            raise AlreadyExists("a refresh token with this hash exists")
 
     async def get_refresh_token(
         self, token_hash: bytes
@@ -374,7 +374,7 @@ class RedisStore(RedisGrantRecordsMixin, Store):
             return RotationResult(RotationOutcome.NOT_FOUND)
         outcome = _s(reply[0])
         if outcome == "token_exists":
-            raise ConfigurationError("a refresh token with this hash exists")
+            raise AlreadyExists("a refresh token with this hash exists")
         if outcome == "not_found":
             return RotationResult(RotationOutcome.NOT_FOUND)
         family = _family_from(_pairs(reply[2:]))
@@ -599,7 +599,7 @@ class RedisStore(RedisGrantRecordsMixin, Store):
         if not await self._create_record(
             self._k_users, self._user_key(user.username), user.username, _user_blob(user)
         ):
-            raise ConfigurationError(f"user {user.username!r} exists")
+            raise AlreadyExists(f"user {user.username!r} exists")
 
     async def get_user(self, username: str) -> User | None:
         raw = await self._call(lambda: self._r.get(self._user_key(username)), "get_user")
@@ -608,7 +608,7 @@ class RedisStore(RedisGrantRecordsMixin, Store):
     async def update_user(self, user: User) -> None:
         key, blob = self._user_key(user.username), _user_blob(user)
         if not await self._call(lambda: self._r.set(key, blob, xx=True), "update_user"):
-            raise ConfigurationError(f"unknown user {user.username!r}")
+            raise NotFound(f"unknown user {user.username!r}")
 
     async def list_users(self) -> list[User]:
         return [_user_from(r) for r in await self._list_records(self._k_users, self._user_key)]
@@ -630,7 +630,7 @@ class RedisStore(RedisGrantRecordsMixin, Store):
             client.client_id,
             _client_blob(client),
         ):
-            raise ConfigurationError(f"client {client.client_id!r} exists")
+            raise AlreadyExists(f"client {client.client_id!r} exists")
 
     async def get_client(self, client_id: str) -> Client | None:
         raw = await self._call(lambda: self._r.get(self._client_key(client_id)), "get_client")
@@ -643,7 +643,7 @@ class RedisStore(RedisGrantRecordsMixin, Store):
     async def update_client(self, client: Client) -> None:
         key, blob = self._client_key(client.client_id), _client_blob(client)
         if not await self._call(lambda: self._r.set(key, blob, xx=True), "update_client"):
-            raise ConfigurationError(f"unknown client {client.client_id!r}")
+            raise NotFound(f"unknown client {client.client_id!r}")
 
     async def delete_client(self, client_id: str) -> bool:
         key = self._client_key(client_id)

@@ -3,7 +3,7 @@
 Plain single-statement CRUD, kept apart from the token lifecycle. Lookups run as one
 statement on its own (``SQLStore._read``: no BEGIN/COMMIT round trips). Inserts that must not
 overwrite use ``INSERT … ON CONFLICT DO NOTHING`` (SQLite and PostgreSQL dialects alike) and
-report a duplicate as :class:`~tokenward.errors.ConfigurationError`.
+report a duplicate as :class:`~tokenward.errors.AlreadyExists`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...errors import ConfigurationError
+from ...errors import AlreadyExists, NotFound
 from ..base import Client, User
 from .schema import (
     client_from_row,
@@ -85,7 +85,7 @@ class SQLRecordsMixin:
         )
         async with self._tx(write=True) as conn:
             if (await conn.execute(stmt)).first() is None:
-                raise ConfigurationError(f"user {user.username!r} exists")
+                raise AlreadyExists(f"user {user.username!r} exists")
 
     async def get_user(self, username: str) -> User | None:
         rows = await self._read(select(users).where(users.c.username == username))
@@ -97,7 +97,7 @@ class SQLRecordsMixin:
         stmt = update(users).where(users.c.username == user.username).values(**values)
         async with self._tx(write=True) as conn:
             if (await conn.execute(stmt)).rowcount == 0:
-                raise ConfigurationError(f"unknown user {user.username!r}")
+                raise NotFound(f"unknown user {user.username!r}")
 
     async def list_users(self) -> list[User]:
         async with self._tx(write=False) as conn:
@@ -118,7 +118,7 @@ class SQLRecordsMixin:
         )
         async with self._tx(write=True) as conn:
             if (await conn.execute(stmt)).first() is None:
-                raise ConfigurationError(f"client {client.client_id!r} exists")
+                raise AlreadyExists(f"client {client.client_id!r} exists")
 
     async def get_client(self, client_id: str) -> Client | None:
         query = select(clients).where(clients.c.client_id == client_id)
@@ -136,7 +136,7 @@ class SQLRecordsMixin:
         stmt = update(clients).where(clients.c.client_id == client.client_id).values(**values)
         async with self._tx(write=True) as conn:
             if (await conn.execute(stmt)).rowcount == 0:
-                raise ConfigurationError(f"unknown client {client.client_id!r}")
+                raise NotFound(f"unknown client {client.client_id!r}")
 
     async def delete_client(self, client_id: str) -> bool:
         stmt = delete(clients).where(clients.c.client_id == client_id)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import math
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -33,7 +32,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ...errors import ConfigurationError, StoreUnavailable
+from ...errors import AlreadyExists, ConfigurationError, StoreUnavailable
 from ..base import (
     Family,
     PurgeCounts,
@@ -43,6 +42,7 @@ from ..base import (
     RotationOutcome,
     RotationResult,
     Store,
+    decide_rotation,
 )
 from .engine import (
     MIGRATIONS_DIR,
@@ -234,7 +234,7 @@ class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
             ):
                 yield conn
         except IntegrityError:
-            raise ConfigurationError(f"{self.backend} store: the record exists") from None
+            raise AlreadyExists(f"{self.backend} store: the record exists") from None
         except DBAPIError as exc:
             if stale and exc.connection_invalidated:
                 raise _StaleConnection from None
@@ -435,8 +435,19 @@ class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
                     )
                 ).one()
                 consumed_at, successor = token.consumed_at, opt_bytes(token.successor_hash)
-            # 3. the live leaf: consume it with a compare-and-set, insert the child.
-            if consumed_at is None and hmac.compare_digest(family.current_hash, parent_hash):
+            outcome = decide_rotation(
+                family_revoked=family.revoked,
+                current_hash=family.current_hash,
+                parent_hash=parent_hash,
+                consumed_at=consumed_at,
+                successor_hash=successor,
+                child_hash=child.token_hash,
+                now=now,
+                grace=grace,
+            )
+            # 3. the live leaf: consume it with a compare-and-set, insert the child (a lost
+            # compare-and-set cannot happen under the lock; it would count as reuse).
+            if outcome is RotationOutcome.ROTATED:
                 won = (
                     await conn.execute(
                         update(refresh_tokens)
@@ -470,14 +481,7 @@ class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
                     )
                     return RotationResult(RotationOutcome.ROTATED, family)
             # 4. the immediate parent inside the grace window: same successor, no change.
-            if (
-                grace > 0
-                and consumed_at is not None
-                and successor is not None
-                and now - consumed_at <= grace
-                and hmac.compare_digest(successor, family.current_hash)
-                and hmac.compare_digest(successor, child.token_hash)
-            ):
+            if outcome is RotationOutcome.GRACE:
                 family.last_used_at = now
                 family.idle_expires_at = idle_expires_at
                 await conn.execute(
