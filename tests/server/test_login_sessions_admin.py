@@ -178,7 +178,9 @@ def test_admin_unknown_user_is_404_not_found_and_duplicate_is_409_already_exists
     dup = server.http.post("/admin/users", headers=admin, json=body)
     assert (dup.status_code, dup.json()["error"]) == (409, "already_exists")
     dup = server.http.post(
-        "/admin/clients", headers=admin, json={"client_id": "app", "public": True}
+        "/admin/clients",
+        headers=admin,
+        json={"client_id": "app", "public": True, "grants": ["password"]},
     )
     assert (dup.status_code, dup.json()["error"]) == (409, "already_exists")
 

@@ -21,6 +21,8 @@ from tokenward.server.settings import Settings
 
 KEK = "A" * 43  # 32 zero-ish bytes, base64url: a test key
 ADMIN_PW = "operator admin pw"
+# the sign-in budgets are not under test here (other tests in this process sign in too)
+LIMITS = {"login_limit_per_account": "1000/minute", "login_limit_per_ip": "1000/minute"}
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +50,7 @@ def url(tmp_path: Path, runner: CliRunner) -> str:
     r = cli(runner, "user", "add", "root", "--admin", "--password-stdin", "--store", url,
             input=ADMIN_PW + "\n")  # fmt: skip
     assert r.exit_code == 0, r.output
-    settings = Settings(store_url=url, issuer="https://auth.test", cookie_secure=True)
+    settings = Settings(store_url=url, issuer="https://auth.test", cookie_secure=True, **LIMITS)
     with TestClient(create_app(settings, password_hasher=cheap_hasher())) as http:
         r = http.post(
             "/login",
@@ -176,7 +178,7 @@ def test_password_policy_is_one_policy_for_cli_and_api(
     r = cli(runner, "user", "add", "weak", "--password-stdin", "--store", url,
             input=password + "\n")  # fmt: skip
     assert r.exit_code == 2 and reason in r.output, r.output
-    settings = Settings(store_url=url, issuer="https://auth.test")
+    settings = Settings(store_url=url, issuer="https://auth.test", **LIMITS)
     with TestClient(create_app(settings, password_hasher=cheap_hasher())) as http:
         tok = http.post(
             "/token",
@@ -242,7 +244,7 @@ def test_keys_kek_and_rekey_re_encrypt_the_store_under_a_new_kek(
                                               "--json").stdout)}  # fmt: skip
     assert again == kids
     # a server starts on the re-keyed store with the new key file
-    settings = Settings(store_url=url, issuer="https://auth.test")
+    settings = Settings(store_url=url, issuer="https://auth.test", **LIMITS)
     with TestClient(create_app(settings, password_hasher=cheap_hasher())) as http:
         assert http.get("/.well-known/jwks.json").status_code == 200
 
@@ -265,3 +267,32 @@ def test_serve_on_a_store_with_users_but_no_admin_says_how_to_create_one(
     cli(runner, "user", "add", "root", "--admin", "--password-stdin", "--store", url,
         input=ADMIN_PW + "\n")  # fmt: skip
     assert asyncio.run(preflight(load_settings(store_url=url))) == []
+
+
+def test_one_time_admin_password_not_shown_is_shown_again_on_the_next_start() -> None:
+    import asyncio
+
+    from tokenward.server.runtime import admin_password_shown, bootstrap
+    from tokenward.server.users import UserService
+    from tokenward.store.memory import MemoryStore
+
+    settings = Settings(store_url="memory://", issuer="https://auth.test", key_encryption_key=KEK)
+
+    async def go() -> None:
+        store = MemoryStore()
+        async with store:
+            kw: dict[str, Any] = {"generate_admin": True, "hasher": cheap_hasher()}
+            first = await bootstrap(settings, store, **kw)
+            assert first.admin_password is not None
+            # that start failed before the server was up: nobody saw the password
+            second = await bootstrap(settings, store, **kw)
+            assert second.admin_password is not None
+            assert second.admin_password != first.admin_password
+            users = UserService(store, hasher=cheap_hasher())
+            assert (await users.authenticate("admin", second.admin_password)).is_admin
+            await admin_password_shown(store)  # this start was up and printed it
+            third = await bootstrap(settings, store, **kw)
+            assert third.admin_password is None
+            await users.authenticate("admin", second.admin_password)  # unchanged
+
+    asyncio.run(go())

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from support.env import service_missing
 from support.serve import free_port, serve
 from support.server import ADMIN_PW as ADMIN_PASSWORD
 from support.server import ALICE_PW, PEER, Server, bearer
@@ -840,3 +841,52 @@ def test_f16_legacy_colliding_names_keep_signing_in_by_exact_name_and_are_report
         tok = server.login(username=name, password="legacy password 1")
         info = server.http.get("/userinfo", headers=bearer(tok["access_token"])).json()
         assert info["sub"] == name
+
+
+# -- F21: with --workers N the in-memory login budgets were N times larger -------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_f21_worker_processes_share_one_login_budget(tmp_path: Path, backend: str) -> None:
+    """Two workers = two throttles over two store connections to one database: failures
+    alternate between them and the account's 3/minute still holds (was 3 per worker)."""
+    from tokenward.errors import RateLimited
+    from tokenward.server.ratelimit import LoginThrottle, storage_url_for
+    from tokenward.store import store_from_url
+
+    if backend == "sqlite":
+        url, options = f"sqlite:///{tmp_path}/t.db", {}
+    else:
+        from support.stores import POSTGRES_URL, drop_postgres_schema, postgres_problem
+
+        if (problem := postgres_problem()) is not None:
+            service_missing(problem)
+        url, options = POSTGRES_URL, {"schema": "tw_f21_" + secrets.token_hex(4)}
+
+    async def go() -> list[str]:
+        stores = [store_from_url(url, **options) for _ in range(2)]
+        for s in stores:
+            await s.open()
+        throttles = [
+            LoginThrottle(per_account="3/minute", storage_url=storage_url_for(url), store=s)
+            for s in stores
+        ]
+        out = []
+        for i in range(6):
+            t = throttles[i % 2]
+            try:
+                await t.check("alice", "203.0.113.5")
+            except RateLimited:
+                out.append("429")
+                continue
+            await t.failed("alice", "203.0.113.5")
+            out.append("400")
+        for s in stores:
+            await s.close()
+        return out
+
+    try:
+        assert asyncio.run(go()) == ["400", "400", "400", "429", "429", "429"]
+    finally:
+        if backend == "postgresql":
+            drop_postgres_schema(options["schema"])

@@ -524,3 +524,29 @@ async def test_concurrent_dpop_jti_has_one_winner(store_factory: StoreFactory) -
         *(s.dpop_jti_seen("race", now=NOW, until=NOW + 60) for s in stores for _ in range(4))
     )
     assert Counter(seen) == {True: 15, False: 1}
+
+
+async def test_rate_counter_is_a_moving_window_that_never_overruns(store: Store) -> None:
+    assert [await store.rate_hit("k", now=NOW + i, window=60, limit=3) for i in range(4)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    assert await store.rate_window("k", now=NOW + 4, window=60) == (3, NOW + 60)
+    assert await store.rate_hit("k", now=NOW + 60.5, window=60, limit=3) is True  # NOW left
+    assert await store.rate_hit("other", now=NOW, window=60, limit=1) is True
+    await store.rate_clear("k")
+    assert await store.rate_window("k", now=NOW + 61, window=60) == (0, NOW + 61)
+    await store.purge(now=NOW + 1000, margin=0)  # SQL deletes old attempts; Redis expires them
+    assert await store.rate_window("other", now=NOW + 1000, window=60) == (0, NOW + 1000)
+
+
+async def test_rate_counter_holds_under_concurrent_hits_from_every_instance(
+    store_factory: StoreFactory,
+) -> None:
+    stores = [await store_factory() for _ in range(3)]
+    hits = await asyncio.gather(
+        *[s.rate_hit("shared", now=NOW, window=60, limit=5) for s in stores for _ in range(6)]
+    )
+    assert hits.count(True) == 5

@@ -76,6 +76,14 @@ async def prepare(settings: Settings) -> BootstrapReport:
         return await bootstrap(settings, store, generate_admin=True)
 
 
+async def _mark_shown(settings: Settings) -> None:
+    from ..server.runtime import admin_password_shown
+    from ..server.stores import open_store
+
+    async with open_store(settings) as store:
+        await admin_password_shown(store)
+
+
 def _is_wildcard(host: str) -> bool:
     try:
         return ipaddress.ip_address(host.strip("[]")).is_unspecified
@@ -180,6 +188,7 @@ def _serve_one(settings: Settings, sock: socket.socket, announce: Any) -> None:
 
     from ..server import create_app
     from ..server.http import serve_options
+    from ..server.runtime import admin_password_shown
 
     reports: list[BootstrapReport] = []
     app = create_app(settings, generate_admin=True, on_bootstrap=reports.append)
@@ -188,7 +197,10 @@ def _serve_one(settings: Settings, sock: socket.socket, announce: Any) -> None:
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
             if self.started and not self.should_exit:
-                announce(reports[0] if reports else None)
+                report = reports[0] if reports else None
+                announce(report)
+                if report is not None and report.admin_password is not None:
+                    await admin_password_shown(app.state.runtime.store)
 
     config = uvicorn.Config(
         app,
@@ -220,4 +232,6 @@ def _serve_many(settings: Settings, sock: socket.socket, announce: Any) -> None:
         **serve_options(settings),
     )
     announce(report)
+    if report.admin_password is not None:
+        asyncio.run(_mark_shown(settings))
     Multiprocess(config, sockets=[sock]).run()

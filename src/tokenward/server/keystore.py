@@ -86,7 +86,7 @@ async def kek_for_store(settings: Settings, store: KeyBlobStore) -> bytes:
             KeyRing.from_bytes(blob, kek)
         except ConfigurationError:
             path = kek_path(settings)
-            source = f"the key file {path}" if path is not None else KEK_ENV
+            source = f"the key file {path}" if path is not None else "the configured key"
             raise ConfigurationError(
                 f"{KEK_ENV}: {source} does not decrypt the signing keys in the store "
                 "(wrong key-encryption key); give the key the store was created with"

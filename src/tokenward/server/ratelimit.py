@@ -19,7 +19,8 @@ import hashlib
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import structlog
 from limits import RateLimitItem, parse_many
@@ -27,6 +28,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 from ..errors import RateLimited, StoreUnavailable
+from ..store.base import Store
 from .addresses import address_prefix
 from .usernames import fold, valid
 
@@ -36,8 +38,14 @@ _events = structlog.get_logger("tokenward.events")
 T = TypeVar("T")
 
 
+STORE = "store"  # storage_url_for's answer: count in the server's own store
+
+
 def storage_url_for(store_url: str, override: str | None = None) -> str:
-    """The ``limits`` storage URL: ``override``, Redis when the store is Redis, else memory."""
+    """Where the login budgets are counted: ``override`` (a ``limits`` storage URL); Redis
+    when the store is Redis; the store itself (:data:`STORE`) when it is SQLite or PostgreSQL,
+    so every ``--workers`` process and every instance share one budget; memory for the
+    memory store (one process anyway)."""
     if override:
         return override if override.startswith("async+") else "async+" + override
     scheme = store_url.split("://", 1)[0].lower()
@@ -45,7 +53,46 @@ def storage_url_for(store_url: str, override: str | None = None) -> str:
         from ..store.redis.store import _url_prefix
 
         return "async+" + _url_prefix(store_url, "")[0]  # the store's ?prefix= is not for limits
+    if scheme.startswith(("sqlite", "postgres")):
+        return STORE
     return "async+memory://"
+
+
+@dataclass(frozen=True, slots=True)
+class _Stats:
+    reset_time: float
+
+
+class StoreLimiter:
+    """The four calls of ``limits``' moving-window limiter this module uses, counted in a
+    :class:`Store` (``rate_hit``/``rate_window``/``rate_clear``): shared by every process."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @staticmethod
+    def _k(item: RateLimitItem, key: str) -> str:
+        return f"{key}:{item.amount}/{item.get_expiry()}"
+
+    async def test(self, item: RateLimitItem, key: str) -> bool:
+        n, _ = await self.store.rate_window(
+            self._k(item, key), now=time.time(), window=item.get_expiry()
+        )
+        return n < item.amount
+
+    async def hit(self, item: RateLimitItem, key: str) -> bool:
+        return await self.store.rate_hit(
+            self._k(item, key), now=time.time(), window=item.get_expiry(), limit=item.amount
+        )
+
+    async def clear(self, item: RateLimitItem, key: str) -> None:
+        await self.store.rate_clear(self._k(item, key))
+
+    async def get_window_stats(self, item: RateLimitItem, key: str) -> _Stats:
+        _, reset = await self.store.rate_window(
+            self._k(item, key), now=time.time(), window=item.get_expiry()
+        )
+        return _Stats(reset)
 
 
 def _key(kind: str, value: str) -> str:
@@ -78,14 +125,20 @@ class LoginThrottle:
         storage_url: str = "async+memory://",
         timeout: float = 2.0,
         prefix: Callable[[str], str] = address_prefix,
+        store: Store | None = None,
     ) -> None:
         self._timeout = timeout
         options: dict[str, str] = {}
         if storage_url.startswith(("async+redis", "async+rediss")):
             options["implementation"] = "redispy"
             options["key_prefix"] = "tokenward-ratelimit"
-        self._storage = storage_from_string(storage_url, **options)
-        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._limiter: MovingWindowRateLimiter | StoreLimiter
+        if storage_url == STORE:
+            if store is None:
+                raise ValueError("a store-backed login throttle needs the store")
+            self._limiter = StoreLimiter(store)
+        else:
+            self._limiter = MovingWindowRateLimiter(storage_from_string(storage_url, **options))
         self._account: list[RateLimitItem] = parse_many(per_account)
         self._ceiling: list[RateLimitItem] = parse_many(account_ceiling)
         self._ip: list[RateLimitItem] = parse_many(per_ip)
@@ -111,8 +164,8 @@ class LoginThrottle:
             raise StoreUnavailable(f"login throttle unavailable ({type(exc).__name__})") from None
 
     async def _refuse(self, item: RateLimitItem, key: str, ip: str | None) -> None:
-        stats = await self._call(self._limiter.get_window_stats(item, key))
-        retry = max(1, math.ceil(stats.reset_time - time.time()))
+        stats: Any = await self._call(self._limiter.get_window_stats(item, key))
+        retry = max(1, math.ceil(float(stats.reset_time) - time.time()))
         _events.warning(
             "login_throttled",
             by=key.split(":", 1)[0],  # account (per network), ceiling (all networks), ip

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import signal
@@ -40,7 +41,14 @@ from .stores import open_store
 from .usernames import USERNAME_RULE, username_report
 from .users import UserService, generate_password, hasher_from_settings
 
-__all__ = ["BootstrapReport", "Runtime", "begin_shutdown", "bootstrap", "chain_stop_signals"]
+__all__ = [
+    "BootstrapReport",
+    "Runtime",
+    "admin_password_shown",
+    "begin_shutdown",
+    "bootstrap",
+    "chain_stop_signals",
+]
 
 log = logging.getLogger("tokenward.server")
 
@@ -94,16 +102,46 @@ async def bootstrap(
             console = True
     admin_name: str | None = None
     admin_password: str | None = None
+    users = UserService(store, hasher=hasher or hasher_from_settings(settings), clock=clock)
     if not await store.list_users():
         given = settings.admin_password.get_secret_value() if settings.admin_password else None
         password = given or (generate_password() if generate_admin else None)
         if password is not None:
-            users = UserService(store, hasher=hasher or hasher_from_settings(settings), clock=clock)
             with contextlib.suppress(AlreadyExists):  # a concurrent first start won
                 await users.create("admin", password, is_admin=True)
                 admin_name = "admin"
                 admin_password = None if given else password
+            if admin_password is not None:  # generated: unseen until the server announces it
+                await _flag_admin_password(store, unshown=True)
+    elif generate_admin:
+        admin = await store.get_user("admin")
+        if admin is not None and admin.attributes.get(_UNSHOWN):
+            # the one-time password of an earlier start was never shown (that start failed
+            # before it was up): a new one, shown on this start
+            admin_password = generate_password()
+            await users.set_password("admin", admin_password)
+            admin_name = "admin"
     return BootstrapReport(created, console, admin_name, admin_password)
+
+
+#: User attribute: the admin's generated one-time password has not been shown yet.
+_UNSHOWN = "one_time_password_unshown"
+
+
+async def _flag_admin_password(store: Store, *, unshown: bool) -> None:
+    admin = await store.get_user("admin")
+    if admin is None or bool(admin.attributes.get(_UNSHOWN)) == unshown:
+        return
+    attributes = {k: v for k, v in admin.attributes.items() if k != _UNSHOWN}
+    if unshown:
+        attributes[_UNSHOWN] = True
+    await store.update_user(dataclasses.replace(admin, attributes=attributes))
+
+
+async def admin_password_shown(store: Store) -> None:
+    """The server is up and printed the one-time admin password: the next start need not
+    generate a new one."""
+    await _flag_admin_password(store, unshown=False)
 
 
 def chain_stop_signals() -> Callable[[], None]:
@@ -172,6 +210,7 @@ class Runtime:
                 address_prefix, v4=settings.address_prefix_v4, v6=settings.address_prefix_v6
             ),
             storage_url=storage_url_for(settings.store_url, settings.ratelimit_url),
+            store=self.store,
         )
         self._kek: bytes | None = None
         self._issuer: Issuer | None = None

@@ -18,7 +18,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from ..clock import Clock, system_clock
-from ..errors import ConfigurationError, InvalidGrant, InvalidRequest, NotFound
+from ..errors import AlreadyExists, InvalidGrant, InvalidRequest, NotFound
 from ..store.base import AccountStore, User
 from .credentials import NOT_BEFORE, bump, sessions_not_before
 from .passwords import MAX_PASSWORD_BYTES as _MAX_PASSWORD
@@ -116,7 +116,7 @@ class UserService:
         username = canonical_username(username)
         clash = [u.username for u in await self.store.list_users() if fold(u.username) == username]
         if clash:
-            raise ConfigurationError(f"user {clash[0]!r} exists (names are compared case-blind)")
+            raise AlreadyExists(f"user {clash[0]!r} exists (names are compared case-blind)")
         check_password(password, username=username)
         user = User(
             username=username,

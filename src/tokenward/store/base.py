@@ -43,6 +43,7 @@ from ..feed import RevocationEvent, RevocationKind
 
 __all__ = [
     "AccountStore",
+    "AttemptCounterStore",
     "BaseStore",
     "Client",
     "Family",
@@ -453,12 +454,31 @@ class GrantRecordStore(BaseStore):
         """Delete expired records; the number deleted (backends with native expiry may say 0)."""
 
 
+class AttemptCounterStore(BaseStore):
+    """Moving-window attempt counters: login limits shared by every process on the store."""
+
+    @abstractmethod
+    async def rate_hit(self, key: str, *, now: float, window: float, limit: int) -> bool:
+        """Atomically: record one attempt of ``key`` at ``now`` when fewer than ``limit`` were
+        recorded in ``(now - window, now]`` and return ``True``; else record nothing and
+        return ``False`` (a moving window). Concurrent calls never overrun ``limit``."""
+
+    @abstractmethod
+    async def rate_window(self, key: str, *, now: float, window: float) -> tuple[int, float]:
+        """How many attempts of ``key`` lie in ``(now - window, now]``, and when the oldest of
+        them leaves the window (``now`` when none)."""
+
+    @abstractmethod
+    async def rate_clear(self, key: str) -> None:
+        """Forget every attempt of ``key``. Old attempts are also removed by :meth:`purge`."""
+
+
 class SessionStore(RefreshTokenStore, KeyBlobStore):
     """What :class:`~tokenward.sessions.SessionManager` needs: families, rotation, the feed
     and the successor secret."""
 
 
-class Store(SessionStore, AccountStore, ReplayCacheStore, GrantRecordStore):
+class Store(SessionStore, AccountStore, ReplayCacheStore, AttemptCounterStore, GrantRecordStore):
     """Async storage of everything tokenward keeps: every capability. Use as
     ``async with store:``."""
 

@@ -66,6 +66,7 @@ class MemoryStore(Store):
         self._secrets: dict[str, bytes] = {}
         self._users: dict[str, User] = {}
         self._clients: dict[str, Client] = {}
+        self._rates: dict[str, list[float]] = {}
         self._dpop_jtis: dict[str, float] = {}
         self._records: dict[tuple[str, str], GrantRecord] = {}
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -439,6 +440,28 @@ class MemoryStore(Store):
             for k in gone:
                 del self._records[k]
             return len(gone)
+
+    # -- attempt counters ------------------------------------------------------------------
+    async def rate_hit(self, key: str, *, now: float, window: float, limit: int) -> bool:
+        self._guard()
+        with self._lock:
+            live = [t for t in self._rates.get(key, []) if t > now - window]
+            ok = len(live) < limit
+            if ok:
+                live.append(now)
+            self._rates[key] = live
+            return ok
+
+    async def rate_window(self, key: str, *, now: float, window: float) -> tuple[int, float]:
+        self._guard()
+        with self._lock:
+            live = [t for t in self._rates.get(key, []) if t > now - window]
+        return len(live), (min(live) + window if live else now)
+
+    async def rate_clear(self, key: str) -> None:
+        self._guard()
+        with self._lock:
+            self._rates.pop(key, None)
 
     # -- health ----------------------------------------------------------------------------
     async def ping(self) -> None:

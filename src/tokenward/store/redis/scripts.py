@@ -25,6 +25,7 @@ __all__ = [
     "DPOP_JTI_SEEN",
     "PURGE_FAMILY",
     "PURGE_STREAM",
+    "RATE_HIT",
     "REVOKE_FAMILY",
     "REVOKE_SUBJECT",
     "ROTATE",
@@ -248,6 +249,18 @@ for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
 end
 redis.call('DEL', KEYS[1], KEYS[2])
 return out
+"""
+
+RATE_HIT = """
+-- KEYS: 1 the attempts zset; ARGV: 1 now, 2 window, 3 limit, 4 a unique member
+-- A moving window: drop attempts older than the window, then record this one when fewer than
+-- ``limit`` remain (1) or refuse (0). The zset lives one window after its last attempt.
+local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('EXPIRE', KEYS[1], math.max(1, math.ceil(window)))
+return 1
 """
 
 DPOP_JTI_SEEN = """

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -656,6 +657,31 @@ class RedisStore(RedisGrantRecordsMixin, Store):
             return bool(deleted)
 
         return await self._call(run, "delete_client")
+
+    # -- attempt counters ------------------------------------------------------------------
+    def _rate_key(self, key: str) -> str:
+        return f"{self._g}:rate:{key}"
+
+    async def rate_hit(self, key: str, *, now: float, window: float, limit: int) -> bool:
+        keys = [self._rate_key(key)]
+        args = [_num(now), _num(window), int(limit), f"{_num(now)}:{secrets.token_hex(6)}"]
+        hit = await self._call(lambda: self._script("RATE_HIT", keys, args), "rate_hit")
+        return bool(int(hit))
+
+    async def rate_window(self, key: str, *, now: float, window: float) -> tuple[int, float]:
+        k = self._rate_key(key)
+
+        async def run() -> tuple[int, float]:
+            got = await self._r.zrangebyscore(k, f"({_num(now - window)}", "+inf", withscores=True)
+            if not got:
+                return 0, now
+            return len(got), float(got[0][1]) + window
+
+        return await self._call(run, "rate_window")
+
+    async def rate_clear(self, key: str) -> None:
+        k = self._rate_key(key)
+        await self._call(lambda: self._r.delete(k), "rate_clear")
 
     # -- DPoP replay cache -----------------------------------------------------------------
     async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:

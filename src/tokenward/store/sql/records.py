@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from sqlalchemy import Executable, Row, delete, select, update
+from sqlalchemy import Executable, Row, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,6 +25,7 @@ from .schema import (
     clients,
     dpop_jtis,
     keys,
+    rate_events,
     secrets,
     user_from_row,
     user_to_row,
@@ -144,6 +145,28 @@ class SQLRecordsMixin:
             return bool((await conn.execute(stmt)).rowcount)
 
     # -- DPoP replay cache -----------------------------------------------------------------
+    async def rate_hit(self, key: str, *, now: float, window: float, limit: int) -> bool:
+        r = rate_events.c
+        count = select(func.count()).where(r.key == key, r.at > now - window)
+        async with self._tx(write=True) as conn:
+            if self.backend == "postgresql":  # serialise the hits of one key (count + insert)
+                await conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
+            if (await conn.execute(count)).scalar_one() >= limit:
+                return False
+            await conn.execute(insert(rate_events).values(key=key, at=now, until=now + window))
+            return True
+
+    async def rate_window(self, key: str, *, now: float, window: float) -> tuple[int, float]:
+        r = rate_events.c
+        query = select(func.count(), func.min(r.at)).where(r.key == key, r.at > now - window)
+        row: Any = (await self._read(query))[0]
+        n, oldest = row[0], row[1]
+        return int(n), (float(oldest) + window if oldest is not None else now)
+
+    async def rate_clear(self, key: str) -> None:
+        async with self._tx(write=True) as conn:
+            await conn.execute(delete(rate_events).where(rate_events.c.key == key))
+
     async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:
         # one transaction: an expired entry is dropped, then the insert decides (the primary
         # key makes concurrent inserts of one key race to exactly one winner)

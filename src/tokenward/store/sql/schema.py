@@ -50,6 +50,7 @@ __all__ = [
     "keys",
     "metadata",
     "opt_bytes",
+    "rate_events",
     "record_from_row",
     "refresh_tokens",
     "revocations",
@@ -157,6 +158,19 @@ clients = Table(
     Column("disabled", Boolean, nullable=False, server_default=false()),
     Column("previous_secret_hash", Text),
     Column("previous_secret_expires_at", Double),
+)
+
+rate_events = Table(
+    "rate_events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("key", String(64), nullable=False),
+    Column("at", Double, nullable=False),
+    Column("until", Double, nullable=False),  # at + window: purged after it
+    Index("ix_rate_events_key_at", "key", "at"),
+    Index("ix_rate_events_until", "until"),
 )
 
 dpop_jtis = Table(

@@ -66,6 +66,7 @@ from .schema import (
     families,
     family_from_row,
     opt_bytes,
+    rate_events,
     record_from_row,
     refresh_tokens,
     revocations,
@@ -688,6 +689,7 @@ class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
             res = await conn.execute(delete(revocations).where(revocations.c.until <= now))
             events = res.rowcount
             await conn.execute(delete(dpop_jtis).where(dpop_jtis.c.until <= now))
+            await conn.execute(delete(rate_events).where(rate_events.c.until <= now))
         return PurgeCounts(refresh_tokens=tokens, families=gone, revocations=events)
 
     # -- health ----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """authorization code / OpenID Connect: client registration column, grant_records table
 
-Revision ID: 0004_oauth_grants
-Revises: 0003_client_lifecycle
+Revision ID: 0005_oauth_grants
+Revises: 0004_rate_events
 Create Date: 2026-12-06
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_oauth_grants"
-down_revision: str | None = "0003_client_lifecycle"
+revision: str = "0005_oauth_grants"
+down_revision: str | None = "0004_rate_events"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
