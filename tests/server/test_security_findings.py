@@ -805,7 +805,7 @@ def test_f16_names_are_compared_after_nfkc_and_case_folding(server: Server) -> N
     dup = server.http.post(
         "/admin/users", json={"username": "ALICE", "password": "long password 1"}, headers=admin
     )
-    assert dup.status_code == 400
+    assert (dup.status_code, dup.json()["error"]) == (409, "already_exists")  # case-blind clash
     tok = server.login(username="ＡＬＩＣＥ")  # full-width: NFKC makes it ALICE, folding alice
     r = server.http.post("/admin/users/Alice/disable", headers=admin)
     assert r.status_code == 200 and r.json() == {"sessions_revoked": 1}

@@ -9,9 +9,12 @@ only that part::
     ├── RevocationFeedStore   the revocation feed (a denylist mirror follows it)
     │   └── RefreshTokenStore families, rotation, revoking, purge
     ├── KeyBlobStore          the encrypted key set, named secrets
-    └── AccountStore          users and clients
+    ├── AccountStore          users and clients
+    ├── ReplayCacheStore      one-time keys (DPoP proof ids)
+    └── AttemptCounterStore   moving-window attempt counters (login limits)
     SessionStore = RefreshTokenStore + KeyBlobStore   (what SessionManager needs)
-    Store        = SessionStore + AccountStore        (what the server needs)
+    Store        = SessionStore + AccountStore + ReplayCacheStore + AttemptCounterStore
+                   (what the server needs)
 
 Atomicity is the backend's job: each method is one transaction (or one Lua script). The
 lifecycle *policy* (expiry, client binding, scope) lives in :mod:`tokenward.sessions`; the
