@@ -437,29 +437,46 @@ def test_f8_credential_change_racing_a_login_ends_its_session(
 def test_f8_concurrent_logins_leave_no_session_after_a_credential_change(
     server: Server, change: Any
 ) -> None:
-    """Six login loops for the victim while the admin acts (the review's attack)."""
+    """Six login loops for the victim while the admin acts (the review's attack). The password
+    check takes 20 ms here, as argon2 does for real, so logins are in flight at the change."""
     app = server.http.app
     stop = asyncio.Event()
+    verify = server.runtime.users._verify
+
+    async def slow_verify(password_hash: str, password: str) -> bool:
+        ok = await verify(password_hash, password)
+        await asyncio.sleep(0.02)
+        return ok
+
+    server.runtime.users._verify = slow_verify  # type: ignore[method-assign]
 
     async def attack() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
             got: list[httpx.Response] = []
+            signed_in = asyncio.Event()
+            after_change: list[int] = []
 
             async def loop() -> None:
                 while not stop.is_set():
-                    got.append(
-                        await c.post(
-                            "/login",
-                            json={"username": "alice", "password": ALICE_PW, "client_id": "app"},
-                        )
+                    r = await c.post(
+                        "/login",
+                        json={"username": "alice", "password": ALICE_PW, "client_id": "app"},
                     )
-                    await asyncio.sleep(0)
+                    got.append(r)
+                    if r.status_code == 200:
+                        signed_in.set()
+                    if changed.is_set():
+                        after_change.append(r.status_code)
+                        if len(after_change) >= 6:  # the loops went on after the change
+                            stop.set()
+                    await asyncio.sleep(0.005)  # paced: six clients, not a busy loop
 
+            changed = asyncio.Event()
             tasks = [asyncio.create_task(loop()) for _ in range(6)]
-            await asyncio.sleep(0.05)
+            await signed_in.wait()  # the loops are logging in
             await change(server.runtime)
-            await asyncio.sleep(0.05)
+            changed.set()
             stop.set()
             await asyncio.gather(*tasks)
             return got
