@@ -11,7 +11,9 @@ written out below (``_profile_header_ok``, ``_StrictJSON``, ``_extra_claims_ok``
 size cap, canonical base64url, ``kid`` exact match, ``typ`` at+jwt, no
 ``crit``/``jku``/``x5u``/``jwk``/``x5c``/``x5t``/``b64``/``zip``/``enc``, JSON without
 duplicate names / NaN / numbers beyond the double range (what orjson reads),
-``sub``/``jti``/``client_id`` non-empty strings, ``scope``/``sid`` strings.
+``sub``/``jti``/``client_id`` non-empty strings, ``scope``/``sid`` strings, ``cnf`` (when
+present) an object with a non-empty string ``jkt`` (RFC 9449 §6.1: a binding that cannot be read
+must not be ignored).
 """
 
 from __future__ import annotations
@@ -139,6 +141,10 @@ def _extra_claims_ok(claims: dict[str, Any]) -> bool:
     for name in ("sub", "jti", "client_id"):
         if type(claims.get(name)) is not str or not claims[name]:
             return False
+    if "cnf" in claims:
+        cnf = claims["cnf"]
+        if type(cnf) is not dict or type(cnf.get("jkt")) is not str or not cnf["jkt"]:
+            return False
     return all(claims.get(n) is None or type(claims[n]) is str for n in ("scope", "sid"))
 
 
@@ -226,7 +232,8 @@ def claim_sets(draw: st.DrawFn) -> dict[str, Any]:
     for name in ("scope", "sid"):
         if draw(st.booleans()):
             c[name] = draw(st.sampled_from(["read", "s1", None]))
-    c.update(draw(st.dictionaries(st.sampled_from(["x", "cnf", "roles"]), json_values, max_size=2)))
+    extra = json_values | st.just({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"})
+    c.update(draw(st.dictionaries(st.sampled_from(["x", "cnf", "roles"]), extra, max_size=2)))
     if draw(st.booleans()):
         return c
     bad_values = {

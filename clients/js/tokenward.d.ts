@@ -76,7 +76,28 @@ export interface ClientOptions {
   loginEndpoint?: string;
   logoutEndpoint?: string;
   authorizationEndpoint?: string;
+  /** Sender-constrained tokens (RFC 9449): a non-extractable P-256 key in IndexedDB. */
+  dpop?: boolean;
+  /** Where the DPoP key pair is kept (default: IndexedDB, shared by the origin's tabs). */
+  dpopKeyStore?: DPoPKeyStore;
 }
+
+export interface DPoPKeyStore {
+  get(): Promise<CryptoKeyPair | undefined>;
+  set(keyPair: CryptoKeyPair): Promise<unknown>;
+  delete(): Promise<unknown>;
+}
+
+export declare function jwkThumbprint(jwk: JsonWebKey): Promise<string>;
+export declare function accessTokenHash(token: string): Promise<string>;
+export declare function generateDPoPKey(): Promise<CryptoKeyPair>;
+export declare function indexedDBKeyStore(name?: string, dbName?: string): DPoPKeyStore;
+export declare function dpopProof(
+  keyPair: CryptoKeyPair,
+  htm: string,
+  htu: string,
+  options?: { accessToken?: string | null; nonce?: string | null; iat?: number | null },
+): Promise<string>;
 
 export interface LoginOptions {
   username: string;
@@ -95,6 +116,10 @@ export declare class TokenwardClient {
   /** ms since the epoch; 0 when signed out. */
   readonly expiresAt: number;
   readonly hasSession: boolean;
+  readonly dpop: boolean;
+  /** The origin's DPoP key pair (created on first use). */
+  dpopKey(): Promise<CryptoKeyPair>;
+  proof(htm: string, url: string, accessToken?: string | null): Promise<string>;
   onChange(fn: (client: TokenwardClient) => void): () => void;
   login(options: LoginOptions): Promise<Claims | null>;
   restore(): Promise<boolean>;

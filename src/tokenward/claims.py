@@ -57,6 +57,12 @@ class AccessTokenClaims:
     def has_scopes(self, *wanted: str) -> bool:
         return self.scopes.issuperset(wanted)
 
+    @property
+    def jkt(self) -> str | None:
+        """The DPoP key thumbprint the token is bound to (``cnf.jkt``, RFC 9449 §6.1)."""
+        cnf = self.raw.get("cnf")
+        return cnf.get("jkt") if type(cnf) is dict else None
+
 
 def _number(payload: dict[str, Any], name: str) -> float:
     v = payload[name]
@@ -140,5 +146,9 @@ def validate_claims(
     sid = payload.get("sid")
     if sid is not None and type(sid) is not str:
         raise InvalidClaims("claim 'sid' must be a string")
+    if "cnf" in payload:  # RFC 7800 §3.1; a binding we cannot read must not be ignored
+        cnf = payload["cnf"]
+        if type(cnf) is not dict or type(cnf.get("jkt")) is not str or not cnf["jkt"]:
+            raise InvalidClaims("claim 'cnf' must be an object with a 'jkt' string (RFC 9449 §6.1)")
     # positional: a frozen dataclass's keyword __init__ costs ~0.3 µs more
     return AccessTokenClaims(iss, sub, auds, exp, iat, jti, client_id, scope, sid, nbf, payload)

@@ -31,6 +31,7 @@ import hmac
 import math
 import re
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -69,8 +70,9 @@ __all__ = [
 
 DPOP_TYPE: Final = "dpop+jwt"
 #: Asymmetric algorithms accepted for proofs (and advertised as
-#: ``dpop_signing_alg_values_supported``).
-DPOP_ALGORITHMS: Final[tuple[str, ...]] = ("ES256", "EdDSA", "RS256", "PS256")
+#: ``dpop_signing_alg_values_supported``). ``Ed25519`` is RFC 9864's fully-specified name for
+#: ``EdDSA`` with an Ed25519 key; clients use either.
+DPOP_ALGORITHMS: Final[tuple[str, ...]] = ("ES256", "EdDSA", "Ed25519", "RS256", "PS256")
 DEFAULT_MAX_AGE: Final = 60.0
 DEFAULT_PROOF_LEEWAY: Final = 5.0
 DEFAULT_MAX_PROOF_SIZE: Final = 4096
@@ -80,10 +82,17 @@ _FORBIDDEN_HEADERS: Final = frozenset(
     {"crit", "jku", "x5u", "x5c", "x5t", "x5t#S256", "b64", "zip", "enc"}
 )
 _PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
-_KTY_FOR_ALG: Final = {"ES256": "EC", "EdDSA": "OKP", "RS256": "RSA", "PS256": "RSA"}
+_KTY_FOR_ALG: Final = {
+    "ES256": "EC",
+    "EdDSA": "OKP",
+    "Ed25519": "OKP",
+    "RS256": "RSA",
+    "PS256": "RSA",
+}
 _JWK_CLASS: Final[dict[str, type[ECKey] | type[OKPKey] | type[RSAKey]]] = {
     "ES256": ECKey,
     "EdDSA": OKPKey,
+    "Ed25519": OKPKey,
     "RS256": RSAKey,
     "PS256": RSAKey,
 }
@@ -193,7 +202,7 @@ def _import_public_jwk(alg: str, jwk: Any) -> _ProofKey:
     if kty == "EC" and public["crv"] != "P-256":
         raise InvalidDPoPProof("ES256 needs a P-256 key")
     if kty == "OKP" and public["crv"] != "Ed25519":
-        raise InvalidDPoPProof("EdDSA needs an Ed25519 key")
+        raise InvalidDPoPProof(f"{alg} needs an Ed25519 key")
     try:
         imported = JWKRegistry.import_key(public)
         verify = make_verify_function(alg, imported.public_key)
@@ -348,11 +357,16 @@ class ReplayCache:
         self.max_entries = max_entries
         self._clock = clock
         self._entries: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def seen(self, key: str, ttl: float) -> bool:
+        with self._lock:
+            return self._seen(key, ttl)
+
+    def _seen(self, key: str, ttl: float) -> bool:
         now = self._clock()
         entries = self._entries
         exp = entries.get(key)
@@ -398,7 +412,7 @@ class DPoPKey:
     def generate(cls, alg: str = "ES256") -> DPoPKey:
         if alg == "ES256":
             return cls(ec.generate_private_key(ec.SECP256R1()), alg)
-        if alg == "EdDSA":
+        if alg in ("EdDSA", "Ed25519"):
             return cls(ed25519.Ed25519PrivateKey.generate(), alg)
         if alg in ("RS256", "PS256"):
             return cls(rsa.generate_private_key(public_exponent=65537, key_size=2048), alg)

@@ -9,6 +9,9 @@ Events and their fields (``None`` fields are left out):
 ``grace_replay``       the immediate parent came back inside the grace window: same fields
 ``refresh_token_reuse`` reuse detected, the family was revoked: ``sid, sub, client_id, ip,
                        user_agent, seq``
+``dpop_key_mismatch``  a DPoP-bound refresh token came without a proof or with a proof of
+                       another key (refused, the session is kept): ``sid, sub, client_id,
+                       reason, ip, user_agent``
 ``revoked``            ``kind`` (``jti``/``sid``/``sub``), ``value``, ``reason``, ``seq``
 ``purged``             ``refresh_tokens, families, revocations``
 =====================  =====================================================================
@@ -51,6 +54,7 @@ class SecurityEvent(StrEnum):
     REFRESHED = "refreshed"
     GRACE_REPLAY = "grace_replay"
     REFRESH_TOKEN_REUSE = "refresh_token_reuse"  # noqa: S105 - an event name
+    DPOP_KEY_MISMATCH = "dpop_key_mismatch"
     REVOKED = "revoked"
     PURGED = "purged"
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 - an event name

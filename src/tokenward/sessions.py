@@ -28,6 +28,7 @@ from ._logging import get_logger
 from .clock import Clock
 from .errors import (
     ConfigurationError,
+    InvalidDPoPProof,
     InvalidGrant,
     InvalidScope,
     RefreshTokenReused,
@@ -117,7 +118,7 @@ class TokenPair:
     session_id: str
     scope: str
     refresh_expires_at: float
-    token_type: str = "Bearer"  # noqa: S105
+    token_type: str = "Bearer"  # noqa: S105 - "DPoP" when bound (RFC 9449 §5)
 
     def to_response(self) -> dict[str, Any]:
         """The RFC 6749 §5.1 response body."""
@@ -155,6 +156,7 @@ class SessionInfo:
     device: str | None
     revoked_at: float | None
     revoked_reason: str | None
+    dpop_jkt: str | None = None
     #: when the refresh token this was looked up by was issued (introspection only)
     token_issued_at: float | None = None
 
@@ -174,6 +176,7 @@ class SessionInfo:
             device=family.device,
             revoked_at=family.revoked_at,
             revoked_reason=family.revoked_reason,
+            dpop_jkt=family.dpop_jkt,
         )
 
     @property
@@ -262,15 +265,25 @@ class SessionManager:
     def _sid_until(self, now: float) -> float:
         return now + self.issuer.access_token_ttl + self.revocation_margin
 
-    def _issue(self, family: Family, scope: str) -> IssuedAccessToken:
+    def _issue(self, family: Family, scope: str, jkt: str | None = None) -> IssuedAccessToken:
         return self.issuer.issue(
-            sub=family.sub, client_id=family.client_id, scope=scope or None, sid=family.sid
+            sub=family.sub,
+            client_id=family.client_id,
+            scope=scope or None,
+            sid=family.sid,
+            extra={"cnf": {"jkt": jkt}} if jkt else None,  # RFC 9449 §6.1
         )
 
     def _pair(
-        self, access: IssuedAccessToken, refresh_token: str, family: Family, scope: str
+        self,
+        access: IssuedAccessToken,
+        refresh_token: str,
+        family: Family,
+        scope: str,
+        jkt: str | None = None,
     ) -> TokenPair:
         return TokenPair(
+            token_type="DPoP" if jkt else "Bearer",
             access_token=access.token,
             refresh_token=refresh_token,
             expires_in=access.expires_in,
@@ -296,8 +309,14 @@ class SessionManager:
         user_agent: str | None = None,
         ip: str | None = None,
         device: str | None = None,
+        dpop_jkt: str | None = None,
+        bind_refresh: bool = True,
     ) -> TokenPair:
-        """Start a session: a new family, its first refresh token and an access token."""
+        """Start a session: a new family, its first refresh token and an access token.
+
+        ``dpop_jkt``: the thumbprint of the client's DPoP key (RFC 9449): the access token
+        carries it in ``cnf.jkt``, and with ``bind_refresh`` (public clients, §5) the session
+        is bound to it for its whole life."""
         if not sub or not client_id:
             raise ConfigurationError("sub and client_id must be non-empty")
         scope = " ".join(scope.split())
@@ -317,9 +336,10 @@ class SessionManager:
             user_agent=user_agent,
             ip=ip,
             device=device,
+            dpop_jkt=dpop_jkt if bind_refresh else None,
         )
         await self.store.create_family(family, RefreshTokenRecord(token_hash, family.sid, now))
-        access = self._issue(family, scope)
+        access = self._issue(family, scope, dpop_jkt)
         emit(
             SecurityEvent.ISSUED,
             sid=family.sid,
@@ -329,7 +349,7 @@ class SessionManager:
             ip=ip,
             user_agent=user_agent,
         )
-        return self._pair(access, token, family, scope)
+        return self._pair(access, token, family, scope, dpop_jkt)
 
     async def refresh(
         self,
@@ -339,11 +359,17 @@ class SessionManager:
         scope: str | None = None,
         ip: str | None = None,
         user_agent: str | None = None,
+        dpop_jkt: str | None = None,
     ) -> TokenPair:
         """Exchange ``refresh_token`` for a new pair (RFC 6749 §6), rotating it.
 
         ``client_id`` is the authenticated client; ``None`` skips the binding check (library
         use only — the server always passes it). ``scope`` may narrow, never widen.
+        ``dpop_jkt``: the thumbprint of the verified DPoP proof of the request, if any. A
+        session bound to a key (RFC 9449 §5) needs a proof of that key: without one the
+        answer is ``invalid_dpop_proof``, with another key's ``invalid_grant``; neither
+        consumes the token nor revokes the session (whoever holds a stolen copy must not be
+        able to log the user out) — a ``dpop_key_mismatch`` security event records it.
         """
         raw = parse_refresh_token(refresh_token)
         if raw is None:
@@ -362,6 +388,23 @@ class SessionManager:
         now = self.clock.now()
         if family.expired(now):
             raise InvalidGrant("refresh token expired")
+        bound = family.dpop_jkt
+        if bound is not None and (
+            dpop_jkt is None or not hmac.compare_digest(bound.encode(), dpop_jkt.encode())
+        ):
+            emit(
+                SecurityEvent.DPOP_KEY_MISMATCH,
+                sid=family.sid,
+                sub=family.sub,
+                client_id=family.client_id,
+                reason="no_proof" if dpop_jkt is None else "other_key",
+                ip=ip,
+                user_agent=user_agent,
+            )
+            if dpop_jkt is None:
+                raise InvalidDPoPProof("this refresh token is DPoP-bound: a DPoP proof is required")
+            raise InvalidGrant("the DPoP proof is made with another key than the session's")
+        jkt = bound or dpop_jkt
         if self._family_check is not None:
             try:
                 await self._family_check(family)
@@ -391,7 +434,7 @@ class SessionManager:
         outcome = result.outcome
         fam = result.family or family
         if outcome is RotationOutcome.ROTATED or outcome is RotationOutcome.GRACE:
-            access = self._issue(fam, access_scope)
+            access = self._issue(fam, access_scope, jkt)
             emit(
                 SecurityEvent.REFRESHED
                 if outcome is RotationOutcome.ROTATED
@@ -403,7 +446,7 @@ class SessionManager:
                 ip=ip,
                 user_agent=user_agent,
             )
-            return self._pair(access, successor, fam, access_scope)
+            return self._pair(access, successor, fam, access_scope, jkt)
         if outcome is RotationOutcome.REUSED:
             self._mirror(result.event)
             emit(

@@ -81,3 +81,24 @@ def test_serve_with_shared_store_needs_kek(monkeypatch: pytest.MonkeyPatch) -> N
     r = CliRunner().invoke(app, ["serve", "--store", "redis://127.0.0.1:1/0"])
     assert r.exit_code == 2
     assert "TOKENWARD_KEY_ENCRYPTION_KEY: required with a shared store" in r.output
+
+
+def test_client_dpop_required_or_optional_from_the_cli(tmp_path: Path) -> None:
+    # RFC 9449 §5.2 dpop_bound_access_tokens: `client add|set ... --dpop required|optional`
+    url = f"sqlite:///{tmp_path}/tw.db"
+    runner = CliRunner()
+    r = runner.invoke(
+        app,
+        ["client", "add", "spa", "--public", "--grants", "password,refresh_token",
+         "--dpop", "required", "--store", url],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "│ required │" in runner.invoke(app, ["client", "list", "--store", url]).output
+    r = runner.invoke(app, ["client", "set", "spa", "--dpop", "optional", "--store", url])
+    assert r.exit_code == 0 and "optional" in r.output
+    listed = runner.invoke(app, ["client", "list", "--store", url]).output
+    assert "│ optional │" in listed and "│ required │" not in listed
+    bad = runner.invoke(app, ["client", "set", "spa", "--dpop", "always", "--store", url])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    unknown = runner.invoke(app, ["client", "set", "nope", "--dpop", "required", "--store", url])
+    assert unknown.exit_code == 2 and "unknown client" in unknown.output

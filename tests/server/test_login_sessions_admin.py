@@ -132,7 +132,10 @@ def test_sessions_list_and_delete_own_only(server: Server) -> None:
 def test_rfc6750_3_missing_token_has_bare_challenge(server: Server) -> None:
     r = server.http.get("/userinfo")
     assert r.status_code == 401
-    assert r.headers["www-authenticate"] == 'Bearer realm="tokenward"'
+    # one bare challenge per scheme the server accepts (RFC 6750 §3, RFC 9449 §7.1)
+    assert r.headers["www-authenticate"] == (
+        'Bearer realm="tokenward", DPoP algs="ES256 EdDSA Ed25519 RS256 PS256"'
+    )
 
 
 def test_rfc6750_3_1_invalid_token_challenge(server: Server) -> None:

@@ -297,3 +297,28 @@ async def test_grace_replay_across_instances_then_reuse_revokes_everywhere(
             assert await _introspect(http, cluster, base, child["refresh_token"]) == {
                 "active": False
             }
+
+
+# -- DPoP (RFC 9449 §11.1): the replay cache is the shared store ------------------------------
+async def test_a_dpop_proof_used_at_one_instance_is_a_replay_at_another(cluster: Cluster) -> None:
+    from tokenward.dpop import DPoPKey
+
+    key = DPoPKey.generate()
+    a, b, c = cluster.bases
+    form = {"grant_type": "password", "username": "alice", "password": PASSWORD, "client_id": "app"}
+    proof = key.proof("POST", f"{ISSUER}/token")
+    async with httpx.AsyncClient(timeout=10) as http:
+        r = await http.post(f"{a}/token", data=form, headers={"DPoP": proof})
+        assert r.status_code == 200 and r.json()["token_type"] == "DPoP", r.text
+        again = await http.post(f"{b}/token", data=form, headers={"DPoP": proof})
+        assert again.status_code == 400
+        assert again.json()["error"] == "invalid_dpop_proof"
+        assert "replay" in again.json()["error_description"]
+        at = r.json()["access_token"]
+        headers = {
+            "Authorization": f"DPoP {at}",
+            "DPoP": key.proof("GET", f"{ISSUER}/userinfo", access_token=at),
+        }
+        assert (await http.get(f"{b}/userinfo", headers=headers)).status_code == 200
+        replayed = await http.get(f"{c}/userinfo", headers=headers)
+        assert replayed.status_code == 401 and "replay" in replayed.json()["error_description"]

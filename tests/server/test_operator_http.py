@@ -8,6 +8,9 @@ from typing import Any
 
 from support.server import Server, bearer
 
+# RFC 6750 §3.1 / RFC 9449 §7.1: one bare challenge per scheme the server accepts
+NO_CREDENTIALS_CHALLENGE = 'Bearer realm="tokenward", DPoP algs="ES256 EdDSA Ed25519 RS256 PS256"'
+
 
 def test_jwks_etag_and_if_none_match_answer_304(server: Server) -> None:
     r = server.http.get("/.well-known/jwks.json")
@@ -33,7 +36,7 @@ def test_missing_bearer_token_is_401_unauthorized_without_error_attribute(server
     for path in ("/userinfo", "/sessions", "/admin/users"):
         r = server.http.get(path)
         assert r.status_code == 401, path
-        assert r.headers["WWW-Authenticate"] == 'Bearer realm="tokenward"'
+        assert r.headers["WWW-Authenticate"] == NO_CREDENTIALS_CHALLENGE
         assert r.json() == {
             "error": "unauthorized",
             "error_description": "a bearer token is required",
@@ -94,7 +97,7 @@ def test_metrics_token_protects_metrics_and_unset_is_open(server_factory: Any) -
     assert open_server.http.get("/metrics").status_code == 200
     guarded = server_factory(metrics_token="scrape-secret-1")
     r = guarded.http.get("/metrics")
-    assert r.status_code == 401 and r.headers["WWW-Authenticate"] == 'Bearer realm="tokenward"'
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"] == NO_CREDENTIALS_CHALLENGE
     assert r.json()["error"] == "unauthorized"
     wrong = guarded.http.get("/metrics", headers=bearer("scrape-secret-2"))
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_token"

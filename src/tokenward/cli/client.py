@@ -1,7 +1,8 @@
-"""``tokenward client add|list|disable|enable|remove|rotate-secret``."""
+"""``tokenward client add|set|list|disable|enable|remove|rotate-secret``."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -18,6 +19,23 @@ __all__ = ["app"]
 
 app = typer.Typer(help="OAuth clients.", no_args_is_help=True)
 StoreOpt = Annotated[str | None, typer.Option("--store", help=DEFAULT_STORE_HELP)]
+
+
+class DPoPMode(StrEnum):
+    """RFC 9449 §5.2 ``dpop_bound_access_tokens``: ``required`` = true."""
+
+    REQUIRED = "required"
+    OPTIONAL = "optional"
+
+
+DPoPOpt = Annotated[
+    DPoPMode | None,
+    typer.Option(
+        "--dpop",
+        help="DPoP proofs at /token: required (dpop_bound_access_tokens) or optional",
+        case_sensitive=False,
+    ),
+]
 
 
 @app.command()
@@ -57,6 +75,7 @@ def add(
         str | None,
         typer.Option("--backchannel-logout-uri", help="OpenID Connect back-channel logout URI"),
     ] = None,
+    dpop: DPoPOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Register a client; a confidential client's secret is printed once."""
@@ -78,6 +97,7 @@ def add(
             first_party=first_party,
             post_logout_redirect_uris=post_logout_redirect_uris.split(","),
             backchannel_logout_uri=backchannel_logout_uri,
+            dpop_bound_access_tokens=dpop is DPoPMode.REQUIRED,
         )
         return secret
 
@@ -85,6 +105,22 @@ def add(
     out_console.print(f"created {'public' if public else 'confidential'} client {client_id}")
     if secret is not None:
         out_console.print(f"client_secret: {secret}   (shown once)")
+
+
+@app.command("set")
+@cli_errors
+def set_client(client_id: str, dpop: DPoPOpt = None, store: StoreOpt = None) -> None:
+    """Change a registered client's settings."""
+    if dpop is None:
+        raise typer.BadParameter("nothing to change; give --dpop required|optional")
+
+    async def go(settings: Settings, st: Store) -> None:
+        await ClientRegistry(st, clock=get_clock()).update(
+            client_id, dpop_bound_access_tokens=dpop is DPoPMode.REQUIRED
+        )
+
+    run_with_store(store, go, create=False)
+    out_console.print(f"client {client_id}: DPoP {dpop.value}")
 
 
 @app.command("list")
@@ -104,6 +140,7 @@ def list_clients(
                 "name": c.name,
                 "first_party": c.first_party,
                 "redirect_uris": list(c.redirect_uris),
+                "dpop": "required" if c.dpop_bound_access_tokens else "optional",
                 "disabled": c.disabled,
                 "created_at": c.created_at,
             }
@@ -124,6 +161,7 @@ def list_clients(
             "grants",
             "scopes",
             "redirect_uris",
+            "dpop",
             "disabled",
             "created_at",
         ]

@@ -56,15 +56,21 @@ class HttpxAuth(httpx.Auth):
     def __repr__(self) -> str:
         return f"HttpxAuth({self._manager!r})"
 
-    @staticmethod
-    def flow(request: httpx.Request) -> Generator[NeedToken | httpx.Request, Any, None]:
+    def _present(self, request: httpx.Request, token: str) -> None:
+        url = str(request.url)
+        request.headers.update(self._manager.authorization_headers(token, request.method, url))
+
+    def flow(self, request: httpx.Request) -> Generator[NeedToken | httpx.Request, Any, None]:
         token = yield NeedToken()
-        request.headers["Authorization"] = f"Bearer {token}"
+        self._present(request, token)
         response: httpx.Response = yield request
+        if self._manager.wants_nonce_retry(str(request.url), response):
+            self._present(request, token)  # RFC 9449 §9: once more, with the server's nonce
+            response = yield request
         if not is_invalid_token(response.status_code, response.headers.get("WWW-Authenticate")):
             return
         token = yield NeedToken(rejected=token)
-        request.headers["Authorization"] = f"Bearer {token}"
+        self._present(request, token)
         yield request  # once: whatever this answers goes back to the caller
 
     def sync_auth_flow(
@@ -126,22 +132,26 @@ def requests_auth(manager: TokenManager) -> Any:
             return f"RequestsAuth({manager!r})"
 
         def __call__(self, r: Any) -> Any:
-            r.headers["Authorization"] = f"Bearer {manager.access_token()}"
+            token = manager.access_token()
+            r.headers.update(manager.authorization_headers(token, r.method, r.url))
             r.register_hook("response", self._on_response)
             return r
 
         def _on_response(self, resp: Any, **kwargs: Any) -> Any:
             sent = resp.request
-            if getattr(sent, "_tokenward_retry", False) or not is_invalid_token(
-                resp.status_code, resp.headers.get("WWW-Authenticate")
-            ):
+            if getattr(sent, "_tokenward_retry", False):
                 return resp
-            used = str(sent.headers.get("Authorization", ""))[len("Bearer ") :]
-            token = manager.token_after_rejection(used)
+            used = str(sent.headers.get("Authorization", "")).partition(" ")[2]
+            if manager.wants_nonce_retry(sent.url, resp):  # RFC 9449 §9
+                token = used
+            elif is_invalid_token(resp.status_code, resp.headers.get("WWW-Authenticate")):
+                token = manager.token_after_rejection(used)
+            else:
+                return resp
             _ = resp.content  # consume, so the connection can be reused
             resp.close()
             again = sent.copy()
-            again.headers["Authorization"] = f"Bearer {token}"
+            again.headers.update(manager.authorization_headers(token, sent.method, sent.url))
             again._tokenward_retry = True  # one retry, never a loop
             new = resp.connection.send(again, **kwargs)
             new.history.append(resp)

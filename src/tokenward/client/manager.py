@@ -16,13 +16,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 import orjson
 
+from ..dpop import DPoPKey
 from .errors import ClientError, LoginRequired, TemporarilyUnavailable
 from .storage import MemoryTokenStorage, TokenStorage
 
@@ -52,16 +53,22 @@ class _Tokens:
     refresh_token: str | None = field(default=None, repr=False)
     scope: str | None = None
     grant: str = "password"
+    token_type: str = "Bearer"  # noqa: S105 - "DPoP" for a DPoP-bound token (RFC 9449)
+    dpop_jwk: dict[str, Any] | None = field(default=None, repr=False)  # the key it is bound to
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "access_token": self.access_token,
             "expires_at": self.expires_at,
             "lifetime": self.lifetime,
             "refresh_token": self.refresh_token,
             "scope": self.scope,
             "grant": self.grant,
+            "token_type": self.token_type,
         }
+        if self.dpop_jwk is not None:
+            data["dpop_jwk"] = self.dpop_jwk
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> _Tokens | None:
@@ -77,6 +84,8 @@ class _Tokens:
                 refresh_token=refresh,
                 scope=data.get("scope") if isinstance(data.get("scope"), str) else None,
                 grant=str(data.get("grant") or "password"),
+                token_type="DPoP" if data.get("token_type") == "DPoP" else "Bearer",
+                dpop_jwk=data["dpop_jwk"] if isinstance(data.get("dpop_jwk"), dict) else None,
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -104,6 +113,12 @@ class TokenManager:
     sent with every grant; ``refresh_margin`` is how many seconds before expiry the token is
     refreshed (default: 20 % of its lifetime, at most 60 s). ``http`` lets you pass your own
     ``httpx.Client`` (proxies, CA bundle) for the calls to the authorization server.
+
+    ``dpop=True`` (or a :class:`~tokenward.dpop.DPoPKey`) sender-constrains the tokens
+    (RFC 9449): the key is generated once and kept in the storage next to the tokens (so
+    processes sharing a ``FileTokenStorage`` share it), every token request and every
+    resource request made through the auth objects carries a proof, and a ``DPoP-Nonce``
+    the server asks for is used and retried once.
     """
 
     def __init__(
@@ -118,6 +133,7 @@ class TokenManager:
         refresh_margin: float | None = None,
         http: httpx.Client | None = None,
         timeout: float = 10.0,
+        dpop: bool | DPoPKey = False,
     ) -> None:
         parts = urlsplit(issuer)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
@@ -141,6 +157,54 @@ class TokenManager:
         self._tasks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[str]] = (
             weakref.WeakKeyDictionary()
         )
+        self._dpop_key: DPoPKey | None = None
+        self._nonces: dict[str, str] = {}  # origin -> the last DPoP-Nonce it sent (RFC 9449 §8)
+        if isinstance(dpop, DPoPKey):
+            self._dpop_key = dpop
+        elif dpop:
+            data = self.storage.load()
+            stored = _Tokens.from_dict(data) if data is not None else None
+            self._dpop_key = _key_of(stored) or DPoPKey.generate()
+
+    # -- DPoP (RFC 9449) -------------------------------------------------------------------------
+
+    @property
+    def dpop_key(self) -> DPoPKey | None:
+        """The DPoP key the tokens are bound to (``None`` without DPoP)."""
+        return self._dpop_key
+
+    def _remember_nonce(self, url: str, resp: Any) -> None:
+        nonce = resp.headers.get("DPoP-Nonce")
+        if self._dpop_key is not None and nonce:
+            self._nonces[_origin(url)] = nonce
+
+    def dpop_proof(self, method: str, url: str, access_token: str | None = None) -> str:
+        """A fresh proof for one request (with the server's last nonce, if it sent one)."""
+        if self._dpop_key is None:
+            raise ClientError("this TokenManager was created without dpop=True")
+        return self._dpop_key.proof(
+            method, url, access_token=access_token, nonce=self._nonces.get(_origin(url))
+        )
+
+    def authorization_headers(self, token: str, method: str, url: str) -> dict[str, str]:
+        """``Authorization`` (and ``DPoP``) headers presenting ``token`` for one request."""
+        if self._dpop_key is None:
+            return {"Authorization": f"Bearer {token}"}
+        return {
+            "Authorization": f"DPoP {token}",
+            "DPoP": self.dpop_proof(method, url, access_token=token),
+        }
+
+    def wants_nonce_retry(self, url: str, resp: Any) -> bool:
+        """The resource server asked for a DPoP nonce (401 ``use_dpop_nonce`` with a
+        ``DPoP-Nonce``, RFC 9449 §9): remember it; the caller retries once."""
+        if self._dpop_key is None or resp.status_code not in (400, 401):
+            return False
+        challenge = resp.headers.get("WWW-Authenticate", "")
+        if "use_dpop_nonce" not in challenge or not resp.headers.get("DPoP-Nonce"):
+            return False
+        self._remember_nonce(url, resp)
+        return True
 
     def __repr__(self) -> str:
         return f"TokenManager(issuer={self.issuer!r}, client_id={self.client_id!r})"
@@ -221,8 +285,23 @@ class TokenManager:
     def _post(self, endpoint: str, form: dict[str, str]) -> httpx.Response:
         url = self._endpoint(endpoint)
         headers = {"Accept": "application/json", **self._client_auth(form)}
+        dpop = self._dpop_key is not None and endpoint == "token_endpoint"
         try:
-            resp = self._http.post(url, data=form, headers=headers)
+            for attempt in (1, 2):
+                if dpop:
+                    headers["DPoP"] = self.dpop_proof("POST", url)
+                resp = self._http.post(url, data=form, headers=headers)
+                if dpop:
+                    self._remember_nonce(url, resp)
+                # RFC 9449 §8: the server wants a nonce: once more with the one it sent
+                if not (
+                    dpop
+                    and attempt == 1
+                    and resp.status_code == 400
+                    and _error_code(resp) == "use_dpop_nonce"
+                    and resp.headers.get("DPoP-Nonce")
+                ):
+                    break
         except httpx.TransportError as exc:
             raise TemporarilyUnavailable(f"cannot reach {url}: {type(exc).__name__}") from None
         if resp.status_code >= 500 or resp.status_code == 429:
@@ -245,7 +324,10 @@ class TokenManager:
                 error=_error_code(resp) or None,
                 status=resp.status_code,
             )
-        return _tokens_from(resp, grant=grant, previous_refresh=form.get("refresh_token"))
+        tokens = _tokens_from(resp, grant=grant, previous_refresh=form.get("refresh_token"))
+        if self._dpop_key is not None:
+            tokens = replace(tokens, dpop_jwk=self._dpop_key.to_jwk())
+        return tokens
 
     def _store(self, tokens: _Tokens) -> None:
         self.storage.save(tokens.to_dict())
@@ -433,6 +515,9 @@ class TokenManager:
         if stored is None:
             self._cache = None
             raise LoginRequired("not signed in")
+        key = _key_of(stored) if self._dpop_key is not None else None
+        if key is not None and self._dpop_key is not None and key.jkt != self._dpop_key.jkt:
+            self._dpop_key = key  # another process signed in: its session is bound to its key
         if self._usable(stored, rejected):
             self._cache = stored
             return stored.access_token
@@ -576,4 +661,20 @@ def _tokens_from(resp: httpx.Response, *, grant: str, previous_refresh: str | No
         refresh_token=refresh if isinstance(refresh, str) else previous_refresh,
         scope=scope if isinstance(scope, str) else None,
         grant=grant,
+        token_type="DPoP" if token_type.lower() == "dpop" else "Bearer",
     )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _key_of(tokens: _Tokens | None) -> DPoPKey | None:
+    if tokens is None or tokens.dpop_jwk is None:
+        return None
+    try:
+        return DPoPKey.from_jwk(tokens.dpop_jwk)
+    except Exception:  # a damaged key: a new sign-in binds a new one
+        log.warning("the stored DPoP key cannot be loaded")
+        return None

@@ -5,6 +5,7 @@ error into a status, a ``WWW-Authenticate`` challenge and a JSON body.
 situation                              status  ``WWW-Authenticate``
 =====================================  ======  =============================================
 no ``Authorization: Bearer`` at all    401     ``Bearer realm="..."`` (no error, §3.1)
+DPoP: bound token as Bearer, bad proof 401     ``DPoP algs="...", error=...`` (RFC 9449 §7)
 malformed header (``Bearer`` alone)    400     ``Bearer realm="...", error="invalid_request"``
 bad / expired / revoked token          401     ``..., error="invalid_token", error_description``
 token lacks a required scope           403     ``..., error="insufficient_scope", scope="..."``
@@ -18,19 +19,21 @@ what is wrong and never contains the token.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..claims import AccessTokenClaims
 from ..errors import (
     InsufficientScope,
+    InvalidDPoPProof,
     InvalidRequest,
     InvalidToken,
     RateLimited,
     StoreUnavailable,
     TokenwardError,
 )
+from .dpop import DPOP_CHALLENGE, DPoPChecker
 
 __all__ = [
     "AuthFailure",
@@ -40,6 +43,7 @@ __all__ = [
     "bearer_token",
     "challenge",
     "check_scopes",
+    "credentials",
     "failure_for",
     "missing_token",
 ]
@@ -72,6 +76,23 @@ def bearer_token(authorization: str | None) -> str | None:
     if not token or _B64TOKEN.fullmatch(token) is None:
         raise InvalidRequest("malformed Authorization: Bearer header")
     return token
+
+
+def credentials(authorization: str | None) -> tuple[str, str] | None:
+    """``(scheme, token)`` for the ``Bearer`` (RFC 6750 §2.1) and ``DPoP`` (RFC 9449 §7.1)
+    schemes; ``None`` without credentials of either; ``InvalidRequest`` when malformed."""
+    if not authorization:
+        return None
+    scheme, _, rest = authorization.strip().partition(" ")
+    kind = scheme.lower()
+    if kind not in ("bearer", "dpop"):
+        return None
+    token = rest.strip()
+    if not token or _B64TOKEN.fullmatch(token) is None:
+        raise InvalidRequest(
+            f"malformed Authorization: {'Bearer' if kind == 'bearer' else 'DPoP'} header"
+        )
+    return ("DPoP" if kind == "dpop" else "Bearer"), token
 
 
 def check_scopes(claims: AccessTokenClaims, scopes: Iterable[str]) -> AccessTokenClaims:
@@ -118,8 +139,19 @@ def missing_token(realm: str) -> AuthFailure:
     )
 
 
-def failure_for(exc: TokenwardError, *, realm: str, scopes: Iterable[str] = ()) -> AuthFailure:
-    """Map any tokenward error raised while authenticating to its RFC 6750 response."""
+def _dpop_challenge(error: str, description: str) -> str:
+    return f"{DPOP_CHALLENGE}, error={_quote(error)}, error_description={_quote(description)}"
+
+
+def failure_for(
+    exc: TokenwardError, *, realm: str, scopes: Iterable[str] = (), dpop: bool = False
+) -> AuthFailure:
+    """Map any tokenward error raised while authenticating to its RFC 6750 response
+    (RFC 9449 §7.1 with a ``DPoP`` challenge for DPoP requests and DPoP-bound tokens)."""
+    if isinstance(exc, InvalidDPoPProof) or (dpop and isinstance(exc, InvalidToken)):
+        return AuthFailure(
+            401, exc.to_dict(), {"WWW-Authenticate": _dpop_challenge(exc.error, exc.description)}
+        )
     if isinstance(exc, InvalidToken | InvalidRequest | InsufficientScope):
         scope = " ".join(scopes) if isinstance(exc, InsufficientScope) else ""
         return AuthFailure(
@@ -133,29 +165,75 @@ def failure_for(exc: TokenwardError, *, realm: str, scopes: Iterable[str] = ()) 
     return AuthFailure(exc.status_code, exc.to_dict(), headers)
 
 
+_default_checker: DPoPChecker | None = None
+
+
+def _checker(verifier: TokenVerifier) -> DPoPChecker:
+    global _default_checker
+    checker = getattr(verifier, "dpop", None)
+    if isinstance(checker, DPoPChecker):
+        return checker
+    if _default_checker is None:
+        _default_checker = DPoPChecker()
+    return _default_checker
+
+
 def authenticate(
-    verifier: TokenVerifier, authorization: str | None, *, scopes: Iterable[str] = (), realm: str
+    verifier: TokenVerifier,
+    authorization: str | None,
+    *,
+    scopes: Iterable[str] = (),
+    realm: str,
+    method: str | None = None,
+    url: str | None = None,
+    dpop: Sequence[str] = (),
 ) -> AccessTokenClaims | AuthFailure:
-    """Verify the request's bearer token: its claims, or the response to send instead."""
+    """Verify the request's access token: its claims, or the response to send instead.
+
+    ``method``, ``url`` (as the application sees the request) and ``dpop`` (the values of
+    its ``DPoP`` headers) let DPoP-bound tokens through (RFC 9449 §7); without them only
+    unbound ``Bearer`` tokens are accepted."""
+    bound = False
     try:
-        token = bearer_token(authorization)
-        if token is None:
+        creds = credentials(authorization)
+        if creds is None:
             return missing_token(realm)
-        return check_scopes(verifier.verify(token), scopes)
+        scheme, token = creds
+        bound = scheme == "DPoP"
+        claims = verifier.verify(token)
+        bound = bound or claims.jkt is not None
+        _checker(verifier).check(
+            claims, scheme=scheme, token=token, method=method, url=url, proofs=dpop
+        )
+        return check_scopes(claims, scopes)
     except TokenwardError as exc:
-        return failure_for(exc, realm=realm, scopes=scopes)
+        return failure_for(exc, realm=realm, scopes=scopes, dpop=bound)
 
 
 async def aauthenticate(
-    verifier: TokenVerifier, authorization: str | None, *, scopes: Iterable[str] = (), realm: str
+    verifier: TokenVerifier,
+    authorization: str | None,
+    *,
+    scopes: Iterable[str] = (),
+    realm: str,
+    method: str | None = None,
+    url: str | None = None,
+    dpop: Sequence[str] = (),
 ) -> AccessTokenClaims | AuthFailure:
     """:func:`authenticate` for event loops: uses ``verifier.averify`` when there is one."""
+    bound = False
     try:
-        token = bearer_token(authorization)
-        if token is None:
+        creds = credentials(authorization)
+        if creds is None:
             return missing_token(realm)
+        scheme, token = creds
+        bound = scheme == "DPoP"
         averify = getattr(verifier, "averify", None)
         claims = await averify(token) if averify is not None else verifier.verify(token)
+        bound = bound or claims.jkt is not None
+        _checker(verifier).check(
+            claims, scheme=scheme, token=token, method=method, url=url, proofs=dpop
+        )
         return check_scopes(claims, scopes)
     except TokenwardError as exc:
-        return failure_for(exc, realm=realm, scopes=scopes)
+        return failure_for(exc, realm=realm, scopes=scopes, dpop=bound)

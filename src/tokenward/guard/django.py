@@ -36,11 +36,12 @@ from .bearer import (
     AuthFailure,
     TokenVerifier,
     authenticate,
-    bearer_token,
     challenge,
+    credentials,
     failure_for,
     missing_token,
 )
+from .dpop import header_values
 from .remote import Verifier
 
 __all__ = [
@@ -107,15 +108,28 @@ class GuardMiddleware:
         request.token_claims = None
         header = request.META.get("HTTP_AUTHORIZATION")
         try:
-            present = bearer_token(header) is not None
+            present = credentials(header) is not None
         except TokenwardError as exc:
             return _response(failure_for(exc, realm=self.realm))
         if present:
-            result = authenticate(get_verifier(), header, realm=self.realm)
+            result = _authenticate(request, header, realm=self.realm)
             if isinstance(result, AuthFailure):
                 return _response(result)
             request.token_claims = result
         return self.get_response(request)
+
+
+def _authenticate(request: Any, header: str | None, *, realm: str) -> Any:
+    """:func:`authenticate` with the request's method, absolute URL and DPoP proofs."""
+    proofs = request.META.get("HTTP_DPOP")
+    return authenticate(
+        get_verifier(),
+        header,
+        realm=realm,
+        method=request.method,
+        url=request.build_absolute_uri(),
+        dpop=header_values([proofs] if proofs else []),
+    )
 
 
 def require_token(scopes: Sequence[str] = ()) -> Callable[[Callable[..., Any]], Any]:
@@ -129,7 +143,7 @@ def require_token(scopes: Sequence[str] = ()) -> Callable[[Callable[..., Any]], 
             claims = getattr(request, "token_claims", None)
             if not isinstance(claims, AccessTokenClaims):
                 header = request.META.get("HTTP_AUTHORIZATION")
-                result = authenticate(get_verifier(), header, realm=realm)
+                result = _authenticate(request, header, realm=realm)
                 if isinstance(result, AuthFailure):
                     return _response(result)
                 claims = request.token_claims = result
@@ -193,11 +207,11 @@ class TokenwardAuthentication(_BaseAuthentication):  # type: ignore[misc]
             return TokenUser(claims), claims
         header = request.META.get("HTTP_AUTHORIZATION")
         try:
-            if bearer_token(header) is None:
+            if credentials(header) is None:
                 return None  # not ours: DRF answers 401 with authenticate_header()
         except TokenwardError as exc:
             raise _DRFError(failure_for(exc, realm=_realm())) from None
-        result = authenticate(get_verifier(), header, realm=_realm())
+        result = _authenticate(django_request, header, realm=_realm())
         if isinstance(result, AuthFailure):
             raise _DRFError(result)
         django_request.token_claims = result

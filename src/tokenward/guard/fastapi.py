@@ -34,6 +34,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..claims import AccessTokenClaims
 from .bearer import AuthFailure, TokenVerifier, aauthenticate
+from .dpop import header_values
 from .remote import Verifier
 
 __all__ = ["Guard", "GuardError"]
@@ -69,6 +70,9 @@ class Guard:
                 request.headers.get("authorization"),
                 scopes=wanted,
                 realm=self.realm,
+                method=request.method,
+                url=str(request.url),
+                dpop=header_values(request.headers.getlist("dpop")),
             )
             if isinstance(result, AuthFailure):
                 raise GuardError(result.status, detail=result.body, headers=result.headers)

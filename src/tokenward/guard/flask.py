@@ -31,6 +31,7 @@ from flask import Flask, Response, g, jsonify, request
 from ..claims import AccessTokenClaims
 from ..errors import ConfigurationError
 from .bearer import AuthFailure, TokenVerifier, authenticate
+from .dpop import header_values
 from .remote import Verifier
 
 __all__ = ["Guard", "current_claims"]
@@ -86,6 +87,9 @@ class Guard:
                     request.headers.get("Authorization"),
                     scopes=wanted,
                     realm=self.realm,
+                    method=request.method,
+                    url=request.url,
+                    dpop=header_values(request.headers.getlist("DPoP")),
                 )
                 if isinstance(result, AuthFailure):
                     return failure_response(result)

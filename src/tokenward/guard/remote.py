@@ -28,12 +28,14 @@ import httpx
 
 from ..claims import AccessTokenClaims
 from ..clock import Clock, system_clock
+from ..dpop import DEFAULT_MAX_AGE
 from ..errors import ConfigurationError, TokenwardError, UnknownKey
 from ..jws import b64url_decode, parse_json_object
 from ..keys import SigningKey
 from ..verifier import DEFAULT_CACHE_SIZE, DEFAULT_LEEWAY
 from ..verifier import Verifier as CoreVerifier
 from ._loop import BackgroundLoop
+from .dpop import DPoPChecker
 from .jwks import JWKSFetcher
 from .mirror import RevocationMirror
 
@@ -69,8 +71,19 @@ class Verifier:
         feed_wait: float | None = None,
         jwks_default_max_age: float = 300.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        external_url: str | None = None,
+        dpop_max_age: float = DEFAULT_MAX_AGE,
+        dpop_replay_url: str | None = None,
     ) -> None:
         self.clock = clock
+        # DPoP (RFC 9449 §7): external_url is the URL clients use (behind a proxy); a
+        # dpop_replay_url (redis://) shares the proof replay cache between processes
+        self.dpop = DPoPChecker(
+            external_url=external_url,
+            max_age=dpop_max_age,
+            replay_url=dpop_replay_url,
+            now=clock.now,
+        )
         self.http_timeout = float(http_timeout)
         self.jwks = JWKSFetcher(
             jwks_url,

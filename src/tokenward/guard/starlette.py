@@ -25,10 +25,12 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 import orjson
+from starlette.datastructures import URL
 
 from ..claims import AccessTokenClaims
 from ..errors import InsufficientScope
 from .bearer import AuthFailure, TokenVerifier, aauthenticate, failure_for
+from .dpop import header_values
 
 __all__ = ["GuardMiddleware", "claims_of", "require_scopes"]
 
@@ -61,12 +63,20 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         authorization: str | None = None
+        proofs: list[str] = []
         for name, value in scope.get("headers", ()):
-            if name == b"authorization":
+            if name == b"authorization" and authorization is None:
                 authorization = value.decode("latin-1")
-                break
+            elif name == b"dpop":
+                proofs.append(value.decode("latin-1"))
         result = await aauthenticate(
-            self.verifier, authorization, scopes=self.scopes, realm=self.realm
+            self.verifier,
+            authorization,
+            scopes=self.scopes,
+            realm=self.realm,
+            method=scope.get("method", "GET"),
+            url=str(URL(scope=scope)),
+            dpop=header_values(proofs),
         )
         if isinstance(result, AuthFailure):
             if kind == "websocket":

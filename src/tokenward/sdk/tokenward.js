@@ -123,6 +123,74 @@ export async function pkceChallenge(verifier) {
   return b64urlEncode(new Uint8Array(digest));
 }
 
+// -- DPoP (RFC 9449) -------------------------------------------------------------------------------
+// The key is a non-extractable WebCrypto ECDSA P-256 key pair kept in IndexedDB (a CryptoKey is
+// stored as an object: its private part never becomes bytes a script could read or send).
+
+/** RFC 7638 thumbprint of an EC public JWK (crv, kty, x, y in this order, no whitespace). */
+export async function jwkThumbprint(jwk) {
+  const canon = JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y });
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(canon));
+  return b64urlEncode(new Uint8Array(digest));
+}
+
+/** `ath`: base64url(SHA-256(access token)) (RFC 9449 §4.2). */
+export async function accessTokenHash(token) {
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(token));
+  return b64urlEncode(new Uint8Array(digest));
+}
+
+/** A new key pair whose private key cannot be exported. */
+export function generateDPoPKey() {
+  return crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']);
+}
+
+/** An IndexedDB store for one key pair (`get`, `set`, `delete`). */
+export function indexedDBKeyStore(name = 'tokenward', dbName = 'tokenward-dpop') {
+  const open = () => new Promise((resolve, reject) => {
+    const req = indexedDB.open(dbName, 1);
+    req.onupgradeneeded = () => req.result.createObjectStore('keys');
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+  const run = async (mode, fn) => {
+    const db = await open();
+    try {
+      return await new Promise((resolve, reject) => {
+        const tx = db.transaction('keys', mode);
+        const req = fn(tx.objectStore('keys'));
+        tx.oncomplete = () => resolve(req.result);
+        tx.onerror = () => reject(tx.error);
+      });
+    } finally { db.close(); }
+  };
+  return {
+    get: () => run('readonly', (s) => s.get(name)),
+    set: (keyPair) => run('readwrite', (s) => s.put(keyPair, name)),
+    delete: () => run('readwrite', (s) => s.delete(name)),
+  };
+}
+
+/** A DPoP proof JWT for one request (RFC 9449 §4.2); `htu` is sent without query and fragment. */
+export async function dpopProof(keyPair, htm, htu, { accessToken = null, nonce = null, iat = null } = {}) {
+  const full = await crypto.subtle.exportKey('jwk', keyPair.publicKey);
+  const jwk = { crv: full.crv, kty: full.kty, x: full.x, y: full.y };
+  const u = new URL(htu, typeof location !== 'undefined' ? location.href : undefined);
+  const claims = { jti: randomVerifier(16), htm, htu: u.origin + u.pathname, iat: iat ?? Math.floor(Date.now() / 1000) };
+  if (accessToken) claims.ath = await accessTokenHash(accessToken);
+  if (nonce) claims.nonce = nonce;
+  const enc = (obj) => b64urlEncode(new TextEncoder().encode(JSON.stringify(obj)));
+  const input = `${enc({ typ: 'dpop+jwt', alg: 'ES256', jwk })}.${enc(claims)}`;
+  // WebCrypto's ECDSA signature is r || s, the JWS form (RFC 7518 §3.4)
+  const sig = await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, keyPair.privateKey, new TextEncoder().encode(input));
+  return `${input}.${b64urlEncode(new Uint8Array(sig))}`;
+}
+
+function wantsNonce(resp) {
+  if (!resp.headers.get('DPoP-Nonce')) return false;
+  return /use_dpop_nonce/.test(resp.headers.get('WWW-Authenticate') || '') || resp.status === 400;
+}
+
 // -- the client ----------------------------------------------------------------------------------
 
 async function readBody(resp) {
@@ -154,6 +222,10 @@ export class TokenwardClient {
     this.name = options.name || `tokenward:${this.issuer || 'same-origin'}`;
     this.margin = options.refreshMargin;
     this._fetch = options.fetch || ((...a) => globalThis.fetch(...a));
+    this.dpop = Boolean(options.dpop);
+    this._dpopStore = options.dpopKeyStore || (this.dpop ? indexedDBKeyStore(this.name) : null);
+    this._dpopKey = null;
+    this._nonces = new Map(); // origin -> the last DPoP-Nonce it sent
     this._endpoints = {
       token: options.tokenEndpoint || `${this.issuer}/token`,
       login: options.loginEndpoint || `${this.issuer}/login`,
@@ -316,8 +388,47 @@ export class TokenwardClient {
     }
   }
 
+  /** The DPoP key pair of this origin (every tab shares it), created once. */
+  async dpopKey() {
+    if (this._dpopKey) return this._dpopKey;
+    const load = async () => {
+      let kp = await this._dpopStore.get();
+      if (!kp) { kp = await generateDPoPKey(); await this._dpopStore.set(kp); }
+      return kp;
+    };
+    const locks = typeof navigator !== 'undefined' && navigator.locks && navigator.locks.request;
+    this._dpopKey = locks ? await navigator.locks.request(`${this.name}:dpop-key`, load) : await load();
+    return this._dpopKey;
+  }
+
+  /** A proof for one request made by this client (with the server's last nonce). */
+  async proof(htm, url, accessToken = null) {
+    const u = new URL(url, typeof location !== 'undefined' ? location.href : undefined);
+    return dpopProof(await this.dpopKey(), htm, u.href, { accessToken, nonce: this._nonces.get(u.origin) || null });
+  }
+
+  _keepNonce(url, resp) {
+    const nonce = resp.headers.get('DPoP-Nonce');
+    if (nonce) this._nonces.set(new URL(url, typeof location !== 'undefined' ? location.href : undefined).origin, nonce);
+  }
+
+  async _sendWithProof(url, init) {
+    if (!this.dpop) return this._send(url, init);
+    let resp;
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      init.headers = { ...(init.headers || {}), DPoP: await this.proof(init.method || 'POST', url) };
+      resp = await this._send(url, init);
+      this._keepNonce(url, resp);
+      // RFC 9449 §8: the server asks for a nonce: once more with the one it sent
+      if (attempt === 2 || resp.status !== 400 || !wantsNonce(resp)) break;
+      const body = await readBody(resp.clone());
+      if (!body || body.error !== 'use_dpop_nonce') break;
+    }
+    return resp;
+  }
+
   async _tokenRequest(url, init) {
-    const resp = await this._send(url, init);
+    const resp = await this._sendWithProof(url, init);
     const receivedAt = Date.now();
     const body = await readBody(resp);
     if (resp.status >= 500 || resp.status === 429) {
@@ -492,13 +603,21 @@ export class TokenwardClient {
    */
   async fetch(input, init = {}) {
     const base = new Request(input, init);
-    const attempt = (token) => {
+    const attempt = async (token) => {
       const headers = new Headers(base.headers);
-      headers.set('Authorization', `Bearer ${token}`);
-      return this._fetch(new Request(base.clone(), { headers }));
+      if (this.dpop) {
+        headers.set('Authorization', `DPoP ${token}`);
+        headers.set('DPoP', await this.proof(base.method, base.url, token));
+      } else {
+        headers.set('Authorization', `Bearer ${token}`);
+      }
+      const resp = await this._fetch(new Request(base.clone(), { headers }));
+      if (this.dpop) this._keepNonce(base.url, resp);
+      return resp;
     };
     const token = await this.accessToken();
-    const resp = await attempt(token);
+    let resp = await attempt(token);
+    if (this.dpop && resp.status === 401 && wantsNonce(resp)) resp = await attempt(token); // RFC 9449 §9
     if (!isInvalidToken(resp.status, resp.headers.get('WWW-Authenticate'))) return resp;
     const fresh = await this.refresh({ rejected: token });
     return attempt(fresh);
@@ -508,7 +627,9 @@ export class TokenwardClient {
   async logout() {
     try {
       if (this.signedIn) {
-        const init = { method: 'POST', headers: { Authorization: `Bearer ${this._state.token}` } };
+        const token = this._state.token;
+        const init = { method: 'POST', headers: { Authorization: `${this.dpop ? 'DPoP' : 'Bearer'} ${token}` } };
+        if (this.dpop) init.headers.DPoP = await this.proof('POST', this._endpoints.logout, token);
         if (this.mode === 'code' && this._state.refreshToken) {
           init.headers['Content-Type'] = 'application/json';
           init.body = JSON.stringify({ refresh_token: this._state.refreshToken });

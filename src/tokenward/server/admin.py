@@ -73,6 +73,7 @@ class ClientOut(BaseModel):
     post_logout_redirect_uris: list[str] = Field(default_factory=list)
     first_party: bool = False
     backchannel_logout_uri: str | None = None
+    dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2
     disabled: bool = False
     client_secret: str | None = None  # only in the creation response
 
@@ -88,6 +89,7 @@ class ClientCreate(RequestModel):
     grants: list[str] = Field(min_length=1, max_length=_MAX_GRANTS)
     scopes: list[str] = Field(default_factory=list, max_length=32)
     name: str | None = Field(None, max_length=256)
+    dpop_bound_access_tokens: bool = False
     redirect_uris: list[str] = Field(default_factory=list, max_length=32)
     post_logout_redirect_uris: list[str] = Field(default_factory=list, max_length=32)
     first_party: bool = False
@@ -106,6 +108,7 @@ def _client_out(c: Client, secret: str | None = None) -> ClientOut:
         post_logout_redirect_uris=list(c.post_logout_redirect_uris),
         first_party=c.first_party,
         backchannel_logout_uri=c.backchannel_logout_uri,
+        dpop_bound_access_tokens=c.dpop_bound_access_tokens,
         disabled=c.disabled,
         client_secret=secret,
     )
@@ -146,6 +149,7 @@ class TokenCheckOut(BaseModel):
     error: str | None = None
     error_description: str | None = None
     session: SessionOut | None = None  # refresh tokens: their live session
+    dpop_jkt: str | None = None  # the DPoP key the token is bound to (cnf.jkt, RFC 9449)
 
 
 class Revoked(BaseModel):
@@ -260,6 +264,7 @@ async def create_client(request: Request, body: ClientCreate, _: Admin) -> JSON:
             grants=body.grants,
             scopes=body.scopes,
             name=body.name,
+            dpop_bound_access_tokens=body.dpop_bound_access_tokens,
             redirect_uris=body.redirect_uris,
             first_party=body.first_party,
             post_logout_redirect_uris=body.post_logout_redirect_uris,
@@ -399,6 +404,7 @@ async def verify_token(request: Request, body: TokenCheck, _: Admin) -> JSON:
         info = await rt.sessions.introspect_refresh_token(token)
         out.active = info is not None
         out.session = session_out(info) if info is not None else None
+        out.dpop_jkt = info.dpop_jkt if info is not None else None
         if info is None:
             out.error, out.error_description = "invalid_grant", "not a live refresh token"
         return JSON(out.model_dump(), headers=dict(NO_STORE))
@@ -412,6 +418,9 @@ async def verify_token(request: Request, body: TokenCheck, _: Admin) -> JSON:
             return JSON(out.model_dump(), headers=dict(NO_STORE))
         out.signature = "valid"
         out.kid = _header_kid(token)
+        cnf = payload.get("cnf")
+        if isinstance(cnf, dict) and isinstance(cnf.get("jkt"), str):
+            out.dpop_jkt = cnf["jkt"]
         reason = _revocation_reason(rt.verifier.revocation, payload)
         out.revoked, out.revocation = reason is not None, reason
     try:

@@ -96,6 +96,7 @@ class ClientRegistry:
         first_party: bool = False,
         post_logout_redirect_uris: Iterable[str] = (),
         backchannel_logout_uri: str | None = None,
+        dpop_bound_access_tokens: bool = False,
     ) -> tuple[Client, str | None]:
         """Register a client; returns it and its secret (``None`` for public clients).
         The secret is shown only here: the store keeps its hash.
@@ -136,9 +137,22 @@ class ClientRegistry:
             post_logout_redirect_uris=post_logout,
             first_party=bool(first_party),
             backchannel_logout_uri=backchannel_logout_uri,
+            dpop_bound_access_tokens=dpop_bound_access_tokens,
         )
         await self.store.create_client(client)
         return client, secret
+
+    async def update(
+        self, client_id: str, *, dpop_bound_access_tokens: bool | None = None
+    ) -> Client:
+        """Change a client's settings; ``ConfigurationError`` for an unknown client."""
+        client = await self.get(client_id)
+        if client is None:
+            raise ConfigurationError(f"unknown client {client_id!r}")
+        if dpop_bound_access_tokens is not None:
+            client.dpop_bound_access_tokens = dpop_bound_access_tokens
+        await self.store.update_client(client)
+        return client
 
     async def get(self, client_id: str) -> Client | None:
         if not client_id or len(client_id) > _MAX_ID or "\x00" in client_id:

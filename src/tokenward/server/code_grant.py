@@ -61,7 +61,12 @@ async def _reused(rt: Runtime, rec: GrantRecord) -> None:
 
 
 async def exchange_code(
-    rt: Runtime, request: Request, client: Client, form: dict[str, str]
+    rt: Runtime,
+    request: Request,
+    client: Client,
+    form: dict[str, str],
+    *,
+    dpop_jkt: str | None = None,
 ) -> dict[str, Any]:
     code, redirect_uri, verifier = (
         form.get("code"),
@@ -116,6 +121,7 @@ async def exchange_code(
         scope=scope,
         user_agent=user_agent(request),
         ip=client_ip(request),
+        dpop_jkt=dpop_jkt,
     )
     await confirm_session(rt.sessions, user, pair.session_id)  # a racing password reset
     # record the family on the code; a reuse that raced us flagged it meanwhile

@@ -117,6 +117,11 @@ def form_openapi(
 
 
 def bearer_token(request: Request) -> str:
+    return authorization(request)[1]
+
+
+def authorization(request: Request) -> tuple[str, str]:
+    """The ``Bearer`` (RFC 6750 §2.1) or ``DPoP`` (RFC 9449 §7.1) scheme and token."""
     request.state.auth_scheme = "Bearer"
     header = request.headers.get("authorization")
     if not header:
@@ -126,9 +131,9 @@ def bearer_token(request: Request) -> str:
         raise InvalidToken("authorization header too large")
     scheme, _, token = header.partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or " " in token:
-        raise InvalidToken("use the Authorization: Bearer scheme")
-    return token
+    if scheme.lower() not in ("bearer", "dpop") or not token or " " in token:
+        raise InvalidToken("use the Authorization: Bearer (or DPoP) scheme")
+    return scheme, token
 
 
 #: Documents ``bearerAuth`` in the OpenAPI for every route that depends on
@@ -145,9 +150,10 @@ async def bearer_claims(
     request: Request,
     _documented: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER_SCHEME)] = None,
 ) -> AccessTokenClaims:
-    """FastAPI dependency: the verified access token of the request (RFC 6750 §2.1)."""
-    token = bearer_token(request)
-    claims = get_runtime(request).verifier.verify(token)
+    """FastAPI dependency: the verified access token of the request (RFC 6750 §2.1), with
+    its DPoP proof when it is DPoP-bound (RFC 9449 §7)."""
+    scheme, token = authorization(request)
+    claims = await get_runtime(request).dpop.for_resource(request, scheme, token)
     request.state.claims = claims
     return claims
 

@@ -392,7 +392,12 @@ async def device_consent(request: Request) -> Response:
 
 
 async def exchange_device_code(
-    rt: Runtime, request: Request, client: Client, form: dict[str, str]
+    rt: Runtime,
+    request: Request,
+    client: Client,
+    form: dict[str, str],
+    *,
+    dpop_jkt: str | None = None,
 ) -> dict[str, Any]:
     device_code = form.get("device_code")
     if device_code is None:
@@ -434,6 +439,7 @@ async def exchange_device_code(
         scope=scope,
         user_agent=user_agent(request),
         ip=client_ip(request),
+        dpop_jkt=dpop_jkt,
         device="device flow",
     )
     await confirm_session(rt.sessions, user, pair.session_id)

@@ -24,7 +24,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import InsufficientScope, RateLimited, StoreUnavailable, TokenwardError
+from ..dpop import DPOP_ALGORITHMS
+from ..errors import (
+    InsufficientScope,
+    InvalidDPoPProof,
+    RateLimited,
+    StoreUnavailable,
+    TokenwardError,
+    UseDPoPNonce,
+)
 
 __all__ = ["JSON", "OAuthError", "error_response", "install_error_handlers"]
 
@@ -61,9 +69,23 @@ def error_response(
     return JSON({"error": error, "error_description": description}, status_code=status, headers=h)
 
 
+_DPOP_ALGS = " ".join(DPOP_ALGORITHMS)
+
+
 def tokenward_error_response(request: Request, exc: TokenwardError) -> JSON:
     headers: dict[str, str] = {}
     scheme = getattr(request.state, "auth_scheme", None)
+    status = exc.status_code
+    if isinstance(exc, UseDPoPNonce) and exc.nonce:
+        headers["DPoP-Nonce"] = exc.nonce  # RFC 9449 §8, §9
+    if isinstance(exc, InvalidDPoPProof) and scheme in ("Bearer", "DPoP"):
+        status = 401  # at a protected resource (RFC 9449 §7.1); 400 at /token (§5)
+    if scheme == "DPoP" and status == 401:
+        headers["WWW-Authenticate"] = (
+            f'DPoP algs="{_DPOP_ALGS}", error="{exc.error}", '
+            f'error_description="{_quote(exc.description)}"'
+        )
+        return error_response(exc.error, exc.description, status, headers)
     if isinstance(exc, RateLimited | StoreUnavailable):
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, InsufficientScope):
@@ -75,7 +97,7 @@ def tokenward_error_response(request: Request, exc: TokenwardError) -> JSON:
     elif exc.status_code == 401:
         if scheme == "Bearer":
             if getattr(request.state, "bearer_missing", False):
-                headers["WWW-Authenticate"] = f'Bearer realm="{REALM}"'
+                headers["WWW-Authenticate"] = f'Bearer realm="{REALM}", DPoP algs="{_DPOP_ALGS}"'
             else:
                 headers["WWW-Authenticate"] = (
                     f'Bearer realm="{REALM}", error="{exc.error}", '
@@ -83,7 +105,7 @@ def tokenward_error_response(request: Request, exc: TokenwardError) -> JSON:
                 )
         else:
             headers["WWW-Authenticate"] = f'Basic realm="{REALM}", charset="UTF-8"'
-    return error_response(exc.error, exc.description, exc.status_code, headers)
+    return error_response(exc.error, exc.description, status, headers)
 
 
 async def _tokenward(request: Request, exc: Exception) -> JSON:
@@ -91,8 +113,8 @@ async def _tokenward(request: Request, exc: Exception) -> JSON:
     metrics = getattr(request.app.state, "runtime", None)
     if (
         metrics is not None
-        and getattr(request.state, "auth_scheme", None) == "Bearer"
-        and exc.status_code == 401
+        and getattr(request.state, "auth_scheme", None) in ("Bearer", "DPoP")
+        and (exc.status_code == 401 or isinstance(exc, InvalidDPoPProof))
         and not getattr(request.state, "bearer_missing", False)
     ):
         metrics.metrics.verify_failures.labels(reason=type(exc).__name__).inc()

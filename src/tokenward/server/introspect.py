@@ -77,6 +77,8 @@ async def introspect(request: Request) -> JSON:
                 "auth_time": int(info.created_at),
                 "exp": int(min(info.expires_at, info.idle_expires_at)),
             }
+            if info.dpop_jkt:  # RFC 9449 §6.2
+                body["cnf"] = {"jkt": info.dpop_jkt}
     elif token.count(".") in (2, 4):  # a JWS, or a JWE with TOKENWARD_JWE
         try:
             c = rt.verifier.verify(token)
@@ -85,7 +87,7 @@ async def introspect(request: Request) -> JSON:
         if c is not None:
             body = {
                 "active": True,
-                "token_type": "Bearer",
+                "token_type": "DPoP" if c.jkt else "Bearer",
                 "scope": c.scope or "",
                 "client_id": c.client_id,
                 "username": c.sub,
@@ -98,4 +100,6 @@ async def introspect(request: Request) -> JSON:
             }
             if c.sid:
                 body["sid"] = c.sid
+            if c.jkt:  # RFC 9449 §6.2
+                body["cnf"] = {"jkt": c.jkt}
     return JSON(body, headers=dict(NO_STORE))

@@ -78,16 +78,28 @@ async def login(request: Request, body: LoginRequest) -> JSON:
     client = await rt.clients.authenticate(client_id, None)  # public first-party clients only
     if "password" not in client.grants:
         raise UnauthorizedClient("this client may not log users in")
+    jkt = await rt.dpop.for_token_request(request, client)  # RFC 9449: as at /token
     pair = await password_session(
-        rt, request, client, body.username, body.password, body.scope, device=body.device
+        rt,
+        request,
+        client,
+        body.username,
+        body.password,
+        body.scope,
+        device=body.device,
+        dpop_jkt=jkt,
     )
     out: dict[str, Any] = pair.to_response()
     out["session_id"] = pair.session_id
+    headers = dict(NO_STORE)
+    nonce = getattr(request.state, "dpop_nonce", None)
+    if nonce:
+        headers["DPoP-Nonce"] = nonce  # RFC 9449 §8.2
     if body.mode == "token":
-        return JSON(out, headers=dict(NO_STORE))
+        return JSON(out, headers=headers)
     del out["refresh_token"]
     out["csrf_token"] = csrf_token(rt.csrf_secret, pair.session_id)
-    resp = JSON(out, headers=dict(NO_STORE))
+    resp = JSON(out, headers=headers)
     set_refresh_cookie(
         request,
         resp,

@@ -29,6 +29,7 @@ from ..verifier import Verifier
 from .addresses import address_prefix, parse_trusted_proxies
 from .clients import ClientRegistry
 from .credentials import family_check
+from .dpop import DPoPService
 from .feed_limits import StreamSlots
 from .idtoken import IdTokenService
 from .keystore import kek_for_store, load_or_create_keyring, rotate_if_due
@@ -230,6 +231,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._key_lock = asyncio.Lock()
         self.csrf_secret = b""
+        self.dpop = DPoPService(self)
         self.stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -365,6 +367,7 @@ class Runtime:
         self.csrf_secret = await self.store.get_or_create_secret(
             "csrf", lambda: secrets.token_bytes(32)
         )
+        await self.dpop.start()
         self._mirror = mirror
         mirror.start()
         self._tasks = [

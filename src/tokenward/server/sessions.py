@@ -30,6 +30,7 @@ class SessionOut(BaseModel):
     user_agent: str | None
     ip: str | None
     device: str | None
+    dpop_jkt: str | None = None  # the DPoP key the session is bound to (RFC 9449 §5)
     current: bool = False
 
 

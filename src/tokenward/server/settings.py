@@ -72,6 +72,7 @@ DURATION_FIELDS = (
     "authorization_code_ttl",
     "signin_idle_ttl",
     "signin_absolute_ttl",
+    "dpop_max_age",
 )
 
 
@@ -158,6 +159,9 @@ class Settings(BaseSettings):
     revocation_max_staleness: float = Field(DEFAULT_MAX_STALENESS, gt=0)
     max_body_bytes: int = Field(65536, ge=1024)
     feed_max_wait: float = Field(30.0, ge=0, le=300)
+    # DPoP (RFC 9449): how old a proof's iat may be (seconds), and server nonces (§8)
+    dpop_max_age: float = Field(60.0, gt=0, le=3600)
+    dpop_nonce: bool = False
     # concurrent feed streams (SSE + long-polls) per process, in all and per client; 429 beyond
     feed_max_streams: int = Field(512, ge=1)
     feed_max_streams_per_client: int = Field(64, ge=1)

@@ -85,4 +85,10 @@ async def token(request: Request) -> JSON:
         raise UnauthorizedClient(f"this client may not use the {grant} grant")
     if info.confidential_only and client.public:
         raise UnauthorizedClient(f"{grant} needs a confidential client")
-    return await load_grant(grant).handle(GrantContext(rt, request, client, form))
+    # DPoP (RFC 9449 §5): one check for every grant; the grant binds its tokens to this key
+    jkt = await rt.dpop.for_token_request(request, client)
+    resp = await load_grant(grant).handle(GrantContext(rt, request, client, form, dpop_jkt=jkt))
+    nonce = getattr(request.state, "dpop_nonce", None)
+    if nonce:
+        resp.headers["DPoP-Nonce"] = nonce  # RFC 9449 §8.2: the next nonce to use
+    return resp

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 
+from ..dpop import DPOP_ALGORITHMS
 from .deps import get_runtime
 from .grants import grant_names
 from .idtoken import ID_TOKEN_ALG
@@ -62,6 +63,7 @@ def metadata(request: Request) -> dict[str, Any]:
         ],
         "service_documentation": f"{base}/docs",
         "revocation_feed_endpoint": f"{base}/revocations",
+        "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),  # RFC 9449 §5.1
     }
 
 

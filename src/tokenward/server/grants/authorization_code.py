@@ -21,4 +21,7 @@ class AuthorizationCodeGrant(Grant):
     async def handle(self, ctx: GrantContext) -> JSON:
         from ..code_grant import exchange_code
 
-        return token_response(await exchange_code(ctx.runtime, ctx.request, ctx.client, ctx.form))
+        body = await exchange_code(
+            ctx.runtime, ctx.request, ctx.client, ctx.form, dpop_jkt=ctx.dpop_jkt
+        )
+        return token_response(body)

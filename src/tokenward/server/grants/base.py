@@ -24,6 +24,9 @@ class GrantContext:
     request: Request
     client: Client
     form: dict[str, str]
+    #: the RFC 7638 thumbprint of the request's verified DPoP proof (RFC 9449 §5): the grant
+    #: binds the tokens it issues to it (``cnf.jkt``, ``token_type: DPoP``)
+    dpop_jkt: str | None = None
 
 
 class Grant(ABC):

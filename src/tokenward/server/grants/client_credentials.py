@@ -19,11 +19,17 @@ class ClientCredentialsGrant(Grant):
     async def handle(self, ctx: GrantContext) -> JSON:
         rt, client = ctx.runtime, ctx.client
         granted = grant_scope(ctx.form.get("scope"), client, None)
-        issued = rt.issuer.issue(sub=client.client_id, client_id=client.client_id, scope=granted)
+        jkt = ctx.dpop_jkt
+        issued = rt.issuer.issue(
+            sub=client.client_id,
+            client_id=client.client_id,
+            scope=granted,
+            extra={"cnf": {"jkt": jkt}} if jkt else None,  # RFC 9449 §6.1
+        )
         rt.metrics.tokens_issued.labels(grant="client_credentials").inc()
         body: dict[str, Any] = {
             "access_token": issued.token,
-            "token_type": "Bearer",
+            "token_type": "DPoP" if jkt else "Bearer",
             "expires_in": issued.expires_in,
         }
         if granted:

@@ -67,6 +67,7 @@ async def password_session(
     scope: str | None,
     *,
     device: str | None = None,
+    dpop_jkt: str | None = None,
 ) -> TokenPair:
     """Throttle, check the password, start a session (shared by the grant and /login)."""
     ip = client_ip(request)
@@ -86,6 +87,8 @@ async def password_session(
         user_agent=user_agent(request),
         ip=ip,
         device=device,
+        dpop_jkt=dpop_jkt,
+        bind_refresh=client.public,  # RFC 9449 §5: public clients' refresh tokens are bound
     )
     # a disable or reset that ran while the password was being checked ends this session
     await confirm_session(rt.sessions, user, pair.session_id)

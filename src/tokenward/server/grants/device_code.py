@@ -17,5 +17,7 @@ class DeviceCodeGrant(Grant):
     async def handle(self, ctx: GrantContext) -> JSON:
         from ..device import exchange_device_code
 
-        body = await exchange_device_code(ctx.runtime, ctx.request, ctx.client, ctx.form)
+        body = await exchange_device_code(
+            ctx.runtime, ctx.request, ctx.client, ctx.form, dpop_jkt=ctx.dpop_jkt
+        )
         return token_response(body)

@@ -26,6 +26,12 @@ class PasswordGrant(Grant):
         if username is None or password is None:
             raise InvalidRequest("username and password are required")
         pair = await password_session(
-            ctx.runtime, ctx.request, ctx.client, username, password, ctx.form.get("scope")
+            ctx.runtime,
+            ctx.request,
+            ctx.client,
+            username,
+            password,
+            ctx.form.get("scope"),
+            dpop_jkt=ctx.dpop_jkt,
         )
         return token_response(pair.to_response())

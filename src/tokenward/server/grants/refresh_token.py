@@ -39,6 +39,7 @@ class RefreshTokenGrant(Grant):
                 scope=form.get("scope"),
                 ip=client_ip(request),
                 user_agent=user_agent(request),
+                dpop_jkt=ctx.dpop_jkt,
             )
         except RefreshTokenReused:
             # the family is revoked: tell its client by back-channel logout (OIDC BCL 1.0)
