@@ -17,6 +17,7 @@ from ._store import DEFAULT_STORE_HELP, run_with_store
 
 __all__ = ["app"]
 
+_OIDC = "Authorization code and OpenID Connect"
 app = typer.Typer(help="OAuth clients.", no_args_is_help=True)
 StoreOpt = Annotated[str | None, typer.Option("--store", help=DEFAULT_STORE_HELP)]
 
@@ -58,22 +59,22 @@ def add(
         str,
         typer.Option(
             "--redirect-uris",
-            help="Comma-separated redirect URIs (authorization_code; matched exactly, "
-            "loopback http with any port)",
+            help="Redirect URIs, comma-separated (code flow)",
+            rich_help_panel=_OIDC,
         ),
     ] = "",
     first_party: Annotated[
-        bool, typer.Option("--first-party", help="Trusted app of this server: no consent page")
+        bool, typer.Option("--first-party", help="No consent page", rich_help_panel=_OIDC)
     ] = False,
     post_logout_redirect_uris: Annotated[
         str,
-        typer.Option(
-            "--post-logout-redirect-uris", help="Comma-separated RP-initiated logout returns"
-        ),
+        typer.Option("--post-logout-redirect-uris", help="Logout return URIs, comma-separated"),
     ] = "",
     backchannel_logout_uri: Annotated[
         str | None,
-        typer.Option("--backchannel-logout-uri", help="OpenID Connect back-channel logout URI"),
+        typer.Option(
+            "--backchannel-logout-uri", help="Back-channel logout URI", rich_help_panel=_OIDC
+        ),
     ] = None,
     dpop: DPoPOpt = None,
     store: StoreOpt = None,
