@@ -4,7 +4,8 @@ Rules (RFC 7519 §4.1, RFC 9068 §2.2, RFC 8725 §3.8–3.9):
 
 * ``iss``, ``sub``, ``aud``, ``exp``, ``iat``, ``jti`` and ``client_id`` are required;
 * ``iss`` is compared as an exact string (a list or a prefix never matches);
-* ``aud`` is a string or a non-empty list of strings that contains our audience;
+* ``aud`` is a string or a non-empty list of strings that contains our audience (or, for a
+  verifier serving several audiences, one of them);
 * NumericDates are JSON numbers (never booleans, strings, NaN or infinities);
 * ``exp``: rejected on or after ``exp + leeway``; ``nbf``: rejected while ``now + leeway < nbf``;
   ``iat``: rejected when more than ``leeway`` in the future;
@@ -14,6 +15,7 @@ Rules (RFC 7519 §4.1, RFC 9068 §2.2, RFC 8725 §3.8–3.9):
 from __future__ import annotations
 
 import math
+from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -79,7 +81,7 @@ def validate_claims(
     payload: dict[str, Any],
     *,
     issuer: str,
-    audience: str,
+    audience: str | Container[str],
     now: float,
     leeway: float = 30.0,
 ) -> AccessTokenClaims:
@@ -109,7 +111,10 @@ def validate_claims(
         auds = tuple(aud)
     else:
         raise InvalidClaims("aud must be a string or a non-empty array of strings")
-    if audience not in auds:
+    if type(audience) is str:
+        if audience not in auds:
+            raise InvalidClaims("aud does not contain this audience")
+    elif not any(a in audience for a in auds):  # a verifier for several audiences
         raise InvalidClaims("aud does not contain this audience")
     t = type(exp)
     if t is int:  # bounded before float(): float() of a huge int raises OverflowError

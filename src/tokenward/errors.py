@@ -26,6 +26,7 @@ exception handler can map all of them::
     ├── InvalidClient             invalid_client       401
     ├── UnauthorizedClient        unauthorized_client  400
     ├── InvalidScope              invalid_scope        400
+    ├── InvalidTarget             invalid_target       400  (RFC 8707 §2: the resource)
     ├── InsufficientScope         insufficient_scope   403
     ├── NotFound                  not_found            404
     ├── AlreadyExists             already_exists       409
@@ -54,6 +55,7 @@ __all__ = [
     "InvalidRequest",
     "InvalidScope",
     "InvalidSignature",
+    "InvalidTarget",
     "InvalidToken",
     "KeyRingError",
     "MalformedToken",
@@ -192,6 +194,14 @@ class UnauthorizedClient(TokenwardError):
 
 class InvalidScope(TokenwardError):
     error = "invalid_scope"
+    status_code = 400
+
+
+class InvalidTarget(TokenwardError):
+    """RFC 8707 §2: the requested resource is unknown, not allowed for the client, or
+    more than one where only one is accepted."""
+
+    error = "invalid_target"
     status_code = 400
 
 

@@ -86,7 +86,13 @@ class Issuer:
         audience: str | list[str] | None = None,
         ttl: int | None = None,
         extra: Mapping[str, Any] | None = None,
+        encryption: TokenEncryption | bool | None = True,
     ) -> IssuedAccessToken:
+        """Sign (and wrap, see ``encryption``) an access token.
+
+        ``encryption``: ``True`` (default) uses the issuer's own :class:`TokenEncryption`,
+        ``False``/``None`` none, or a :class:`TokenEncryption` for this token's audience
+        (e.g. to a resource's public key)."""
         if not isinstance(sub, str) or not sub:
             raise ConfigurationError("sub must be a non-empty string")
         if not isinstance(client_id, str) or not client_id:
@@ -117,8 +123,9 @@ class Issuer:
             claims["sid"] = sid
         signer = self._current_signer()
         token = signer.sign(claims)
-        if self.encryption is not None:
-            token = self.encryption.encrypt(token)
+        wrap = self.encryption if encryption is True else encryption or None
+        if wrap is not None:
+            token = wrap.encrypt(token)
         return IssuedAccessToken(token, jti, iat, iat + lifetime, signer.kid, claims)
 
     def issue_access_token(

@@ -54,6 +54,7 @@ __all__ = [
     "DEFAULT_RETENTION_MARGIN",
     "REFRESH_TOKEN_PREFIX",
     "SUCCESSOR_SECRET_NAME",
+    "AccessSpec",
     "SessionInfo",
     "SessionManager",
     "TokenPair",
@@ -105,6 +106,22 @@ def parse_refresh_token(token: object) -> bytes | None:
 def hash_refresh_token(token: str) -> bytes:
     """What the store keeps: ``sha256(token)``."""
     return hashlib.sha256(token.encode("ascii")).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class AccessSpec:
+    """What an access token of a session carries beyond the session's facts: its ``scope``,
+    its ``aud`` (``None``: the issuer's default), its lifetime (``None``: the issuer's) and
+    its JWE wrapping (``True``: the issuer's own)."""
+
+    scope: str
+    audience: str | list[str] | None = None
+    ttl: int | None = None
+    encryption: Any = True
+
+
+# Decides the access token of a refresh from the session (may narrow it, or raise).
+RefreshDecision = Callable[[Family], Awaitable[AccessSpec]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,12 +282,15 @@ class SessionManager:
     def _sid_until(self, now: float) -> float:
         return now + self.issuer.access_token_ttl + self.revocation_margin
 
-    def _issue(self, family: Family, scope: str, jkt: str | None = None) -> IssuedAccessToken:
+    def _issue(self, family: Family, spec: AccessSpec, jkt: str | None = None) -> IssuedAccessToken:
         return self.issuer.issue(
             sub=family.sub,
             client_id=family.client_id,
-            scope=scope or None,
+            scope=spec.scope or None,
             sid=family.sid,
+            audience=spec.audience,
+            ttl=spec.ttl,
+            encryption=spec.encryption,
             extra={"cnf": {"jkt": jkt}} if jkt else None,  # RFC 9449 §6.1
         )
 
@@ -309,10 +329,13 @@ class SessionManager:
         user_agent: str | None = None,
         ip: str | None = None,
         device: str | None = None,
+        access: AccessSpec | None = None,
         dpop_jkt: str | None = None,
         bind_refresh: bool = True,
     ) -> TokenPair:
         """Start a session: a new family, its first refresh token and an access token.
+        ``scope`` is the session's grant; ``access`` what its first access token carries
+        (default: that scope for the issuer's audience).
 
         ``dpop_jkt``: the thumbprint of the client's DPoP key (RFC 9449): the access token
         carries it in ``cnf.jkt``, and with ``bind_refresh`` (public clients, §5) the session
@@ -339,7 +362,8 @@ class SessionManager:
             dpop_jkt=dpop_jkt if bind_refresh else None,
         )
         await self.store.create_family(family, RefreshTokenRecord(token_hash, family.sid, now))
-        access = self._issue(family, scope, dpop_jkt)
+        spec = access if access is not None else AccessSpec(scope)
+        issued = self._issue(family, spec, dpop_jkt)
         emit(
             SecurityEvent.ISSUED,
             sid=family.sid,
@@ -349,7 +373,7 @@ class SessionManager:
             ip=ip,
             user_agent=user_agent,
         )
-        return self._pair(access, token, family, scope, dpop_jkt)
+        return self._pair(issued, token, family, spec.scope, dpop_jkt)
 
     async def refresh(
         self,
@@ -359,12 +383,16 @@ class SessionManager:
         scope: str | None = None,
         ip: str | None = None,
         user_agent: str | None = None,
+        decide: RefreshDecision | None = None,
         dpop_jkt: str | None = None,
     ) -> TokenPair:
         """Exchange ``refresh_token`` for a new pair (RFC 6749 §6), rotating it.
 
         ``client_id`` is the authenticated client; ``None`` skips the binding check (library
         use only — the server always passes it). ``scope`` may narrow, never widen.
+        ``decide`` (instead of ``scope``) computes the new access token from the session
+        before anything rotates, e.g. re-checking what the user may still have; it raises
+        to refuse the refresh.
         ``dpop_jkt``: the thumbprint of the verified DPoP proof of the request, if any. A
         session bound to a key (RFC 9449 §5) needs a proof of that key: without one the
         answer is ``invalid_dpop_proof``, with another key's ``invalid_grant``; neither
@@ -411,14 +439,17 @@ class SessionManager:
             except InvalidGrant:
                 await self.revoke_session(family.sid, reason="credentials_changed")
                 raise
-        granted = family.scope.split()
-        if scope is not None and scope.split():
-            wanted = set(scope.split())
-            if not wanted.issubset(granted):
-                raise InvalidScope("requested scope exceeds the granted scope")
-            access_scope = " ".join(s for s in granted if s in wanted)
+        if decide is not None:
+            spec = await decide(family)
         else:
-            access_scope = family.scope
+            granted = family.scope.split()
+            if scope is not None and scope.split():
+                wanted = set(scope.split())
+                if not wanted.issubset(granted):
+                    raise InvalidScope("requested scope exceeds the granted scope")
+                spec = AccessSpec(" ".join(s for s in granted if s in wanted))
+            else:
+                spec = AccessSpec(family.scope)
         successor = await self.successor_of(refresh_token)
         child = RefreshTokenRecord(
             hash_refresh_token(successor), family.sid, now, parent_hash=token_hash
@@ -434,7 +465,7 @@ class SessionManager:
         outcome = result.outcome
         fam = result.family or family
         if outcome is RotationOutcome.ROTATED or outcome is RotationOutcome.GRACE:
-            access = self._issue(fam, access_scope, jkt)
+            access = self._issue(fam, spec, jkt)
             emit(
                 SecurityEvent.REFRESHED
                 if outcome is RotationOutcome.ROTATED
@@ -446,7 +477,7 @@ class SessionManager:
                 ip=ip,
                 user_agent=user_agent,
             )
-            return self._pair(access, successor, fam, access_scope, jkt)
+            return self._pair(access, successor, fam, spec.scope, jkt)
         if outcome is RotationOutcome.REUSED:
             self._mirror(result.event)
             emit(

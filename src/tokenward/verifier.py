@@ -10,7 +10,7 @@ token a dictionary lookup; a cache hit still re-checks ``exp`` and revocation.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .claims import AccessTokenClaims, format_time, validate_claims
@@ -70,7 +70,7 @@ class Verifier:
         jwks: Mapping[str, Any] | KeyRing | Iterable[SigningKey],
         *,
         issuer: str,
-        audience: str,
+        audience: str | Container[str],
         leeway: float = DEFAULT_LEEWAY,
         clock: Clock = system_clock,
         cache_size: int = DEFAULT_CACHE_SIZE,

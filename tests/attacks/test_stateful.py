@@ -50,10 +50,15 @@ _store = MemoryStore()
 async def _seed() -> str:
     from tokenward.server.clients import ClientRegistry
     from tokenward.server.users import UserService
+    from tokenward.store.base import Role
 
-    await UserService(_store, hasher=cheap_hasher(), clock=_clock).create("alice", ALICE_PW)
+    # alice holds "read" (role member); both clients may receive it (the server's first start
+    # defines "read" on the default resource "api", as for a store from before resources)
+    await _store.create_role(Role("member", 0.0, ("read",)))
+    users = UserService(_store, hasher=cheap_hasher(), clock=_clock)
+    await users.create("alice", ALICE_PW, roles=["member"])
     clients = ClientRegistry(_store, clock=_clock)
-    await clients.create("app", public=True, grants=("password", "refresh_token"))
+    await clients.create("app", public=True, grants=("password", "refresh_token"), scopes=("read",))
     _, secret = await clients.create("svc", grants=("client_credentials",), scopes=("read",))
     assert secret is not None
     return secret

@@ -31,11 +31,35 @@ def test_user_and_client_commands_before_first_serve(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert (tmp_path / "fresh" / "tw.db").is_file()
     listed = runner.invoke(app, ["user", "list", "--store", url])
-    assert "bob" in listed.output and "yes" in listed.output
+    assert "bob" in listed.output and "admin" in listed.output  # --admin: the admin role
     dup = runner.invoke(
         app, ["user", "add", "bob", "--password-stdin", "--store", url], input="x\n"
     )
     assert dup.exit_code == 2 and "Traceback" not in dup.output
+    undefined = runner.invoke(
+        app,
+        [
+            "client",
+            "add",
+            "svc",
+            "--grants",
+            "client_credentials",
+            "--scopes",
+            "read",
+            "--store",
+            url,
+        ],
+    )
+    assert undefined.exit_code == 2 and "no resource defines the scope 'read'" in undefined.output
+    api = runner.invoke(
+        app, ["resource", "add", "api", "--name", "API", "--scopes", "read", "--store", url]
+    )
+    assert api.exit_code == 0, api.output
+    clash = runner.invoke(
+        app,
+        ["resource", "add", "https://b.example", "--name", "B", "--scopes", "read", "--store", url],
+    )
+    assert clash.exit_code == 2 and "already defined by api" in clash.output
     c = runner.invoke(
         app,
         [
@@ -44,6 +68,8 @@ def test_user_and_client_commands_before_first_serve(tmp_path: Path) -> None:
             "svc",
             "--grants",
             "client_credentials",
+            "--resources",
+            "api",
             "--scopes",
             "read",
             "--store",

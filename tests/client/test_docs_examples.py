@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from .conftest import Live
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "clients.md"
@@ -38,11 +40,22 @@ def _run(live: Live, tmp_path: Path, code: str, *args: str, **env: str) -> str:
     return out.stdout
 
 
+def _own_server(live: Live) -> dict[str, Any]:
+    """What the docs register: this server itself as the resource, its user-info scopes."""
+    issuer = httpx.get(f"{live.base}/.well-known/oauth-authorization-server").json()["issuer"]
+    return {"resources": [issuer], "scopes": ["openid", "profile"]}
+
+
 def test_cli_example_signs_in_once_calls_and_logs_out(live: Live, tmp_path: Path) -> None:
     r = live.admin(
         "POST",
         "/admin/clients",
-        json={"client_id": "my-cli", "public": True, "grants": ["password", "refresh_token"]},
+        json={
+            "client_id": "my-cli",
+            "public": True,
+            "grants": ["password", "refresh_token"],
+            **_own_server(live),
+        },
     )
     assert r.status_code in (201, 409), r.text  # 409: registered by an earlier test
     code = _example("### A CLI (Python)")
@@ -58,7 +71,12 @@ def test_service_example_uses_client_credentials(live: Live, tmp_path: Path) -> 
     r = live.admin(
         "POST",
         "/admin/clients",
-        json={"client_id": "my-service", "public": False, "grants": ["client_credentials"]},
+        json={
+            "client_id": "my-service",
+            "public": False,
+            "grants": ["client_credentials"],
+            **_own_server(live),
+        },
     )
     assert r.status_code == 201, r.text
     before = live.counters().get("requests/token", 0.0)

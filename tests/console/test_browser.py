@@ -27,10 +27,18 @@ def _claims(token: str) -> dict[str, Any]:
 
 def _second_client_session(live: LiveServer, username: str, password: str) -> dict[str, Any]:
     """A session of ``username`` started by another client through ``POST /token``."""
+    with live.http() as c:
+        issuer = c.get("/.well-known/oauth-authorization-server").json()["issuer"]
     r = live.admin(
         "POST",
         "/admin/clients",
-        json={"client_id": "cli-app", "public": True, "grants": ["password", "refresh_token"]},
+        json={
+            "client_id": "cli-app",
+            "public": True,
+            "grants": ["password", "refresh_token"],
+            "resources": [issuer],  # this server: the user's own sessions
+            "scopes": ["openid", "profile"],
+        },
     )
     assert r.status_code in (201, 409), r.text  # 409: registered by an earlier test
     with live.http() as c:
@@ -194,6 +202,36 @@ def test_admin_users_keys_rotation_and_live_reuse(page: Any, live: LiveServer) -
     page.evaluate("window.scrollTo(0, 0)")
     shot(page, "admin", full_page=True)
     assert page.errors == []
+
+
+def test_admin_access_resources_roles_user_roles_and_client_permissions(
+    page: Any, live: LiveServer
+) -> None:
+    sign_in(page, "admin", ADMIN_PW, admin=True)
+    page.click(".tabs a[data-view='admin']")
+    page.wait_for_selector("#resources-table tbody tr")
+    assert "this server" in page.inner_text("#resources-table")
+    page.fill("#resource-add-form input[name=identifier]", "https://orders.example.com")
+    page.fill("#resource-add-form input[name=name]", "Orders")
+    page.fill("#resource-add-form input[name=scopes]", "orders:read orders:write")
+    page.fill("#resource-add-form input[name=default_scopes]", "orders:read")
+    page.click("#resource-add-form button")
+    assert "added" in _status(page, "Resource https://orders.example.com added")
+    page.fill("#role-add-form input[name=name]", "clerk")
+    page.fill("#role-add-form input[name=scopes]", "orders:read orders:write")
+    page.click("#role-add-form button")
+    assert "Role clerk added" in _status(page, "Role clerk added")
+    live.add_user("kim", "kim-password-1")
+    page.fill("#user-roles-form input[name=username]", "kim")
+    page.fill("#user-roles-form input[name=roles]", "clerk")
+    page.click("#user-roles-form button")
+    assert "kim: roles clerk" in _status(page, "kim: roles clerk")
+    page.fill("#client-perms-form input[name=client_id]", "tokenward-console")
+    page.fill("#client-perms-form input[name=scopes]", "nope")
+    page.click("#client-perms-form button")
+    assert "no resource defines" in _status(page, "no resource defines")
+    assert "clerk" in page.inner_text("#roles-table")
+    assert "orders:read orders:write" in page.inner_text("#resources-table")
 
 
 def test_inspector_shows_claims_signature_and_revoked(page: Any, live: LiveServer) -> None:

@@ -9,14 +9,16 @@ the caller's ``TOKENWARD_*`` variables.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from support.examples import EXAMPLES, RunningApp, Server, run_app, start_server
+from support.examples import BIN, EXAMPLES, PASSWORD, RunningApp, Server, run_app, start_server
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +125,108 @@ def test_server_unreachable_then_fail_closed(tmp_path: Path):
         for a in apps:
             a.stop()
         srv.stop()
+
+
+def cli(env: dict[str, str], *args: str) -> str:
+    out = subprocess.run([str(BIN), *args], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+# -- the authorization model end to end ---------------------------------------------------------
+def _admin_headers(server: Server) -> dict[str, str]:
+    return {"Authorization": f"Bearer {server.login(user='admin', scope='admin')['access_token']}"}
+
+
+def _admin_call(server: Server, method: str, path: str, body: dict[str, Any]) -> Any:
+    r = httpx.request(method, f"{server.base}{path}", json=body, headers=_admin_headers(server))
+    assert r.status_code in (200, 201), r.text
+    return r.json()
+
+
+def test_rfc8707_token_for_one_api_is_refused_by_the_guard_of_another(server: Server):
+    """Two example APIs, one per resource: the orders API ("api") and a billing API."""
+    billing = "https://billing.example"
+    _admin_call(
+        server,
+        "POST",
+        "/admin/resources",
+        {"identifier": billing, "name": "Billing", "scopes": ["billing:read"]},
+    )
+    orders_app = run_app("fastapi", server)
+    billing_app = run_app("fastapi", server, audience=billing)
+    try:
+        token = server.login()["access_token"]  # alice, scope read, aud "api"
+        assert orders_app.get(token).status_code == 200
+        refused = billing_app.get(token)
+        assert refused.status_code == 401
+        assert "aud" in refused.headers["WWW-Authenticate"]
+    finally:
+        orders_app.stop()
+        billing_app.stop()
+
+
+def test_role_change_with_now_reaches_the_guard_through_the_feed(server: Server):
+    """``tokenward user roles … --now`` (the CLI, writing the server's store) revokes the
+    affected session; the sid event reaches the API's guard through the feed."""
+    _admin_call(
+        server,
+        "POST",
+        "/admin/users",
+        {"username": "carol", "password": PASSWORD, "roles": ["member"]},
+    )
+    app = run_app("fastapi", server)
+    try:
+        token = server.login(user="carol")["access_token"]
+        assert app.get(token).status_code == 200
+        out = cli(server.env, "user", "roles", "carol", "", "--now")
+        assert "revoked 1 session(s)" in out
+        assert rejected_within(app, token, limit=5.0) is not None
+    finally:
+        app.stop()
+
+
+def test_encrypted_tokens_end_to_end_for_a_resource_with_a_key(server: Server):
+    """A resource registers its public P-256 key: its tokens are a signed JWT nested in a
+    JWE (ECDH-ES+A256KW, A256GCM); its guard decrypts with the private key."""
+    from joserfc.jwk import ECKey
+
+    from tokenward.errors import InvalidToken
+    from tokenward.guard import Verifier
+
+    vault = "https://vault.example"
+    key = ECKey.generate_key("P-256")
+    public, private = key.as_dict(private=False), key.as_dict(private=True)
+    _admin_call(
+        server,
+        "POST",
+        "/admin/resources",
+        {"identifier": vault, "name": "Vault", "scopes": ["vault:read"], "encryption_key": public},
+    )
+    _admin_call(server, "POST", "/admin/roles", {"name": "vaulter", "scopes": ["vault:read"]})
+    _admin_call(server, "PUT", "/admin/users/root/roles", {"roles": ["admin", "member", "vaulter"]})
+    _admin_call(
+        server,
+        "PATCH",
+        "/admin/clients/web",
+        {"resources": ["api", vault], "scopes": ["read", "write", "vault:read"]},
+    )
+    r = httpx.post(
+        f"{server.base}/login",
+        json={
+            "username": "root",
+            "password": PASSWORD,
+            "client_id": "web",
+            "resource": vault,
+            "scope": "vault:read",
+        },
+    )
+    assert r.status_code == 200, r.text
+    token = r.json()["access_token"]
+    assert token.count(".") == 4  # compact JWE
+    common = dict(jwks_url=f"{server.base}/.well-known/jwks.json", issuer=server.base)
+    with Verifier(audience=vault, decryption_key=private, **common) as reader:
+        claims = reader.verify(token)
+        assert claims.sub == "root" and claims.scope == "vault:read" and claims.aud == (vault,)
+    with Verifier(audience=vault, **common) as blind, pytest.raises(InvalidToken):
+        blind.verify(token)

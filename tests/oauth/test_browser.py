@@ -172,7 +172,13 @@ def test_device_flow_in_chromium(page: Any, live: Live) -> None:
     r = live.admin(
         "POST",
         "/admin/clients",
-        json={"client_id": "tv", "public": True, "grants": [DEVICE_GRANT, "refresh_token"]},
+        json={
+            "client_id": "tv",
+            "public": True,
+            "grants": [DEVICE_GRANT, "refresh_token"],
+            "resources": [live.base],
+            "scopes": ["openid", "profile"],
+        },
     )
     assert r.status_code == 201, r.text
     start_ = httpx.post(f"{live.base}/device_authorization", data={"client_id": "tv"}).json()

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from support.authz import open_api
 from support.oauth import hidden, jwt_claims
 from support.server import ALICE_PW, Server, bearer
 from tokenward.server.device import USER_CODE_ALPHABET, normalize_user_code
@@ -19,6 +20,12 @@ def srv(server: Server) -> Server:
     async def go() -> None:
         await server.runtime.clients.create(
             "tv", public=True, grants=(GRANT, "refresh_token"), name="Living-room TV"
+        )
+        await open_api(
+            server.runtime,
+            users=["alice"],
+            clients=["tv"],
+            extra_client_scopes=["openid", "profile"],
         )
 
     server.run(go)

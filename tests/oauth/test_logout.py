@@ -11,6 +11,7 @@ import httpx
 import pytest
 from authlib.jose import JsonWebKey, JsonWebToken
 
+from support.authz import open_api
 from support.oauth import Flow, hidden, jwt_claims, jwt_header, redirect_params
 from support.server import Server, bearer
 from tokenward.clock import FrozenClock
@@ -49,6 +50,9 @@ def srv(server_factory: Callable[..., Server]) -> tuple[Server, list[httpx.Reque
             post_logout_redirect_uris=(RP_BYE,),
             backchannel_logout_uri=BCL,
             first_party=True,
+        )
+        await open_api(
+            server.runtime, users=["alice"], clients=[RP], extra_client_scopes=["openid", "profile"]
         )
 
     server.run(go)
@@ -162,6 +166,7 @@ def test_back_channel_goes_only_to_clients_issued_tokens_in_the_session(
             redirect_uris=("https://idle.example/cb",),
             backchannel_logout_uri="http://127.0.0.1:9/idle",
         )
+        await open_api(server.runtime, clients=["idle"], extra_client_scopes=["openid"])
 
     server.run(other)
     _, body = _tokens(server)

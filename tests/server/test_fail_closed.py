@@ -31,6 +31,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from support.authz import open_api
 from support.env import service_missing
 from support.faultproxy import FaultProxy
 from support.server import basic, bearer, cheap_hasher
@@ -168,6 +169,7 @@ def _app(store_url: str, backend: Backend) -> Iterator[App]:
             _, secret = await rt.clients.create(
                 "svc", grants=("password", "refresh_token"), scopes=("read",)
             )
+            await open_api(rt, users=["alice"], clients=["svc"], scopes="read")
             assert secret is not None
             return secret
 

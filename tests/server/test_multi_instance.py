@@ -125,8 +125,14 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     cluster = Cluster(backend, env, url, options)
     servers: list[Served] = []
     try:
-        run_cli(env, "user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
-        run_cli(env, "client", "add", "app", "--public", "--grants", "password,refresh_token")
+        # the API the tokens are for (the default resource "api"), a role holding its scope
+        run_cli(env, "resource", "add", "api", "--name", "API", "--scopes", "read",
+                "--default-scopes", "read")  # fmt: skip
+        run_cli(env, "role", "add", "member", "--scopes", "read")
+        run_cli(env, "user", "add", "alice", "--password-stdin", "--roles", "member",
+                stdin=PASSWORD + "\n")  # fmt: skip
+        run_cli(env, "client", "add", "app", "--public", "--grants", "password,refresh_token",
+                "--resources", "api", "--scopes", "read")  # fmt: skip
         out = run_cli(env, "client", "add", "rs", "--grants", "client_credentials")
         cluster.rs_secret = out.split("client_secret:", 1)[1].split()[0]
         servers = _start_all(env, 3)

@@ -94,7 +94,9 @@ def _collision(server: Server) -> tuple[str, dict[str, Any]]:
     """A confidential client registered as ``alice`` (the name of a user) and alice's login."""
 
     async def add() -> str:
-        _, secret = await server.runtime.clients.create("alice", grants=("client_credentials",))
+        _, secret = await server.runtime.clients.create(
+            "alice", grants=("client_credentials",), scopes=("read",), resources=("api",)
+        )
         assert secret is not None
         return secret
 
@@ -129,7 +131,9 @@ def test_f2_client_token_cannot_log_the_same_named_user_out_everywhere(server: S
 
 def test_f2_userinfo_of_a_client_token_is_not_the_same_named_user(server: Server) -> None:
     async def add() -> str:
-        _, secret = await server.runtime.clients.create("root", grants=("client_credentials",))
+        _, secret = await server.runtime.clients.create(
+            "root", grants=("client_credentials",), scopes=("read",), resources=("api",)
+        )
         assert secret is not None
         return secret
 

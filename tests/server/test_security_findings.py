@@ -855,7 +855,7 @@ def test_f16_legacy_colliding_names_keep_signing_in_by_exact_name_and_are_report
     assert any("'x/y' breaks the rule" in line for line in lines)
     assert any("'Bob', 'bob'" in line for line in lines)
     for name in ("Bob", "bob", "x/y"):
-        tok = server.login(username=name, password="legacy password 1")
+        tok = server.login(username=name, password="legacy password 1", scope="openid")
         info = server.http.get("/userinfo", headers=bearer(tok["access_token"])).json()
         assert info["sub"] == name
 

@@ -110,10 +110,29 @@ def test_authlib_client_and_pyjwkclient_interop(live: Live) -> None:
         scope="admin",
     )
     assert admin_tok["scope"] == "admin"
+    auth = {"Authorization": f"Bearer {admin_tok['access_token']}"}
+    # the authorization model over the admin API: an API, a role holding its scope, the
+    # admin given that role, and a client allowed that API and scope
+    for path, method, body in [
+        (
+            "/admin/resources",
+            "POST",
+            {"identifier": "api", "name": "API", "scopes": ["read"], "default_scopes": ["read"]},
+        ),
+        ("/admin/roles", "POST", {"name": "reader", "scopes": ["read"]}),
+        ("/admin/users/admin/roles", "PUT", {"roles": ["admin", "reader"]}),
+    ]:
+        r = httpx.request(method, f"{live.base}{path}", headers=auth, json=body)
+        assert r.status_code in (200, 201), r.text
     created = httpx.post(
         f"{live.base}/admin/clients",
-        headers={"Authorization": f"Bearer {admin_tok['access_token']}"},
-        json={"client_id": "interop", "grants": ["password", "refresh_token"]},
+        headers=auth,
+        json={
+            "client_id": "interop",
+            "grants": ["password", "refresh_token"],
+            "resources": ["api"],
+            "scopes": ["read"],
+        },
     )
     assert created.status_code == 201, created.text
     secret = created.json()["client_secret"]

@@ -85,7 +85,9 @@ def test_rfc6749_2_3_1_client_secret_post(server: Server) -> None:
 
 def test_rfc6749_2_3_1_basic_credentials_are_form_urlencoded(server: Server) -> None:
     async def make() -> str:
-        _, secret = await server.runtime.clients.create("a b&c", grants=("client_credentials",))
+        _, secret = await server.runtime.clients.create(
+            "a b&c", grants=("client_credentials",), scopes=("read",), resources=("api",)
+        )
         assert secret is not None
         return secret
 
@@ -149,7 +151,7 @@ def test_rfc6749_5_2_unauthorized_client_for_grant(server: Server) -> None:
 def test_rfc6749_5_2_invalid_scope(server: Server) -> None:
     r = server.http.post(
         "/token",
-        data={"grant_type": "client_credentials", "scope": "read admin"},
+        data={"grant_type": "client_credentials", "scope": "read admin", "resource": "api"},
         headers=server.svc(),
     )
     assert r.status_code == 400 and r.json()["error"] == "invalid_scope"

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from support.stores import StoreFactory
-from tokenward.errors import AlreadyExists, NotFound
+from tokenward.errors import AlreadyExists, ConfigurationError, NotFound
 from tokenward.store import (
     Client,
     Family,
@@ -23,6 +23,7 @@ from tokenward.store import (
     Store,
     User,
 )
+from tokenward.store.base import Resource, Role
 
 NOW = 1_800_000_000.0
 GRACE = 10.0
@@ -453,6 +454,76 @@ async def test_clients_crud(store: Store) -> None:
     assert await store.get_client("svc") == svc
     assert await store.get_client("nope") is None
     assert [c.client_id for c in await store.list_clients()] == ["svc", "web"]
+
+
+async def test_user_roles_and_client_resources_round_trip(store: Store) -> None:
+    await store.create_user(User("carol", "$argon2id$x", NOW, roles=("clerk", "manager")))
+    got = await store.get_user("carol")
+    assert got is not None and got.roles == ("clerk", "manager")
+    got.roles = ()
+    await store.update_user(got)
+    assert (await store.get_user("carol")).roles == ()  # type: ignore[union-attr]
+    spa = Client("spa", NOW, scopes=("orders:read",), resources=("https://orders.example",))
+    await store.create_client(spa)
+    assert await store.get_client("spa") == spa
+    spa.resources = ("https://orders.example", "https://billing.example")
+    spa.scopes = ("orders:read", "billing:read")
+    await store.update_client(spa)
+    assert await store.get_client("spa") == spa
+    with pytest.raises(NotFound):
+        await store.update_client(Client("nope", NOW))
+
+
+async def test_resources_crud(store: Store) -> None:
+    key = {"kty": "EC", "crv": "P-256", "x": "eA", "y": "eQ"}
+    orders = Resource(
+        "https://orders.example",
+        "Orders API",
+        NOW,
+        scopes={"orders:read": "read orders", "orders:write": "place orders"},
+        default_scopes=("orders:read",),
+        access_token_ttl=300,
+        encryption_key=key,
+    )
+    await store.create_resource(orders)
+    await store.create_resource(Resource("api", "legacy", NOW))
+    with pytest.raises(ConfigurationError):
+        await store.create_resource(Resource("api", "again", NOW))
+    assert await store.get_resource("https://orders.example") == orders
+    assert await store.get_resource("nope") is None
+    assert [r.identifier for r in await store.list_resources()] == [
+        "api",
+        "https://orders.example",
+    ]
+    orders.scopes["orders:delete"] = "cancel orders"
+    orders.access_token_ttl = None
+    orders.encryption_key = None
+    await store.update_resource(orders)
+    assert await store.get_resource("https://orders.example") == orders
+    with pytest.raises(ConfigurationError):
+        await store.update_resource(Resource("nope", "x", NOW))
+    assert await store.delete_resource("api")
+    assert not await store.delete_resource("api")
+    assert [r.identifier for r in await store.list_resources()] == ["https://orders.example"]
+
+
+async def test_roles_crud(store: Store) -> None:
+    clerk = Role("clerk", NOW, scopes=("orders:read", "orders:write"), description="front desk")
+    await store.create_role(clerk)
+    await store.create_role(Role("admin", NOW, scopes=("admin",)))
+    with pytest.raises(ConfigurationError):
+        await store.create_role(Role("clerk", NOW))
+    assert await store.get_role("clerk") == clerk
+    assert await store.get_role("nope") is None
+    clerk.scopes = ("orders:read",)
+    await store.update_role(clerk)
+    assert await store.get_role("clerk") == clerk
+    with pytest.raises(ConfigurationError):
+        await store.update_role(Role("nope", NOW))
+    assert [r.name for r in await store.list_roles()] == ["admin", "clerk"]
+    assert await store.delete_role("admin")
+    assert not await store.delete_role("admin")
+    assert [r.name for r in await store.list_roles()] == ["clerk"]
 
 
 async def test_ping(store: Store) -> None:

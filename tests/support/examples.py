@@ -78,14 +78,20 @@ def start_server(tmp: Path) -> Server:
     )  # fmt: skip
     assert r.status_code == 200, r.text
     admin = {"Authorization": f"Bearer {r.json()['access_token']}"}
-    for body in (
-        {"username": "alice", "password": PASSWORD},
-        {"username": "root", "password": PASSWORD, "is_admin": True},
-    ):
-        assert httpx.post(f"{base}/admin/users", json=body, headers=admin).status_code == 201
+    # the API the example apps protect ("api", the default resource) and who may use it
+    for path, body in (
+        ("/admin/resources", {"identifier": "api", "name": "Orders", "scopes": ["read", "write"],
+                              "default_scopes": ["read"]}),
+        ("/admin/roles", {"name": "member", "scopes": ["read", "write"]}),
+        ("/admin/users", {"username": "alice", "password": PASSWORD, "roles": ["member"]}),
+        ("/admin/users",
+         {"username": "root", "password": PASSWORD, "is_admin": True, "roles": ["member"]}),
+    ):  # fmt: skip
+        r = httpx.post(f"{base}{path}", json=body, headers=admin)
+        assert r.status_code == 201, r.text
     for body in (
         {"client_id": "web", "public": True, "grants": ["password", "refresh_token"],
-         "scopes": ["read", "write"]},
+         "resources": ["api"], "scopes": ["read", "write"]},
         {"client_id": "orders-api", "grants": ["client_credentials"]},
     ):  # fmt: skip
         r = httpx.post(f"{base}/admin/clients", json=body, headers=admin)

@@ -165,19 +165,35 @@ class Serve:
         admin = self.login("admin", client_id="tokenward-console", scope="admin")
         auth = {"Authorization": f"Bearer {admin['access_token']}"}
         with httpx.Client(base_url=self.base, headers=auth, timeout=10) as c:
-            users: list[dict[str, Any]] = [{"username": "alice", "password": PASSWORD}]
-            users += [{"username": f"u{i}", "password": PASSWORD} for i in range(10)]
-            users.append({"username": "root", "password": PASSWORD, "is_admin": True})
+            issuer = c.get("/.well-known/oauth-authorization-server").json()["issuer"]
+            # the API the drills call ("api", the default resource) and a role holding its scopes
+            for path, body in (
+                ("/admin/resources", {"identifier": "api", "name": "API",
+                                      "scopes": ["read", "write"], "default_scopes": ["read"]}),
+                ("/admin/roles", {"name": "member", "scopes": ["read", "write"]}),
+            ):  # fmt: skip
+                r = c.post(path, json=body)
+                assert r.status_code == 201, r.text
+            member = ["member"]
+            users: list[dict[str, Any]] = [
+                {"username": "alice", "password": PASSWORD, "roles": member}
+            ]
+            users += [
+                {"username": f"u{i}", "password": PASSWORD, "roles": member} for i in range(10)
+            ]
+            users.append(
+                {"username": "root", "password": PASSWORD, "is_admin": True, "roles": member}
+            )
             for body in users:
                 r = c.post("/admin/users", json=body)
                 assert r.status_code == 201, r.text
             for body in (
                 {"client_id": "web", "public": True, "grants": ["password", "refresh_token"],
-                 "scopes": ["read", "write"]},
+                 "resources": ["api"], "scopes": ["read", "write"]},
                 {"client_id": "mobile", "public": True, "grants": ["password", "refresh_token"],
-                 "scopes": ["read", "write"]},
+                 "resources": ["api"], "scopes": ["read", "write"]},
                 {"client_id": "svc", "grants": ["client_credentials"],
-                 "scopes": ["read", "revocations"]},
+                 "resources": ["api", issuer], "scopes": ["read", "revocations"]},
             ):  # fmt: skip
                 r = c.post("/admin/clients", json=body)
                 assert r.status_code == 201, r.text

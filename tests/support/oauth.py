@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import orjson
 
+from support.authz import open_api
 from support.server import ALICE_PW, Server
 
 WEB = "web"  # third-party public client
@@ -64,6 +65,13 @@ def register(server: Server) -> None:
             grants=("authorization_code", "refresh_token"),
             redirect_uris=(FIRST_CB,),
             first_party=True,
+        )
+        # the API "api" (read, write) held by alice; both clients may ask for it and OIDC
+        await open_api(
+            server.runtime,
+            users=["alice"],
+            clients=[WEB, FIRST],
+            extra_client_scopes=["openid", "profile"],
         )
 
     server.run(go)

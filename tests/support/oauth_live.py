@@ -140,6 +140,9 @@ def start(kind: str, tmp: Path, **extra_env: str) -> Iterator[Live]:
                 "grants": ["authorization_code", "refresh_token"],
                 "redirect_uris": [SPA_CB],
                 "name": "Example SPA",
+                # OpenID Connect only: the server itself is its one resource
+                "resources": [base],
+                "scopes": ["openid", "profile"],
             },
         )
         assert r.status_code == 201, r.text

@@ -1,5 +1,6 @@
 """The in-process server of the server tests: an app on a MemoryStore with a frozen clock, a
-cheap argon2 hasher, two users and three clients, driven through Starlette's TestClient. The
+cheap argon2 hasher, an API ("api", scopes read write), a role, two users and three clients,
+driven through Starlette's TestClient. The
 ``server`` and ``server_factory`` fixtures are registered for every test by
 ``tests/conftest.py``."""
 
@@ -79,7 +80,7 @@ def make_settings(**kw: Any) -> Settings:
     base: dict[str, Any] = {
         "store_url": "memory://",
         "issuer": ISSUER,
-        "audience": "api",
+        "default_resource": "api",
         "login_limit_per_account": "5/minute",
         "login_limit_per_ip": "50/minute",
         "cookie_secure": True,
@@ -108,14 +109,27 @@ def server_factory() -> Iterator[Callable[..., Server]]:
         rt: Runtime = app.state.runtime
 
         async def setup() -> str:
-            await rt.users.create("alice", ALICE_PW)
-            await rt.users.create("root", ADMIN_PW, is_admin=True)
-            await rt.clients.create("app", public=True, grants=("password", "refresh_token"))
-            await rt.clients.create("other", public=True, grants=("password", "refresh_token"))
+            # the authorization model: an API "api" (the default resource) with read and
+            # write, a role "member" holding both; alice is a member, root an admin
+            await rt.resources.add("api", name="API", scopes="read write", default_scopes="read")
+            await rt.roles.add("member", "read write")
+            await rt.users.create("alice", ALICE_PW, roles=["member"])
+            await rt.users.create("root", ADMIN_PW, is_admin=True, roles=["member"])
+            both = ("api", ISSUER)
+            user_scopes = ("read", "write", "admin", "openid", "profile")
+            for public in ("app", "other"):
+                await rt.clients.create(
+                    public,
+                    public=True,
+                    grants=("password", "refresh_token"),
+                    scopes=user_scopes,
+                    resources=both,
+                )
             _, secret = await rt.clients.create(
                 "svc",
                 grants=("password", "refresh_token", "client_credentials"),
                 scopes=("read", "write", "revocations"),
+                resources=both,
             )
             assert secret is not None
             return secret

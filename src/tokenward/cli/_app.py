@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from . import client, db, demo, keys, serve, session, token, user
+from . import authz, client, db, demo, keys, serve, session, token, user
 from ._help import clean_help
 
 clean_help()
@@ -48,6 +48,8 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(token.app, name="token")
 app.add_typer(user.app, name="user")
 app.add_typer(client.app, name="client")
+app.add_typer(authz.resource_app, name="resource")
+app.add_typer(authz.role_app, name="role")
 app.add_typer(session.app, name="session")
 app.add_typer(db.app, name="db")
 app.command("demo")(demo.demo)

@@ -1,4 +1,5 @@
-"""``tokenward client add|set|list|disable|enable|remove|rotate-secret``."""
+"""``tokenward client add|set|list|disable|enable|remove|rotate-secret``: clients and what
+they may get (resources, scopes)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigurationError
+from ..server.authz import catalog_of, check_client_permissions
 from ..server.clients import ClientRegistry, check_usable_grants, require_redirect_uris
 from ..server.settings import Settings
 from ..store.base import Store
 from ._common import cli_errors, fail, format_ts, get_clock, out_console, parse_duration
 from ._output import JsonOpt, Output, OutputOpt, emit
 from ._store import DEFAULT_STORE_HELP, run_with_store
+from .authz import open_model, revoke_now
 
 __all__ = ["app"]
 
@@ -53,7 +56,12 @@ def add(
         ),
     ],
     public: Annotated[bool, typer.Option("--public", help="No secret (apps, SPAs)")] = False,
-    scopes: Annotated[str, typer.Option(help="Space-separated allowed scopes")] = "",
+    resources: Annotated[
+        str, typer.Option("--resources", help="Comma-separated resources it may ask for")
+    ] = "",
+    scopes: Annotated[
+        str, typer.Option(help="Space-separated scopes it may receive (none: nothing)")
+    ] = "",
     name: Annotated[str | None, typer.Option(help="Display name")] = None,
     redirect_uris: Annotated[
         str,
@@ -68,7 +76,11 @@ def add(
     ] = False,
     post_logout_redirect_uris: Annotated[
         str,
-        typer.Option("--post-logout-redirect-uris", help="Logout return URIs, comma-separated"),
+        typer.Option(
+            "--post-logout-redirect-uris",
+            help="Logout return URIs, comma-separated",
+            rich_help_panel=_OIDC,
+        ),
     ] = "",
     backchannel_logout_uri: Annotated[
         str | None,
@@ -80,6 +92,7 @@ def add(
     store: StoreOpt = None,
 ) -> None:
     """Register a client; a confidential client's secret is printed once."""
+    resource_list = [r.strip() for r in resources.split(",") if r.strip()]
     grant_list = [g.strip() for g in grants.split(",") if g.strip()]
     try:
         check_usable_grants(grant_list, public=public)
@@ -88,6 +101,10 @@ def add(
 
     async def go(settings: Settings, st: Store) -> str | None:
         require_redirect_uris(grant_list, redirect_uris.split(","))
+        await open_model(settings, st)
+        check_client_permissions(
+            await catalog_of(st, settings.issuer), resource_list, scopes.split()
+        )
         _, secret = await ClientRegistry(st, clock=get_clock()).create(
             client_id,
             public=public,
@@ -98,30 +115,66 @@ def add(
             first_party=first_party,
             post_logout_redirect_uris=post_logout_redirect_uris.split(","),
             backchannel_logout_uri=backchannel_logout_uri,
+            resources=resource_list,
             dpop_bound_access_tokens=dpop is DPoPMode.REQUIRED,
         )
         return secret
 
     secret = run_with_store(store, go)
     out_console.print(f"created {'public' if public else 'confidential'} client {client_id}")
+    if not scopes.split():
+        out_console.print("note: no --scopes, so this client gets no token until given some")
     if secret is not None:
         out_console.print(f"client_secret: {secret}   (shown once)")
 
 
 @app.command("set")
 @cli_errors
-def set_client(client_id: str, dpop: DPoPOpt = None, store: StoreOpt = None) -> None:
-    """Change a registered client's settings."""
-    if dpop is None:
-        raise typer.BadParameter("nothing to change; give --dpop required|optional")
+def set_client(
+    client_id: str,
+    resources: Annotated[
+        str | None, typer.Option("--resources", help="Comma-separated (replaces them)")
+    ] = None,
+    scopes: Annotated[
+        str | None, typer.Option("--scopes", help="Space-separated (replaces them)")
+    ] = None,
+    now: Annotated[
+        bool, typer.Option("--now", help="Revoke the affected sessions at once (else: at refresh)")
+    ] = False,
+    dpop: DPoPOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Change a client: the resources and scopes it may get, its DPoP requirement."""
+    if resources is None and scopes is None and dpop is None:
+        raise typer.BadParameter("nothing to change; give --resources, --scopes or --dpop")
+    resource_list = (
+        [r.strip() for r in resources.split(",") if r.strip()] if resources is not None else None
+    )
+    scope_list = scopes.split() if scopes is not None else None
 
-    async def go(settings: Settings, st: Store) -> None:
-        await ClientRegistry(st, clock=get_clock()).update(
-            client_id, dpop_bound_access_tokens=dpop is DPoPMode.REQUIRED
+    async def go(settings: Settings, st: Store) -> int:
+        await open_model(settings, st)
+        registry = ClientRegistry(st, clock=get_clock())
+        before = await registry.get(client_id)
+        if before is None:
+            raise fail(f"unknown client {client_id!r}")
+        if dpop is not None:
+            await registry.update(client_id, dpop_bound_access_tokens=dpop is DPoPMode.REQUIRED)
+        if resource_list is None and scope_list is None:
+            return 0
+        check_client_permissions(
+            await catalog_of(st, settings.issuer),
+            resource_list if resource_list is not None else list(before.resources),
+            scope_list if scope_list is not None else list(before.scopes),
         )
+        await registry.set_permissions(client_id, resources=resource_list, scopes=scope_list)
+        return await revoke_now(settings, st, client_id=client_id) if now else 0
 
-    run_with_store(store, go, create=False)
-    out_console.print(f"client {client_id}: DPoP {dpop.value}")
+    n = run_with_store(store, go)
+    said = [f"DPoP {dpop.value}"] if dpop is not None else []
+    if now:
+        said.append(f"revoked {n} session(s)")
+    out_console.print(f"updated client {client_id}" + (f"; {'; '.join(said)}" if said else ""))
 
 
 @app.command("list")
@@ -137,6 +190,7 @@ def list_clients(
                 "client_id": c.client_id,
                 "type": "public" if c.public else "confidential",
                 "grants": list(c.grants),
+                "resources": list(c.resources),
                 "scopes": list(c.scopes),
                 "name": c.name,
                 "first_party": c.first_party,
@@ -149,6 +203,7 @@ def list_clients(
         ]
         show = {
             "grants": ",".join,
+            "resources": ",".join,
             "scopes": " ".join,
             "redirect_uris": ",".join,
             "first_party": lambda v: "yes" if v else "",
@@ -160,6 +215,7 @@ def list_clients(
             "type",
             "first_party",
             "grants",
+            "resources",
             "scopes",
             "redirect_uris",
             "dpop",

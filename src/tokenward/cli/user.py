@@ -1,4 +1,4 @@
-"""``tokenward user add|list|disable|enable|passwd|remove``.
+"""``tokenward user add|list|roles|disable|enable|passwd|remove``.
 
 Passwords follow the server's one policy (:mod:`tokenward.server.passwords`: at least 8
 characters, not one of the most common passwords); the last active admin cannot be disabled or
@@ -12,12 +12,14 @@ from typing import Annotated
 
 import typer
 
+from ..server.authz import RoleRegistry, check_roles
 from ..server.settings import Settings
 from ..server.users import UserService, hasher_from_settings
 from ..store.base import Store
 from ._common import cli_errors, fail, format_ts, get_clock, out_console
 from ._output import JsonOpt, Output, OutputOpt, emit
 from ._store import DEFAULT_STORE_HELP, run_with_store
+from .authz import open_model, revoke_now
 
 __all__ = ["app"]
 
@@ -47,17 +49,49 @@ def _read_password(password_stdin: bool) -> str:
 def add(
     username: str,
     password_stdin: PasswordStdin = False,
-    admin: Annotated[bool, typer.Option("--admin", help="Administrator.")] = False,
+    admin: Annotated[bool, typer.Option("--admin", help="Administrator (the admin role).")] = False,
+    roles: Annotated[
+        str | None, typer.Option("--roles", help="Comma-separated roles, e.g. clerk,manager")
+    ] = None,
     store: StoreOpt = None,
 ) -> None:
     """Create a user (creates the store on first use)."""
     password = _read_password(password_stdin)
+    role_names = [r.strip() for r in (roles or "").split(",") if r.strip()]
 
     async def go(settings: Settings, st: Store) -> None:
-        await _service(settings, st).create(username, password, is_admin=admin)
+        await open_model(settings, st)
+        await check_roles(st, role_names)
+        await _service(settings, st).create(username, password, is_admin=admin, roles=role_names)
 
     run_with_store(store, go)
-    out_console.print(f"created user {username}{' (admin)' if admin else ''}")
+    given = role_names + (["admin"] if admin and "admin" not in role_names else [])
+    out_console.print(
+        f"created user {username}" + (f" (roles: {','.join(given)})" if given else "")
+    )
+
+
+@app.command("roles")
+@cli_errors
+def set_roles(
+    username: str,
+    roles: Annotated[str, typer.Argument(help="Comma-separated roles (replaces them); '' none")],
+    now: Annotated[
+        bool, typer.Option("--now", help="Revoke the affected sessions at once (else: at refresh)")
+    ] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Set a user's roles."""
+
+    async def go(settings: Settings, st: Store) -> int:
+        await open_model(settings, st)
+        await RoleRegistry(st, issuer=settings.issuer).set_user_roles(username, roles)
+        return await revoke_now(settings, st, usernames=[username]) if now else 0
+
+    n = run_with_store(store, go)
+    out_console.print(
+        f"{username}: roles {roles or '(none)'}" + (f"; revoked {n} session(s)" if now else "")
+    )
 
 
 @app.command("list")
@@ -71,16 +105,16 @@ def list_users(
         rows = [
             {
                 "username": u.username,
-                "admin": u.is_admin,
+                "roles": list(u.roles),
                 "disabled": u.disabled,
                 "created_at": u.created_at,
             }
             for u in await st.list_users()
         ]
-        yes = {"admin": lambda v: "yes" if v else "", "disabled": lambda v: "yes" if v else ""}
+        yes = {"roles": ",".join, "disabled": lambda v: "yes" if v else ""}
         emit(
             rows,
-            ["username", "admin", "disabled", "created_at"],
+            ["username", "roles", "disabled", "created_at"],
             output=output,
             json=json,
             labels={"created_at": "created"},

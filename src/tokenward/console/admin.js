@@ -1,4 +1,6 @@
-// Admin: users, clients, a subject's sessions, signing keys, live revocation + security events.
+// Admin: users, clients, access (APIs, roles), a subject's sessions, signing keys, live
+// revocation + security events.
+import { mountAccess } from './access.js';
 import { api, follow, session } from './api.js';
 import { sessionRows } from './sessions.js';
 import { $, act, clearOnNextAction, confirmable, fillTable, fmtEventTime, fmtTime, h, insertByTime, say, timeCell } from './ui.js';
@@ -39,10 +41,11 @@ export function mountAdmin() {
         return r;
       }, (r) => `Password of ${u.username} reset; ${r.sessions_revoked} session(s) revoked.`));
       const sessions = h('button', { type: 'button', class: 'btn btn-small btn-ghost', text: 'Sessions' });
+      const roles = (u.roles || []).join(', ');
       sessions.addEventListener('click', () => { $('#subject-input').value = u.username; showSubject(u.username); });
       return [
         h('strong', { text: u.username }),
-        h('span', { class: u.is_admin ? 'badge badge-admin' : 'badge', text: u.is_admin ? 'admin' : 'user' }),
+        h('span', { class: u.is_admin ? 'badge badge-admin' : 'badge', text: roles || 'no role' }),
         h('span', { class: u.disabled ? 'badge badge-bad' : 'badge badge-ok', text: u.disabled ? 'disabled' : 'active' }),
         timeCell(u.created_at),
         h('div', { class: 'row-actions' }, toggle, reset, sessions),
@@ -222,9 +225,11 @@ export function mountAdmin() {
     return keys.find((k) => k.state === 'active');
   }, (active) => `Keys rotated: now signing with ${active ? active.kid : '?'}.`));
 
+  const access = mountAccess(loadUsers);
+
   return {
     async show() {
-      await act(null, () => Promise.all([loadUsers(), loadClients(), loadKeys()]));
+      await act(null, () => Promise.all([loadUsers(), loadClients(), loadKeys(), access.load()]));
       startStreams();
     },
     hide: stopStreams,

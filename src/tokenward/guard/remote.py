@@ -21,10 +21,12 @@ import asyncio
 import atexit
 import contextlib
 import threading
+from collections.abc import Container, Mapping
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import httpx
+import orjson
 
 from ..claims import AccessTokenClaims
 from ..clock import Clock, system_clock
@@ -39,7 +41,26 @@ from .dpop import DPoPChecker
 from .jwks import JWKSFetcher
 from .mirror import RevocationMirror
 
+if TYPE_CHECKING:
+    from ..jwe import TokenEncryption
+
 __all__ = ["Verifier"]
+
+
+def _decryption(key: Mapping[str, Any] | str | None) -> TokenEncryption | None:
+    if key is None:
+        return None
+    from ..jwe import TokenEncryption
+
+    jwk: Any = key
+    if isinstance(key, str):
+        try:
+            jwk = orjson.loads(key)
+        except orjson.JSONDecodeError:
+            raise ConfigurationError("decryption_key must be a private P-256 JWK") from None
+    if not isinstance(jwk, Mapping) or "d" not in jwk:
+        raise ConfigurationError("decryption_key must be a PRIVATE P-256 JWK (with 'd')")
+    return TokenEncryption.ecdh_es(jwk)
 
 
 class Verifier:
@@ -49,6 +70,13 @@ class Verifier:
     on the revocation mirror; without it only signatures and claims are checked. Start with
     :meth:`start` (or ``with``/``async with``; the first ``verify`` starts it too) and end with
     :meth:`close`.
+
+    ``decryption_key``: for a resource registered with an encryption key
+    (``tokenward resource add … --encryption-key-file PUBLIC_JWK``), its PRIVATE P-256 JWK
+    (a dict, or JSON text): tokens are then a signed JWT nested in a JWE (ECDH-ES+A256KW,
+    A256GCM, ``cty: JWT``), decrypted under the same strict header rules as the server's
+    (:mod:`tokenward.jwe`) before the usual signature and claim checks; a plain signed token
+    is refused.
     """
 
     def __init__(
@@ -71,10 +99,12 @@ class Verifier:
         feed_wait: float | None = None,
         jwks_default_max_age: float = 300.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        decryption_key: Mapping[str, Any] | str | None = None,
         external_url: str | None = None,
         dpop_max_age: float = DEFAULT_MAX_AGE,
         dpop_replay_url: str | None = None,
     ) -> None:
+        encryption = _decryption(decryption_key)
         self.clock = clock
         # DPoP (RFC 9449 §7): external_url is the URL clients use (behind a proxy); a
         # dpop_replay_url (redis://) shares the proof replay cache between processes
@@ -118,6 +148,7 @@ class Verifier:
             clock=clock,
             cache_size=cache_size,
             revocation=self.mirror,
+            encryption=encryption,
         )
         self._loop = BackgroundLoop()
         self._lock = threading.Lock()
@@ -129,7 +160,7 @@ class Verifier:
         return self.core.issuer
 
     @property
-    def audience(self) -> str:
+    def audience(self) -> str | Container[str]:
         return self.core.audience
 
     def _set_keys(self, keys: list[SigningKey]) -> None:

@@ -29,6 +29,7 @@ from ..mirror import RevocationMirror
 from ..revocation import Denylist
 from ..sessions import parse_refresh_token
 from ..store.base import Client
+from .authz import catalog_of, check_client_permissions, check_roles
 from .clients import require_redirect_uris
 from .deps import get_runtime, no_store, require_scope
 from .errors import JSON, NO_STORE, OAuthError
@@ -53,13 +54,15 @@ class UserOut(BaseModel):
     is_admin: bool
     disabled: bool
     created_at: float
+    roles: list[str] = Field(default_factory=list)
 
 
 class UserCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(min_length=1, max_length=256)
     password: str = Field(min_length=8, max_length=1024)
-    is_admin: bool = False
+    is_admin: bool = False  # a shortcut for the admin role
+    roles: list[str] = Field(default_factory=list, max_length=32)
 
 
 class ClientOut(BaseModel):
@@ -76,6 +79,7 @@ class ClientOut(BaseModel):
     dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2
     disabled: bool = False
     client_secret: str | None = None  # only in the creation response
+    resources: list[str] = Field(default_factory=list)
 
 
 # a request-size bound only: which names are valid is the grant registry's business
@@ -87,8 +91,9 @@ class ClientCreate(RequestModel):
     client_id: str = Field(min_length=1, max_length=256)
     public: bool = False
     grants: list[str] = Field(min_length=1, max_length=_MAX_GRANTS)
-    scopes: list[str] = Field(default_factory=list, max_length=32)
+    scopes: list[str] = Field(default_factory=list, max_length=32)  # empty: no scope at all
     name: str | None = Field(None, max_length=256)
+    resources: list[str] = Field(default_factory=list, max_length=16)
     dpop_bound_access_tokens: bool = False
     redirect_uris: list[str] = Field(default_factory=list, max_length=32)
     post_logout_redirect_uris: list[str] = Field(default_factory=list, max_length=32)
@@ -104,6 +109,7 @@ def _client_out(c: Client, secret: str | None = None) -> ClientOut:
         scopes=list(c.scopes),
         name=c.name,
         created_at=c.created_at,
+        resources=list(c.resources),
         redirect_uris=list(c.redirect_uris),
         post_logout_redirect_uris=list(c.post_logout_redirect_uris),
         first_party=c.first_party,
@@ -161,7 +167,11 @@ async def list_users(request: Request, _: Admin) -> list[UserOut]:
     users = await get_runtime(request).users.list()
     return [
         UserOut(
-            username=u.username, is_admin=u.is_admin, disabled=u.disabled, created_at=u.created_at
+            username=u.username,
+            is_admin=u.is_admin,
+            disabled=u.disabled,
+            created_at=u.created_at,
+            roles=list(u.roles),
         )
         for u in users
     ]
@@ -174,14 +184,20 @@ async def list_users(request: Request, _: Admin) -> list[UserOut]:
     responses={400: {"model": OAuthError}, 409: {"model": OAuthError}},
 )
 async def create_user(request: Request, body: UserCreate, _: Admin) -> UserOut:
+    rt = get_runtime(request)
     try:
-        u = await get_runtime(request).users.create(
-            body.username, body.password, is_admin=body.is_admin
+        await check_roles(rt.store, body.roles)
+        u = await rt.users.create(
+            body.username, body.password, is_admin=body.is_admin, roles=body.roles
         )
     except ConfigurationError as exc:
         raise InvalidRequest(exc.description) from None
     return UserOut(
-        username=u.username, is_admin=u.is_admin, disabled=u.disabled, created_at=u.created_at
+        username=u.username,
+        is_admin=u.is_admin,
+        disabled=u.disabled,
+        created_at=u.created_at,
+        roles=list(u.roles),
     )
 
 
@@ -256,14 +272,18 @@ async def list_clients(request: Request, _: Admin) -> list[ClientOut]:
     responses={400: {"model": OAuthError}, 409: {"model": OAuthError}},
 )
 async def create_client(request: Request, body: ClientCreate, _: Admin) -> JSON:
+    rt = get_runtime(request)
     try:
         require_redirect_uris(body.grants, body.redirect_uris)
-        c, secret = await get_runtime(request).clients.create(
+        catalog = await catalog_of(rt.store, rt.settings.issuer)
+        check_client_permissions(catalog, body.resources, body.scopes)
+        c, secret = await rt.clients.create(
             body.client_id,
             public=body.public,
             grants=body.grants,
             scopes=body.scopes,
             name=body.name,
+            resources=body.resources,
             dpop_bound_access_tokens=body.dpop_bound_access_tokens,
             redirect_uris=body.redirect_uris,
             first_party=body.first_party,

@@ -15,6 +15,7 @@ from ..store.base import Store
 from . import (
     account,
     admin,
+    admin_authz,
     authorize,
     consents,
     console,
@@ -117,6 +118,7 @@ def create_app(
         userinfo,
         feed,
         admin,
+        admin_authz,
         metrics,
         console,
         sdk,

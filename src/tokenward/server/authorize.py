@@ -27,12 +27,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from ..errors import InvalidGrant, InvalidRequest, InvalidScope, RateLimited
+from ..errors import InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget, RateLimited
 from ..events import emit
 from ..store.base import Client, GrantRecord, User
+from .authorization import Grant
 from .credentials import session_refusal
 from .deps import client_ip, get_runtime, user_agent
-from .grants.common import grant_scope, parse_scope
+from .grants.common import parse_scope
 from .pages import form_origin_ok, page
 from .redirect_uris import redirect_uri_matches
 from .runtime import Runtime
@@ -59,10 +60,26 @@ def consent_key(sub: str, client_id: str) -> str:
     return hashlib.sha256(f"{sub}\x00{client_id}".encode()).hexdigest()
 
 
-def compute_grant(requested: str | None, client: Client, user: User) -> str:
-    """The granted scope for a user grant. The one place the authorization model is consulted
-    by this flow (requested ∩ client's allowed ∩ user's entitlement)."""
-    return grant_scope(requested, client, user)
+async def compute_grant(
+    rt: Runtime,
+    requested: str | None,
+    client: Client,
+    user: User,
+    resources: list[str] | None = None,
+    *,
+    max_resources: int | None = None,
+) -> Grant:
+    """The grant of a user authorization: the one place this flow consults the authorization
+    model (requested ∩ client's permissions ∩ user's entitlement, for the requested resources;
+    several resources are allowed here). ``invalid_scope`` / ``invalid_target`` otherwise."""
+    grant, _ = await rt.authorizer.grant(
+        scope=requested,
+        resources=resources or [],
+        client=client,
+        user=user,
+        max_resources=max_resources,
+    )
+    return grant
 
 
 @dataclass(slots=True)
@@ -279,8 +296,9 @@ async def _signin_page(
 
 
 async def _issue_code(
-    rt: Runtime, areq: AuthorizationRequest, session: SigninSession, scope: str
+    rt: Runtime, areq: AuthorizationRequest, session: SigninSession, grant: Grant
 ) -> Response:
+    scope = grant.scope_text
     code = secrets.token_urlsafe(32)  # 256 bits (RFC 6749 §10.10, RFC 9700 §4.5)
     now = rt.clock.now()
     data: dict[str, Any] = {
@@ -288,7 +306,7 @@ async def _issue_code(
         "redirect_uri": areq.redirect_uri,
         "code_challenge": areq.code_challenge,
         "scope": scope,
-        "resources": areq.resources,
+        "resources": list(grant.resources),  # the granted ones, in order
         "nonce": areq.nonce,
         "sub": session.sub,
         "signin_sid": session.sid,
@@ -357,9 +375,10 @@ async def _continue(
 ) -> Response:
     """Signed in: ask consent when needed, else issue the code."""
     try:
-        scope = compute_grant(areq.scope, client, user)
-    except InvalidScope as exc:
-        return _redirect(rt, areq, {"error": "invalid_scope", "error_description": exc.description})
+        grant = await compute_grant(rt, areq.scope, client, user, areq.resources)
+    except (InvalidScope, InvalidTarget) as exc:
+        return _redirect(rt, areq, exc.to_dict())
+    scope = grant.scope_text
     needs_consent = not client.first_party and (
         "consent" in areq.prompt or not await _consented(rt, user.username, client.client_id, scope)
     )
@@ -378,13 +397,13 @@ async def _continue(
                 "client_name": client.name or client.client_id,
                 "username": user.username,
                 "scopes": scope.split(),
-                "resources": areq.resources,
+                "resources": list(grant.resources),
                 "request_id": request_id,
                 "csrf_token": csrf,
             },
             redirect_to=areq.redirect_uri,
         )
-    return await _issue_code(rt, areq, session, scope)
+    return await _issue_code(rt, areq, session, grant)
 
 
 # -- routes ----------------------------------------------------------------------------------
@@ -536,9 +555,10 @@ async def consent_submit(request: Request) -> Response:
     if decision != "allow":
         return _error_page("invalid_request", "decision must be allow or deny")
     try:
-        scope = compute_grant(areq.scope, client, user)
-    except InvalidScope as exc:
-        return _redirect(rt, areq, {"error": "invalid_scope", "error_description": exc.description})
+        grant = await compute_grant(rt, areq.scope, client, user, areq.resources)
+    except (InvalidScope, InvalidTarget) as exc:
+        return _redirect(rt, areq, exc.to_dict())
+    scope = grant.scope_text
     await remember_consent(rt, user.username, client.client_id, scope)
     emit("consent_granted", sub=user.username, client_id=client.client_id, scope=scope)
-    return await _issue_code(rt, areq, session, scope)
+    return await _issue_code(rt, areq, session, grant)

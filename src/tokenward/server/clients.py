@@ -96,6 +96,7 @@ class ClientRegistry:
         first_party: bool = False,
         post_logout_redirect_uris: Iterable[str] = (),
         backchannel_logout_uri: str | None = None,
+        resources: Iterable[str] = (),
         dpop_bound_access_tokens: bool = False,
     ) -> tuple[Client, str | None]:
         """Register a client; returns it and its secret (``None`` for public clients).
@@ -137,10 +138,31 @@ class ClientRegistry:
             post_logout_redirect_uris=post_logout,
             first_party=bool(first_party),
             backchannel_logout_uri=backchannel_logout_uri,
+            resources=tuple(dict.fromkeys(r for r in resources if r)),
             dpop_bound_access_tokens=dpop_bound_access_tokens,
         )
         await self.store.create_client(client)
         return client, secret
+
+    async def set_permissions(
+        self,
+        client_id: str,
+        *,
+        resources: Iterable[str] | None = None,
+        scopes: Iterable[str] | None = None,
+    ) -> tuple[Client, Client]:
+        """Replace the resources and/or scopes a client may get; returns (before, after).
+        (Whether the scopes exist is checked by the caller, which knows the resources.)"""
+        before = await self.get(client_id)
+        if before is None:
+            raise ConfigurationError(f"no client {client_id!r}")
+        after = replace(before)
+        if resources is not None:
+            after.resources = tuple(dict.fromkeys(r for r in resources if r))
+        if scopes is not None:
+            after.scopes = tuple(dict.fromkeys(s for s in scopes if s))
+        await self.store.update_client(after)
+        return before, after
 
     async def update(
         self, client_id: str, *, dpop_bound_access_tokens: bool | None = None

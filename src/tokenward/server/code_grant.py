@@ -19,15 +19,17 @@ from typing import Any
 
 from fastapi import Request
 
-from ..errors import InvalidGrant, InvalidRequest
+from ..errors import InvalidGrant, InvalidRequest, InvalidTarget
 from ..events import emit
-from ..store.base import Client, GrantRecord
+from ..sessions import AccessSpec
+from ..store.base import Client, GrantRecord, User
+from .authorization import OIDC_SCOPES, Grant
 from .authorize import CODE_KIND, code_key
 from .credentials import confirm_session, session_refusal
-from .deps import client_ip, user_agent
+from .deps import client_ip, form_resources, user_agent
 from .runtime import Runtime
 
-__all__ = ["exchange_code"]
+__all__ = ["access_for", "exchange_code"]
 
 _VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")  # RFC 7636 §4.1
 _USED_KEEP = 3600.0  # a consumed code is remembered this long to detect its reuse
@@ -58,6 +60,51 @@ async def _reused(rt: Runtime, rec: GrantRecord) -> None:
     )
     if family:
         await rt.sessions.revoke_session(family, reason="authorization_code_reuse")
+
+
+def asked_resource(request: Request, granted_resources: list[str]) -> str | None:
+    """The ``resource`` asked at ``/token`` (RFC 8707 §2.2): at most one, among the granted
+    ones; ``None`` when none is asked (the first granted one is then used)."""
+    asked = form_resources(request)
+    if len(asked) > 1:
+        raise InvalidTarget("at most one resource parameter here")
+    if asked and asked[0] not in granted_resources:
+        raise InvalidTarget(f"the grant does not cover {asked[0][:200]!r}")
+    return asked[0] if asked else None
+
+
+async def access_for(
+    rt: Runtime,
+    client: Client,
+    user: User,
+    scope: str,
+    granted_resources: list[str],
+    asked: str | None,
+) -> AccessSpec:
+    """The first access token of a session granted ``scope`` for ``granted_resources`` (at
+    the authorization or device approval): for the ``asked`` resource, else the first
+    granted one; with that resource's scopes (and the OIDC ones) as the client and the user
+    may still have them. ``aud`` is that resource, plus the issuer when ``openid`` is
+    granted."""
+    catalog = await rt.authorizer.catalog()
+    target = asked or (granted_resources[0] if granted_resources else catalog.issuer)
+    client = rt.authorizer.effective(client)
+    entitled = await rt.authorizer.entitled(user) or frozenset()
+    kept: list[str] = []
+    for s in dict.fromkeys(scope.split()):
+        owner = catalog.owner.get(s)
+        oidc = s in OIDC_SCOPES
+        if (
+            owner is not None
+            and (owner == target or oidc)
+            and s in client.scopes
+            and (owner in client.resources or oidc)
+            and s in entitled
+        ):
+            kept.append(s)
+    if not kept or catalog.get(target) is None:
+        raise InvalidGrant("nothing of this grant is allowed any more for this resource")
+    return rt.access_spec(Grant(tuple(kept), (target,), catalog.issuer), catalog)
 
 
 async def exchange_code(
@@ -97,6 +144,8 @@ async def exchange_code(
         s256(verifier).encode(), str(d["code_challenge"]).encode()
     ):
         raise InvalidGrant("code_verifier does not match the code_challenge")
+    granted_resources = [str(r) for r in d.get("resources") or []]
+    asked = asked_resource(request, granted_resources)  # checked before the code is consumed
     # consume (compare-and-set): exactly one exchange wins
     rec.data = {**d, "used": True}
     rec.expires_at = max(rec.expires_at or now, now + _USED_KEEP)
@@ -115,13 +164,16 @@ async def exchange_code(
         await rt.signins.end(signin.sid)
         raise InvalidGrant(f"the sign-in session of this code has ended ({why})")
     scope = str(d["scope"])
+    access = await access_for(rt, client, user, scope, granted_resources, asked)
     pair = await rt.sessions.start(
         sub=user.username,
         client_id=client.client_id,
         scope=scope,
         user_agent=user_agent(request),
         ip=client_ip(request),
+        access=access,
         dpop_jkt=dpop_jkt,
+        bind_refresh=client.public,  # RFC 9449 §5: public clients' refresh tokens are bound
     )
     await confirm_session(rt.sessions, user, pair.session_id)  # a racing password reset
     # record the family on the code; a reuse that raced us flagged it meanwhile

@@ -26,6 +26,7 @@ __all__ = [
     "bearer_claims",
     "client_ip",
     "form_openapi",
+    "form_resources",
     "get_runtime",
     "no_store",
     "read_form",
@@ -64,7 +65,8 @@ def user_agent(request: Request) -> str | None:
 async def read_form(request: Request) -> dict[str, str]:
     """An ``application/x-www-form-urlencoded`` body as a dict, strictly (RFC 6749 §3.2):
     another content type, invalid UTF-8, or a parameter given twice → ``invalid_request``;
-    an empty value counts as absent."""
+    an empty value counts as absent. ``resource`` may repeat (RFC 8707 §2): all its values
+    are in :func:`form_resources`."""
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype != FORM_CONTENT_TYPE:
         raise InvalidRequest(f"the body must be {FORM_CONTENT_TYPE}")
@@ -83,15 +85,26 @@ async def read_form(request: Request) -> dict[str, str]:
         raise InvalidRequest("too many parameters") from None
     form: dict[str, str] = {}
     seen: set[str] = set()
+    resources: list[str] = []
     for name, value in pairs:
         check_text(name, name)
         check_text(name, value)
-        if name in seen:
+        if name == "resource":
+            if value != "":
+                resources.append(value)
+        elif name in seen:
             raise InvalidRequest(f"parameter {name!r} is repeated")
         seen.add(name)
-        if value != "":
+        if value != "" and name not in form:
             form[name] = value
+    request.state.resources = resources
     return form
+
+
+def form_resources(request: Request) -> list[str]:
+    """Every ``resource`` parameter of the form read by :func:`read_form` (RFC 8707 §2)."""
+    found: list[str] = getattr(request.state, "resources", [])
+    return found
 
 
 async def no_store(response: Response) -> None:

@@ -22,14 +22,22 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from ..errors import InvalidGrant, InvalidRequest, InvalidScope, RateLimited, TokenwardError
+from ..errors import (
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    InvalidTarget,
+    RateLimited,
+    TokenwardError,
+)
 from ..events import emit
 from ..store.base import Client, GrantRecord
 from .auth import authenticate_client
 from .authorize import compute_grant
 from .clients import DEVICE_CODE_GRANT
+from .code_grant import access_for, asked_resource
 from .credentials import confirm_session, session_refusal
-from .deps import client_ip, form_openapi, get_runtime, read_form, user_agent
+from .deps import client_ip, form_openapi, form_resources, get_runtime, read_form, user_agent
 from .errors import JSON, NO_STORE, OAuthError
 from .grants.common import parse_scope
 from .openapi import CLIENT_AUTH_OR_PUBLIC
@@ -147,6 +155,9 @@ async def device_authorization(request: Request) -> JSON:
 
         raise UnauthorizedClient("this client may not use the device authorization grant")
     scope = " ".join(parse_scope(form.get("scope"))) or None
+    resources = form_resources(request)
+    if len(resources) > 1:
+        raise InvalidTarget("at most one resource parameter here")
     now = rt.clock.now()
     device_code = secrets.token_urlsafe(32)
     for _ in range(5):
@@ -163,6 +174,7 @@ async def device_authorization(request: Request) -> JSON:
     data: dict[str, Any] = {
         "client_id": client.client_id,
         "scope": scope,
+        "resources": resources,
         "user_code": user_code,
         "status": "pending",
         "exp": now + EXPIRES_IN,
@@ -302,8 +314,10 @@ async def device_submit(request: Request) -> Response:
     if client is None or user is None or user.disabled:
         return await _device_page(rt, request, error="This sign-in is no longer valid.")
     try:
-        scope = compute_grant(device.data["scope"], client, user)
-    except InvalidScope as exc:
+        grant = await compute_grant(
+            rt, device.data["scope"], client, user, device.data.get("resources"), max_resources=1
+        )
+    except (InvalidScope, InvalidTarget) as exc:
         return page(
             "message.html",
             {"heading": "This request cannot be completed", "message": exc.description},
@@ -326,8 +340,8 @@ async def device_submit(request: Request) -> Response:
             "action": "/device/consent",
             "client_name": _name(client),
             "username": user.username,
-            "scopes": scope.split(),
-            "resources": [],
+            "scopes": list(grant.scope),
+            "resources": list(grant.resources),
             "request_id": request_id,
             "csrf_token": csrf,
         },
@@ -365,6 +379,7 @@ async def device_consent(request: Request) -> Response:
             {"heading": "This request cannot be completed", "message": "allow or deny"},
             status=400,
         )
+    granted: dict[str, Any] = {}
     for _ in range(5):
         device = await rt.store.get_record(DEVICE_KIND, rec.data["device"], now=now)
         if device is None or device.data["status"] != "pending" or now >= device.data["exp"]:
@@ -373,14 +388,29 @@ async def device_consent(request: Request) -> Response:
         client = await rt.clients.get(device.data["client_id"])
         if user is None or client is None:
             return await _device_page(rt, request, error="This sign-in is no longer valid.")
+        if decision == "allow":
+            try:
+                grant = await compute_grant(
+                    rt,
+                    device.data["scope"],
+                    client,
+                    user,
+                    device.data.get("resources"),
+                    max_resources=1,
+                )
+            except (InvalidScope, InvalidTarget) as exc:
+                return page(
+                    "message.html",
+                    {"heading": "This request cannot be completed", "message": exc.description},
+                    status=400,
+                )
+            granted = {"scope": grant.scope_text, "resources": list(grant.resources)}
         device.data.update(
             status="approved" if decision == "allow" else "denied",
             sub=session.sub,
             signin_sid=session.sid,
             auth_time=session.auth_time,
-            scope=compute_grant(device.data["scope"], client, user)
-            if decision == "allow"
-            else device.data["scope"],
+            **granted,
         )
         if await rt.store.update_record(device, now=now):
             await rt.store.delete_record(USER_CODE_KIND, device.data["user_code"])
@@ -424,6 +454,8 @@ async def exchange_device_code(
         if too_fast:
             raise SlowDown(f"poll at most every {d['interval']} seconds")
         raise AuthorizationPending("the user has not finished yet")
+    granted_resources = [str(r) for r in d.get("resources") or []]
+    asked = asked_resource(request, granted_resources)  # checked before the code is used
     d["status"] = "used"
     if not await rt.store.update_record(rec, now=now):
         raise InvalidGrant("the device_code was already exchanged")
@@ -433,13 +465,16 @@ async def exchange_device_code(
         raise InvalidGrant(f"the approval of this device_code is void ({why})")
     signin = await rt.signins.get(d["signin_sid"])
     scope = str(d["scope"] or "")
+    access = await access_for(rt, client, user, scope, granted_resources, asked)
     pair = await rt.sessions.start(
         sub=user.username,
         client_id=client.client_id,
         scope=scope,
         user_agent=user_agent(request),
         ip=client_ip(request),
+        access=access,
         dpop_jkt=dpop_jkt,
+        bind_refresh=client.public,  # RFC 9449 §5: public clients' refresh tokens are bound
         device="device flow",
     )
     await confirm_session(rt.sessions, user, pair.session_id)

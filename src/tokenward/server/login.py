@@ -16,7 +16,7 @@ of the caller ("log out everywhere").
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,6 +47,9 @@ class LoginRequest(RequestModel):
     password: str = Field(min_length=1, max_length=1024)
     client_id: str | None = Field(None, min_length=1, max_length=256)
     scope: str | None = Field(None, max_length=2048)
+    # RFC 8707 resource indicator: the API the access token is for (one; a list of more
+    # than one is refused with invalid_target)
+    resource: str | list[Annotated[str, Field(max_length=512)]] | None = Field(None, max_length=512)
     mode: Literal["token", "cookie"] = "token"
     device: str | None = Field(None, max_length=128)
 
@@ -78,6 +81,7 @@ async def login(request: Request, body: LoginRequest) -> JSON:
     client = await rt.clients.authenticate(client_id, None)  # public first-party clients only
     if "password" not in client.grants:
         raise UnauthorizedClient("this client may not log users in")
+    resources = [body.resource] if isinstance(body.resource, str) else list(body.resource or [])
     jkt = await rt.dpop.for_token_request(request, client)  # RFC 9449: as at /token
     pair = await password_session(
         rt,
@@ -86,6 +90,7 @@ async def login(request: Request, body: LoginRequest) -> JSON:
         body.username,
         body.password,
         body.scope,
+        resources=resources,
         device=body.device,
         dpop_jkt=jkt,
     )

@@ -11,9 +11,9 @@ import secrets
 import signal
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from argon2 import PasswordHasher
 
@@ -22,11 +22,14 @@ from ..errors import AlreadyExists, ConfigurationError, TokenwardError
 from ..issuer import Issuer
 from ..keys import KeyRing
 from ..mirror import RevocationMirror, StoreFeedSource
-from ..sessions import SessionManager
+from ..sessions import AccessSpec, SessionManager
 from ..store.base import Store
 from ..store.fanout import FeedFanout
 from ..verifier import Verifier
 from .addresses import address_prefix, parse_trusted_proxies
+from .authorization import Catalog, Grant
+from .authz import CONSOLE_SCOPES, Authorizer, ResourceRegistry, RoleRegistry
+from .authz_changes import upgrade_authorization_model
 from .clients import ClientRegistry
 from .credentials import family_check
 from .dpop import DPoPService
@@ -42,9 +45,13 @@ from .stores import open_store
 from .usernames import USERNAME_RULE, username_report
 from .users import UserService, generate_password, hasher_from_settings
 
+if TYPE_CHECKING:
+    from ..jwe import TokenEncryption
+
 __all__ = [
     "BootstrapReport",
     "Runtime",
+    "ServerAudiences",
     "admin_password_shown",
     "begin_shutdown",
     "bootstrap",
@@ -74,6 +81,23 @@ class BootstrapReport:
     console_client_created: bool
     admin_username: str | None = None
     admin_password: str | None = None  # only when generated here: print it once
+    clients_without_scopes: list[str] = field(default_factory=list)
+
+
+class ServerAudiences:
+    """The audiences this server's own endpoints accept: any of its resources (the issuer,
+    the default resource and every registered one; the set is refreshed as the server
+    reads its resources). The scopes then decide what a token may do here."""
+
+    def __init__(self, *always: str) -> None:
+        self._always = frozenset(always)
+        self.known: frozenset[str] = frozenset()
+
+    def __contains__(self, aud: object) -> bool:
+        return aud in self._always or aud in self.known
+
+    def __bool__(self) -> bool:
+        return True
 
 
 async def bootstrap(
@@ -99,8 +123,16 @@ async def bootstrap(
                 public=True,
                 grants=("password", "refresh_token"),
                 name="tokenward console",
+                scopes=CONSOLE_SCOPES,
+                resources=(settings.issuer,),
             )
             console = True
+    bare = await upgrade_authorization_model(
+        store,
+        issuer=settings.issuer,
+        default_resource=settings.default_resource,
+        console_client_id=settings.console_client_id,
+    )
     admin_name: str | None = None
     admin_password: str | None = None
     users = UserService(store, hasher=hasher or hasher_from_settings(settings), clock=clock)
@@ -122,7 +154,7 @@ async def bootstrap(
             admin_password = generate_password()
             await users.set_password("admin", admin_password)
             admin_name = "admin"
-    return BootstrapReport(created, console, admin_name, admin_password)
+    return BootstrapReport(created, console, admin_name, admin_password, bare)
 
 
 #: User attribute: the admin's generated one-time password has not been shown yet.
@@ -197,6 +229,18 @@ class Runtime:
         instrument_store(self.store, self.metrics.store_latency)
         self.users = UserService(self.store, hasher=self.hasher, clock=self.clock)
         self.clients = ClientRegistry(self.store, clock=self.clock)
+        self.audiences = ServerAudiences(settings.issuer, settings.default_resource)
+        self.authorizer = Authorizer(
+            self.store, settings.issuer, settings.default_resource, settings.console_client_id
+        )
+        self.resources = ResourceRegistry(
+            self.store,
+            issuer=settings.issuer,
+            default_resource=settings.default_resource,
+            max_ttl=settings.access_token_ttl,
+        )
+        self.roles = RoleRegistry(self.store, issuer=settings.issuer)
+        self._encryptions: dict[str, TokenEncryption] = {}
         self.trusted_proxies = parse_trusted_proxies(settings.trusted_proxies)
         # every feed subscriber of this process waits here: one store follower behind them
         self.feed = FeedFanout(self.store)
@@ -317,6 +361,12 @@ class Runtime:
         )
         if self._on_bootstrap is not None:
             self._on_bootstrap(report)
+        if report.clients_without_scopes:
+            log.warning(
+                "clients with no scopes get no tokens (tokenward client set ID --resources "
+                "… --scopes …): %s",
+                ", ".join(report.clients_without_scopes),
+            )
         await self._report_usernames()
         ring, _ = await load_or_create_keyring(
             self.store, self._kek, alg=s.signing_alg, clock=self.clock
@@ -325,7 +375,7 @@ class Runtime:
         self._issuer = Issuer(
             ring,
             issuer=s.issuer,
-            audience=s.audience,
+            audience=s.default_resource,
             access_token_ttl=s.access_token_ttl,
             clock=self.clock,
             encryption=encryption,
@@ -355,7 +405,7 @@ class Runtime:
         self._verifier = Verifier(
             ring,
             issuer=s.issuer,
-            audience=s.audience,
+            audience=self.audiences,
             leeway=s.leeway,
             clock=self.clock,
             revocation=mirror,
@@ -367,6 +417,7 @@ class Runtime:
         self.csrf_secret = await self.store.get_or_create_secret(
             "csrf", lambda: secrets.token_bytes(32)
         )
+        self.learn_resources(await self.authorizer.catalog())
         await self.dpop.start()
         self._mirror = mirror
         mirror.start()
@@ -390,6 +441,37 @@ class Runtime:
             self._mirror = None
         await self.feed.close()
         await self.store.close()
+
+    # authorization ------------------------------------------------------------------------------
+    def learn_resources(self, catalog: Catalog) -> None:
+        """Let this server's endpoints accept tokens for every resource it knows of."""
+        self.audiences.known = frozenset(catalog.resources)
+
+    def access_spec(self, grant: Grant, catalog: Catalog) -> AccessSpec:
+        """The access token of ``grant``: its scope, ``aud``, the resource's lifetime (never
+        above the server's) and, for a resource with an encryption key, JWE to that key."""
+        self.learn_resources(catalog)
+        resource = catalog.resources[grant.resource]
+        ttl = resource.access_token_ttl
+        if ttl is not None:
+            ttl = min(ttl, self.settings.access_token_ttl)
+        encryption: Any = True
+        if resource.encryption_key:
+            encryption = self._encryption_for(resource.identifier, resource.encryption_key)
+        return AccessSpec(grant.scope_text, grant.audience(), ttl, encryption)
+
+    def _encryption_for(self, identifier: str, jwk: dict[str, Any]) -> TokenEncryption:
+        import orjson
+
+        from ..jwe import TokenEncryption
+
+        cache_key = identifier + "\x00" + orjson.dumps(jwk, option=orjson.OPT_SORT_KEYS).decode()
+        found = self._encryptions.get(cache_key)
+        if found is None:
+            if len(self._encryptions) > 256:
+                self._encryptions.clear()
+            found = self._encryptions[cache_key] = TokenEncryption.ecdh_es(jwk)
+        return found
 
     # keys --------------------------------------------------------------------------------------
     def _use_ring(self, ring: KeyRing) -> None:
@@ -436,6 +518,8 @@ class Runtime:
                 await self.check_keys()
             except TokenwardError as exc:
                 log.warning("key check failed: %s", exc)
+            with contextlib.suppress(TokenwardError):  # resources registered elsewhere
+                self.learn_resources(await self.authorizer.catalog())
 
     async def _purge_loop(self) -> None:
         while True:

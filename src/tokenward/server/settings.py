@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import orjson
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -112,7 +119,9 @@ class Settings(BaseSettings):
     store_prefix: str | None = None
     store_timeout: float = Field(2.0, gt=0, le=60)  # bounds every store call (fail closed)
     issuer: str = "http://127.0.0.1:8000"
-    audience: str = "api"
+    # the resource (RFC 8707) a token is for when a request names none; the old name
+    # ``audience`` / ``TOKENWARD_AUDIENCE`` is still read, with a deprecation warning
+    default_resource: str = "api"
     access_token_ttl: int = Field(900, gt=0, le=86400)
     refresh_grace_seconds: float = Field(10.0, ge=0, le=300)
     refresh_idle_ttl: float = Field(14 * 86400, gt=0)
@@ -208,7 +217,17 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL without query (RFC 8414 §2)")
         return v.rstrip("/")
 
-    @field_validator("audience", "console_client_id")
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "audience" in data:
+            data = dict(data)
+            old = data.pop("audience")
+            _deprecated("audience", "default_resource")
+            data.setdefault("default_resource", old)
+        return data
+
+    @field_validator("default_resource", "console_client_id")
     @classmethod
     def _non_empty(cls, v: str) -> str:
         if not v.strip():
@@ -279,6 +298,11 @@ class Settings(BaseSettings):
 
     # derived values ----------------------------------------------------------------------
     @property
+    def audience(self) -> str:
+        """Deprecated name of :attr:`default_resource`."""
+        return self.default_resource
+
+    @property
     def store_scheme(self) -> str:
         return urlsplit(self.store_url).scheme.lower()
 
@@ -346,6 +370,15 @@ def _token_encryption(mode: str, key: str) -> TokenEncryption:
         raise ValueError(str(exc)) from None
 
 
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(
+        f"{ENV_PREFIX}{old.upper()} is deprecated: set {ENV_PREFIX}{new.upper()} instead "
+        "(the old name is still read)",
+        FutureWarning,
+        stacklevel=3,
+    )
+
+
 KEK_ENV = ENV_PREFIX + "KEY_ENCRYPTION_KEY"
 #: The CLI's old name for the KEK: accepted, with a warning, for one release.
 DEPRECATED_KEK_ENV = ENV_PREFIX + "KEK"
@@ -410,6 +443,11 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
             raise ConfigurationError(f"{ENV_PREFIX}CONFIG: no such file {toml}")
     token = _toml_file.set(toml)
     clean = {k: v for k, v in overrides.items() if v is not None}
+    old = os.environ.get(ENV_PREFIX + "AUDIENCE")
+    if old is not None and "default_resource" not in clean and "audience" not in clean:
+        _deprecated("audience", "default_resource")
+        if ENV_PREFIX + "DEFAULT_RESOURCE" not in os.environ:
+            clean["default_resource"] = old
     old = os.environ.get(DEPRECATED_KEK_ENV)
     if old and "key_encryption_key" not in clean and not os.environ.get(KEK_ENV):
         warn_deprecated_kek()

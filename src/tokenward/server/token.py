@@ -30,6 +30,7 @@ def _form_schema() -> dict[str, Any]:
     fields.update(
         {
             "scope": {"type": "string"},
+            "resource": {"type": "string", "description": "RFC 8707 resource indicator (one)"},
             "client_id": {"type": "string"},
             "client_secret": {"type": "string", "format": "password"},
         }

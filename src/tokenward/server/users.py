@@ -112,7 +112,16 @@ class UserService:
                 user = await self.store.get_user(folded)
         return user
 
-    async def create(self, username: str, password: str, *, is_admin: bool = False) -> User:
+    async def create(
+        self,
+        username: str,
+        password: str,
+        *,
+        is_admin: bool = False,
+        roles: tuple[str, ...] | list[str] = (),
+    ) -> User:
+        """Create a user; ``is_admin`` is a shortcut for the ``admin`` role."""
+        names = tuple(dict.fromkeys([*roles, *(["admin"] if is_admin else [])]))
         username = canonical_username(username)
         clash = [u.username for u in await self.store.list_users() if fold(u.username) == username]
         if clash:
@@ -122,7 +131,8 @@ class UserService:
             username=username,
             password_hash=await self._hash(password),
             created_at=self.clock.now(),
-            is_admin=is_admin,
+            is_admin="admin" in names,
+            roles=names,
         )
         await self.store.create_user(user)
         return user

@@ -14,12 +14,13 @@ from .deps import get_runtime
 from .grants import grant_names
 from .idtoken import ID_TOKEN_ALG
 
-__all__ = ["metadata", "router"]
+__all__ = ["metadata", "router", "supported_scopes"]
 
 router = APIRouter(tags=["discovery"])
 
 
-def metadata(request: Request) -> dict[str, Any]:
+def metadata(request: Request, scopes: list[str] | None = None) -> dict[str, Any]:
+    """RFC 8414 §2 metadata. ``scopes``: ``scopes_supported`` (see :func:`supported_scopes`)."""
     rt = get_runtime(request)
     base = rt.settings.issuer
     auth_methods = ["client_secret_basic", "client_secret_post", "none"]
@@ -47,7 +48,7 @@ def metadata(request: Request) -> dict[str, Any]:
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_methods_supported": auth_methods[:2],
         "id_token_signing_alg_values_supported": [ID_TOKEN_ALG],
-        "scopes_supported": ["openid", "profile", "admin", "revocations"],
+        "scopes_supported": scopes if scopes is not None else ["admin", "revocations"],
         "claims_supported": [
             "iss",
             "sub",
@@ -65,6 +66,16 @@ def metadata(request: Request) -> dict[str, Any]:
         "revocation_feed_endpoint": f"{base}/revocations",
         "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),  # RFC 9449 §5.1
     }
+
+
+async def supported_scopes(request: Request) -> list[str]:
+    """The scopes some client can get: defined by a resource and allowed to a client."""
+    rt = get_runtime(request)
+    catalog = await rt.authorizer.catalog()
+    allowed: set[str] = set()
+    for client in await rt.clients.list():
+        allowed.update(rt.authorizer.effective(client).scopes)
+    return sorted(s for s in allowed if s in catalog.owner)
 
 
 @router.get(
@@ -95,9 +106,9 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 @router.get("/.well-known/oauth-authorization-server", summary="RFC 8414 metadata")
 async def oauth_metadata(request: Request) -> dict[str, Any]:
-    return metadata(request)
+    return metadata(request, await supported_scopes(request))
 
 
 @router.get("/.well-known/openid-configuration", summary="RFC 8414 metadata (OIDC path)")
 async def openid_configuration(request: Request) -> dict[str, Any]:
-    return metadata(request)
+    return metadata(request, await supported_scopes(request))

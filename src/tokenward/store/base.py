@@ -47,6 +47,7 @@ from ..feed import RevocationEvent, RevocationKind
 __all__ = [
     "AccountStore",
     "AttemptCounterStore",
+    "AuthorizationStore",
     "BaseStore",
     "Client",
     "Family",
@@ -56,9 +57,11 @@ __all__ = [
     "PurgeCounts",
     "RefreshTokenRecord",
     "RefreshTokenStore",
+    "Resource",
     "RevocationEvent",
     "RevocationFeedStore",
     "RevocationKind",
+    "Role",
     "RotationOutcome",
     "RotationResult",
     "SessionStore",
@@ -172,9 +175,10 @@ class User:
     username: str
     password_hash: str
     created_at: float
-    is_admin: bool = False
+    is_admin: bool = False  # kept equal to ``"admin" in roles`` by the server
     disabled: bool = False
     attributes: dict[str, Any] = field(default_factory=dict)
+    roles: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -183,7 +187,7 @@ class Client:
     created_at: float
     secret_hash: str | None = None  # None for public clients
     grants: tuple[str, ...] = ("refresh_token",)
-    scopes: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()  # the scopes it may receive; empty means none
     name: str | None = None
     dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2: DPoP proofs required at /token
     disabled: bool = False  # refused at authentication (a leaked secret, a retired app)
@@ -195,6 +199,7 @@ class Client:
     post_logout_redirect_uris: tuple[str, ...] = ()
     first_party: bool = False
     backchannel_logout_uri: str | None = None
+    resources: tuple[str, ...] = ()  # the resources (RFC 8707) it may ask tokens for
 
     @property
     def public(self) -> bool:
@@ -221,6 +226,34 @@ class GrantRecord:
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at
+
+
+@dataclass(slots=True)
+class Resource:
+    """A protected API (RFC 8707 resource): its identifier becomes the tokens' ``aud``.
+
+    ``scopes`` maps each scope it defines to a description; a scope name is defined by one
+    resource only. ``encryption_key`` is a public JWK: tokens for it are then a signed JWT
+    nested in a JWE to that key.
+    """
+
+    identifier: str
+    name: str
+    created_at: float
+    scopes: dict[str, str] = field(default_factory=dict)
+    default_scopes: tuple[str, ...] = ()
+    access_token_ttl: int | None = None
+    encryption_key: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Role:
+    """A named set of scopes (across resources) that users are given."""
+
+    name: str
+    created_at: float
+    scopes: tuple[str, ...] = ()
+    description: str | None = None
 
 
 class BaseStore(ABC):
@@ -413,6 +446,50 @@ class AccountStore(BaseStore):
         """Delete a client record; ``False`` when there was none."""
 
 
+class AuthorizationStore(BaseStore):
+    """The authorization model: resources (APIs) and their scopes, roles (used by the server;
+    users' roles and clients' resources live on their records)."""
+
+    @abstractmethod
+    async def create_resource(self, resource: Resource) -> None:
+        """Insert; raises ``ConfigurationError`` when the identifier exists. (Whether its
+        scopes clash with another resource's is checked by the caller.)"""
+
+    @abstractmethod
+    async def update_resource(self, resource: Resource) -> None:
+        """Replace; raises ``ConfigurationError`` when the identifier is unknown."""
+
+    @abstractmethod
+    async def get_resource(self, identifier: str) -> Resource | None: ...
+
+    @abstractmethod
+    async def list_resources(self) -> list[Resource]:
+        """Every resource, by identifier."""
+
+    @abstractmethod
+    async def delete_resource(self, identifier: str) -> bool:
+        """Delete; ``False`` when there was none."""
+
+    @abstractmethod
+    async def create_role(self, role: Role) -> None:
+        """Insert; raises ``ConfigurationError`` when the name exists."""
+
+    @abstractmethod
+    async def update_role(self, role: Role) -> None:
+        """Replace; raises ``ConfigurationError`` when the name is unknown."""
+
+    @abstractmethod
+    async def get_role(self, name: str) -> Role | None: ...
+
+    @abstractmethod
+    async def list_roles(self) -> list[Role]:
+        """Every role, by name."""
+
+    @abstractmethod
+    async def delete_role(self, name: str) -> bool:
+        """Delete; ``False`` when there was none."""
+
+
 class ReplayCacheStore(BaseStore):
     """A shared set of seen one-time keys (DPoP proof ids)."""
 
@@ -481,7 +558,14 @@ class SessionStore(RefreshTokenStore, KeyBlobStore):
     and the successor secret."""
 
 
-class Store(SessionStore, AccountStore, ReplayCacheStore, AttemptCounterStore, GrantRecordStore):
+class Store(
+    SessionStore,
+    AccountStore,
+    AuthorizationStore,
+    ReplayCacheStore,
+    AttemptCounterStore,
+    GrantRecordStore,
+):
     """Async storage of everything tokenward keeps: every capability. Use as
     ``async with store:``."""
 

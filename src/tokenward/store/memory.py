@@ -25,15 +25,17 @@ from dataclasses import replace
 
 import orjson
 
-from ..errors import AlreadyExists, NotFound, StoreUnavailable
+from ..errors import AlreadyExists, ConfigurationError, NotFound, StoreUnavailable
 from .base import (
     Client,
     Family,
     GrantRecord,
     PurgeCounts,
     RefreshTokenRecord,
+    Resource,
     RevocationEvent,
     RevocationKind,
+    Role,
     RotationOutcome,
     RotationResult,
     Store,
@@ -66,6 +68,8 @@ class MemoryStore(Store):
         self._secrets: dict[str, bytes] = {}
         self._users: dict[str, User] = {}
         self._clients: dict[str, Client] = {}
+        self._resources: dict[str, Resource] = {}
+        self._roles: dict[str, Role] = {}
         self._rates: dict[str, list[float]] = {}
         self._dpop_jtis: dict[str, float] = {}
         self._records: dict[tuple[str, str], GrantRecord] = {}
@@ -375,6 +379,65 @@ class MemoryStore(Store):
                 raise NotFound(f"unknown client {client.client_id!r}")
             self._clients[client.client_id] = replace(client)
 
+    # -- resources and roles ---------------------------------------------------------------
+    async def create_resource(self, resource: Resource) -> None:
+        self._guard()
+        with self._lock:
+            if resource.identifier in self._resources:
+                raise ConfigurationError(f"resource {resource.identifier!r} exists")
+            self._resources[resource.identifier] = _copy_resource(resource)
+
+    async def update_resource(self, resource: Resource) -> None:
+        self._guard()
+        with self._lock:
+            if resource.identifier not in self._resources:
+                raise ConfigurationError(f"unknown resource {resource.identifier!r}")
+            self._resources[resource.identifier] = _copy_resource(resource)
+
+    async def get_resource(self, identifier: str) -> Resource | None:
+        self._guard()
+        found = self._resources.get(identifier)
+        return _copy_resource(found) if found is not None else None
+
+    async def list_resources(self) -> list[Resource]:
+        self._guard()
+        with self._lock:
+            return [_copy_resource(r) for _, r in sorted(self._resources.items())]
+
+    async def delete_resource(self, identifier: str) -> bool:
+        self._guard()
+        with self._lock:
+            return self._resources.pop(identifier, None) is not None
+
+    async def create_role(self, role: Role) -> None:
+        self._guard()
+        with self._lock:
+            if role.name in self._roles:
+                raise ConfigurationError(f"role {role.name!r} exists")
+            self._roles[role.name] = replace(role)
+
+    async def update_role(self, role: Role) -> None:
+        self._guard()
+        with self._lock:
+            if role.name not in self._roles:
+                raise ConfigurationError(f"unknown role {role.name!r}")
+            self._roles[role.name] = replace(role)
+
+    async def get_role(self, name: str) -> Role | None:
+        self._guard()
+        found = self._roles.get(name)
+        return replace(found) if found is not None else None
+
+    async def list_roles(self) -> list[Role]:
+        self._guard()
+        with self._lock:
+            return [replace(r) for _, r in sorted(self._roles.items())]
+
+    async def delete_role(self, name: str) -> bool:
+        self._guard()
+        with self._lock:
+            return self._roles.pop(name, None) is not None
+
     async def delete_client(self, client_id: str) -> bool:
         self._guard()
         with self._lock:
@@ -470,6 +533,13 @@ class MemoryStore(Store):
 
 def _copy_user(user: User) -> User:
     return replace(user, attributes=dict(user.attributes))
+
+
+def _copy_resource(resource: Resource) -> Resource:
+    key = resource.encryption_key
+    return replace(
+        resource, scopes=dict(resource.scopes), encryption_key=dict(key) if key else None
+    )
 
 
 def _wake(fut: asyncio.Future[None]) -> None:

@@ -112,7 +112,7 @@ async def test_sqlite_processes_race_on_a_fresh_file_one_successor(tmp_path: Pat
 async def test_migrations_idempotent_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'deep' / 'dir' / 'tw.db'}"  # parent dirs are created
     async with SQLStore(url) as store:
-        assert await store.current_revision() == head_revision()
+        assert await store.current_revision() == head_revision() is not None
         await store.create_family(family("s1"), RefreshTokenRecord(h("s1/0"), "s1", NOW))
         assert await store.upgrade() == head_revision()  # again: no-op, data kept
     async with SQLStore(url) as store:
@@ -403,3 +403,40 @@ def test_listener_payloads() -> None:
     for odd in ("42", "not json", '{"s": "a", "n": 60, "e": [[60, "bogus", "v", 1, 1]]}'):
         listener._on_notify(odd)
     assert listener._hints == 3 and listener.latest == 52
+
+
+def test_r0002_authz_migration_gives_admins_the_admin_role_and_keeps_client_scopes(
+    tmp_path: Path,
+) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from tokenward.store.sql import alembic_config
+
+    db = tmp_path / "old.db"
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.exec_driver_sql(
+            "INSERT INTO users VALUES ('root', 'h', 1.0, 1, 0, '{}'), ('bob', 'h', 1.0, 0, 0, '{}')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO clients VALUES ('svc', 1.0, 'x', 'client_credentials', 'read write',"
+            " NULL), ('web', 1.0, NULL, 'password', '', NULL)"
+        )
+        command.upgrade(cfg, "head")
+    engine.dispose()
+
+    async def check() -> None:
+        async with SQLStore(f"sqlite:///{db}") as store:
+            root, bob = await store.get_user("root"), await store.get_user("bob")
+            assert root is not None and root.roles == ("admin",)
+            assert bob is not None and bob.roles == ()
+            svc, web = await store.get_client("svc"), await store.get_client("web")
+            assert svc is not None and svc.scopes == ("read", "write") and svc.resources == ()
+            assert web is not None and web.scopes == ()
+            assert await store.list_resources() == [] and await store.list_roles() == []
+
+    asyncio.run(check())

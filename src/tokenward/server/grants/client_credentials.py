@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..deps import form_resources
 from ..errors import JSON
 from .base import Grant, GrantContext
-from .common import grant_scope, token_response
+from .common import token_response
 
 __all__ = ["ClientCredentialsGrant"]
 
@@ -18,12 +19,21 @@ class ClientCredentialsGrant(Grant):
 
     async def handle(self, ctx: GrantContext) -> JSON:
         rt, client = ctx.runtime, ctx.client
-        granted = grant_scope(ctx.form.get("scope"), client, None)
+        decided, catalog = await rt.authorizer.grant(
+            scope=ctx.form.get("scope"),
+            resources=form_resources(ctx.request),
+            client=client,
+            user=None,
+        )
+        spec = rt.access_spec(decided, catalog)
         jkt = ctx.dpop_jkt
         issued = rt.issuer.issue(
             sub=client.client_id,
             client_id=client.client_id,
-            scope=granted,
+            scope=spec.scope,
+            audience=spec.audience,
+            ttl=spec.ttl,
+            encryption=spec.encryption,
             extra={"cnf": {"jkt": jkt}} if jkt else None,  # RFC 9449 §6.1
         )
         rt.metrics.tokens_issued.labels(grant="client_credentials").inc()
@@ -31,7 +41,6 @@ class ClientCredentialsGrant(Grant):
             "access_token": issued.token,
             "token_type": "DPoP" if jkt else "Bearer",
             "expires_in": issued.expires_in,
+            "scope": spec.scope,
         }
-        if granted:
-            body["scope"] = granted
         return token_response(body)

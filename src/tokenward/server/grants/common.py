@@ -3,59 +3,24 @@ password check behind both the password grant and ``/login``."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi import Request
 
-from ...errors import InvalidGrant, InvalidScope
+from ...errors import InvalidGrant
 from ...sessions import TokenPair
-from ...store.base import Client, User
+from ...store.base import Client
+from ..authorization import RESERVED_SCOPES, parse_scope
 from ..credentials import confirm_session
 from ..deps import client_ip, user_agent
 from ..errors import JSON, NO_STORE
 from ..runtime import Runtime
 
-__all__ = ["RESERVED_SCOPES", "grant_scope", "parse_scope", "password_session", "token_response"]
-
-RESERVED_SCOPES = frozenset({"admin", "revocations"})
-_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")  # RFC 6749 §3.3
+__all__ = ["RESERVED_SCOPES", "parse_scope", "password_session", "token_response"]
 
 
 def token_response(body: dict[str, Any], status: int = 200) -> JSON:
     return JSON(body, status_code=status, headers=dict(NO_STORE))
-
-
-def parse_scope(value: str | None) -> list[str]:
-    if value is None:
-        return []
-    items = value.split(" ")
-    if len(items) > 32 or any(not _SCOPE_TOKEN.match(s) for s in items):
-        raise InvalidScope("malformed scope")
-    return list(dict.fromkeys(items))
-
-
-def grant_scope(requested: str | None, client: Client, user: User | None) -> str:
-    """The scope to grant: the requested one when allowed (else ``invalid_scope``), or the
-    client's default. Reserved scopes (``admin``, ``revocations``) need an admin user (password
-    grant) or an explicit client registration (client credentials)."""
-    wanted = parse_scope(requested)
-    allowed = set(client.scopes)
-    for s in wanted:
-        if allowed and s not in allowed:
-            raise InvalidScope(f"scope {s!r} is not allowed for this client")
-        if s in RESERVED_SCOPES:
-            if user is not None and not user.is_admin:
-                raise InvalidScope(f"scope {s!r} needs an administrator")
-            if user is None and s not in allowed:
-                raise InvalidScope(f"scope {s!r} must be registered for this client")
-    if not wanted:
-        wanted = [
-            s
-            for s in client.scopes
-            if s not in RESERVED_SCOPES or (user is not None and user.is_admin)
-        ]
-    return " ".join(wanted)
 
 
 async def password_session(
@@ -66,10 +31,13 @@ async def password_session(
     password: str,
     scope: str | None,
     *,
+    resources: list[str] | None = None,
     device: str | None = None,
     dpop_jkt: str | None = None,
 ) -> TokenPair:
-    """Throttle, check the password, start a session (shared by the grant and /login)."""
+    """Throttle, check the password, decide the grant, start a session (shared by the
+    grant and /login). The session keeps the granted scope; its first access token is for
+    the one requested resource (RFC 8707)."""
     ip = client_ip(request)
     await rt.throttle.check(username, ip)
     try:
@@ -79,14 +47,17 @@ async def password_session(
         await rt.throttle.failed(username, ip)
         raise
     await rt.throttle.succeeded(username, ip)
-    granted = grant_scope(scope, client, user)
+    grant, catalog = await rt.authorizer.grant(
+        scope=scope, resources=resources or [], client=client, user=user
+    )
     pair = await rt.sessions.start(
         sub=user.username,
         client_id=client.client_id,
-        scope=granted,
+        scope=grant.scope_text,
         user_agent=user_agent(request),
         ip=ip,
         device=device,
+        access=rt.access_spec(grant, catalog),
         dpop_jkt=dpop_jkt,
         bind_refresh=client.public,  # RFC 9449 §5: public clients' refresh tokens are bound
     )

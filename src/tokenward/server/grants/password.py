@@ -7,6 +7,7 @@ and per IP against brute force (RFC 6749 §4.3.2).
 from __future__ import annotations
 
 from ...errors import InvalidRequest
+from ..deps import form_resources
 from ..errors import JSON
 from .base import Grant, GrantContext
 from .common import password_session, token_response
@@ -32,6 +33,7 @@ class PasswordGrant(Grant):
             username,
             password,
             ctx.form.get("scope"),
+            resources=form_resources(ctx.request),
             dpop_jkt=ctx.dpop_jkt,
         )
         return token_response(pair.to_response())

@@ -3,10 +3,11 @@ the form, or (browser mode) from the ``HttpOnly`` cookie together with a CSRF he
 
 from __future__ import annotations
 
-from ...errors import InvalidRequest, RefreshTokenReused
-from ...sessions import hash_refresh_token, parse_refresh_token
+from ...errors import InvalidRequest, InvalidTarget, RefreshTokenReused
+from ...sessions import AccessSpec, hash_refresh_token, parse_refresh_token
+from ...store.base import Family
 from ..cookies import check_csrf, csrf_token, read_refresh_cookie, set_refresh_cookie
-from ..deps import client_ip, user_agent
+from ..deps import client_ip, form_resources, user_agent
 from ..errors import JSON
 from .base import Grant, GrantContext
 from .common import token_response
@@ -32,13 +33,24 @@ class RefreshTokenGrant(Grant):
                 found = await rt.store.get_refresh_token(hash_refresh_token(refresh_token))
                 if found is not None:  # unknown tokens fail below with invalid_grant
                     check_csrf(request, rt.csrf_secret, found[1].sid)
+        resources = form_resources(request)
+        if len(resources) > 1:
+            raise InvalidTarget("at most one resource parameter here")
+
+        async def decide(family: Family) -> AccessSpec:
+            # the session's grant, narrowed by what the client and user may have now
+            grant, catalog = await rt.authorizer.refresh(
+                family, scope=form.get("scope"), resource=resources[0] if resources else None
+            )
+            return rt.access_spec(grant, catalog)
+
         try:
             pair = await rt.sessions.refresh(
                 refresh_token,
                 client_id=client.client_id,
-                scope=form.get("scope"),
                 ip=client_ip(request),
                 user_agent=user_agent(request),
+                decide=decide,
                 dpop_jkt=ctx.dpop_jkt,
             )
         except RefreshTokenReused:

@@ -17,6 +17,7 @@ Key layout for ``prefix="tw"`` (``{...}`` is the Redis Cluster hash tag)::
     {tw}:rev                stream the revocation feed, ids <seq>-0 (trimmed by purge)
     {tw}:revexp             zset   seq -> until (purge index)
     {tw}:keys  {tw}:secret:<name>  {tw}:user:<name> {tw}:users  {tw}:client:<id> {tw}:clients
+    {tw}:resource:<id> {tw}:resources  {tw}:role:<name> {tw}:roles   (JSON records + index sets)
     {tw}:dpop:<replay key>  string a seen DPoP proof: its until (script)                  TTL
     {tw}:gr:…  {tw}:gri:…  {tw}:grexp   grant records (see tokenward.store.redis.grants)
 
@@ -60,8 +61,10 @@ from ..base import (
     Family,
     PurgeCounts,
     RefreshTokenRecord,
+    Resource,
     RevocationEvent,
     RevocationKind,
+    Role,
     RotationOutcome,
     RotationResult,
     Store,
@@ -146,6 +149,8 @@ class RedisStore(RedisGrantRecordsMixin, Store):
         self._k_keys = f"{g}:keys"
         self._k_users = f"{g}:users"
         self._k_clients = f"{g}:clients"
+        self._k_resources = f"{g}:resources"
+        self._k_roles = f"{g}:roles"
         self._g = g
         self._scripts: dict[str, AsyncScript] = {}
 
@@ -590,6 +595,25 @@ class RedisStore(RedisGrantRecordsMixin, Store):
 
         return await self._call(run, "list")
 
+    async def _replace_record(self, key: str, blob: bytes) -> bool:
+        return bool(await self._call(lambda: self._r.set(key, blob, xx=True), "update"))
+
+    async def _delete_record(self, index: str, key: str, member: str) -> bool:
+        async def run() -> bool:
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.srem(index, member)
+                deleted, _ = await pipe.execute()
+            return bool(deleted)
+
+        return await self._call(run, "delete")
+
+    def _resource_key(self, identifier: str) -> str:
+        return f"{self._g}:resource:{identifier}"
+
+    def _role_key(self, name: str) -> str:
+        return f"{self._g}:role:{name}"
+
     def _user_key(self, username: str) -> str:
         return f"{self._g}:user:{username}"
 
@@ -683,6 +707,51 @@ class RedisStore(RedisGrantRecordsMixin, Store):
         k = self._rate_key(key)
         await self._call(lambda: self._r.delete(k), "rate_clear")
 
+    # -- resources and roles ---------------------------------------------------------------
+    async def create_resource(self, resource: Resource) -> None:
+        ident = resource.identifier
+        blob = _resource_blob(resource)
+        if not await self._create_record(self._k_resources, self._resource_key(ident), ident, blob):
+            raise ConfigurationError(f"resource {ident!r} exists")
+
+    async def update_resource(self, resource: Resource) -> None:
+        key = self._resource_key(resource.identifier)
+        if not await self._replace_record(key, _resource_blob(resource)):
+            raise ConfigurationError(f"unknown resource {resource.identifier!r}")
+
+    async def get_resource(self, identifier: str) -> Resource | None:
+        key = self._resource_key(identifier)
+        raw = await self._call(lambda: self._r.get(key), "get_resource")
+        return _resource_from(_b(raw)) if raw is not None else None
+
+    async def list_resources(self) -> list[Resource]:
+        raws = await self._list_records(self._k_resources, self._resource_key)
+        return [_resource_from(r) for r in raws]
+
+    async def delete_resource(self, identifier: str) -> bool:
+        key = self._resource_key(identifier)
+        return await self._delete_record(self._k_resources, key, identifier)
+
+    async def create_role(self, role: Role) -> None:
+        key = self._role_key(role.name)
+        if not await self._create_record(self._k_roles, key, role.name, _role_blob(role)):
+            raise ConfigurationError(f"role {role.name!r} exists")
+
+    async def update_role(self, role: Role) -> None:
+        if not await self._replace_record(self._role_key(role.name), _role_blob(role)):
+            raise ConfigurationError(f"unknown role {role.name!r}")
+
+    async def get_role(self, name: str) -> Role | None:
+        key = self._role_key(name)
+        raw = await self._call(lambda: self._r.get(key), "get_role")
+        return _role_from(_b(raw)) if raw is not None else None
+
+    async def list_roles(self) -> list[Role]:
+        return [_role_from(r) for r in await self._list_records(self._k_roles, self._role_key)]
+
+    async def delete_role(self, name: str) -> bool:
+        return await self._delete_record(self._k_roles, self._role_key(name), name)
+
     # -- DPoP replay cache -----------------------------------------------------------------
     async def dpop_jti_seen(self, key: str, *, now: float, until: float) -> bool:
         keys, args = [f"{self._g}:dpop:{key}"], [_num(now), _num(until)]
@@ -766,6 +835,7 @@ def _user_blob(user: User) -> bytes:
             "is_admin": user.is_admin,
             "disabled": user.disabled,
             "attributes": user.attributes,
+            "roles": list(user.roles),
         }
     )
 
@@ -779,6 +849,8 @@ def _user_from(raw: bytes) -> User:
         is_admin=bool(d["is_admin"]),
         disabled=bool(d["disabled"]),
         attributes=dict(d["attributes"]),
+        # records written before the authorization model: is_admin was the admin role
+        roles=tuple(d.get("roles", ["admin"] if d["is_admin"] else [])),
     )
 
 
@@ -791,6 +863,7 @@ def _client_blob(client: Client) -> bytes:
             "grants": list(client.grants),
             "scopes": list(client.scopes),
             "name": client.name,
+            "resources": list(client.resources),
             "dpop_bound_access_tokens": bool(client.dpop_bound_access_tokens),
             "disabled": bool(client.disabled),
             "previous_secret_hash": client.previous_secret_hash,
@@ -820,6 +893,55 @@ def _client_from(raw: bytes) -> Client:
         post_logout_redirect_uris=tuple(d.get("post_logout_redirect_uris", ())),
         first_party=bool(d.get("first_party", False)),
         backchannel_logout_uri=d.get("backchannel_logout_uri"),
+        resources=tuple(d.get("resources", ())),
+    )
+
+
+def _resource_blob(resource: Resource) -> bytes:
+    return orjson.dumps(
+        {
+            "identifier": resource.identifier,
+            "name": resource.name,
+            "created_at": resource.created_at,
+            "scopes": resource.scopes,
+            "default_scopes": list(resource.default_scopes),
+            "access_token_ttl": resource.access_token_ttl,
+            "encryption_key": resource.encryption_key,
+        }
+    )
+
+
+def _resource_from(raw: bytes) -> Resource:
+    d = orjson.loads(raw)
+    return Resource(
+        identifier=d["identifier"],
+        name=d["name"],
+        created_at=float(d["created_at"]),
+        scopes=dict(d["scopes"]),
+        default_scopes=tuple(d["default_scopes"]),
+        access_token_ttl=d["access_token_ttl"],
+        encryption_key=d["encryption_key"],
+    )
+
+
+def _role_blob(role: Role) -> bytes:
+    return orjson.dumps(
+        {
+            "name": role.name,
+            "created_at": role.created_at,
+            "scopes": list(role.scopes),
+            "description": role.description,
+        }
+    )
+
+
+def _role_from(raw: bytes) -> Role:
+    d = orjson.loads(raw)
+    return Role(
+        name=d["name"],
+        created_at=float(d["created_at"]),
+        scopes=tuple(d["scopes"]),
+        description=d["description"],
     )
 
 

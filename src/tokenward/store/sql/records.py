@@ -17,8 +17,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...errors import AlreadyExists, NotFound
-from ..base import Client, User
+from ...errors import AlreadyExists, ConfigurationError, NotFound
+from ..base import Client, Resource, Role, User
 from .schema import (
     client_from_row,
     client_to_row,
@@ -26,6 +26,12 @@ from .schema import (
     dpop_jtis,
     keys,
     rate_events,
+    resource_from_row,
+    resource_to_row,
+    resources,
+    role_from_row,
+    role_to_row,
+    roles,
     secrets,
     user_from_row,
     user_to_row,
@@ -143,6 +149,63 @@ class SQLRecordsMixin:
         stmt = delete(clients).where(clients.c.client_id == client_id)
         async with self._tx(write=True) as conn:
             return bool((await conn.execute(stmt)).rowcount)
+
+    # -- resources and roles ---------------------------------------------------------------
+    async def _create(self, table: Any, row: dict[str, Any], key: Any, what: str) -> None:
+        stmt = self._insert(table).values(**row).on_conflict_do_nothing().returning(key)
+        async with self._tx(write=True) as conn:
+            if (await conn.execute(stmt)).first() is None:
+                raise ConfigurationError(f"{what} exists")
+
+    async def _update(self, table: Any, row: dict[str, Any], key: Any, what: str) -> None:
+        name = key.name
+        values = dict(row)
+        ident = values.pop(name)
+        async with self._tx(write=True) as conn:
+            if (
+                await conn.execute(update(table).where(key == ident).values(**values))
+            ).rowcount == 0:
+                raise ConfigurationError(f"unknown {what}")
+
+    async def _delete(self, table: Any, key: Any, ident: str) -> bool:
+        async with self._tx(write=True) as conn:
+            return bool((await conn.execute(delete(table).where(key == ident))).rowcount)
+
+    async def create_resource(self, resource: Resource) -> None:
+        what = f"resource {resource.identifier!r}"
+        await self._create(resources, resource_to_row(resource), resources.c.identifier, what)
+
+    async def update_resource(self, resource: Resource) -> None:
+        what = f"resource {resource.identifier!r}"
+        await self._update(resources, resource_to_row(resource), resources.c.identifier, what)
+
+    async def get_resource(self, identifier: str) -> Resource | None:
+        rows = await self._read(select(resources).where(resources.c.identifier == identifier))
+        return resource_from_row(rows[0]) if rows else None
+
+    async def list_resources(self) -> list[Resource]:
+        rows = await self._read(select(resources).order_by(resources.c.identifier))
+        return [resource_from_row(r) for r in rows]
+
+    async def delete_resource(self, identifier: str) -> bool:
+        return await self._delete(resources, resources.c.identifier, identifier)
+
+    async def create_role(self, role: Role) -> None:
+        await self._create(roles, role_to_row(role), roles.c.name, f"role {role.name!r}")
+
+    async def update_role(self, role: Role) -> None:
+        await self._update(roles, role_to_row(role), roles.c.name, f"role {role.name!r}")
+
+    async def get_role(self, name: str) -> Role | None:
+        rows = await self._read(select(roles).where(roles.c.name == name))
+        return role_from_row(rows[0]) if rows else None
+
+    async def list_roles(self) -> list[Role]:
+        rows = await self._read(select(roles).order_by(roles.c.name))
+        return [role_from_row(r) for r in rows]
+
+    async def delete_role(self, name: str) -> bool:
+        return await self._delete(roles, roles.c.name, name)
 
     # -- DPoP replay cache -----------------------------------------------------------------
     async def rate_hit(self, key: str, *, now: float, window: float, limit: int) -> bool:

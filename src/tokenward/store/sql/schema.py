@@ -34,7 +34,16 @@ from sqlalchemy import (
     false,
 )
 
-from ..base import Client, Family, RefreshTokenRecord, RevocationEvent, RevocationKind, User
+from ..base import (
+    Client,
+    Family,
+    RefreshTokenRecord,
+    Resource,
+    RevocationEvent,
+    RevocationKind,
+    Role,
+    User,
+)
 
 __all__ = [
     "REVOCATION_COUNTER",
@@ -53,7 +62,13 @@ __all__ = [
     "rate_events",
     "record_from_row",
     "refresh_tokens",
+    "resource_from_row",
+    "resource_to_row",
+    "resources",
     "revocations",
+    "role_from_row",
+    "role_to_row",
+    "roles",
     "secrets",
     "user_from_row",
     "user_to_row",
@@ -141,6 +156,7 @@ users = Table(
     Column("is_admin", Boolean, nullable=False),
     Column("disabled", Boolean, nullable=False),
     Column("attributes", Text, nullable=False),  # JSON object
+    Column("roles", Text, nullable=False, server_default=""),  # space-separated
 )
 
 clients = Table(
@@ -154,6 +170,7 @@ clients = Table(
     Column("name", Text),
     # authorization code / OpenID Connect registration, a JSON object (see client_to_row)
     Column("registration", Text, nullable=False, server_default="{}"),
+    Column("resources", Text, nullable=False, server_default=""),  # space-separated
     Column("dpop_bound_access_tokens", Boolean, nullable=False, server_default=false()),
     Column("disabled", Boolean, nullable=False, server_default=false()),
     Column("previous_secret_hash", Text),
@@ -192,6 +209,27 @@ grant_records = Table(
     Column("version", Integer, nullable=False),
     Index("ix_grant_records_owner", "kind", "owner"),
     Index("ix_grant_records_expires_at", "expires_at"),
+)
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("identifier", String(512), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("scopes", Text, nullable=False),  # JSON object scope -> description
+    Column("default_scopes", Text, nullable=False),  # space-separated
+    Column("access_token_ttl", Integer),
+    Column("encryption_key", Text),  # public JWK (JSON)
+)
+
+roles = Table(
+    "roles",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("created_at", Double, nullable=False),
+    Column("scopes", Text, nullable=False),  # space-separated
+    Column("description", Text),
 )
 
 
@@ -249,6 +287,7 @@ def user_to_row(user: User) -> dict[str, Any]:
         "is_admin": bool(user.is_admin),
         "disabled": bool(user.disabled),
         "attributes": orjson.dumps(user.attributes).decode(),
+        "roles": " ".join(user.roles),
     }
 
 
@@ -261,6 +300,7 @@ def user_from_row(row: Row[Any]) -> User:
         is_admin=bool(m["is_admin"]),
         disabled=bool(m["disabled"]),
         attributes=orjson.loads(m["attributes"]),
+        roles=tuple(m["roles"].split()),
     )
 
 
@@ -272,6 +312,7 @@ def client_to_row(client: Client) -> dict[str, Any]:
         "grants": " ".join(client.grants),
         "scopes": " ".join(client.scopes),
         "name": client.name,
+        "resources": " ".join(client.resources),
         "dpop_bound_access_tokens": bool(client.dpop_bound_access_tokens),
         "disabled": bool(client.disabled),
         "previous_secret_hash": client.previous_secret_hash,
@@ -305,4 +346,51 @@ def client_from_row(row: Row[Any]) -> Client:
         post_logout_redirect_uris=tuple(reg.get("post_logout_redirect_uris", ())),
         first_party=bool(reg.get("first_party", False)),
         backchannel_logout_uri=reg.get("backchannel_logout_uri"),
+        resources=tuple(m["resources"].split()),
+    )
+
+
+def resource_to_row(resource: Resource) -> dict[str, Any]:
+    key = resource.encryption_key
+    return {
+        "identifier": resource.identifier,
+        "name": resource.name,
+        "created_at": resource.created_at,
+        "scopes": orjson.dumps(resource.scopes).decode(),
+        "default_scopes": " ".join(resource.default_scopes),
+        "access_token_ttl": resource.access_token_ttl,
+        "encryption_key": orjson.dumps(key).decode() if key else None,
+    }
+
+
+def resource_from_row(row: Row[Any]) -> Resource:
+    m = row._mapping
+    key = m["encryption_key"]
+    return Resource(
+        identifier=m["identifier"],
+        name=m["name"],
+        created_at=m["created_at"],
+        scopes=orjson.loads(m["scopes"]),
+        default_scopes=tuple(m["default_scopes"].split()),
+        access_token_ttl=m["access_token_ttl"],
+        encryption_key=orjson.loads(key) if key else None,
+    )
+
+
+def role_to_row(role: Role) -> dict[str, Any]:
+    return {
+        "name": role.name,
+        "created_at": role.created_at,
+        "scopes": " ".join(role.scopes),
+        "description": role.description,
+    }
+
+
+def role_from_row(row: Row[Any]) -> Role:
+    m = row._mapping
+    return Role(
+        name=m["name"],
+        created_at=m["created_at"],
+        scopes=tuple(m["scopes"].split()),
+        description=m["description"],
     )

@@ -1,7 +1,7 @@
 """authorization code / OpenID Connect: client registration column, grant_records table
 
 Revision ID: 0005_oauth_grants
-Revises: 0004_rate_events
+Revises: 0002_authz
 Create Date: 2026-12-06
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_oauth_grants"
-down_revision: str | None = "0004_rate_events"
+down_revision: str | None = "0002_authz"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
