@@ -415,3 +415,59 @@ def test_sign_in_sessions_are_listed_among_the_users_sessions(srv: Server) -> No
     assert redirect_params(f.authorize(prompt="none").headers["location"])["error"] == (
         "login_required"
     )
+
+
+# -- the authorization model: resources ------------------------------------------------------
+ORDERS, BILLING = "https://orders.example", "https://billing.example"
+
+
+def _two_apis(srv: Server) -> None:
+    async def go() -> None:
+        rt = srv.runtime
+        await rt.resources.add(ORDERS, name="Orders", scopes="orders:read")
+        await rt.resources.add(BILLING, name="Billing", scopes="billing:read")
+        await rt.roles.add("shopper", "orders:read billing:read")
+        user = await rt.store.get_user("alice")
+        await rt.roles.set_user_roles("alice", [*user.roles, "shopper"])
+        await rt.clients.set_permissions(
+            FIRST,
+            resources=[ORDERS, BILLING, rt.settings.issuer],
+            scopes=["openid", "profile", "orders:read", "billing:read"],
+        )
+
+    srv.run(go)
+
+
+def _code_for_both(f: Flow, scope: str) -> str:
+    query = (
+        urlencode(f.params(scope=scope))
+        + "&"
+        + urlencode([("resource", ORDERS), ("resource", BILLING)])
+    )
+    r = f.server.http.get("/authorize?" + query, follow_redirects=False)
+    if r.status_code == 200:
+        r = f.sign_in(r.text)
+    return redirect_params(r.headers["location"])["code"]
+
+
+def test_authorize_grants_several_resources_and_the_token_is_for_the_first(srv: Server) -> None:
+    _two_apis(srv)
+    f = Flow(srv, client_id=FIRST, redirect_uri=FIRST_CB)
+    body = f.exchange(_code_for_both(f, "openid orders:read billing:read")).json()
+    claims = jwt_claims(body["access_token"])
+    assert claims["aud"] == [ORDERS, srv.runtime.settings.issuer]
+    assert claims["scope"].split() == ["openid", "orders:read"]
+
+
+def test_code_exchange_resource_picks_a_granted_one_and_an_ungranted_one_is_invalid_target(
+    srv: Server,
+) -> None:
+    _two_apis(srv)
+    f = Flow(srv, client_id=FIRST, redirect_uri=FIRST_CB)
+    code = _code_for_both(f, "orders:read billing:read")
+    bad = f.exchange(code, resource="https://elsewhere.example")
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_target"
+    good = f.exchange(code, resource=BILLING)  # the refused exchange did not burn the code
+    assert good.status_code == 200, good.text
+    claims = jwt_claims(good.json()["access_token"])
+    assert claims["aud"] == BILLING and claims["scope"] == "billing:read"
