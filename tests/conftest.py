@@ -19,7 +19,11 @@ import pytest
 
 from support.env import REQUIRE_SERVICES, forbid_skip, needs_services
 from support.server import server, server_factory  # noqa: F401 - fixtures for every test
-from support.stores import store, store_factory  # noqa: F401 - fixtures for every test
+from support.stores import (  # noqa: F401 - fixtures for every test
+    redis_cluster_url,
+    store,
+    store_factory,
+)
 from tokenward.clock import FrozenClock
 
 pytest_plugins = ["pytester"]

@@ -20,7 +20,7 @@ from tokenward import FrozenClock, SessionManager, TokenPair
 from tokenward.errors import InvalidGrant, RefreshTokenReused
 from tokenward.events import add_listener
 from tokenward.issuer import Issuer
-from tokenward.sessions import hash_refresh_token
+from tokenward.sessions import hash_refresh_token, refresh_token_sid
 from tokenward.store import Store, store_from_url
 from tokenward.testing import TEST_AUDIENCE, TEST_ISSUER, throwaway_keyring
 
@@ -91,7 +91,9 @@ async def test_racers_inside_the_grace_window_share_one_successor(
             family = await stores[0].get_family(pair.session_id)
             assert family is not None and not family.revoked and family.generation == 1
             assert family.current_hash == hash_refresh_token(successor)
-            parent = await stores[0].get_refresh_token(hash_refresh_token(pair.refresh_token))
+            parent = await stores[0].get_refresh_token(
+                hash_refresh_token(pair.refresh_token), sid=refresh_token_sid(pair.refresh_token)
+            )
             assert parent is not None and parent[0].successor_hash == family.current_hash
             # the one successor carries on normally
             nxt = await managers[1].refresh(successor, client_id="web")
@@ -117,7 +119,9 @@ async def test_without_grace_exactly_one_racer_wins(
         family = await stores[0].get_family(pair.session_id)
         assert family is not None and family.revoked
         # ...and it has exactly one successor, whose record is the only child
-        parent = await stores[0].get_refresh_token(hash_refresh_token(pair.refresh_token))
+        parent = await stores[0].get_refresh_token(
+            hash_refresh_token(pair.refresh_token), sid=refresh_token_sid(pair.refresh_token)
+        )
         assert parent is not None
         assert parent[0].successor_hash == hash_refresh_token(winners[0].refresh_token)
         assert family.generation == 1

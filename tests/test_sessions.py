@@ -25,7 +25,9 @@ from tokenward.revocation import Denylist
 from tokenward.sessions import (
     hash_refresh_token,
     new_refresh_token,
+    new_sid,
     parse_refresh_token,
+    refresh_token_sid,
 )
 from tokenward.store import Store, store_from_url
 from tokenward.store.memory import MemoryStore
@@ -66,11 +68,11 @@ def env(store: Store, clock: FrozenClock) -> Env:
     return Env(clock, issuer, sessions, sessions.verifier())
 
 
-async def live_tokens(store: Store, hashes: list[bytes]) -> int:
-    """How many of ``hashes`` are unconsumed refresh tokens of a live family."""
+async def live_tokens(store: Store, hashes: list[bytes], sid: str) -> int:
+    """How many of ``hashes`` are unconsumed refresh tokens of live family ``sid``."""
     n = 0
     for h in hashes:
-        found = await store.get_refresh_token(h)
+        found = await store.get_refresh_token(h, sid=sid)
         if found is not None and found[0].consumed_at is None and not found[1].revoked:
             n += 1
     return n
@@ -86,6 +88,41 @@ def test_refresh_token_format() -> None:
     assert raw is not None and len(raw) == 32
     assert len(hash_refresh_token(token)) == 32
     assert new_refresh_token() != token
+    assert refresh_token_sid(token) is None  # the untagged form, issued before tagging
+
+
+def test_a_tagged_refresh_token_carries_its_familys_sid() -> None:
+    sid = new_sid()
+    token = new_refresh_token(sid)
+    assert token.startswith(f"twr_{sid}.") and len(token) == 4 + 22 + 1 + 43 == 70
+    raw = parse_refresh_token(token)
+    assert raw is not None and len(raw) == 32
+    assert refresh_token_sid(token) == sid
+    assert new_refresh_token(sid) != token
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "twr_" + "A" * 22 + "." + "A" * 42,  # short secret
+        "twr_" + "A" * 22 + "." + "A" * 44,
+        "twr_" + "A" * 22 + ":" + "A" * 43,  # wrong separator
+        "twr_" + "A" * 21 + "B." + "A" * 43,  # sid with non-zero trailing bits
+        "twr_" + "A" * 22 + "." + "A" * 42 + "B",  # secret with non-zero trailing bits
+        "twr_" + "A" * 21 + "=." + "A" * 43,
+        "twr_" + "A" * 21 + "é." + "A" * 43,
+        "twr_" + "A" * 22 + "." + "A" * 42 + "=",
+        "twr_" + "." + "A" * 43,
+        "twr_" + "A" * 22 + "." + "A" * 21 + "." + "A" * 20,
+    ],
+)
+def test_malformed_tagged_refresh_tokens_are_rejected_by_the_parser(bad: str) -> None:
+    assert parse_refresh_token(bad) is None and refresh_token_sid(bad) is None
+
+
+def test_a_refresh_token_names_only_a_canonical_sid() -> None:
+    with pytest.raises(ConfigurationError):
+        new_refresh_token("not a sid")
 
 
 @pytest.mark.parametrize(
@@ -143,7 +180,9 @@ async def test_start_issues_a_pair_bound_to_a_session(env: Env) -> None:
     assert info is not None and info.session_id == pair.session_id
     assert (info.user_agent, info.ip, info.sub) == ("UA/1", "10.0.0.1", "alice")
     # only the hash reaches the store
-    found = await env.sessions.store.get_refresh_token(hash_refresh_token(pair.refresh_token))
+    found = await env.sessions.store.get_refresh_token(
+        hash_refresh_token(pair.refresh_token), sid=refresh_token_sid(pair.refresh_token)
+    )
     assert found is not None and found[1].sid == pair.session_id
 
 
@@ -166,7 +205,7 @@ async def test_rotation_chain(env: Env) -> None:
         seen.append(nxt.refresh_token)
         pair = nxt
     hashes = [hash_refresh_token(t) for t in seen]
-    assert await live_tokens(env.sessions.store, hashes) == 1
+    assert await live_tokens(env.sessions.store, hashes, pair.session_id) == 1
 
 
 async def test_successor_is_deterministic_and_shared_by_instances(env: Env) -> None:
@@ -519,7 +558,9 @@ async def test_security_events_never_contain_token_values(env: Env) -> None:
     dump = json.dumps(logs, default=str) + json.dumps(seen, default=str)
     for secret in (pair.refresh_token, nxt.refresh_token, pair.access_token, nxt.access_token):
         assert secret not in dump
-        assert secret[4:20] not in dump
+        # a refresh token's random part (after the family id it names) never shows
+        body = secret.split(".", 1)[1] if secret.startswith("twr_") else secret[4:]
+        assert body[:16] not in dump
 
 
 def test_emit_redacts_token_like_values() -> None:

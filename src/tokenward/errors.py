@@ -63,6 +63,7 @@ __all__ = [
     "RateLimited",
     "RefreshTokenReused",
     "RevokedToken",
+    "RiskRefused",
     "StoreUnavailable",
     "TokenTooLarge",
     "TokenwardError",
@@ -176,6 +177,11 @@ class InvalidGrant(TokenwardError):
 
     error = "invalid_grant"
     status_code = 400
+
+
+class RiskRefused(InvalidGrant):
+    """The risk policy ended the session (or asks for a new sign-in); the description says
+    why. The session was already dealt with as the policy says: do not revoke it again."""
 
 
 class RefreshTokenReused(InvalidGrant):

@@ -63,7 +63,7 @@ class SecurityEvent(StrEnum):
 _logger = get_logger(EVENT_LOGGER)
 _listeners: list[Listener] = []
 _lock = threading.Lock()
-_SECRET_LIKE = re.compile(r"twr_[A-Za-z0-9_-]{20,}|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_.-]+")
+_SECRET_LIKE = re.compile(r"twr_[A-Za-z0-9_.-]{20,}|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_.-]+")
 
 
 def add_listener(listener: Listener) -> Callable[[], None]:

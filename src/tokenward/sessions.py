@@ -1,11 +1,15 @@
 """The token lifecycle: sessions (refresh-token families), rotation with an idempotent grace
 window, reuse detection, revocation and retention. See ``docs/lifecycle.md``.
 
-Refresh tokens are ``"twr_" + base64url(32 random bytes)`` (47 characters). Only
-``sha256(token)`` reaches the store. The successor of a token ``T`` is derived, not drawn:
-``"twr_" + base64url(HMAC-SHA256(successor_secret, raw(T)))`` where ``raw(T)`` are the 32 bytes
-``T`` encodes. So a grace replay of ``T`` re-derives the *same* successor without storing it,
-and a leak of the store (hashes plus the secret) still cannot produce a live token.
+Refresh tokens are ``"twr_" + sid + "." + base64url(32 random bytes)`` (70 characters; ``sid``
+is the family's 22-character id, so a partitioned store finds the token in its family's
+partition). Tokens issued before that form, ``"twr_" + base64url(32 random bytes)`` (47
+characters), are still accepted until they expire. Only ``sha256(token)`` reaches the store.
+The successor of a token ``T`` is derived, not drawn:
+``"twr_" + sid + "." + base64url(HMAC-SHA256(successor_secret, raw(T)))`` where ``raw(T)`` are
+the 32 random bytes ``T`` encodes. So a grace replay of ``T`` re-derives the *same* successor
+without storing it, and a leak of the store (hashes plus the secret) still cannot produce a
+live token.
 
 Policy lives here (format, client binding, expiry, scope); the store decides atomically what
 must be atomic (:meth:`tokenward.store.base.Store.rotate`).
@@ -32,6 +36,7 @@ from .errors import (
     InvalidGrant,
     InvalidScope,
     RefreshTokenReused,
+    RiskRefused,
     UnauthorizedClient,
 )
 from .events import SecurityEvent, emit, log_quietly
@@ -60,7 +65,9 @@ __all__ = [
     "TokenPair",
     "hash_refresh_token",
     "new_refresh_token",
+    "new_sid",
     "parse_refresh_token",
+    "refresh_token_sid",
 ]
 
 REFRESH_TOKEN_PREFIX = "twr_"  # noqa: S105 - a prefix, not a secret
@@ -71,36 +78,76 @@ DEFAULT_ABSOLUTE_LIFETIME = 30 * 86400.0
 DEFAULT_RETENTION_MARGIN = 7 * 86400.0
 
 _TOKEN_LEN = len(REFRESH_TOKEN_PREFIX) + 43
+_SID_LEN = 22  # secrets.token_urlsafe(16)
+_TAGGED_LEN = len(REFRESH_TOKEN_PREFIX) + _SID_LEN + 1 + 43
 _ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 _log = get_logger("tokenward.sessions")
 
 
-def _encode(raw: bytes) -> str:
-    return REFRESH_TOKEN_PREFIX + base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def new_refresh_token() -> str:
-    """A fresh refresh token: ``twr_`` + 256 random bits, base64url without padding."""
-    return _encode(secrets.token_bytes(32))
-
-
-def parse_refresh_token(token: object) -> bytes | None:
-    """The 32 bytes a well-formed refresh token encodes, or ``None`` (strict: prefix, length,
-    alphabet and canonical base64url, i.e. zero trailing bits)."""
-    if type(token) is not str or len(token) != _TOKEN_LEN:
-        return None
-    if not token.startswith(REFRESH_TOKEN_PREFIX):
-        return None
-    body = token[len(REFRESH_TOKEN_PREFIX) :]
+def _unb64(body: str, size: int) -> bytes | None:
+    """The ``size`` bytes of canonical unpadded base64url ``body``, or ``None``."""
     if not _ALPHABET.issuperset(body):
         return None
     try:
-        raw = base64.urlsafe_b64decode(body + "=")
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except (binascii.Error, ValueError):
         return None
-    if len(raw) != 32 or _encode(raw) != token:
+    if len(raw) != size or _b64(raw) != body:
         return None
     return raw
+
+
+def _encode(raw: bytes, sid: str | None = None) -> str:
+    if sid is None:
+        return REFRESH_TOKEN_PREFIX + _b64(raw)
+    return f"{REFRESH_TOKEN_PREFIX}{sid}.{_b64(raw)}"
+
+
+def new_sid() -> str:
+    """A family id: 128 random bits, base64url (22 characters)."""
+    return secrets.token_urlsafe(16)
+
+
+def new_refresh_token(sid: str | None = None) -> str:
+    """A fresh refresh token of family ``sid``: ``twr_<sid>.`` + 256 random bits, base64url
+    without padding (``twr_`` + 256 bits, the untagged form, when ``sid`` is ``None``)."""
+    if sid is not None and _unb64(sid, 16) is None:
+        raise ConfigurationError("a refresh token's sid is 16 bytes in canonical base64url")
+    return _encode(secrets.token_bytes(32), sid)
+
+
+def _parse(token: object) -> tuple[str | None, bytes] | None:
+    if type(token) is not str or not token.startswith(REFRESH_TOKEN_PREFIX):
+        return None
+    body = token[len(REFRESH_TOKEN_PREFIX) :]
+    if len(token) == _TOKEN_LEN:
+        raw = _unb64(body, 32)
+        return None if raw is None else (None, raw)
+    if len(token) != _TAGGED_LEN or body[_SID_LEN] != ".":
+        return None
+    sid, secret = body[:_SID_LEN], body[_SID_LEN + 1 :]
+    raw = _unb64(secret, 32)
+    if raw is None or _unb64(sid, 16) is None:
+        return None
+    return sid, raw
+
+
+def parse_refresh_token(token: object) -> bytes | None:
+    """The 32 random bytes a well-formed refresh token encodes, or ``None`` (strict: prefix,
+    length, alphabet, the ``.`` separator and canonical base64url, i.e. zero trailing bits)."""
+    parsed = _parse(token)
+    return None if parsed is None else parsed[1]
+
+
+def refresh_token_sid(token: object) -> str | None:
+    """The family id a well-formed tagged refresh token carries (``None`` for the untagged
+    form and for malformed tokens)."""
+    parsed = _parse(token)
+    return None if parsed is None else parsed[0]
 
 
 def hash_refresh_token(token: str) -> bytes:
@@ -270,14 +317,15 @@ class SessionManager:
             )
         return self._secret
 
-    async def successor_of(self, refresh_token: str) -> str:
+    async def successor_of(self, refresh_token: str, *, sid: str | None = None) -> str:
         """The deterministic successor of ``refresh_token`` (raises ``InvalidGrant`` if
-        malformed)."""
-        raw = parse_refresh_token(refresh_token)
-        if raw is None:
+        malformed); tagged with ``sid`` (default: the family id the token carries)."""
+        parsed = _parse(refresh_token)
+        if parsed is None:
             raise InvalidGrant("malformed refresh token")
+        tagged, raw = parsed
         secret = await self._successor_secret()
-        return _encode(hmac.new(secret, raw, hashlib.sha256).digest())
+        return _encode(hmac.new(secret, raw, hashlib.sha256).digest(), sid or tagged)
 
     def _sid_until(self, now: float) -> float:
         return now + self.issuer.access_token_ttl + self.revocation_margin
@@ -344,10 +392,11 @@ class SessionManager:
             raise ConfigurationError("sub and client_id must be non-empty")
         scope = " ".join(scope.split())
         now = self.clock.now()
-        token = new_refresh_token()
+        sid = new_sid()
+        token = new_refresh_token(sid)
         token_hash = hash_refresh_token(token)
         family = Family(
-            sid=secrets.token_urlsafe(16),
+            sid=sid,
             sub=sub,
             client_id=client_id,
             scope=scope,
@@ -403,7 +452,7 @@ class SessionManager:
         if raw is None:
             raise InvalidGrant("malformed refresh token")
         token_hash = hash_refresh_token(refresh_token)
-        found = await self.store.get_refresh_token(token_hash)
+        found = await self.store.get_refresh_token(token_hash, sid=refresh_token_sid(refresh_token))
         if found is None:
             raise InvalidGrant("unknown refresh token")
         _, family = found
@@ -436,6 +485,8 @@ class SessionManager:
         if self._family_check is not None:
             try:
                 await self._family_check(family)
+            except RiskRefused:  # the risk policy already acted on the family
+                raise
             except InvalidGrant:
                 await self.revoke_session(family.sid, reason="credentials_changed")
                 raise
@@ -450,7 +501,7 @@ class SessionManager:
                 spec = AccessSpec(" ".join(s for s in granted if s in wanted))
             else:
                 spec = AccessSpec(family.scope)
-        successor = await self.successor_of(refresh_token)
+        successor = await self.successor_of(refresh_token, sid=family.sid)
         child = RefreshTokenRecord(
             hash_refresh_token(successor), family.sid, now, parent_hash=token_hash
         )
@@ -502,7 +553,9 @@ class SessionManager:
         or already revoked tokens; ``UnauthorizedClient`` when it belongs to another client."""
         if parse_refresh_token(refresh_token) is None:
             return False
-        found = await self.store.get_refresh_token(hash_refresh_token(refresh_token))
+        found = await self.store.get_refresh_token(
+            hash_refresh_token(refresh_token), sid=refresh_token_sid(refresh_token)
+        )
         if found is None:
             return False
         _, family = found
@@ -572,7 +625,7 @@ class SessionManager:
         if parse_refresh_token(refresh_token) is None:
             return None
         token_hash = hash_refresh_token(refresh_token)
-        found = await self.store.get_refresh_token(token_hash)
+        found = await self.store.get_refresh_token(token_hash, sid=refresh_token_sid(refresh_token))
         if found is None:
             return None
         record, family = found

@@ -112,9 +112,14 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     }
     from support.serve import run_cli
 
-    run_cli(settings, "user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n", cwd=cwd)
+    # the API the tokens are for (the default resource "api"), a role holding its scope
+    run_cli(settings, "resource", "add", "api", "--name", "API", "--scopes", "read",
+            "--default-scopes", "read", cwd=cwd)  # fmt: skip
+    run_cli(settings, "role", "add", "member", "--scopes", "read", cwd=cwd)
+    run_cli(settings, "user", "add", "alice", "--password-stdin", "--roles", "member",
+            stdin=PASSWORD + "\n", cwd=cwd)  # fmt: skip
     run_cli(settings, "client", "add", "app", "--public", "--grants", "password,refresh_token",
-            cwd=cwd)  # fmt: skip
+            "--resources", "api", "--scopes", "read", cwd=cwd)  # fmt: skip
     served = launch(settings, cwd=cwd, port=port)
     http = httpx.Client(timeout=10)
     try:

@@ -22,6 +22,7 @@ import pytest
 
 from support.live import Backend, Serve, make_backend
 from support.load import Load, Session
+from tokenward.sessions import refresh_token_sid
 
 # serial: wall-clock bounds (outage, restart, propagation) that parallel files would stretch
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.serial]
@@ -40,7 +41,9 @@ async def _live_per_family(url: str, known: dict[str, list[str]]) -> dict[str, i
         for sid, tokens in known.items():
             n = 0
             for t in set(tokens):
-                found = await store.get_refresh_token(hashlib.sha256(t.encode()).digest())
+                found = await store.get_refresh_token(
+                    hashlib.sha256(t.encode()).digest(), sid=refresh_token_sid(t)
+                )
                 if found is not None and found[0].consumed_at is None and not found[1].revoked:
                     n += 1
             out[sid] = n
@@ -76,11 +79,11 @@ def _unconsumed_per_family_raw(backend: Backend) -> dict[str, int]:
         import redis
 
         r = redis.Redis.from_url(backend.url.split("?", 1)[0])
-        head = "{" + backend.prefix + ":fam:"
+        head = "{" + backend.prefix + ":s"  # {prefix:s<n>}:tok:<sid>, {prefix:s<n>}:fam:<sid>
         try:
-            for key in r.scan_iter(match=head + "*}:tok", count=1000):
-                sid = key.decode()[len(head) : -len("}:tok")]
-                if r.hget(key.decode()[: -len(":tok")], "revoked_at") not in (None, b""):
+            for key in r.scan_iter(match=head + "*}:tok:*", count=1000):
+                shard, sid = key.decode().split("}:tok:", 1)
+                if r.hget(f"{shard}}}:fam:{sid}", "revoked_at") not in (None, b""):
                     continue
                 fields = [f.decode() for f in r.hkeys(key)]
                 hashes = {f.split(":")[0] for f in fields}

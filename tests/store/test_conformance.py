@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from support.stores import StoreFactory
+from support.stores import BACKENDS, StoreFactory, open_store_factory
 from tokenward.errors import AlreadyExists, ConfigurationError, NotFound
 from tokenward.store import (
     Client,
@@ -32,8 +34,30 @@ IDLE = 14 * 86_400.0
 UNTIL = NOW + 900.0
 
 
+@pytest.fixture(params=[*BACKENDS, "redis-cluster"])
+async def store_factory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StoreFactory]:
+    """Every backend, and the Redis store on a real local Redis Cluster (3 masters + 3
+    replicas, started once per session)."""
+    async for factory in open_store_factory(request.param, request, tmp_path):
+        yield factory
+
+
+SID_OF: dict[bytes, str] = {}
+"""Token hash -> the family its label names (``"s1/0"`` is a token of ``s1``): what a tagged
+refresh token tells the store."""
+
+
 def h(label: str) -> bytes:
-    return hashlib.sha256(label.encode()).digest()
+    digest = hashlib.sha256(label.encode()).digest()
+    if "/" in label:
+        SID_OF[digest] = label.split("/", 1)[0]
+    return digest
+
+
+async def get(store: Store, token_hash: bytes) -> tuple[RefreshTokenRecord, Family] | None:
+    return await store.get_refresh_token(token_hash, sid=SID_OF.get(token_hash))
 
 
 def family_of(sid: str, *, sub: str = "alice", now: float = NOW, **extra: object) -> Family:
@@ -62,7 +86,7 @@ async def rotate(
 ) -> RotationResult:
     return await store.rotate(
         parent,
-        RefreshTokenRecord(child, "", now),
+        RefreshTokenRecord(child, SID_OF.get(parent, ""), now),
         now=now,
         grace=grace,
         idle_expires_at=now + IDLE,
@@ -74,14 +98,14 @@ async def rotate(
 async def test_create_and_get(store: Store) -> None:
     family = family_of("s1", user_agent="Firefox/140", ip="192.0.2.7", device="laptop")
     await store.create_family(family, RefreshTokenRecord(h("s1/0"), "s1", NOW))
-    found = await store.get_refresh_token(h("s1/0"))
+    found = await get(store, h("s1/0"))
     assert found is not None
     record, got = found
     assert record == RefreshTokenRecord(h("s1/0"), "s1", NOW)
     assert got == family
     assert got.current_hash == h("s1/0") and got.generation == 0 and not got.revoked
     assert await store.get_family("s1") == family
-    assert await store.get_refresh_token(h("nope")) is None
+    assert await get(store, h("nope")) is None
     assert await store.get_family("nope") is None
 
 
@@ -100,10 +124,10 @@ async def test_rotate_consumes_parent_and_inserts_child(store: Store) -> None:
     assert fam is not None and fam.current_hash == h("s1/1") and fam.generation == 1
     assert fam.last_used_at == NOW + 60 and fam.idle_expires_at == NOW + 60 + IDLE
     assert await store.get_family("s1") == fam
-    parent = await store.get_refresh_token(t0)
+    parent = await get(store, t0)
     assert parent is not None
     assert parent[0].consumed_at == NOW + 60 and parent[0].successor_hash == h("s1/1")
-    child = await store.get_refresh_token(h("s1/1"))
+    child = await get(store, h("s1/1"))
     assert child is not None
     assert child[0].parent_hash == t0 and child[0].consumed_at is None
     assert child[0].sid == "s1"
@@ -196,7 +220,7 @@ async def test_not_found_and_revoked(store: Store) -> None:
     assert result.outcome is RotationOutcome.REVOKED
     assert result.family is not None and result.family.revoked_reason == "logout"
     assert await store.revocation_cursor() == cursor  # no second event
-    assert await store.get_refresh_token(h("s1/1")) is None
+    assert await get(store, h("s1/1")) is None
 
 
 # -- concurrency: barrier-released racers over two store instances -------------------------
@@ -213,11 +237,11 @@ async def _race(factory: StoreFactory, n: int, grace: float, round_: int) -> lis
         return result.outcome
 
     outcomes = await asyncio.gather(*(racer(i) for i in range(n)))
-    parent = await first.get_refresh_token(t0)
+    parent = await get(first, t0)
     assert parent is not None and parent[0].successor_hash == child
     fam = await second.get_family(sid)
     assert fam is not None and fam.generation == 1 and fam.current_hash == child
-    assert await first.get_refresh_token(child) is not None
+    assert await get(first, child) is not None
     return list(outcomes)
 
 
@@ -356,11 +380,11 @@ async def test_purge_bounds(store: Store) -> None:
     counts = await store.purge(now=now, margin=margin)
     assert (counts.families, counts.refresh_tokens, counts.revocations) == (2, 3, 1)
     assert await store.get_family("abs_edge") is None
-    assert await store.get_refresh_token(h("abs_edge/0")) is None
+    assert await get(store, h("abs_edge/0")) is None
     assert await store.get_family("idle_edge") is None
-    assert await store.get_refresh_token(h("idle_edge/1")) is None
+    assert await get(store, h("idle_edge/1")) is None
     assert await store.get_family("kept") is not None
-    assert await store.get_refresh_token(h("kept/0")) is not None
+    assert await get(store, h("kept/0")) is not None
     assert await store.revocations_after(0, now=NOW) == [live]
     # the cursor never goes backwards, even when events are purged
     assert await store.revocation_cursor() == live.seq > old.seq
@@ -539,7 +563,7 @@ async def test_family_keeps_its_dpop_binding(store: Store) -> None:
     assert (
         await rotate(store, h("bound/0"), h("bound/1"), now=NOW)
     ).outcome is RotationOutcome.ROTATED
-    found = await store.get_refresh_token(h("bound/1"))
+    found = await get(store, h("bound/1"))
     assert found is not None and found[1].dpop_jkt == family.dpop_jkt
     await new_family(store, "unbound")
     unbound = await store.get_family("unbound")

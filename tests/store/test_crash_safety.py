@@ -25,7 +25,7 @@ from support.stores import StoreFactory
 from tokenward import FrozenClock, SessionManager
 from tokenward.errors import InvalidGrant, StoreUnavailable
 from tokenward.issuer import Issuer
-from tokenward.sessions import hash_refresh_token
+from tokenward.sessions import hash_refresh_token, refresh_token_sid
 from tokenward.store import RefreshTokenRecord, Store
 from tokenward.store.sql import SQLStore
 from tokenward.testing import TEST_AUDIENCE, TEST_ISSUER, throwaway_keyring
@@ -76,7 +76,9 @@ async def assert_one_live_token(store: Store, sid: str, tokens: list[str]) -> No
     assert family is not None
     live = []
     for token in tokens:
-        found = await store.get_refresh_token(hash_refresh_token(token))
+        found = await store.get_refresh_token(
+            hash_refresh_token(token), sid=refresh_token_sid(token)
+        )
         if found is not None and found[0].consumed_at is None:
             live.append(token)
     assert len(live) <= 1, "two live refresh tokens in one family"
@@ -259,7 +261,9 @@ async def test_crash_inside_the_rotation_transaction(
             mgr = manager(sql_store, clock)
             pair = await mgr.start(sub="alice", client_id="web")
             successor = await mgr.successor_of(pair.refresh_token)
-            found = await sql_store.get_refresh_token(hash_refresh_token(pair.refresh_token))
+            found = await sql_store.get_refresh_token(
+                hash_refresh_token(pair.refresh_token), sid=refresh_token_sid(pair.refresh_token)
+            )
             assert found is not None
             fault.arm(j)
             with contextlib.suppress(Crash, StoreUnavailable):
@@ -275,8 +279,12 @@ async def test_crash_inside_the_rotation_transaction(
             fault.disarm()
             family = await sql_store.get_family(pair.session_id)
             assert family is not None
-            child = await sql_store.get_refresh_token(hash_refresh_token(successor))
-            parent = await sql_store.get_refresh_token(hash_refresh_token(pair.refresh_token))
+            child = await sql_store.get_refresh_token(
+                hash_refresh_token(successor), sid=refresh_token_sid(successor)
+            )
+            parent = await sql_store.get_refresh_token(
+                hash_refresh_token(pair.refresh_token), sid=refresh_token_sid(pair.refresh_token)
+            )
             assert parent is not None
             if fired:  # rolled back as a whole: nothing of the rotation is visible
                 assert child is None and parent[0].consumed_at is None

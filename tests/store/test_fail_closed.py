@@ -250,7 +250,7 @@ async def _every_call_fails_closed(run: Run) -> None:
             idle_expires_at=now + 100,
             revocation_until=now + 900,
         ),
-        "get_refresh_token": lambda: store.get_refresh_token(parent),
+        "get_refresh_token": lambda: store.get_refresh_token(parent, sid=sid),
         "get_family": lambda: store.get_family(sid),
         "revoke_family": lambda: store.revoke_family(
             f"fam-{ROTATING}", now=now, reason="x", until=now + 900
@@ -280,7 +280,7 @@ async def _check_state_after_recovery(run: Run) -> None:
         assert family is not None and not family.revoked, sid
         live = []
         for token_hash in run.seen[sid]:
-            found = await store.get_refresh_token(token_hash)
+            found = await store.get_refresh_token(token_hash, sid=sid)
             if found is not None and found[0].consumed_at is None:
                 live.append(token_hash)
         assert live == [family.current_hash], f"{sid}: {len(live)} live refresh tokens"

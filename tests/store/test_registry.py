@@ -27,7 +27,7 @@ def test_each_backend_class_declares_exactly_its_registered_schemes() -> None:
     by_target: dict[str, set[str]] = defaultdict(set)
     for scheme, backend in BACKENDS.items():
         by_target[backend.target].add(scheme)
-    assert len(by_target) == 3  # memory, SQL, Redis
+    assert len(by_target) == 4  # memory, SQL, Redis, Redis Cluster
     for target, schemes in by_target.items():
         cls = load_backend(next(iter(schemes)))
         module, _, name = target.partition(":")

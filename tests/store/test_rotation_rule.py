@@ -52,7 +52,7 @@ async def new_family(store: Store, sid: str) -> bytes:
 async def rotate(store: Store, parent: bytes, child: bytes, *, now: float) -> RotationResult:
     return await store.rotate(
         parent,
-        RefreshTokenRecord(child, "", now),
+        RefreshTokenRecord(child, "s", now),  # every scenario's family is "s"
         now=now,
         grace=GRACE,
         idle_expires_at=now + 3600,
@@ -215,7 +215,7 @@ SCENARIOS: dict[str, tuple[Scenario, RotationOutcome]] = {
 async def test_every_backend_decides_as_the_rule_says(store: Store, name: str) -> None:
     scenario, expected = SCENARIOS[name]
     parent, child, now, grace = await scenario(store)
-    found = await store.get_refresh_token(parent)
+    found = await store.get_refresh_token(parent, sid="s")
     assert found is not None
     record, family = found
     ruled = decide_rotation(
@@ -230,7 +230,7 @@ async def test_every_backend_decides_as_the_rule_says(store: Store, name: str) -
     )
     result = await store.rotate(
         parent,
-        RefreshTokenRecord(child, "", now),
+        RefreshTokenRecord(child, "s", now),  # every scenario's family is "s"
         now=now,
         grace=grace,
         idle_expires_at=now + 3600,

@@ -47,7 +47,7 @@ def is_structural(reason: str) -> bool:
     return any(s in reason for s in STRUCTURAL_SKIPS)
 
 
-SERVICE_BACKENDS = frozenset({"redis", "postgres"})
+SERVICE_BACKENDS = frozenset({"redis", "postgres", "redis-cluster"})
 
 
 #: Fixtures that open Redis or PostgreSQL whatever the parameters.

@@ -17,7 +17,7 @@ import asyncio
 import functools
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -117,6 +117,25 @@ def delete_redis_prefix(prefix: str) -> None:
         client.close()
 
 
+def check_script_slots(store: Any) -> list[str]:
+    """Make every Lua script call of a Redis ``store`` assert that all its KEYS map to one
+    hash slot (what Redis Cluster requires); returns the list the names of the scripts run
+    are appended to."""
+    from redis.crc import key_slot
+
+    original = store._script
+    ran: list[str] = []
+
+    async def checked(name: str, keys: Any, args: Any) -> Any:
+        slots = {key_slot(k.encode()) for k in keys}
+        assert len(slots) == 1, f"script {name} touches slots {sorted(slots)}: {list(keys)}"
+        ran.append(name)
+        return await original(name, keys, args)
+
+    store._script = checked
+    return ran
+
+
 class StoreFactory:
     """Opens store instances on one isolated backend; closes them all at teardown."""
 
@@ -131,6 +150,8 @@ class StoreFactory:
         if self.backend == "memory" and self._shared is not None:
             return self._shared
         store = store_from_url(self.url, **{**self.options, **overrides})
+        if self.backend in ("redis", "redis-cluster"):
+            check_script_slots(store)  # every script run by a store test: one hash slot
         await store.open()
         self._opened.append(store)
         if self.backend == "memory":
@@ -143,11 +164,31 @@ class StoreFactory:
         self._opened.clear()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real local Redis Cluster (3 masters + 3 replicas), started once per test session."""
+    from support.redis_cluster import LocalCluster
+
+    cluster = LocalCluster(tmp_path_factory.mktemp("redis-cluster")).start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture(params=BACKENDS)
 async def store_factory(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[StoreFactory]:
-    backend: str = request.param
+    async for factory in open_store_factory(request.param, request, tmp_path):
+        yield factory
+
+
+async def open_store_factory(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StoreFactory]:
+    """The isolated backend ``backend`` for one test (``redis-cluster``: a unique prefix on the
+    session's local Redis Cluster)."""
     token = uuid.uuid4().hex[:12]
     cleanup: Any = None
     if backend == "memory":
@@ -162,6 +203,9 @@ async def store_factory(
         options = {"schema": schema, "timeout": SQL_TIMEOUT, **POSTGRES_POOL}
         factory = StoreFactory(backend, POSTGRES_URL, options)
         cleanup = functools.partial(drop_postgres_schema, schema)
+    elif backend == "redis-cluster":
+        url = request.getfixturevalue("redis_cluster_url")
+        factory = StoreFactory(backend, url, {"prefix": f"twtest{token}"})
     else:
         if (problem := redis_problem()) is not None:
             service_missing(problem)

@@ -1,11 +1,14 @@
-"""``tokenward db upgrade`` and ``tokenward db purge``: the store's schema and retention.
+"""``tokenward db upgrade``, ``db migrate-redis`` and ``db purge``: the store's schema, the
+Redis key layout and retention.
 
 ``upgrade`` applies the SQL store's Alembic migrations to head (the same thing ``serve`` and
 every store ``open()`` do, here explicitly and with the resulting revision printed); it is
-idempotent and safe to run while servers are up. ``purge`` runs the retention sweep once:
-families past their absolute or idle expiry plus ``--margin`` (kept that long so a late reuse
-of their tokens is still recognised), their refresh tokens, and revocation events past
-``until``. Both take ``--store URL`` or fall back to the configured store.
+idempotent and safe to run while servers are up. ``migrate-redis`` moves a Redis store's data
+written before the sharded, cluster-ready key layout into it (idempotent; run it after stopping
+the servers of the older version, before starting the new ones). ``purge`` runs the retention
+sweep once: families past their absolute or idle expiry plus ``--margin`` (kept that long so a
+late reuse of their tokens is still recognised), their refresh tokens, and revocation events
+past ``until``. Both take ``--store URL`` or fall back to the configured store.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import ConfigurationError
 from ..server.settings import load_settings
 from ..store import store_from_url
 from ..store.base import PurgeCounts, Store
@@ -60,6 +64,30 @@ def upgrade(store: StoreOpt = None, timeout: TimeoutOpt = 10.0) -> None:
         return f"{st.backend} store at {st.safe_url}: schema at revision {revision} ({state})"
 
     out_console.print(asyncio.run(go()), markup=False)
+
+
+@app.command("migrate-redis")
+@cli_errors
+def migrate_redis(store: StoreOpt = None, timeout: TimeoutOpt = 10.0) -> None:
+    """Move a Redis store's data into the sharded key layout (idempotent)."""
+    url = _store_url(store)
+
+    async def go() -> tuple[int, int]:
+        from ..store.redis import RedisStore
+
+        st = _open(url, timeout)
+        try:
+            if not isinstance(st, RedisStore):
+                raise ConfigurationError(f"--store: {type(st).__name__} is not a Redis store")
+            return await st.migrate_layout()
+        finally:
+            await st.close()
+
+    families, entries = asyncio.run(go())
+    out_console.print(
+        f"moved {families} families and {entries} purge-index entries into the sharded layout",
+        markup=False,
+    )
 
 
 @app.command()

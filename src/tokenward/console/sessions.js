@@ -54,7 +54,18 @@ export function mountSessions({ onSignedOut }) {
     fillTable(table, sessionRows(list, revoke));
     empty.hidden = list.length > 0;
     table.hidden = list.length === 0;
+    await loadNotices();
     return list;
+  }
+
+  // what the risk engine told this user: "new sign-in from …", "session ended: …"
+  async function loadNotices() {
+    const box = $('#sessions-notices');
+    const notes = await api('GET', '/sessions/notices');
+    const ul = box.querySelector('ul');
+    ul.replaceChildren(...notes.map((n) => h('li', {},
+      timeCell(n.at), h('span', { text: ` ${n.text}` }))));
+    box.hidden = notes.length === 0;
   }
 
   async function revoke(s, button) {

@@ -23,7 +23,7 @@ from ..issuer import Issuer
 from ..keys import KeyRing
 from ..mirror import RevocationMirror, StoreFeedSource
 from ..sessions import AccessSpec, SessionManager
-from ..store.base import Store
+from ..store.base import Family, Store
 from ..store.fanout import FeedFanout
 from ..verifier import Verifier
 from .addresses import address_prefix, parse_trusted_proxies
@@ -39,6 +39,8 @@ from .keystore import kek_for_store, load_or_create_keyring, rotate_if_due
 from .metrics import Metrics, instrument_store
 from .outbox import Outbox
 from .ratelimit import LoginThrottle, storage_url_for
+from .risk import RiskEngine
+from .riskwire import policy_from_settings, refresh_check
 from .settings import Settings
 from .signin import SigninSessions
 from .stores import open_store
@@ -242,6 +244,7 @@ class Runtime:
         self.roles = RoleRegistry(self.store, issuer=settings.issuer)
         self._encryptions: dict[str, TokenEncryption] = {}
         self.trusted_proxies = parse_trusted_proxies(settings.trusted_proxies)
+        self._credentials_check = family_check(self.store)
         # every feed subscriber of this process waits here: one store follower behind them
         self.feed = FeedFanout(self.store)
         self.feed_streams = StreamSlots(
@@ -257,6 +260,8 @@ class Runtime:
             storage_url=storage_url_for(settings.store_url, settings.ratelimit_url),
             store=self.store,
         )
+        # the risk engine (None with risk_enabled = false); made at start (its key is stored)
+        self.risk: RiskEngine | None = None
         self._kek: bytes | None = None
         self._issuer: Issuer | None = None
         self._sessions: SessionManager | None = None
@@ -399,7 +404,7 @@ class Runtime:
             # a verifier accepts a token until exp + leeway: its revocation must last as long
             revocation_margin=s.leeway,
             denylist=denylist,
-            family_check=family_check(self.store),
+            family_check=self._family_check,
         )
         await mirror.step()  # the snapshot, before the first request
         self._verifier = Verifier(
@@ -417,6 +422,16 @@ class Runtime:
         self.csrf_secret = await self.store.get_or_create_secret(
             "csrf", lambda: secrets.token_bytes(32)
         )
+        if s.risk_enabled:
+            risk_key = await self.store.get_or_create_secret(
+                "risk", lambda: secrets.token_bytes(32)
+            )
+            self.risk = RiskEngine(
+                policy_from_settings(s),
+                secret=risk_key,
+                clock=self.clock,
+                prefix=partial(address_prefix, v4=s.address_prefix_v4, v6=s.address_prefix_v6),
+            )
         self.learn_resources(await self.authorizer.catalog())
         await self.dpop.start()
         self._mirror = mirror
@@ -426,6 +441,11 @@ class Runtime:
             asyncio.create_task(self._purge_loop(), name="tokenward-purge"),
             asyncio.create_task(self.outbox.run(), name="tokenward-outbox"),
         ]
+
+    async def _family_check(self, family: Family) -> None:
+        """Before every rotation: the credential watermark, then the risk engine."""
+        await self._credentials_check(family)
+        await refresh_check(self, family)
 
     async def stop(self) -> None:
         _LIVE.discard(self)

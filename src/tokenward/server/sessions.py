@@ -1,4 +1,5 @@
-"""The caller's own sessions: ``GET /sessions`` and ``DELETE /sessions/{sid}``.
+"""The caller's own sessions: ``GET /sessions``, ``DELETE /sessions/{sid}`` and the risk
+engine's notices for the caller, ``GET /sessions/notices``.
 
 Only a user's session token (one with a ``sid``) has sessions: a ``client_credentials`` token's
 ``sub`` is the client id, which must not act on a user who happens to share that name.
@@ -14,7 +15,7 @@ from ..sessions import SessionInfo
 from .deps import Bearer, get_runtime, no_store
 from .errors import OAuthError
 
-__all__ = ["SessionOut", "router", "session_out"]
+__all__ = ["NoticeOut", "SessionOut", "router", "session_out"]
 
 router = APIRouter(tags=["sessions"], dependencies=[Depends(no_store)])
 
@@ -49,6 +50,25 @@ async def list_sessions(request: Request, claims: Bearer) -> list[SessionOut]:
         return []
     infos = await get_runtime(request).sessions.list_sessions(claims.sub)
     return [session_out(i, claims.sid) for i in infos]
+
+
+class NoticeOut(BaseModel):
+    at: float
+    text: str
+
+
+@router.get(
+    "/sessions/notices",
+    response_model=list[NoticeOut],
+    responses={401: {"model": OAuthError}, 503: {"model": OAuthError}},
+)
+async def list_notices(request: Request, claims: Bearer) -> list[NoticeOut]:
+    """What the risk engine told this user, newest first ("new sign-in from …", "session
+    ended: used from two places …"), as this instance saw it."""
+    risk = get_runtime(request).risk
+    if not claims.sid or risk is None:
+        return []
+    return [NoticeOut(at=t, text=text) for t, text in risk.notices(claims.sub)]
 
 
 @router.delete(

@@ -51,6 +51,7 @@ __all__ = [
     "DURATION_FIELDS",
     "ENV_PREFIX",
     "KEK_ENV",
+    "RISK_SIGNALS",
     "Settings",
     "decode_kek",
     "load_settings",
@@ -80,6 +81,22 @@ DURATION_FIELDS = (
     "signin_idle_ttl",
     "signin_absolute_ttl",
     "dpop_max_age",
+    "risk_concurrent_window",
+    "risk_velocity_window",
+    "risk_stuffing_window",
+    "risk_spraying_window",
+    "risk_block_seconds",
+    "risk_retention",
+)
+#: The signals of the risk engine; ``risk_<signal>`` (``TOKENWARD_RISK_<SIGNAL>``, or
+#: ``<signal> = "..."`` in the ``[risk]`` table of the TOML file) lists its actions.
+RISK_SIGNALS = (
+    "concurrent_use",
+    "context_change",
+    "refresh_velocity",
+    "new_device",
+    "credential_stuffing",
+    "password_spraying",
 )
 
 
@@ -186,6 +203,30 @@ class Settings(BaseSettings):
     signin_absolute_ttl: float = Field(7 * 86400, gt=0)
     # outbound deliveries (back-channel logout): loopback/private targets and plain http to them
     outbound_allow_private: bool = False
+    # the risk engine (docs/risk.md): each signal's actions, comma-separated among log, flag,
+    # notify, step_up, revoke_session, revoke_subject, block_prefix ("" or "none": nothing)
+    risk_enabled: bool = True
+    risk_concurrent_use: str = "flag"
+    risk_context_change: str = "log"
+    risk_refresh_velocity: str = "flag"
+    risk_new_device: str = "log"
+    risk_credential_stuffing: str = "flag,block_prefix"
+    risk_password_spraying: str = "flag"  # noqa: S105 - a list of actions
+    # two refreshes of one family from two prefixes closer than this: concurrent use
+    risk_concurrent_window: float = Field(120.0, gt=0)
+    # more than risk_velocity_max refreshes of one family within the window: refresh velocity
+    risk_velocity_window: float = Field(300.0, gt=0)
+    risk_velocity_max: int = Field(20, ge=1)
+    # failed sign-ins for this many usernames from one prefix within the window: stuffing
+    risk_stuffing_window: float = Field(600.0, gt=0)
+    risk_stuffing_usernames: int = Field(20, ge=1)
+    # one password failing for this many usernames within the window: spraying
+    risk_spraying_window: float = Field(3600.0, gt=0)
+    risk_spraying_usernames: int = Field(10, ge=1)
+    # how long block_prefix refuses sign-ins from the prefix
+    risk_block_seconds: float = Field(900.0, gt=0)
+    # how long the engine remembers a family's or a user's context after its last use
+    risk_retention: float = Field(30 * 86400.0, gt=0)
     # a bearer token that /metrics requires; unset = /metrics is open (keep it off the internet)
     metrics_token: SecretStr | None = None
 
@@ -268,6 +309,13 @@ class Settings(BaseSettings):
         _token_encryption(mode, v.get_secret_value())
         return v
 
+    @field_validator(*(f"risk_{name}" for name in RISK_SIGNALS))
+    @classmethod
+    def _risk_actions(cls, v: str) -> str:
+        from .risk import parse_actions
+
+        return ",".join(parse_actions(v))
+
     @field_validator("cookie_path")
     @classmethod
     def _cookie_path(cls, v: str) -> str:
@@ -346,8 +394,25 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         toml = _toml_file.get()
         if toml is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+            sources.append(_TomlSource(settings_cls, toml_file=toml))
         return tuple(sources)
+
+
+def _flatten_risk(data: dict[str, Any]) -> dict[str, Any]:
+    """The ``[risk]`` table of the TOML file: ``concurrent_use = "flag"`` under ``[risk]`` is
+    the setting ``risk_concurrent_use``."""
+    table = data.get("risk")
+    if not isinstance(table, dict):
+        return data
+    out = {k: v for k, v in data.items() if k != "risk"}
+    for key, value in table.items():
+        out[f"risk_{key}"] = value
+    return out
+
+
+class _TomlSource(TomlConfigSettingsSource):
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        return _flatten_risk(super()._read_file(file_path))
 
 
 def _token_encryption(mode: str, key: str) -> TokenEncryption:
@@ -403,7 +468,7 @@ def _toml_keys(toml: Path | None) -> set[str]:
         return set()
     try:
         with toml.open("rb") as f:
-            return {k.lower() for k in tomllib.load(f)}
+            return {k.lower() for k in _flatten_risk(tomllib.load(f))}
     except (OSError, tomllib.TOMLDecodeError):
         return set()
 

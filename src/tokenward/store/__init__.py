@@ -1,5 +1,5 @@
 """Stores, chosen by URL scheme: ``memory://``, ``sqlite:///path.db``, ``redis://``,
-``rediss://``, ``postgresql://``.
+``rediss://``, ``redis+cluster://``, ``postgresql://``.
 
 :data:`BACKENDS` is the one registry: scheme → ``"module:Class"`` (and the pip extra that
 brings its driver). No backend module is imported until a URL with its scheme is opened, so
@@ -76,6 +76,7 @@ BACKENDS: dict[str, Backend] = {
     "postgresql+psycopg": Backend(_SQL, "postgres"),
     "redis": Backend(_REDIS, "redis"),
     "rediss": Backend(_REDIS, "redis"),
+    "redis+cluster": Backend("tokenward.store.redis:RedisClusterStore", "redis"),
 }
 
 

@@ -337,9 +337,14 @@ class RefreshTokenStore(RevocationFeedStore):
 
     @abstractmethod
     async def get_refresh_token(
-        self, token_hash: bytes
+        self, token_hash: bytes, *, sid: str | None = None
     ) -> tuple[RefreshTokenRecord, Family] | None:
-        """The record for ``token_hash`` and its family, or ``None``."""
+        """The record for ``token_hash`` and its family, or ``None``.
+
+        ``sid`` is the family the token names (tagged refresh tokens carry it): a token of
+        another family is ``None``. A partitioned backend (Redis Cluster) needs it to find the
+        token; without it only tokens issued in the untagged form are found there.
+        """
 
     @abstractmethod
     async def rotate(
@@ -353,6 +358,9 @@ class RefreshTokenStore(RevocationFeedStore):
         revocation_until: float,
     ) -> RotationResult:
         """The atomic consume/grace/reuse decision described in the module docstring.
+
+        ``child.sid`` is the parent's family (from the token or a prior lookup); a partitioned
+        backend (Redis) finds the family by it, and looks it up by ``parent_hash`` when empty.
 
         On ``ROTATED`` the family's ``last_used_at``/``idle_expires_at``/``current_hash``/
         ``generation`` are updated; on ``GRACE`` only ``last_used_at``/``idle_expires_at``;

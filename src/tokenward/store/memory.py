@@ -122,12 +122,12 @@ class MemoryStore(Store):
             self._family_tokens[fam.sid] = [token.token_hash]
 
     async def get_refresh_token(
-        self, token_hash: bytes
+        self, token_hash: bytes, *, sid: str | None = None
     ) -> tuple[RefreshTokenRecord, Family] | None:
         self._guard()
         with self._lock:
             record = self._tokens.get(token_hash)
-            if record is None:
+            if record is None or (sid is not None and record.sid != sid):
                 return None
             family = self._families.get(record.sid)
             if family is None:

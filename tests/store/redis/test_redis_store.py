@@ -17,6 +17,7 @@ import pytest
 
 from support.env import require_module, service_missing
 from support.stores import REDIS_URL as URL
+from support.stores import check_script_slots
 from tokenward.errors import ConfigurationError, StoreUnavailable
 from tokenward.store import store_from_url
 from tokenward.store.base import Family, RefreshTokenRecord, RevocationKind, RotationOutcome
@@ -26,6 +27,8 @@ from redis.crc import key_slot  # noqa: E402
 from redis.exceptions import BusyLoadingError, ResponseError  # noqa: E402
 
 from tokenward.store.redis import RedisStore  # noqa: E402
+from tokenward.store.redis import scripts as lua  # noqa: E402
+from tokenward.store.redis.store import SHARDS, shard_of  # noqa: E402
 
 pytestmark = pytest.mark.services
 
@@ -116,7 +119,8 @@ def test_redis_prefix_separator_is_normalised() -> None:
     for given in (RedisStore(URL, prefix="nu:"), store_from_url(URL + "?prefix=nu:")):
         assert isinstance(given, RedisStore) and given.prefix == "nu"
         assert given.token_index_key(b"\x01") == plain.token_index_key(b"\x01") == "nu:rt:01"
-        assert given.family_key("s") == plain.family_key("s") == "{nu:fam:s}"
+        assert given.family_key("s") == plain.family_key("s") == f"{{nu:s{shard_of('s')}}}:fam:s"
+        assert given.subject_key("a") == plain.subject_key("a") == "{nu}:sub:a"
 
 
 @pytest.mark.parametrize("prefix", ["", ":", "a{b", "a}b", "a b"])
@@ -130,28 +134,28 @@ async def test_every_session_key_expires_and_ttls_follow_use(store: RedisStore) 
     await _start(store, "s1")  # idle deadline NOW+100, absolute NOW+1000
     r = store._r
     fam_key, tok_key = store.family_key("s1"), store.tokens_key("s1")
-    index_key = store.token_index_key(h("s1:0"))
     sub_key = store.subject_key("alice")
-    # family + tokens: min(absolute, idle) - now + margin = 150 s; index/subject: 1000 + 50
+    # family + tokens: min(absolute, idle) - now + margin = 150 s; subject: 1000 + 50
     assert 145 <= await r.ttl(fam_key) <= 150
     assert 145 <= await r.ttl(tok_key) <= 150
-    assert 1045 <= await r.ttl(index_key) <= 1050
     assert 1045 <= await r.ttl(sub_key) <= 1050
+    # tagged tokens are found through their family: no global token index is written
+    assert not await r.exists(store.token_index_key(h("s1:0")))
 
     # a rotation 10 s later moves the idle deadline to NOW+10+500: the TTL is refreshed
     result = await _rotate(store, "s1", 0, NOW + 10, idle=500)
     assert result.outcome is RotationOutcome.ROTATED
     assert 545 <= await r.ttl(fam_key) <= 550
     assert 545 <= await r.ttl(tok_key) <= 550
-    assert 1035 <= await r.ttl(store.token_index_key(h("s1:1"))) <= 1040
+    assert not await r.exists(store.token_index_key(h("s1:1")))
 
     await store.add_revocation(RevocationKind.JTI, "j1", now=NOW, until=NOW + 60)
     await store.revoke_family("s1", now=NOW + 20, reason="logout", until=NOW + 900)
     await store.save_keys(b"blob")
     # every key is either per-session (with a TTL) or one of the few global keys
-    persistent = {
-        f"{{{store.prefix}}}:{name}" for name in ("seq", "rev", "revexp", "deadline", "keys")
-    }
+    persistent = {f"{{{store.prefix}}}:{name}" for name in ("seq", "rev", "revexp", "keys")}
+    persistent |= {store.deadline_key(n) for n in range(SHARDS)}
+    persistent |= {store.outbox_key(n) for n in range(SHARDS)}
     for key in await _keys(store):
         ttl = await r.ttl(key)
         if key in persistent:
@@ -167,7 +171,7 @@ async def test_purge_deletes_dead_families_and_their_index_keys(store: RedisStor
     counts = await store.purge(now=NOW + 100, margin=5)
     assert (counts.families, counts.refresh_tokens) == (1, 2)
     assert await store.get_family("old") is None
-    assert await store.get_refresh_token(h("old:0")) is None
+    assert await store.get_refresh_token(h("old:0"), sid="old") is None
     assert await store.get_family("young") is not None
     keys = await _keys(store)
     assert not [k for k in keys if "old" in k], keys
@@ -244,21 +248,40 @@ async def test_follower_xread_block_wakes_on_a_revocation(store: RedisStore) -> 
 
 
 # -- hash tags -----------------------------------------------------------------------------
-def test_a_familys_keys_share_one_cluster_slot_and_globals_share_another() -> None:
+def test_a_familys_keys_share_its_shards_slot_and_globals_share_another() -> None:
     s = RedisStore(URL, prefix="tw")
-    family_slots = {
-        key_slot(s.family_key("sid-1").encode()),
-        key_slot(s.tokens_key("sid-1").encode()),
-    }
-    assert len(family_slots) == 1
+    for sid in ("sid-1", "a}b", "x{y"):
+        n = shard_of(sid)
+        slots = {
+            key_slot(k.encode())
+            for k in (s.family_key(sid), s.tokens_key(sid), s.deadline_key(n), s.outbox_key(n))
+        }
+        assert slots == {key_slot(f"tw:s{n}".encode())}, sid
     g = {
         key_slot(k.encode())
-        for k in (s.stream_key, s.subject_key("alice"), "{tw}:seq", "{tw}:revexp", "{tw}:deadline")
+        for k in (s.stream_key, s.subject_key("alice"), "{tw}:seq", "{tw}:revexp", "{tw}:keys")
     }
-    assert len(g) == 1
-    assert family_slots != g
-    assert s.family_key("a}b").startswith("{tw:fam:a}")  # still one slot for one family
-    assert key_slot(s.family_key("a}b").encode()) == key_slot(s.tokens_key("a}b").encode())
+    assert g == {key_slot(b"tw")}
+    assert key_slot(b"tw") not in {key_slot(s.outbox_key(n).encode()) for n in range(SHARDS)}
+    # the shards spread over the slot space (a cluster's masters each own a range of it)
+    assert len({key_slot(s.outbox_key(n).encode()) for n in range(SHARDS)}) == SHARDS
+
+
+async def test_every_script_touches_one_hash_slot(store: RedisStore) -> None:
+    ran = check_script_slots(store)
+    await _start(store, "s1")
+    await _start(store, "s2")
+    await _rotate(store, "s1", 0, NOW + 1)
+    assert await store.get_refresh_token(h("s1:1"), sid="s1") is not None
+    await _rotate(store, "s1", 0, NOW + 100)  # reuse: the revocation goes through the outbox
+    await store.revoke_family("s2", now=NOW, reason="logout", until=NOW + 60)
+    await _start(store, "s3")
+    await store.revoke_subject("alice", now=NOW, until=NOW + 60)
+    await store.add_revocation(RevocationKind.JTI, "j", now=NOW, until=NOW + 60)
+    await store.rate_hit("k", now=NOW, window=60, limit=5)
+    await store.dpop_jti_seen("p", now=NOW, until=NOW + 60)
+    await store.purge(now=NOW + 10_000, margin=0)
+    assert set(ran) == set(lua.__all__)
 
 
 # -- scripts -------------------------------------------------------------------------------
@@ -277,7 +300,7 @@ async def test_prefixes_isolate_stores(store: RedisStore) -> None:
         await _start(store, "s1")
         await store.add_revocation(RevocationKind.JTI, "j", now=NOW, until=NOW + 60)
         assert await other.get_family("s1") is None
-        assert await other.get_refresh_token(h("s1:0")) is None
+        assert await other.get_refresh_token(h("s1:0"), sid="s1") is None
         assert await other.revocation_cursor() == 0
     finally:
         await other.drop()
@@ -338,3 +361,165 @@ def test_redis_py_retries_are_off() -> None:
     kwargs = s._r.connection_pool.connection_kwargs
     assert kwargs["retry"].get_retries() == 0
     assert kwargs["socket_timeout"] == s.timeout
+
+
+# -- the outbox ----------------------------------------------------------------------------
+async def test_an_event_left_in_the_outbox_reaches_the_feed_once(store: RedisStore) -> None:
+    """A writer that dies after its script (the revocation acknowledged by Redis) and before
+    moving the event: the next feed read moves it; moving it again appends nothing."""
+    await _start(store, "s1")
+    n = shard_of("s1")
+    entry = await store._script(
+        "REVOKE_FAMILY",
+        [store.family_key("s1"), store.outbox_key(n)],
+        ["s1", repr(NOW), "logout", repr(NOW + 60)],
+    )
+    assert await store._r.xlen(store.stream_key) == 0  # not moved yet
+    events = await store.revocations_after(0, now=NOW)
+    assert [(e.kind, e.value, e.seq) for e in events] == [(RevocationKind.SID, "s1", 1)]
+    assert await store._r.xlen(store.outbox_key(n)) == 0
+    # a second mover that read the same entry before it left the outbox gets the same seq
+    marker = f"{{{store.prefix}}}:moved:{n}:{entry.decode()}"
+    again = await store._script(
+        "MOVE_EVENT",
+        [f"{{{store.prefix}}}:seq", store.stream_key, f"{{{store.prefix}}}:revexp", marker],
+        ["sid", "s1", repr(NOW + 60), repr(NOW), 60],
+    )
+    assert int(again) == 1
+    assert await store._r.xlen(store.stream_key) == 1
+    assert await store.revocation_cursor() == 1
+
+
+async def test_a_writer_whose_event_another_mover_took_reports_its_seq(
+    store: RedisStore,
+) -> None:
+    await _start(store, "s1")
+    other = RedisStore(URL, prefix=store.prefix)
+    real = store._move
+
+    async def raced(shard: int) -> dict[str, int]:
+        await other._sweep()  # another process's feed read moves the event first
+        return await real(shard)
+
+    store._move = raced  # type: ignore[method-assign]
+    try:
+        event = await store.revoke_family("s1", now=NOW, reason="logout", until=NOW + 60)
+    finally:
+        await other.close()
+    assert event is not None and event.seq == 1
+    assert [e.seq for e in await store.revocations_after(0, now=NOW)] == [1]
+
+
+async def test_a_follower_moves_an_outbox_event_left_behind(store: RedisStore) -> None:
+    await _start(store, "s1")
+    n = shard_of("s1")
+    await store._script(
+        "REVOKE_FAMILY",
+        [store.family_key("s1"), store.outbox_key(n)],
+        ["s1", repr(NOW), "logout", repr(NOW + 60)],
+    )
+    follower = RedisStore(URL, prefix=store.prefix)
+    try:
+        got = await follower.wait_revocations(0, now=lambda: NOW, timeout=5.0)
+        assert [(e.kind, e.value) for e in got] == [(RevocationKind.SID, "s1")]
+    finally:
+        await follower.close()
+
+
+# -- migrating data of the former layout ---------------------------------------------------
+async def _write_former_layout(s: RedisStore, sid: str, token: bytes, *, ttl: int) -> None:
+    """What versions before the sharded layout wrote for a new family."""
+    from tokenward.store.redis.store import _family_fields
+
+    p, fam = s.prefix, family(sid)
+    old_fam = f"{{{p}:fam:{sid}}}"
+    flat = _family_fields(fam, current_hash=token)
+    await s._r.hset(old_fam, mapping=dict(zip(flat[::2], flat[1::2], strict=True)))
+    await s._r.hset(old_fam + ":tok", f"{token.hex()}:c", repr(NOW))
+    await s._r.expire(old_fam, ttl)
+    await s._r.expire(old_fam + ":tok", ttl)
+    await s._r.set(f"{p}:rt:{token.hex()}", sid, ex=ttl)
+    await s._r.zadd(f"{{{p}}}:sub:alice", {sid: NOW})
+    await s._r.zadd(f"{{{p}}}:deadline", {sid: NOW + 100})
+
+
+async def test_migrate_redis_moves_former_data_and_old_tokens_still_rotate(
+    store: RedisStore,
+) -> None:
+    from typer.testing import CliRunner
+
+    from tokenward.cli import app
+
+    token = h("legacy:0")
+    await _write_former_layout(store, "legacy", token, ttl=1000)
+    await store._r.zadd(f"{{{store.prefix}}}:deadline", {"gone": NOW - 5})  # family expired
+    url = f"{URL}?prefix={store.prefix}"
+    args = ["db", "migrate-redis", "--store", url]
+    first = await asyncio.to_thread(CliRunner().invoke, app, args)  # the CLI runs its own loop
+    assert first.exit_code == 0, first.output
+    assert "moved 1 families and 2 purge-index entries" in first.output
+    again = await asyncio.to_thread(CliRunner().invoke, app, args)
+    assert again.exit_code == 0 and "moved 0 families and 0" in again.output
+    keys = await _keys(store)
+    former = {f"{{{store.prefix}:fam:legacy}}", f"{{{store.prefix}}}:deadline"}
+    assert not former & set(keys) and f"{{{store.prefix}:fam:legacy}}:tok" not in keys
+    assert 990 <= await store._r.ttl(store.family_key("legacy")) <= 1000
+    assert 990 <= await store._r.ttl(store.tokens_key("legacy")) <= 1000
+    # an untagged token (no sid) is still found through the former index, and rotates
+    found = await store.get_refresh_token(token)
+    assert found is not None and found[1].sid == "legacy" and found[0].created_at == NOW
+    result = await store.rotate(
+        token,
+        RefreshTokenRecord(h("legacy:1"), "", NOW + 1, token),
+        now=NOW + 1,
+        grace=10.0,
+        idle_expires_at=NOW + 100,
+        revocation_until=NOW + 900,
+    )
+    assert result.outcome is RotationOutcome.ROTATED
+    assert await store.get_refresh_token(h("legacy:1"), sid="legacy") is not None
+    assert (await store.purge(now=NOW, margin=0)).families == 0  # "gone": nothing left to delete
+    assert await store._r.zscore(store.deadline_key(shard_of("gone")), "gone") is None
+
+
+def test_migrate_redis_refuses_another_store() -> None:
+    from typer.testing import CliRunner
+
+    from tokenward.cli import app
+
+    r = CliRunner().invoke(app, ["db", "migrate-redis", "--store", "memory://"])
+    assert r.exit_code != 0 and "not a Redis store" in r.output
+
+
+async def test_an_untagged_refresh_token_is_accepted_and_succeeded_by_a_tagged_one(
+    store: RedisStore,
+) -> None:
+    from tokenward.sessions import new_refresh_token, refresh_token_sid
+    from tokenward.testing import make_session_manager
+
+    sessions = await make_session_manager(store=store, grace_period=10.0)
+    old = new_refresh_token()  # the form issued before tokens named their family
+    sid = "AAAAAAAAAAAAAAAAAAAAAA"
+    await _write_former_layout(store, sid, hashlib.sha256(old.encode()).digest(), ttl=1000)
+    await store.migrate_layout()
+    sessions.clock.set(NOW + 1)  # type: ignore[attr-defined]
+    pair = await sessions.refresh(old, client_id="web")
+    assert pair.session_id == sid and refresh_token_sid(pair.refresh_token) == sid
+    assert (await sessions.refresh(old, client_id="web")).refresh_token == pair.refresh_token
+    nxt = await sessions.refresh(pair.refresh_token, client_id="web")
+    assert refresh_token_sid(nxt.refresh_token) == sid
+
+
+# -- redis+cluster:// ----------------------------------------------------------------------
+def test_a_cluster_url_lists_its_startup_nodes_and_keeps_the_prefix() -> None:
+    from tokenward.store.redis import RedisClusterStore
+
+    s = store_from_url("redis+cluster://10.0.0.1:7000,10.0.0.2:7001?prefix=nu:")
+    assert isinstance(s, RedisClusterStore)
+    assert s.nodes == [("10.0.0.1", 7000), ("10.0.0.2", 7001)] and s.prefix == "nu"
+
+
+@pytest.mark.parametrize("netloc", ["", "host", "host:", "a:1,b", "h:99999", "h:port"])
+def test_a_cluster_url_without_host_port_is_refused(netloc: str) -> None:
+    with pytest.raises(ConfigurationError, match="host:port"):
+        store_from_url(f"redis+cluster://{netloc}")

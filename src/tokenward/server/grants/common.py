@@ -10,6 +10,7 @@ from fastapi import Request
 from ...errors import InvalidGrant
 from ...sessions import TokenPair
 from ...store.base import Client
+from .. import riskwire
 from ..authorization import RESERVED_SCOPES, parse_scope
 from ..credentials import confirm_session
 from ..deps import client_ip, user_agent
@@ -39,12 +40,14 @@ async def password_session(
     grant and /login). The session keeps the granted scope; its first access token is for
     the one requested resource (RFC 8707)."""
     ip = client_ip(request)
+    await riskwire.check_block(rt, ip)
     await rt.throttle.check(username, ip)
     try:
         user = await rt.users.authenticate(username, password)
     except InvalidGrant:
         rt.metrics.login_failures.inc()
         await rt.throttle.failed(username, ip)
+        await riskwire.sign_in_failed(rt, username=username, password=password, address=ip)
         raise
     await rt.throttle.succeeded(username, ip)
     grant, catalog = await rt.authorizer.grant(
@@ -63,5 +66,13 @@ async def password_session(
     )
     # a disable or reset that ran while the password was being checked ends this session
     await confirm_session(rt.sessions, user, pair.session_id)
+    await riskwire.signed_in(
+        rt,
+        sub=user.username,
+        sid=pair.session_id,
+        client_id=client.client_id,
+        address=ip,
+        device=device,
+    )
     rt.metrics.tokens_issued.labels(grant="password").inc()
     return pair

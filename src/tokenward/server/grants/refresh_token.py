@@ -4,11 +4,12 @@ the form, or (browser mode) from the ``HttpOnly`` cookie together with a CSRF he
 from __future__ import annotations
 
 from ...errors import InvalidRequest, InvalidTarget, RefreshTokenReused
-from ...sessions import AccessSpec, hash_refresh_token, parse_refresh_token
+from ...sessions import AccessSpec, hash_refresh_token, parse_refresh_token, refresh_token_sid
 from ...store.base import Family
 from ..cookies import check_csrf, csrf_token, read_refresh_cookie, set_refresh_cookie
 from ..deps import client_ip, form_resources, user_agent
 from ..errors import JSON
+from ..riskwire import request_context
 from .base import Grant, GrantContext
 from .common import token_response
 
@@ -30,7 +31,9 @@ class RefreshTokenGrant(Grant):
                 raise InvalidRequest("refresh_token is required")
             from_cookie = True
             if parse_refresh_token(refresh_token) is not None:
-                found = await rt.store.get_refresh_token(hash_refresh_token(refresh_token))
+                found = await rt.store.get_refresh_token(
+                    hash_refresh_token(refresh_token), sid=refresh_token_sid(refresh_token)
+                )
                 if found is not None:  # unknown tokens fail below with invalid_grant
                     check_csrf(request, rt.csrf_secret, found[1].sid)
         resources = form_resources(request)
@@ -44,12 +47,14 @@ class RefreshTokenGrant(Grant):
             )
             return rt.access_spec(grant, catalog)
 
+        ip, agent = client_ip(request), user_agent(request)
+        token = request_context.set((ip, agent))  # read by the risk check of this refresh
         try:
             pair = await rt.sessions.refresh(
                 refresh_token,
                 client_id=client.client_id,
-                ip=client_ip(request),
-                user_agent=user_agent(request),
+                ip=ip,
+                user_agent=agent,
                 decide=decide,
                 dpop_jkt=ctx.dpop_jkt,
             )
@@ -57,10 +62,14 @@ class RefreshTokenGrant(Grant):
             # the family is revoked: tell its client by back-channel logout (OIDC BCL 1.0)
             from ..logout import notify_family_ended
 
-            found = await rt.store.get_refresh_token(hash_refresh_token(refresh_token))
+            found = await rt.store.get_refresh_token(
+                hash_refresh_token(refresh_token), sid=refresh_token_sid(refresh_token)
+            )
             if found is not None:
                 await notify_family_ended(rt, found[1])
             raise
+        finally:
+            request_context.reset(token)
         rt.metrics.tokens_issued.labels(grant="refresh_token").inc()
         if not from_cookie:
             return token_response(pair.to_response())

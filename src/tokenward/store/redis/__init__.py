@@ -1,10 +1,11 @@
 """The Redis store (redis-py asyncio + Lua scripts).
 
-The public name is :class:`RedisStore`; the modules of this package are internal.
+The public names are :class:`RedisStore` and :class:`RedisClusterStore`; the modules of
+this package are internal.
 """
 
 from __future__ import annotations
 
-from .store import RedisStore
+from .store import RedisClusterStore, RedisStore
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisClusterStore", "RedisStore"]

@@ -12,9 +12,13 @@ Conventions shared by every script (see :mod:`tokenward.store.redis` for the key
   expires ``margin`` seconds after ``min(expires_at, idle_expires_at)``, refreshed on every use;
   a token-hash index key expires ``margin`` seconds after ``expires_at`` (it can never be needed
   later, and a pointer to a vanished family reads as "not found");
-* a revocation event is ``INCR`` on the sequence key, ``XADD <seq>-0`` on the stream (fields
-  ``k`` kind, ``v`` value, ``u`` until, ``a`` at) and ``ZADD`` of ``seq`` scored by ``until`` on
-  the expiry index that :meth:`purge` uses.
+* every script touches the keys of one hash slot only (a shard's ``{p:s<n>}`` keys, or the
+  global ``{p}`` keys), so the layout runs unchanged on Redis Cluster;
+* a family's revocation event is ``XADD *`` on its shard's outbox (fields ``k`` kind, ``v``
+  value, ``u`` until, ``a`` at), in the same script as the family change; ``MOVE_EVENT`` then
+  appends it to the feed: ``INCR`` on the sequence key, ``XADD <seq>-0`` on the stream and
+  ``ZADD`` of ``seq`` scored by ``until`` on the expiry index that :meth:`purge` uses, once per
+  outbox entry (a marker key remembers the ``seq`` it got).
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ __all__ = [
     "ADD_REVOCATION",
     "CREATE_FAMILY",
     "DPOP_JTI_SEEN",
+    "MOVE_EVENT",
     "PURGE_FAMILY",
     "PURGE_STREAM",
     "RATE_HIT",
+    "READ_RECORD",
     "REVOKE_FAMILY",
-    "REVOKE_SUBJECT",
     "ROTATE",
+    "SUBJECT_ADD",
 ]
 
 _COMMON = """
@@ -46,6 +52,9 @@ local function append_event(seq_key, stream, revexp, kind, value, untl, at)
   redis.call('XADD', stream, seq .. '-0', 'k', kind, 'v', value, 'u', untl, 'a', at)
   redis.call('ZADD', revexp, untl, seq)
   return seq
+end
+local function outbox_event(outbox, kind, value, untl, at)
+  return redis.call('XADD', outbox, '*', 'k', kind, 'v', value, 'u', untl, 'a', at)
 end
 """
 
@@ -67,51 +76,70 @@ end
 CREATE_FAMILY = (
     _COMMON
     + """
--- KEYS: 1 family, 2 tokens, 3 token index, 4 subject index, 5 deadline index
+-- KEYS: 1 family, 2 tokens, 3 shard deadline index (one shard slot)
 -- ARGV: 1 sid, 2 token hex, 3 token created_at, 4 token parent hex or '', 5 now, 6 margin,
 --       7 created_at, 8 deadline, 9.. family field/value pairs
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'family_exists' end
-if redis.call('EXISTS', KEYS[3]) == 1 then return 'token_exists' end
 local h = ARGV[2]
 local now, margin = tonumber(ARGV[5]), tonumber(ARGV[6])
 local fields = {}
 for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], h .. ':c', ARGV[3])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], h .. ':p', ARGV[4]) end
 local ttl = family_ttl(KEYS[1], now, margin)
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[2], ttl)
-local exp = redis.call('HGET', KEYS[1], 'expires_at')
-redis.call('SET', KEYS[3], ARGV[1], 'EX', ttl_for(tonumber(exp), now, margin))
-redis.call('ZADD', KEYS[4], ARGV[7], ARGV[1])
--- the subject index lives as long as the longest-lived family it lists
-local sttl = ttl_for(tonumber(exp), now, margin)
-if redis.call('TTL', KEYS[4]) < sttl then redis.call('EXPIRE', KEYS[4], sttl) end
-redis.call('ZADD', KEYS[5], ARGV[8], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[8], ARGV[1])
 return 'ok'
 """
 )
+
+SUBJECT_ADD = (
+    _COMMON
+    + """
+-- KEYS: 1 subject index; ARGV: 1 sid, 2 created_at, 3 expires_at, 4 now, 5 margin
+-- Run before the family is created: a crash in between leaves a sid without a family (read as
+-- absent), never a family its subject's revocation would miss. The index lives as long as the
+-- longest-lived family it lists.
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local sttl = ttl_for(tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
+if redis.call('TTL', KEYS[1]) < sttl then redis.call('EXPIRE', KEYS[1], sttl) end
+return 1
+"""
+)
+
+READ_RECORD = """
+-- KEYS: 1 family, 2 tokens; ARGV: 1 token hex
+-- returns {created_at, parent, consumed_at, successor, family HGETALL...} or {} when absent
+local h = ARGV[1]
+local rec = redis.call('HMGET', KEYS[2], h .. ':c', h .. ':p', h .. ':u', h .. ':s')
+if not rec[1] then return {} end
+local fam = redis.call('HGETALL', KEYS[1])
+if #fam == 0 then return {} end
+return {rec[1], rec[2] or '', rec[3] or '', rec[4] or '', unpack(fam)}
+"""
 
 ROTATE = (
     _COMMON
     + DECIDE_ROTATION
     + """
--- KEYS: 1 family, 2 tokens, 3 child index, 4 seq, 5 stream, 6 revexp, 7 deadline index
+-- KEYS: 1 family, 2 tokens, 3 shard deadline index, 4 shard outbox (one shard slot)
 -- ARGV: 1 sid, 2 parent hex, 3 child hex, 4 child created_at, 5 now, 6 grace,
 --       7 idle_expires_at, 8 revocation_until, 9 margin
--- returns {outcome, seq-or-0, family HGETALL...}
+-- returns {outcome, outbox-id-or-'', family HGETALL...}
 local fam, tok = KEYS[1], KEYS[2]
-if redis.call('EXISTS', fam) == 0 then return {'not_found', 0} end
+if redis.call('EXISTS', fam) == 0 then return {'not_found', ''} end
 local p, c = ARGV[2], ARGV[3]
 local rec = redis.call('HMGET', tok, p .. ':c', p .. ':u', p .. ':s')
-if not rec[1] then return {'not_found', 0} end
+if not rec[1] then return {'not_found', ''} end
 local now, grace, margin = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[9])
 local cur = redis.call('HGET', fam, 'current_hash')
 local revoked = redis.call('HEXISTS', fam, 'revoked_at') == 1
 local outcome = decide_rotation(revoked, cur, p, rec[2], rec[3], c, now, grace)
 if outcome == 'revoked' then
-  return {'revoked', 0, unpack(redis.call('HGETALL', fam))}
+  return {'revoked', '', unpack(redis.call('HGETALL', fam))}
 end
 local function touch()
   redis.call('HSET', fam, 'last_used_at', ARGV[5], 'idle_expires_at', ARGV[7])
@@ -119,66 +147,51 @@ local function touch()
   redis.call('EXPIRE', fam, ttl)
   redis.call('EXPIRE', tok, ttl)
   local f = redis.call('HMGET', fam, 'expires_at', 'idle_expires_at')
-  redis.call('ZADD', KEYS[7], math.min(tonumber(f[1]), tonumber(f[2])), ARGV[1])
+  redis.call('ZADD', KEYS[3], math.min(tonumber(f[1]), tonumber(f[2])), ARGV[1])
 end
 if outcome == 'rotated' then
-  if redis.call('HEXISTS', tok, c .. ':c') == 1 or redis.call('EXISTS', KEYS[3]) == 1 then
-    return {'token_exists', 0}
-  end
+  if redis.call('HEXISTS', tok, c .. ':c') == 1 then return {'token_exists', ''} end
   redis.call('HSET', tok, p .. ':u', ARGV[5], p .. ':s', c, c .. ':c', ARGV[4], c .. ':p', p)
   redis.call('HSET', fam, 'current_hash', c)
   redis.call('HINCRBY', fam, 'generation', 1)
   touch()
-  local exp = redis.call('HGET', fam, 'expires_at')
-  redis.call('SET', KEYS[3], ARGV[1], 'EX', ttl_for(tonumber(exp), now, margin))
-  return {'rotated', 0, unpack(redis.call('HGETALL', fam))}
+  return {'rotated', '', unpack(redis.call('HGETALL', fam))}
 end
 if outcome == 'grace' then
   touch()
-  return {'grace', 0, unpack(redis.call('HGETALL', fam))}
+  return {'grace', '', unpack(redis.call('HGETALL', fam))}
 end
 redis.call('HSET', fam, 'revoked_at', ARGV[5], 'revoked_reason', 'refresh_token_reuse')
-local seq = append_event(KEYS[4], KEYS[5], KEYS[6], 'sid', ARGV[1], ARGV[8], ARGV[5])
-return {'reused', seq, unpack(redis.call('HGETALL', fam))}
+local id = outbox_event(KEYS[4], 'sid', ARGV[1], ARGV[8], ARGV[5])
+return {'reused', id, unpack(redis.call('HGETALL', fam))}
 """
 )
 
 REVOKE_FAMILY = (
     _COMMON
     + """
--- KEYS: 1 family, 2 seq, 3 stream, 4 revexp
+-- KEYS: 1 family, 2 shard outbox (one shard slot)
 -- ARGV: 1 sid, 2 now, 3 reason, 4 until
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('HEXISTS', KEYS[1], 'revoked_at') == 1 then return 0 end
+-- returns the outbox entry id of the event, or '' when there was nothing to revoke
+if redis.call('EXISTS', KEYS[1]) == 0 then return '' end
+if redis.call('HEXISTS', KEYS[1], 'revoked_at') == 1 then return '' end
 redis.call('HSET', KEYS[1], 'revoked_at', ARGV[2], 'revoked_reason', ARGV[3])
-return append_event(KEYS[2], KEYS[3], KEYS[4], 'sid', ARGV[1], ARGV[4], ARGV[2])
+return outbox_event(KEYS[2], 'sid', ARGV[1], ARGV[4], ARGV[2])
 """
 )
 
-REVOKE_SUBJECT = (
+MOVE_EVENT = (
     _COMMON
     + """
--- KEYS: 1 subject index, 2 seq, 3 stream, 4 revexp, 5.. family keys (sorted by sid)
--- ARGV: 1 sub, 2 now, 3 until, 4.. the sids of KEYS[5..] as read by the caller
--- Optimistic: when the subject index changed since the caller read it, return 'retry'.
-local sids = redis.call('ZRANGE', KEYS[1], 0, -1)
-table.sort(sids)
-if #sids ~= #ARGV - 3 then return {'retry'} end
-for i = 1, #sids do
-  if sids[i] ~= ARGV[i + 3] then return {'retry'} end
-end
-local out = {'ok'}
-for i = 1, #sids do
-  local fam = KEYS[i + 4]
-  if redis.call('EXISTS', fam) == 1 and redis.call('HEXISTS', fam, 'revoked_at') == 0 then
-    redis.call('HSET', fam, 'revoked_at', ARGV[2], 'revoked_reason', 'subject_revoked')
-    out[#out + 1] = sids[i]
-    out[#out + 1] = append_event(KEYS[2], KEYS[3], KEYS[4], 'sid', sids[i], ARGV[3], ARGV[2])
-  end
-end
-out[#out + 1] = ''
-out[#out + 1] = append_event(KEYS[2], KEYS[3], KEYS[4], 'sub', ARGV[1], ARGV[3], ARGV[2])
-return out
+-- KEYS: 1 seq, 2 stream, 3 revexp, 4 the entry's marker (all in the global slot)
+-- ARGV: 1 kind, 2 value, 3 until, 4 at, 5 marker TTL
+-- Appends one outbox entry to the feed once: a second mover of the same entry (a concurrent
+-- one, or a retry after a crash before the entry left the outbox) gets the same seq.
+local seq = redis.call('GET', KEYS[4])
+if seq then return tonumber(seq) end
+seq = append_event(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+redis.call('SET', KEYS[4], seq, 'EX', ARGV[5])
+return seq
 """
 )
 
@@ -232,7 +245,7 @@ return {removed, more}
 """
 
 PURGE_FAMILY = """
--- KEYS: 1 family, 2 tokens, 3 deadline index; ARGV: 1 sid, 2 cutoff
+-- KEYS: 1 family, 2 tokens, 3 shard deadline index (one shard slot); ARGV: 1 sid, 2 cutoff
 -- Deletes the family when its deadline is still <= cutoff (it may have been refreshed since the
 -- caller read the index). Returns {deleted (0/1), sub, token hex...}.
 local score = redis.call('ZSCORE', KEYS[3], ARGV[1])

@@ -1,4 +1,4 @@
-"""``redis://`` and ``rediss://``: the store on Redis (redis-py asyncio + hiredis).
+"""``redis://``, ``rediss://``, ``redis+cluster://``: the store on Redis (redis-py asyncio).
 
 Every atomic step of the :class:`~tokenward.store.base.Store` contract is one Lua script
 (:mod:`tokenward.store.redis.scripts`, run with ``EVALSHA``; redis-py reloads a script after
@@ -6,25 +6,34 @@ Every atomic step of the :class:`~tokenward.store.base.Store` contract is one Lu
 caller's ``now``); the revocation feed is a Redis Stream whose entry ids are ``<seq>-0``, so
 followers ``XREAD BLOCK`` after their cursor.
 
-Key layout for ``prefix="tw"`` (``{...}`` is the Redis Cluster hash tag)::
+Key layout for ``prefix="tw"`` (``{...}`` is the Redis Cluster hash tag; shard ``n`` of family
+``sid`` is :func:`shard_of`, the first byte of ``sha256(sid)`` modulo :data:`SHARDS`)::
 
-    {tw:fam:<sid>}          hash   the family (Family fields; hashes as hex)      TTL
-    {tw:fam:<sid>}:tok      hash   its token records: <hex>:c|p|u|s               TTL
-    tw:rt:<hex>             string token hash -> sid (find the family first)     TTL
+    {tw:s<n>}:fam:<sid>     hash   the family (Family fields; hashes as hex)      TTL
+    {tw:s<n>}:tok:<sid>     hash   its token records: <hex>:c|p|u|s               TTL
+    {tw:s<n>}:deadline      zset   sid -> min(expires_at, idle_expires_at) (purge index)
+    {tw:s<n>}:out           stream the shard's outbox: revocation events not yet in the feed
+    tw:rt:<hex>             string token hash -> sid of untagged (former) tokens   TTL
     {tw}:sub:<sub>          zset   the subject's sids scored by created_at        TTL
-    {tw}:deadline           zset   sid -> min(expires_at, idle_expires_at) (purge index)
     {tw}:seq                string the revocation sequence (INCR)
     {tw}:rev                stream the revocation feed, ids <seq>-0 (trimmed by purge)
     {tw}:revexp             zset   seq -> until (purge index)
+    {tw}:moved:<n>:<id>     string the seq outbox entry <id> of shard n got        TTL
     {tw}:keys  {tw}:secret:<name>  {tw}:user:<name> {tw}:users  {tw}:client:<id> {tw}:clients
     {tw}:resource:<id> {tw}:resources  {tw}:role:<name> {tw}:roles   (JSON records + index sets)
-    {tw}:dpop:<replay key>  string a seen DPoP proof: its until (script)                  TTL
+    {tw}:rate:<key>  {tw}:dpop:<replay key>                                         TTL
     {tw}:gr:…  {tw}:gri:…  {tw}:grexp   grant records (see tokenward.store.redis.grants)
 
-A family's keys share one slot; everything global shares the ``{tw}`` slot. On a single node
-(the supported and tested deployment, also behind Sentinel) every script declares all its keys.
-On Redis Cluster ``create_family``, ``rotate``, ``revoke_family`` and ``revoke_subject`` would be
-cross-slot (family slot + token index + the global slot); see ``docs/stores-redis.md``.
+Every script touches one hash slot: a shard's or the global ``{tw}`` one. A refresh token names
+its family (``twr_<sid>.<secret>``), so the caller passes the sid and a lookup runs in the
+family's shard; untagged tokens issued before that are found through ``tw:rt:<hex>`` (a plain
+``GET``) until they expire. A family's revocation event is written into its shard's outbox by
+the same script as the revocation, then moved into ``{tw}:rev`` by :meth:`RedisStore._move`
+(``MOVE_EVENT`` assigns the seq once per entry, a marker key makes a repeated move a no-op)
+before the call returns; every feed read and follower moves what a crashed writer left. So an
+acknowledged revocation is in Redis with the family change and reaches the feed. Data of the
+former layout is moved by :meth:`RedisStore.migrate_layout` (``tokenward db migrate-redis``).
+See ``docs/stores-redis.md``.
 
 Fail closed: every call is bounded by ``timeout`` (socket connect/read timeouts and an
 ``asyncio.timeout`` around the whole call); connection errors, timeouts, ``BUSY``, ``LOADING``,
@@ -37,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -73,7 +83,7 @@ from ..base import (
 from . import scripts as lua
 from .grants import RedisGrantRecordsMixin
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisClusterStore", "RedisStore"]
 
 T = TypeVar("T")
 
@@ -89,6 +99,20 @@ _UNAVAILABLE_REPLIES = (
     "UNBLOCKED",
 )
 _PURGE_BATCH = 10_000
+SHARDS = 16
+"""Families are spread over this many shards, each one hash slot with its own outbox."""
+_MARKER_TTL = 86_400
+"""Seconds a moved outbox entry's marker (its seq) is kept: a mover that stalls longer than
+this after reading an entry and before deleting it appends the event twice (harmless: a
+revocation is idempotent)."""
+_SWEEP_INTERVAL = 1.0
+"""A follower moves every shard's outbox at least this often (events whose writer died before
+moving them; a writer normally moves its own event at once)."""
+
+
+def shard_of(sid: str) -> int:
+    """The shard of family ``sid`` (stable: the first byte of ``sha256(sid)``)."""
+    return hashlib.sha256(sid.encode()).digest()[0] % SHARDS
 
 
 def _num(value: float) -> str:
@@ -112,7 +136,7 @@ class RedisStore(RedisGrantRecordsMixin, Store):
     day), ``max_connections``; other keyword options go to ``redis.asyncio.Redis.from_url``.
     """
 
-    schemes = ("redis", "rediss")
+    schemes: tuple[str, ...] = ("redis", "rediss")
 
     def __init__(
         self,
@@ -145,7 +169,6 @@ class RedisStore(RedisGrantRecordsMixin, Store):
         self._k_seq = f"{g}:seq"
         self._k_stream = f"{g}:rev"
         self._k_revexp = f"{g}:revexp"
-        self._k_deadline = f"{g}:deadline"
         self._k_keys = f"{g}:keys"
         self._k_users = f"{g}:users"
         self._k_clients = f"{g}:clients"
@@ -153,18 +176,30 @@ class RedisStore(RedisGrantRecordsMixin, Store):
         self._k_roles = f"{g}:roles"
         self._g = g
         self._scripts: dict[str, AsyncScript] = {}
+        self._last_sweep = float("-inf")
 
     def __repr__(self) -> str:
         return f"RedisStore(prefix={self.prefix!r}, timeout={self.timeout})"
 
     # -- key names -------------------------------------------------------------------------
+    def shard_tag(self, shard: int) -> str:
+        return f"{{{self.prefix}:s{shard}}}"
+
     def family_key(self, sid: str) -> str:
-        return f"{{{self.prefix}:fam:{sid}}}"
+        return f"{self.shard_tag(shard_of(sid))}:fam:{sid}"
 
     def tokens_key(self, sid: str) -> str:
-        return f"{{{self.prefix}:fam:{sid}}}:tok"
+        return f"{self.shard_tag(shard_of(sid))}:tok:{sid}"
+
+    def deadline_key(self, shard: int) -> str:
+        return f"{self.shard_tag(shard)}:deadline"
+
+    def outbox_key(self, shard: int) -> str:
+        return f"{self.shard_tag(shard)}:out"
 
     def token_index_key(self, token_hash: bytes) -> str:
+        """The index of untagged refresh tokens (token hash -> sid); read-only since tagged
+        tokens, kept until the untagged ones expire."""
         return f"{self.prefix}:rt:{token_hash.hex()}"
 
     def subject_key(self, sub: str) -> str:
@@ -224,6 +259,7 @@ class RedisStore(RedisGrantRecordsMixin, Store):
             deleted = 0
             for pattern in (
                 f"{{{self.prefix}}}:*",
+                f"{{{self.prefix}:s*",
                 f"{{{self.prefix}:fam:*",
                 f"{self.prefix}:rt:*",
             ):
@@ -238,6 +274,45 @@ class RedisStore(RedisGrantRecordsMixin, Store):
             return deleted
 
         return await self._call(run, "drop", timeout=max(self.timeout, 30.0))
+
+    async def migrate_layout(self) -> tuple[int, int]:
+        """Move data written by versions before the sharded layout into it (idempotent; run
+        with no server of an older version writing). Each family ``{p:fam:<sid>}`` and its
+        ``{p:fam:<sid>}:tok`` move, with their TTLs, to ``{p:s<n>}:fam:<sid>`` and
+        ``{p:s<n>}:tok:<sid>``, its entry of ``{p}:deadline`` to ``{p:s<n>}:deadline``.
+        The untagged-token index ``p:rt:<hex>``, the subject indexes and the feed stay.
+        Returns (families moved, deadline entries moved)."""
+
+        async def run() -> tuple[int, int]:
+            moved = entries = 0
+            head = f"{{{self.prefix}:fam:"
+            old_deadline = f"{self._g}:deadline"
+            async for raw in self._r.scan_iter(match=_glob_escape(head + "*"), count=1000):
+                key = _s(raw)
+                if not key.endswith("}"):
+                    continue  # a ``:tok`` hash: moved with its family
+                sid = key[len(head) : -1]
+                for old, new in ((key, self.family_key(sid)), (key + ":tok", self.tokens_key(sid))):
+                    dump = await self._r.dump(old)
+                    if dump is not None:
+                        ttl = max(int(await self._r.pttl(old)), 0)
+                        if not await self._r.exists(new):
+                            await self._r.restore(new, ttl, dump)
+                        await self._r.delete(old)
+                moved += 1
+            # deadline entries, including those of families already expired (purge needs them)
+            while True:
+                batch: list[Any] = await self._r.zrange(old_deadline, 0, 999, withscores=True)
+                if not batch:
+                    break
+                for pair in batch:
+                    sid, score = _s(pair[0]), float(pair[1])
+                    await self._r.zadd(self.deadline_key(shard_of(sid)), {sid: score})
+                    await self._r.zrem(old_deadline, sid)
+                    entries += 1
+            return moved, entries
+
+        return await self._call(run, "migrate_layout", timeout=max(self.timeout, 3600.0))
 
     async def _call(
         self, op: Callable[[], Awaitable[T]], what: str, *, timeout: float | None = None
@@ -286,12 +361,14 @@ class RedisStore(RedisGrantRecordsMixin, Store):
         sid = family.sid
         fam = _family_fields(family, current_hash=token.token_hash)
         deadline = min(family.expires_at, family.idle_expires_at)
-        keys = [
-            self.family_key(sid),
-            self.tokens_key(sid),
-            self.token_index_key(token.token_hash),
-            self.subject_key(family.sub),
-            self._k_deadline,
+        keys = [self.family_key(sid), self.tokens_key(sid), self.deadline_key(shard_of(sid))]
+        sub_keys = [self.subject_key(family.sub)]
+        sub_args = [
+            sid,
+            _num(family.created_at),
+            _num(family.expires_at),
+            _num(family.created_at),
+            _num(self.ttl_margin),
         ]
         args = [
             sid,
@@ -304,37 +381,47 @@ class RedisStore(RedisGrantRecordsMixin, Store):
             _num(deadline),
             *fam,
         ]
-        result = _s(await self._call(lambda: self._script("CREATE_FAMILY", keys, args), "create"))
+
+        async def run() -> Any:
+            # the subject index first: it may list a sid whose family never came, never miss one
+            await self._script("SUBJECT_ADD", sub_keys, sub_args)
+            return await self._script("CREATE_FAMILY", keys, args)
+
+        result = _s(await self._call(run, "create"))
         if result == "family_exists":
             raise AlreadyExists("a family with this sid exists")
-        if result == "token_exists":
-            raise AlreadyExists("a refresh token with this hash exists")
+
+    async def _sid_of(self, token_hash: bytes, sid: str | None) -> str | None:
+        """``sid`` when the token names it, else the untagged-token index's answer."""
+        if sid is not None:
+            return sid
+        raw = await self._r.get(self.token_index_key(token_hash))
+        return None if raw is None else _s(raw)
 
     async def get_refresh_token(
-        self, token_hash: bytes
+        self, token_hash: bytes, *, sid: str | None = None
     ) -> tuple[RefreshTokenRecord, Family] | None:
-        h = token_hash.hex()
-
         async def run() -> tuple[RefreshTokenRecord, Family] | None:
-            raw_sid = await self._r.get(self.token_index_key(token_hash))
-            if raw_sid is None:
+            found_sid = await self._sid_of(token_hash, sid)
+            if found_sid is None:
                 return None
-            sid = _s(raw_sid)
-            async with self._r.pipeline(transaction=True) as pipe:
-                pipe.hgetall(self.family_key(sid))
-                pipe.hmget(self.tokens_key(sid), [f"{h}:c", f"{h}:p", f"{h}:u", f"{h}:s"])
-                fam_raw, rec = await pipe.execute()
-            if not fam_raw or rec[0] is None:
+            keys = [self.family_key(found_sid), self.tokens_key(found_sid)]
+            reply = await self._script("READ_RECORD", keys, [token_hash.hex()])
+            if not reply:
                 return None
+            family = _family_from(_pairs(reply[4:]))
+            if family.sid != found_sid:  # pragma: no cover - a sid is its keys' name
+                return None
+            c, p, u, n = (_s(x) for x in reply[:4])
             record = RefreshTokenRecord(
                 token_hash=token_hash,
-                sid=sid,
-                created_at=float(rec[0]),
-                parent_hash=bytes.fromhex(_s(rec[1])) if rec[1] is not None else None,
-                consumed_at=float(rec[2]) if rec[2] is not None else None,
-                successor_hash=bytes.fromhex(_s(rec[3])) if rec[3] is not None else None,
+                sid=found_sid,
+                created_at=float(c),
+                parent_hash=bytes.fromhex(p) if p else None,
+                consumed_at=float(u) if u else None,
+                successor_hash=bytes.fromhex(n) if n else None,
             )
-            return record, _family_from(fam_raw)
+            return record, family
 
         return await self._call(run, "get_refresh_token")
 
@@ -349,18 +436,14 @@ class RedisStore(RedisGrantRecordsMixin, Store):
         revocation_until: float,
     ) -> RotationResult:
         async def run() -> Any:
-            raw_sid = await self._r.get(self.token_index_key(parent_hash))
-            if raw_sid is None:
+            sid = await self._sid_of(parent_hash, child.sid or None)
+            if sid is None:
                 return None
-            sid = _s(raw_sid)
             keys = [
                 self.family_key(sid),
                 self.tokens_key(sid),
-                self.token_index_key(child.token_hash),
-                self._k_seq,
-                self._k_stream,
-                self._k_revexp,
-                self._k_deadline,
+                self.deadline_key(shard_of(sid)),
+                self.outbox_key(shard_of(sid)),
             ]
             args = [
                 sid,
@@ -373,7 +456,11 @@ class RedisStore(RedisGrantRecordsMixin, Store):
                 _num(revocation_until),
                 _num(self.ttl_margin),
             ]
-            return await self._script("ROTATE", keys, args)
+            reply = await self._script("ROTATE", keys, args)
+            if _s(reply[0]) == "reused":
+                seq = await self._seq_of(shard_of(sid), _s(reply[1]))
+                return [reply[0], seq, *reply[2:]]
+            return reply
 
         reply = await self._call(run, "rotate")
         if reply is None:
@@ -414,37 +501,100 @@ class RedisStore(RedisGrantRecordsMixin, Store):
     async def revoke_family(
         self, sid: str, *, now: float, reason: str, until: float
     ) -> RevocationEvent | None:
-        keys = [self.family_key(sid), self._k_seq, self._k_stream, self._k_revexp]
-        args = [sid, _num(now), reason, _num(until)]
-        seq = int(
-            await self._call(lambda: self._script("REVOKE_FAMILY", keys, args), "revoke_family")
-        )
+        async def run() -> int:
+            shard = shard_of(sid)
+            keys = [self.family_key(sid), self.outbox_key(shard)]
+            entry = _s(
+                await self._script("REVOKE_FAMILY", keys, [sid, _num(now), reason, _num(until)])
+            )
+            if not entry:
+                return 0
+            return await self._seq_of(shard, entry)
+
+        seq = await self._call(run, "revoke_family")
         if seq == 0:
             return None
         return RevocationEvent(seq, RevocationKind.SID, sid, float(until), float(now))
 
     async def revoke_subject(self, sub: str, *, now: float, until: float) -> list[RevocationEvent]:
-        async def run() -> list[Any]:
-            for _ in range(100):  # optimistic: retry when a family was added meanwhile
-                sids = sorted(_s(s) for s in await self._r.zrange(self.subject_key(sub), 0, -1))
-                keys = [self.subject_key(sub), self._k_seq, self._k_stream, self._k_revexp]
-                keys += [self.family_key(sid) for sid in sids]
-                reply = await self._script(
-                    "REVOKE_SUBJECT", keys, [sub, _num(now), _num(until), *sids]
+        # Each family is revoked in its own shard; a family whose creation races with this
+        # call was listed before it was created (the index is written first), so it is either
+        # revoked here or created after the subject's revocation.
+        async def run() -> list[RevocationEvent]:
+            sids = sorted(_s(s) for s in await self._r.zrange(self.subject_key(sub), 0, -1))
+            entries: dict[int, list[tuple[str, str]]] = {}
+            for sid in sids:
+                shard = shard_of(sid)
+                keys = [self.family_key(sid), self.outbox_key(shard)]
+                args = [sid, _num(now), "subject_revoked", _num(until)]
+                entry = _s(await self._script("REVOKE_FAMILY", keys, args))
+                if entry:
+                    entries.setdefault(shard, []).append((sid, entry))
+            events: list[RevocationEvent] = []
+            for shard, pairs in entries.items():
+                for sid, entry in pairs:
+                    seq = await self._seq_of(shard, entry)
+                    events.append(
+                        RevocationEvent(seq, RevocationKind.SID, sid, float(until), float(now))
+                    )
+            events.sort(key=lambda e: e.seq)
+            seq = int(
+                await self._script(
+                    "ADD_REVOCATION",
+                    [self._k_seq, self._k_stream, self._k_revexp],
+                    [RevocationKind.SUB.value, sub, _num(until), _num(now)],
                 )
-                if _s(reply[0]) == "ok":
-                    return list(reply[1:])
-            raise StoreUnavailable("revoke_subject kept racing with new sessions")
+            )
+            events.append(RevocationEvent(seq, RevocationKind.SUB, sub, float(until), float(now)))
+            return events
 
-        pairs = await self._call(run, "revoke_subject")
-        events: list[RevocationEvent] = []
-        for i in range(0, len(pairs), 2):
-            sid, seq = _s(pairs[i]), int(pairs[i + 1])
-            if sid:
-                events.append(RevocationEvent(seq, RevocationKind.SID, sid, float(until), now))
-            else:
-                events.append(RevocationEvent(seq, RevocationKind.SUB, sub, float(until), now))
-        return events
+        return await self._call(run, "revoke_subject")
+
+    # -- the outbox mover ------------------------------------------------------------------
+    async def _move(self, shard: int) -> dict[str, int]:
+        """Append the shard's outbox entries to the feed (oldest first) and remove them;
+        returns outbox entry id -> seq. Idempotent: an entry moved twice keeps one seq."""
+        outbox = self.outbox_key(shard)
+        moved: dict[str, int] = {}
+        while True:
+            entries: list[Any] = await self._r.xrange(outbox, count=500) or []
+            for entry_id, fields in entries:
+                eid = _s(entry_id)
+                f = {_s(k): _s(v) for k, v in fields.items()}
+                marker = f"{self._g}:moved:{shard}:{eid}"
+                moved[eid] = int(
+                    await self._script(
+                        "MOVE_EVENT",
+                        [self._k_seq, self._k_stream, self._k_revexp, marker],
+                        [f["k"], f["v"], f["u"], f["a"], _MARKER_TTL],
+                    )
+                )
+            if entries:
+                await self._r.xdel(outbox, *[e for e, _ in entries])
+            if len(entries) < 500:
+                return moved
+
+    async def _seq_of(self, shard: int, entry: str) -> int:
+        """Move the shard's outbox and return the seq outbox entry ``entry`` got (moved by this
+        call, or already by another mover, which set the marker before removing the entry)."""
+        moved = await self._move(shard)
+        if entry in moved:
+            return moved[entry]
+        raw = await self._r.get(f"{self._g}:moved:{shard}:{entry}")
+        if raw is None:  # pragma: no cover - a marker outlives its entry by a day
+            raise StoreUnavailable("a revocation left the outbox without a feed entry")
+        return int(raw)
+
+    async def _sweep(self) -> None:
+        """Move every shard's outbox (one pipelined look, then only the non-empty ones)."""
+        async with self._r.pipeline(transaction=False) as pipe:
+            for shard in range(SHARDS):
+                pipe.xlen(self.outbox_key(shard))
+            lengths = await pipe.execute()
+        for shard, length in enumerate(lengths):
+            if int(length):
+                await self._move(shard)
+        self._last_sweep = asyncio.get_running_loop().time()
 
     # -- revocation feed -------------------------------------------------------------------
     async def add_revocation(
@@ -462,6 +612,7 @@ class RedisStore(RedisGrantRecordsMixin, Store):
         self, cursor: int, *, now: float, limit: int = 1000
     ) -> list[RevocationEvent]:
         async def run() -> list[RevocationEvent]:
+            await self._sweep()
             out: list[RevocationEvent] = []
             start = f"({int(cursor)}-0"
             while len(out) < limit:
@@ -482,7 +633,11 @@ class RedisStore(RedisGrantRecordsMixin, Store):
         return await self._call(run, "revocations_after")
 
     async def revocation_cursor(self) -> int:
-        raw = await self._call(lambda: self._r.get(self._k_seq), "revocation_cursor")
+        async def run() -> Any:
+            await self._sweep()
+            return await self._r.get(self._k_seq)
+
+        raw = await self._call(run, "revocation_cursor")
         return int(raw) if raw is not None else 0
 
     async def wait_revocations(
@@ -496,6 +651,9 @@ class RedisStore(RedisGrantRecordsMixin, Store):
             block_ms = int((deadline - loop.time()) * 1000)
             if block_ms < 1:
                 return await self.revocations_after(cursor, now=now())
+            if loop.time() - self._last_sweep >= _SWEEP_INTERVAL:
+                await self._call(self._sweep, "wait_revocations")
+            block_ms = min(block_ms, int(_SWEEP_INTERVAL * 1000))
 
             async def read(ms: int = block_ms, after: int = cursor) -> Any:
                 return await self._rb.xread({self._k_stream: f"{after}-0"}, count=1000, block=ms)
@@ -525,32 +683,40 @@ class RedisStore(RedisGrantRecordsMixin, Store):
                 revocations += int(removed)
                 if not int(more):
                     break
-            while True:
-                sids = await self._r.zrangebyscore(
-                    self._k_deadline, "-inf", _num(cutoff), start=0, num=1000
-                )
-                for raw_sid in sids:
-                    sid = _s(raw_sid)
-                    reply = await self._script(
-                        "PURGE_FAMILY",
-                        [self.family_key(sid), self.tokens_key(sid), self._k_deadline],
-                        [sid, _num(cutoff)],
-                    )
-                    if not int(reply[0]):
-                        continue
-                    families += 1
-                    hexes = [_s(h) for h in reply[2:]]
-                    tokens += len(hexes)
-                    async with self._r.pipeline(transaction=False) as pipe:
-                        pipe.zrem(self.subject_key(_s(reply[1])), sid)
-                        for h in hexes:
-                            pipe.delete(f"{self.prefix}:rt:{h}")
-                        await pipe.execute()
-                if len(sids) < 1000:
-                    break
+            for shard in range(SHARDS):
+                f, t = await self._purge_shard(shard, cutoff)
+                families += f
+                tokens += t
             return PurgeCounts(tokens, families, revocations)
 
         return await self._call(run, "purge", timeout=max(self.timeout, 60.0))
+
+    async def _purge_shard(self, shard: int, cutoff: float) -> tuple[int, int]:
+        """Purge one shard's dead families; returns (families, refresh tokens)."""
+        families = tokens = 0
+        deadline = self.deadline_key(shard)
+        while True:
+            sids = await self._r.zrangebyscore(deadline, "-inf", _num(cutoff), start=0, num=1000)
+            for raw_sid in sids:
+                sid = _s(raw_sid)
+                reply = await self._script(
+                    "PURGE_FAMILY",
+                    [self.family_key(sid), self.tokens_key(sid), deadline],
+                    [sid, _num(cutoff)],
+                )
+                if not int(reply[0]):
+                    continue
+                families += 1
+                hexes = [_s(h) for h in reply[2:]]
+                tokens += len(hexes)
+                # outside the script (other slots): the subject index and untagged-token index
+                async with self._r.pipeline(transaction=False) as pipe:
+                    pipe.zrem(self.subject_key(_s(reply[1])), sid)
+                    for h in hexes:
+                        pipe.delete(f"{self.prefix}:rt:{h}")
+                    await pipe.execute()
+            if len(sids) < 1000:
+                return families, tokens
 
     # -- keys and secrets ------------------------------------------------------------------
     async def load_keys(self) -> bytes | None:
@@ -761,6 +927,56 @@ class RedisStore(RedisGrantRecordsMixin, Store):
     # -- health ----------------------------------------------------------------------------
     async def ping(self) -> None:
         await self._call(lambda: self._r.ping(), "ping")
+
+
+class RedisClusterStore(RedisStore):
+    """``redis+cluster://host:port[,host:port...][?prefix=tw]``: the same store on Redis Cluster,
+    through redis-py's cluster client (the nodes listed are where it starts discovering the
+    cluster). Every script touches one hash slot, so the layout is the single-node one; a
+    command to a slot whose master is down fails closed (``StoreUnavailable``) until a replica
+    is promoted. Options as for :class:`RedisStore`; others go to ``RedisCluster``.
+    """
+
+    schemes = ("redis+cluster",)
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self.nodes = _cluster_nodes(self.url)
+
+    def _make(self, *, blocking: bool) -> Any:
+        from urllib.parse import unquote, urlsplit
+
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        parts = urlsplit(self.url)
+        kwargs: dict[str, Any] = {
+            "startup_nodes": [ClusterNode(host, port) for host, port in self.nodes],
+            "socket_connect_timeout": self.timeout,
+            "socket_timeout": None if blocking else self.timeout,
+            "retry": Retry(NoBackoff(), 0),  # never re-send a rotation (see the module)
+            "max_connections": 16 if blocking else self.max_connections,
+            "decode_responses": False,
+        }
+        if parts.username:
+            kwargs["username"] = unquote(parts.username)
+        if parts.password:
+            kwargs["password"] = unquote(parts.password)
+        kwargs.update(self._options)
+        return RedisCluster(**kwargs)
+
+
+def _cluster_nodes(url: str) -> list[tuple[str, int]]:
+    """The ``host:port`` list of a ``redis+cluster://`` URL."""
+    from urllib.parse import urlsplit
+
+    hosts = urlsplit(url).netloc.rsplit("@", 1)[-1]
+    nodes: list[tuple[str, int]] = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigurationError(f"redis+cluster URL: {item.strip()!r} is not host:port")
+        nodes.append((host.strip("[]"), int(port)))
+    return nodes
 
 
 # -- (de)serialisation ---------------------------------------------------------------------

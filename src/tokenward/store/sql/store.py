@@ -338,6 +338,14 @@ class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
             )
 
     async def get_refresh_token(
+        self, token_hash: bytes, *, sid: str | None = None
+    ) -> tuple[RefreshTokenRecord, Family] | None:
+        found = await self._get_refresh_token(token_hash)
+        if found is None or (sid is not None and found[1].sid != sid):
+            return None
+        return found
+
+    async def _get_refresh_token(
         self, token_hash: bytes
     ) -> tuple[RefreshTokenRecord, Family] | None:
         if not self.single_reads:
