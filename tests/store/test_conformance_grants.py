@@ -4,12 +4,25 @@ authorizations, outbound deliveries) and the client registration fields, on ever
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 
-from support.stores import StoreFactory
+import pytest
+
+from support.stores import BACKENDS, StoreFactory, open_store_factory
 from tokenward.store import Client, Store
 from tokenward.store.base import GrantRecord
 
 NOW = 1_800_000_000.0
+
+
+@pytest.fixture(params=[*BACKENDS, "redis-cluster"])
+async def store_factory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StoreFactory]:
+    """Every backend, and the Redis store on a real local Redis Cluster."""
+    async for factory in open_store_factory(request.param, request, tmp_path):
+        yield factory
 
 
 def rec(
