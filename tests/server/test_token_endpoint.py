@@ -139,7 +139,7 @@ def test_rfc6749_5_1_token_response_has_no_store_headers(server: Server) -> None
 
 
 def test_rfc6749_5_2_unsupported_grant_type(server: Server) -> None:
-    r = server.http.post("/token", data={"grant_type": "authorization_code", "client_id": "app"})
+    r = server.http.post("/token", data={"grant_type": "implicit", "client_id": "app"})
     assert r.status_code == 400 and r.json()["error"] == "unsupported_grant_type"
 
 

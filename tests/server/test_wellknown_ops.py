@@ -12,11 +12,12 @@ def test_jwks_has_public_keys_only_with_unique_kid_use_and_alg(server: Server) -
     assert r.status_code == 200
     assert "max-age=300" in r.headers["cache-control"]
     keys = r.json()["keys"]
-    assert len(keys) == 2  # active + next (publish-before-sign)
+    # active + next access-token keys (publish-before-sign) + the RS256 ID-token key
+    assert sorted(k["alg"] for k in keys) == ["ES256", "ES256", "RS256"]
     assert len({k["kid"] for k in keys}) == len(keys)
     for k in keys:
         assert not PRIVATE & set(k)
-        assert k["use"] == "sig" and k["alg"] == "ES256"
+        assert k["use"] == "sig"
 
 
 def test_rfc8414_metadata_issuer_is_exact_and_served_at_both_paths(server: Server) -> None:
@@ -27,7 +28,13 @@ def test_rfc8414_metadata_issuer_is_exact_and_served_at_both_paths(server: Serve
     assert a["token_endpoint"] == f"{ISSUER}/token"
     assert a["jwks_uri"] == f"{ISSUER}/.well-known/jwks.json"
     assert "client_secret_basic" in a["token_endpoint_auth_methods_supported"]
-    assert set(a["grant_types_supported"]) == {"password", "refresh_token", "client_credentials"}
+    assert set(a["grant_types_supported"]) == {
+        "authorization_code",
+        "urn:ietf:params:oauth:grant-type:device_code",
+        "password",
+        "refresh_token",
+        "client_credentials",
+    }
 
 
 def test_openapi_and_docs(server: Server) -> None:

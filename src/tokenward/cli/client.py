@@ -10,7 +10,7 @@ import typer
 
 from ..errors import ConfigurationError
 from ..server.authz import catalog_of, check_client_permissions
-from ..server.clients import ClientRegistry, check_usable_grants
+from ..server.clients import ClientRegistry, check_usable_grants, require_redirect_uris
 from ..server.settings import Settings
 from ..store.base import Store
 from ._common import cli_errors, fail, format_ts, get_clock, out_console, parse_duration
@@ -20,6 +20,7 @@ from .authz import open_model, revoke_now
 
 __all__ = ["app"]
 
+_OIDC = "Authorization code and OpenID Connect"
 app = typer.Typer(help="OAuth clients.", no_args_is_help=True)
 StoreOpt = Annotated[str | None, typer.Option("--store", help=DEFAULT_STORE_HELP)]
 
@@ -62,6 +63,31 @@ def add(
         str, typer.Option(help="Space-separated scopes it may receive (none: nothing)")
     ] = "",
     name: Annotated[str | None, typer.Option(help="Display name")] = None,
+    redirect_uris: Annotated[
+        str,
+        typer.Option(
+            "--redirect-uris",
+            help="Redirect URIs, comma-separated (code flow)",
+            rich_help_panel=_OIDC,
+        ),
+    ] = "",
+    first_party: Annotated[
+        bool, typer.Option("--first-party", help="No consent page", rich_help_panel=_OIDC)
+    ] = False,
+    post_logout_redirect_uris: Annotated[
+        str,
+        typer.Option(
+            "--post-logout-redirect-uris",
+            help="Logout return URIs, comma-separated",
+            rich_help_panel=_OIDC,
+        ),
+    ] = "",
+    backchannel_logout_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--backchannel-logout-uri", help="Back-channel logout URI", rich_help_panel=_OIDC
+        ),
+    ] = None,
     dpop: DPoPOpt = None,
     store: StoreOpt = None,
 ) -> None:
@@ -74,6 +100,7 @@ def add(
         raise fail(f"--grants: {exc.description}") from None
 
     async def go(settings: Settings, st: Store) -> str | None:
+        require_redirect_uris(grant_list, redirect_uris.split(","))
         await open_model(settings, st)
         check_client_permissions(
             await catalog_of(st, settings.issuer), resource_list, scopes.split()
@@ -84,6 +111,10 @@ def add(
             grants=grant_list,
             scopes=scopes.split(),
             name=name,
+            redirect_uris=redirect_uris.split(","),
+            first_party=first_party,
+            post_logout_redirect_uris=post_logout_redirect_uris.split(","),
+            backchannel_logout_uri=backchannel_logout_uri,
             resources=resource_list,
             dpop_bound_access_tokens=dpop is DPoPMode.REQUIRED,
         )
@@ -162,6 +193,8 @@ def list_clients(
                 "resources": list(c.resources),
                 "scopes": list(c.scopes),
                 "name": c.name,
+                "first_party": c.first_party,
+                "redirect_uris": list(c.redirect_uris),
                 "dpop": "required" if c.dpop_bound_access_tokens else "optional",
                 "disabled": c.disabled,
                 "created_at": c.created_at,
@@ -172,20 +205,31 @@ def list_clients(
             "grants": ",".join,
             "resources": ",".join,
             "scopes": " ".join,
+            "redirect_uris": ",".join,
+            "first_party": lambda v: "yes" if v else "",
             "disabled": lambda d: "yes" if d else "",
             "created_at": format_ts,
         }
         cols = [
             "client_id",
             "type",
+            "first_party",
             "grants",
             "resources",
             "scopes",
+            "redirect_uris",
             "dpop",
             "disabled",
             "created_at",
         ]
-        emit(rows, cols, output=output, json=json, labels={"created_at": "created"}, show=show)
+        emit(
+            rows,
+            cols,
+            output=output,
+            json=json,
+            labels={"created_at": "created", "first_party": "first-party"},
+            show=show,
+        )
 
     run_with_store(store, go, create=False)
 

@@ -21,7 +21,34 @@ export function mountSessions({ onSignedOut }) {
   const table = $('#sessions-table');
   const empty = $('#sessions-empty');
 
+  async function loadApps() {
+    const apps = await api('GET', '/consents');
+    fillTable($('#apps-table'), apps.map((a) => {
+      const revoke = h('button', { type: 'button', class: 'btn btn-small btn-danger', 'data-client': a.client_id, text: 'Revoke access' });
+      revoke.addEventListener('click', () => act(revoke, async () => {
+        await api('DELETE', `/consents/${encodeURIComponent(a.client_id)}`);
+        await load();
+      }, `Access of ${a.name || a.client_id} revoked; its sessions ended.`));
+      return [h('strong', { text: a.name || a.client_id }), h('code', { text: a.scopes.join(' ') }), timeCell(a.granted_at), revoke];
+    }));
+    $('#apps-empty').hidden = apps.length > 0;
+    $('#apps-table').hidden = apps.length === 0;
+    const signins = await api('GET', '/sessions/signins');
+    fillTable($('#signins-table'), signins.map((s) => {
+      const end = h('button', { type: 'button', class: 'btn btn-small btn-danger', text: 'End' });
+      end.addEventListener('click', () => act(end, async () => {
+        await api('DELETE', `/sessions/signins/${encodeURIComponent(s.sid)}`);
+        await load();
+      }, 'Browser sign-in ended.'));
+      return [h('span', { text: describeAgent(s.user_agent), title: s.user_agent || '' }), h('code', { text: s.ip || '—' }),
+        h('span', { text: s.clients.join(', ') || '—' }), timeCell(s.auth_time), end];
+    }));
+    $('#signins-empty').hidden = signins.length > 0;
+    $('#signins-table').hidden = signins.length === 0;
+  }
+
   async function load() {
+    await loadApps();
     const list = await api('GET', '/sessions');
     list.sort((a, b) => (b.current - a.current) || (b.last_used_at - a.last_used_at));
     fillTable(table, sessionRows(list, revoke));

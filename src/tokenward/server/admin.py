@@ -28,7 +28,9 @@ from ..jws import JWSVerifier
 from ..mirror import RevocationMirror
 from ..revocation import Denylist
 from ..sessions import parse_refresh_token
+from ..store.base import Client
 from .authz import catalog_of, check_client_permissions, check_roles
+from .clients import require_redirect_uris
 from .deps import get_runtime, no_store, require_scope
 from .errors import JSON, NO_STORE, OAuthError
 from .sessions import SessionOut, session_out
@@ -70,6 +72,10 @@ class ClientOut(BaseModel):
     scopes: list[str]
     name: str | None = None
     created_at: float
+    redirect_uris: list[str] = Field(default_factory=list)
+    post_logout_redirect_uris: list[str] = Field(default_factory=list)
+    first_party: bool = False
+    backchannel_logout_uri: str | None = None
     dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2
     disabled: bool = False
     client_secret: str | None = None  # only in the creation response
@@ -89,6 +95,29 @@ class ClientCreate(RequestModel):
     name: str | None = Field(None, max_length=256)
     resources: list[str] = Field(default_factory=list, max_length=16)
     dpop_bound_access_tokens: bool = False
+    redirect_uris: list[str] = Field(default_factory=list, max_length=32)
+    post_logout_redirect_uris: list[str] = Field(default_factory=list, max_length=32)
+    first_party: bool = False
+    backchannel_logout_uri: str | None = Field(None, max_length=2000)
+
+
+def _client_out(c: Client, secret: str | None = None) -> ClientOut:
+    return ClientOut(
+        client_id=c.client_id,
+        public=c.public,
+        grants=list(c.grants),
+        scopes=list(c.scopes),
+        name=c.name,
+        created_at=c.created_at,
+        resources=list(c.resources),
+        redirect_uris=list(c.redirect_uris),
+        post_logout_redirect_uris=list(c.post_logout_redirect_uris),
+        first_party=c.first_party,
+        backchannel_logout_uri=c.backchannel_logout_uri,
+        dpop_bound_access_tokens=c.dpop_bound_access_tokens,
+        disabled=c.disabled,
+        client_secret=secret,
+    )
 
 
 class KeyOut(BaseModel):
@@ -175,7 +204,7 @@ async def create_user(request: Request, body: UserCreate, _: Admin) -> UserOut:
 async def _set_disabled(request: Request, username: str, disabled: bool) -> int:
     rt = get_runtime(request)
     user = await rt.users.set_disabled(username, disabled)  # NotFound: 404
-    return await rt.sessions.revoke_subject(user.username) if disabled else 0
+    return await rt.end_user_sessions(user.username) if disabled else 0
 
 
 @router.post(
@@ -203,7 +232,7 @@ async def reset_password(request: Request, username: str, body: PasswordReset, _
     password = body.password or generate_password()
     username = (await rt.users.set_password(username, password)).username  # NotFound: 404
     out = PasswordResetOut(
-        sessions_revoked=await rt.sessions.revoke_subject(username),
+        sessions_revoked=await rt.end_user_sessions(username),
         password=None if body.password else password,
     )
     return JSON(out.model_dump(), headers=dict(NO_STORE))
@@ -216,7 +245,7 @@ async def subject_sessions(request: Request, sub: str, _: Admin) -> list[Session
 
 @router.post("/subjects/{sub}/revoke", response_model=Revoked)
 async def revoke_subject(request: Request, sub: str, _: Admin) -> Revoked:
-    return Revoked(sessions_revoked=await get_runtime(request).sessions.revoke_subject(sub))
+    return Revoked(sessions_revoked=await get_runtime(request).end_user_sessions(sub))
 
 
 @router.delete(
@@ -233,20 +262,7 @@ async def revoke_session(request: Request, sid: str, _: Admin) -> Response:
 
 @router.get("/clients", response_model=list[ClientOut])
 async def list_clients(request: Request, _: Admin) -> list[ClientOut]:
-    return [
-        ClientOut(
-            client_id=c.client_id,
-            public=c.public,
-            grants=list(c.grants),
-            scopes=list(c.scopes),
-            name=c.name,
-            created_at=c.created_at,
-            resources=list(c.resources),
-            dpop_bound_access_tokens=c.dpop_bound_access_tokens,
-            disabled=c.disabled,
-        )
-        for c in await get_runtime(request).clients.list()
-    ]
+    return [_client_out(c) for c in await get_runtime(request).clients.list()]
 
 
 @router.post(
@@ -258,6 +274,7 @@ async def list_clients(request: Request, _: Admin) -> list[ClientOut]:
 async def create_client(request: Request, body: ClientCreate, _: Admin) -> JSON:
     rt = get_runtime(request)
     try:
+        require_redirect_uris(body.grants, body.redirect_uris)
         catalog = await catalog_of(rt.store, rt.settings.issuer)
         check_client_permissions(catalog, body.resources, body.scopes)
         c, secret = await rt.clients.create(
@@ -268,20 +285,14 @@ async def create_client(request: Request, body: ClientCreate, _: Admin) -> JSON:
             name=body.name,
             resources=body.resources,
             dpop_bound_access_tokens=body.dpop_bound_access_tokens,
+            redirect_uris=body.redirect_uris,
+            first_party=body.first_party,
+            post_logout_redirect_uris=body.post_logout_redirect_uris,
+            backchannel_logout_uri=body.backchannel_logout_uri,
         )
     except ConfigurationError as exc:
         raise InvalidRequest(exc.description) from None
-    out = ClientOut(
-        client_id=c.client_id,
-        public=c.public,
-        grants=list(c.grants),
-        scopes=list(c.scopes),
-        name=c.name,
-        created_at=c.created_at,
-        dpop_bound_access_tokens=c.dpop_bound_access_tokens,
-        client_secret=secret,
-        resources=list(c.resources),
-    )
+    out = _client_out(c, secret)
     return JSON(out.model_dump(), status_code=201, headers={"Cache-Control": "no-store"})
 
 

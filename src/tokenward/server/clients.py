@@ -23,8 +23,18 @@ from ..clock import Clock, system_clock
 from ..errors import ConfigurationError, InvalidClient, NotFound
 from ..store.base import Client, Store
 from .grants.registry import GRANTS
+from .redirect_uris import validate_redirect_uri
 
-__all__ = ["ClientRegistry", "check_usable_grants", "hash_secret", "verify_secret"]
+__all__ = [
+    "DEVICE_CODE_GRANT",
+    "ClientRegistry",
+    "check_usable_grants",
+    "hash_secret",
+    "require_redirect_uris",
+    "verify_secret",
+]
+
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 #: Grants that only renew what another grant issued first.
 _RENEWING = frozenset({"refresh_token"})
@@ -82,11 +92,20 @@ class ClientRegistry:
         grants: Iterable[str] = ("password", "refresh_token"),
         scopes: Iterable[str] = (),
         name: str | None = None,
+        redirect_uris: Iterable[str] = (),
+        first_party: bool = False,
+        post_logout_redirect_uris: Iterable[str] = (),
+        backchannel_logout_uri: str | None = None,
         resources: Iterable[str] = (),
         dpop_bound_access_tokens: bool = False,
     ) -> tuple[Client, str | None]:
         """Register a client; returns it and its secret (``None`` for public clients).
-        The secret is shown only here: the store keeps its hash."""
+        The secret is shown only here: the store keeps its hash.
+
+        ``redirect_uris`` are required with the ``authorization_code`` grant (matched exactly,
+        loopback with any port); ``first_party`` clients skip the consent page;
+        ``post_logout_redirect_uris`` are where RP-initiated logout may return to;
+        ``backchannel_logout_uri`` receives OpenID Connect back-channel logout tokens."""
         if not client_id or len(client_id) > _MAX_ID or not client_id.isprintable():
             raise ConfigurationError("a client_id is 1-256 printable characters")
         if ":" in client_id:
@@ -99,6 +118,14 @@ class ClientRegistry:
             if public and GRANTS[g].confidential_only:
                 raise ConfigurationError(f"a public client cannot use {g}")
         check_usable_grants(grant_list, public=public)
+        redirects = _uris(redirect_uris, "redirect URI")
+        post_logout = _uris(post_logout_redirect_uris, "post-logout redirect URI")
+        if backchannel_logout_uri is not None:
+            backchannel_logout_uri = backchannel_logout_uri.strip() or None
+        if backchannel_logout_uri is not None:
+            why = _backchannel_problem(backchannel_logout_uri)
+            if why is not None:
+                raise ConfigurationError(why)
         secret = None if public else secrets.token_urlsafe(32)
         client = Client(
             client_id=client_id,
@@ -107,6 +134,10 @@ class ClientRegistry:
             grants=grant_list,
             scopes=tuple(dict.fromkeys(s for s in scopes if s)),
             name=name,
+            redirect_uris=redirects,
+            post_logout_redirect_uris=post_logout,
+            first_party=bool(first_party),
+            backchannel_logout_uri=backchannel_logout_uri,
             resources=tuple(dict.fromkeys(r for r in resources if r)),
             dpop_bound_access_tokens=dpop_bound_access_tokens,
         )
@@ -222,3 +253,41 @@ class ClientRegistry:
         if client is None or stored is None or not ok or client.disabled:
             raise InvalidClient("client authentication failed")
         return client
+
+
+_MAX_URIS = 32
+
+
+def require_redirect_uris(grants: Iterable[str], redirect_uris: Iterable[str]) -> None:
+    """The CLI's and admin API's rule: a client registered for the authorization code flow
+    names its redirect URIs (without them ``/authorize`` can only show an error page)."""
+    if "authorization_code" in grants and not any(u.strip() for u in redirect_uris):
+        raise ConfigurationError("the authorization_code grant needs --redirect-uris")
+
+
+def _uris(values: Iterable[str], what: str) -> tuple[str, ...]:
+    uris = tuple(dict.fromkeys(v.strip() for v in values if v.strip()))
+    if len(uris) > _MAX_URIS:
+        raise ConfigurationError(f"at most {_MAX_URIS} of each kind of redirect URI")
+    for uri in uris:
+        why = validate_redirect_uri(uri)
+        if why is not None:
+            raise ConfigurationError(f"{what}: {why}")
+    return uris
+
+
+def _backchannel_problem(uri: str) -> str | None:
+    """A back-channel logout URI is an absolute http(s) URI without a fragment (OpenID
+    Connect Back-Channel Logout 1.0 §2.2); whether private/loopback or plain-http targets may
+    be reached is decided at delivery time (``TOKENWARD_OUTBOUND_ALLOW_PRIVATE``)."""
+    from urllib.parse import urlsplit
+
+    if len(uri) > 2000 or not uri.isprintable() or " " in uri:
+        return "a back-channel logout URI is 1-2000 printable characters"
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return f"{uri!r} is not a valid URI"
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment:
+        return f"{uri!r}: a back-channel logout URI is an absolute https URI without fragment"
+    return None

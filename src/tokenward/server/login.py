@@ -166,7 +166,7 @@ async def logout_all(request: Request, claims: Bearer) -> JSON:
     if not claims.sid:  # a client_credentials token's sub is a client id, not a user
         request.state.required_scope = ""
         raise InsufficientScope("log out everywhere needs a user's session token")
-    n = await rt.sessions.revoke_subject(claims.sub)
+    n = await rt.end_user_sessions(claims.sub)
     resp = JSON({"sessions_revoked": n}, headers=dict(NO_STORE))
     clear_refresh_cookie(
         request, resp, path=rt.settings.cookie_path, secure=rt.settings.cookie_secure

@@ -34,12 +34,15 @@ from .clients import ClientRegistry
 from .credentials import family_check
 from .dpop import DPoPService
 from .feed_limits import StreamSlots
+from .idtoken import IdTokenService
 from .keystore import kek_for_store, load_or_create_keyring, rotate_if_due
 from .metrics import Metrics, instrument_store
+from .outbox import Outbox
 from .ratelimit import LoginThrottle, storage_url_for
 from .risk import RiskEngine
 from .riskwire import policy_from_settings, refresh_check
 from .settings import Settings
+from .signin import SigninSessions
 from .stores import open_store
 from .usernames import USERNAME_RULE, username_report
 from .users import UserService, generate_password, hasher_from_settings
@@ -264,6 +267,16 @@ class Runtime:
         self._sessions: SessionManager | None = None
         self._verifier: Verifier | None = None
         self._mirror: RevocationMirror | None = None
+        self._id_tokens: IdTokenService | None = None
+        self.outbox = Outbox(
+            self.store, clock=self.clock, allow_private=settings.outbound_allow_private
+        )
+        self.signins = SigninSessions(
+            self.store,
+            clock=self.clock,
+            idle=settings.signin_idle_ttl,
+            absolute=settings.signin_absolute_ttl,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._key_lock = asyncio.Lock()
         self.csrf_secret = b""
@@ -317,8 +330,23 @@ class Runtime:
         return self._verifier
 
     @property
+    def id_tokens(self) -> IdTokenService:
+        if self._id_tokens is None:
+            raise ConfigurationError("the server is not started")
+        return self._id_tokens
+
+    @property
     def keyring(self) -> KeyRing:
         return self.issuer.keyring
+
+    async def end_user_sessions(self, sub: str) -> int:
+        """Log a user out everywhere: every refresh family (with its access tokens) and every
+        sign-in session at this server. Returns the number of refresh families revoked."""
+        from .logout import notify_ended
+
+        n = await self.sessions.revoke_subject(sub)
+        await notify_ended(self, await self.signins.end_all(sub), reason="subject_revoked")
+        return n
 
     # life cycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -388,6 +416,9 @@ class Runtime:
             revocation=mirror,
             encryption=encryption,
         )
+        self._id_tokens = await IdTokenService.load(
+            self.store, self._kek, issuer=s.issuer, ttl=s.access_token_ttl, clock=self.clock
+        )
         self.csrf_secret = await self.store.get_or_create_secret(
             "csrf", lambda: secrets.token_bytes(32)
         )
@@ -408,6 +439,7 @@ class Runtime:
         self._tasks = [
             asyncio.create_task(self._key_loop(), name="tokenward-keys"),
             asyncio.create_task(self._purge_loop(), name="tokenward-purge"),
+            asyncio.create_task(self.outbox.run(), name="tokenward-outbox"),
         ]
 
     async def _family_check(self, family: Family) -> None:
@@ -514,5 +546,6 @@ class Runtime:
             await asyncio.sleep(self.settings.purge_interval)
             try:
                 await self.sessions.purge()
+                await self.store.purge_records(now=self.clock.now())
             except TokenwardError as exc:
                 log.warning("purge failed: %s", exc)

@@ -77,6 +77,9 @@ DURATION_FIELDS = (
     "leeway",
     "revocation_max_staleness",
     "feed_max_wait",
+    "authorization_code_ttl",
+    "signin_idle_ttl",
+    "signin_absolute_ttl",
     "dpop_max_age",
     "risk_concurrent_window",
     "risk_velocity_window",
@@ -194,6 +197,12 @@ class Settings(BaseSettings):
     password_memory_cost: int = Field(19456, ge=8)  # KiB
     password_parallelism: int = Field(1, ge=1)
     log_json: bool = True
+    # authorization code flow and OpenID Connect
+    authorization_code_ttl: int = Field(60, gt=0, le=600)  # RFC 6749 §4.1.2: short, <= 10 min
+    signin_idle_ttl: float = Field(8 * 3600, gt=0)  # sign-in session at the server (cookie)
+    signin_absolute_ttl: float = Field(7 * 86400, gt=0)
+    # outbound deliveries (back-channel logout): loopback/private targets and plain http to them
+    outbound_allow_private: bool = False
     # the risk engine (docs/risk.md): each signal's actions, comma-separated among log, flag,
     # notify, step_up, revoke_session, revoke_subject, block_prefix ("" or "none": nothing)
     risk_enabled: bool = True

@@ -1,14 +1,24 @@
-"""``GET /userinfo``: a protected resource of the server itself (RFC 6750 bearer usage)."""
+"""``GET /userinfo``: a protected resource of the server itself (RFC 6750 bearer usage) and
+the OpenID Connect UserInfo endpoint (OIDC Core §5.3).
+
+Claims: ``sub`` always; ``preferred_username`` and ``name`` (when the user has one) with the
+``profile`` scope; the tokenward-specific fields ``is_admin``, ``client_id``, ``scope``,
+``sid`` only for first-party clients (registered ``--first-party``, the console, or a client
+trusted with the password grant), which also always get ``preferred_username``.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
+from ..store.base import Client
 from .deps import Bearer, get_runtime, no_store
-from .errors import OAuthError
+from .errors import JSON, NO_STORE, OAuthError
 
-__all__ = ["UserInfo", "router"]
+__all__ = ["UserInfo", "is_first_party", "router"]
 
 router = APIRouter(tags=["resources"], dependencies=[Depends(no_store)])
 
@@ -16,25 +26,46 @@ router = APIRouter(tags=["resources"], dependencies=[Depends(no_store)])
 class UserInfo(BaseModel):
     sub: str
     preferred_username: str | None = None
-    is_admin: bool = False
-    client_id: str
+    name: str | None = None
+    is_admin: bool | None = None
+    client_id: str | None = None
     scope: str | None = None
     sid: str | None = None
+
+
+def is_first_party(client: Client | None, console_client_id: str) -> bool:
+    if client is None:
+        return False
+    return (
+        client.first_party or client.client_id == console_client_id or "password" in client.grants
+    )
 
 
 @router.get(
     "/userinfo",
     response_model=UserInfo,
+    response_model_exclude_none=True,
     responses={401: {"model": OAuthError}},  # + 503 from tokenward.server.openapi
 )
-async def userinfo(request: Request, claims: Bearer) -> UserInfo:
+async def userinfo(request: Request, claims: Bearer) -> JSON:
+    rt = get_runtime(request)
     # a client_credentials token (no sid) is the client's, whatever user shares its name
-    user = await get_runtime(request).users.get(claims.sub) if claims.sid else None
-    return UserInfo(
-        sub=claims.sub,
-        preferred_username=user.username if user is not None else None,
-        is_admin=bool(user and user.is_admin),
-        client_id=claims.client_id,
-        scope=claims.scope,
-        sid=claims.sid,
-    )
+    user = await rt.users.get(claims.sub) if claims.sid else None
+    client = await rt.clients.get(claims.client_id)
+    first = is_first_party(client, rt.settings.console_client_id)
+    scopes = set((claims.scope or "").split())
+    out: dict[str, Any] = {"sub": claims.sub}
+    if user is not None and ("profile" in scopes or first):
+        out["preferred_username"] = user.username
+        name = user.attributes.get("name")
+        if isinstance(name, str) and name:
+            out["name"] = name
+    if first:
+        out.update(
+            preferred_username=out.get("preferred_username"),
+            is_admin=bool(user and user.is_admin),
+            client_id=claims.client_id,
+            scope=claims.scope,
+            sid=claims.sid,
+        )
+    return JSON(out, headers=dict(NO_STORE))

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from ..dpop import DPOP_ALGORITHMS
 from .deps import get_runtime
 from .grants import grant_names
+from .idtoken import ID_TOKEN_ALG
 
 __all__ = ["metadata", "router", "supported_scopes"]
 
@@ -22,23 +23,45 @@ def metadata(request: Request, scopes: list[str] | None = None) -> dict[str, Any
     """RFC 8414 §2 metadata. ``scopes``: ``scopes_supported`` (see :func:`supported_scopes`)."""
     rt = get_runtime(request)
     base = rt.settings.issuer
-    alg = rt.keyring.active.alg
     auth_methods = ["client_secret_basic", "client_secret_post", "none"]
+    # only what is implemented (RFC 8414 §2, OpenID Connect Discovery 1.0 §3)
     return {
         "issuer": base,
+        "authorization_endpoint": f"{base}/authorize",
         "token_endpoint": f"{base}/token",
         "jwks_uri": f"{base}/.well-known/jwks.json",
         "revocation_endpoint": f"{base}/revoke",
         "introspection_endpoint": f"{base}/introspect",
         "userinfo_endpoint": f"{base}/userinfo",
+        "device_authorization_endpoint": f"{base}/device_authorization",
+        "end_session_endpoint": f"{base}/end_session",
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
         "grant_types_supported": list(grant_names()),
-        "response_types_supported": [],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
+        "prompt_values_supported": ["none", "login", "consent"],
+        "subject_types_supported": ["public"],
         "token_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_methods_supported": auth_methods[:2],
-        "token_endpoint_auth_signing_alg_values_supported": [alg],
-        "id_token_signing_alg_values_supported": [alg],
+        "id_token_signing_alg_values_supported": [ID_TOKEN_ALG],
         "scopes_supported": scopes if scopes is not None else ["admin", "revocations"],
+        "claims_supported": [
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "sid",
+            "at_hash",
+            "preferred_username",
+            "name",
+        ],
         "service_documentation": f"{base}/docs",
         "revocation_feed_endpoint": f"{base}/revocations",
         "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),  # RFC 9449 §5.1
@@ -63,7 +86,8 @@ async def supported_scopes(request: Request) -> list[str]:
 )
 async def jwks(request: Request) -> Response:
     rt = get_runtime(request)
-    body = orjson.dumps(rt.keyring.public_jwks())
+    keys = rt.keyring.public_jwks()["keys"] + rt.id_tokens.public_jwks()
+    body = orjson.dumps({"keys": keys})
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     headers = {"Cache-Control": f"public, max-age={rt.settings.jwks_max_age}", "ETag": etag}
     if _etag_matches(request.headers.get("if-none-match"), etag):

@@ -51,6 +51,8 @@ __all__ = [
     "BaseStore",
     "Client",
     "Family",
+    "GrantRecord",
+    "GrantRecordStore",
     "KeyBlobStore",
     "PurgeCounts",
     "RefreshTokenRecord",
@@ -192,11 +194,38 @@ class Client:
     # after a secret rotation with an overlap: the old secret's hash, accepted until then
     previous_secret_hash: str | None = None
     previous_secret_expires_at: float | None = None
+    # authorization code / OpenID Connect registration (empty for other clients)
+    redirect_uris: tuple[str, ...] = ()
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    first_party: bool = False
+    backchannel_logout_uri: str | None = None
     resources: tuple[str, ...] = ()  # the resources (RFC 8707) it may ask tokens for
 
     @property
     def public(self) -> bool:
         return self.secret_hash is None
+
+
+@dataclass(slots=True)
+class GrantRecord:
+    """A small record of the authorization-code and OpenID Connect flows: a sign-in session,
+    an authorization code, a remembered consent, a device authorization, an outbound delivery.
+
+    ``kind`` + ``key`` identify it; ``owner`` indexes it (a username, or ``""``); ``data`` is a
+    JSON object; ``version`` is the compare-and-set counter (each successful update adds one);
+    a record whose ``expires_at`` (seconds since the epoch) has passed is gone for every read.
+    Secrets (codes, device codes) are stored by their hash: ``key`` is never a raw secret.
+    """
+
+    kind: str
+    key: str
+    owner: str
+    data: dict[str, Any]
+    expires_at: float | None = None  # None: kept until deleted
+    version: int = 0
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
 
 @dataclass(slots=True)
@@ -480,6 +509,39 @@ class ReplayCacheStore(BaseStore):
         Expired keys are removed by :meth:`purge` (Redis: by ``EXPIRE``)."""
 
 
+class GrantRecordStore(BaseStore):
+    """Small versioned records of the authorization-code and OpenID Connect flows (sign-in
+    sessions, codes, consents, device authorizations, outbound deliveries)."""
+
+    @abstractmethod
+    async def create_record(self, record: GrantRecord, *, now: float) -> bool:
+        """Insert ``record`` (its ``version`` becomes 0); ``False`` when ``kind``/``key`` exists
+        and is not expired at ``now`` (an expired one is replaced)."""
+
+    @abstractmethod
+    async def get_record(self, kind: str, key: str, *, now: float) -> GrantRecord | None:
+        """The record, or ``None`` when unknown or expired at ``now``."""
+
+    @abstractmethod
+    async def update_record(self, record: GrantRecord, *, now: float) -> bool:
+        """Compare-and-set: replace ``data``/``expires_at``/``owner`` of the stored record whose
+        ``version`` equals ``record.version`` (and is not expired), adding one to the stored
+        version. ``False`` when it was changed meanwhile, deleted or expired (nothing written).
+        This is how single use is made atomic (a code is consumed by exactly one caller)."""
+
+    @abstractmethod
+    async def delete_record(self, kind: str, key: str) -> bool:
+        """``True`` when a record was deleted."""
+
+    @abstractmethod
+    async def list_records(self, kind: str, owner: str, *, now: float) -> list[GrantRecord]:
+        """The unexpired records of ``kind`` indexed under ``owner``, in key order."""
+
+    @abstractmethod
+    async def purge_records(self, *, now: float) -> int:
+        """Delete expired records; the number deleted (backends with native expiry may say 0)."""
+
+
 class AttemptCounterStore(BaseStore):
     """Moving-window attempt counters: login limits shared by every process on the store."""
 
@@ -504,7 +566,14 @@ class SessionStore(RefreshTokenStore, KeyBlobStore):
     and the successor secret."""
 
 
-class Store(SessionStore, AccountStore, AuthorizationStore, ReplayCacheStore, AttemptCounterStore):
+class Store(
+    SessionStore,
+    AccountStore,
+    AuthorizationStore,
+    ReplayCacheStore,
+    AttemptCounterStore,
+    GrantRecordStore,
+):
     """Async storage of everything tokenward keeps: every capability. Use as
     ``async with store:``."""
 

@@ -23,10 +23,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 
+import orjson
+
 from ..errors import AlreadyExists, NotFound, StoreUnavailable
 from .base import (
     Client,
     Family,
+    GrantRecord,
     PurgeCounts,
     RefreshTokenRecord,
     Resource,
@@ -69,6 +72,7 @@ class MemoryStore(Store):
         self._roles: dict[str, Role] = {}
         self._rates: dict[str, list[float]] = {}
         self._dpop_jtis: dict[str, float] = {}
+        self._records: dict[tuple[str, str], GrantRecord] = {}
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     def __repr__(self) -> str:
@@ -449,6 +453,57 @@ class MemoryStore(Store):
             self._dpop_jtis[key] = until
             return False
 
+    # -- authorization-code / OpenID Connect records ----------------------------------------
+    async def create_record(self, record: GrantRecord, *, now: float) -> bool:
+        self._guard()
+        with self._lock:
+            found = self._records.get((record.kind, record.key))
+            if found is not None and not found.expired(now):
+                return False
+            self._records[(record.kind, record.key)] = _copy_record(record, version=0)
+            return True
+
+    async def get_record(self, kind: str, key: str, *, now: float) -> GrantRecord | None:
+        self._guard()
+        with self._lock:
+            found = self._records.get((kind, key))
+            if found is None or found.expired(now):
+                return None
+            return _copy_record(found)
+
+    async def update_record(self, record: GrantRecord, *, now: float) -> bool:
+        self._guard()
+        with self._lock:
+            found = self._records.get((record.kind, record.key))
+            if found is None or found.expired(now) or found.version != record.version:
+                return False
+            self._records[(record.kind, record.key)] = _copy_record(
+                record, version=record.version + 1
+            )
+            return True
+
+    async def delete_record(self, kind: str, key: str) -> bool:
+        self._guard()
+        with self._lock:
+            return self._records.pop((kind, key), None) is not None
+
+    async def list_records(self, kind: str, owner: str, *, now: float) -> list[GrantRecord]:
+        self._guard()
+        with self._lock:
+            return [
+                _copy_record(r)
+                for (k, _), r in sorted(self._records.items())
+                if k == kind and r.owner == owner and not r.expired(now)
+            ]
+
+    async def purge_records(self, *, now: float) -> int:
+        self._guard()
+        with self._lock:
+            gone = [k for k, r in self._records.items() if r.expired(now)]
+            for k in gone:
+                del self._records[k]
+            return len(gone)
+
     # -- attempt counters ------------------------------------------------------------------
     async def rate_hit(self, key: str, *, now: float, window: float, limit: int) -> bool:
         self._guard()
@@ -490,3 +545,14 @@ def _copy_resource(resource: Resource) -> Resource:
 def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _copy_record(record: GrantRecord, *, version: int | None = None) -> GrantRecord:
+    return GrantRecord(
+        record.kind,
+        record.key,
+        record.owner,
+        orjson.loads(orjson.dumps(record.data)),
+        record.expires_at,
+        record.version if version is None else version,
+    )

@@ -3,7 +3,7 @@ the form, or (browser mode) from the ``HttpOnly`` cookie together with a CSRF he
 
 from __future__ import annotations
 
-from ...errors import InvalidRequest, InvalidTarget
+from ...errors import InvalidRequest, InvalidTarget, RefreshTokenReused
 from ...sessions import AccessSpec, hash_refresh_token, parse_refresh_token, refresh_token_sid
 from ...store.base import Family
 from ..cookies import check_csrf, csrf_token, read_refresh_cookie, set_refresh_cookie
@@ -58,6 +58,16 @@ class RefreshTokenGrant(Grant):
                 decide=decide,
                 dpop_jkt=ctx.dpop_jkt,
             )
+        except RefreshTokenReused:
+            # the family is revoked: tell its client by back-channel logout (OIDC BCL 1.0)
+            from ..logout import notify_family_ended
+
+            found = await rt.store.get_refresh_token(
+                hash_refresh_token(refresh_token), sid=refresh_token_sid(refresh_token)
+            )
+            if found is not None:
+                await notify_family_ended(rt, found[1])
+            raise
         finally:
             request_context.reset(token)
         rt.metrics.tokens_issued.labels(grant="refresh_token").inc()

@@ -23,6 +23,12 @@ class GrantInfo:
 
 #: grant_type -> where its handler lives; the one list of the grants the server supports
 GRANTS: dict[str, GrantInfo] = {
+    "authorization_code": GrantInfo(
+        "tokenward.server.grants.authorization_code:AuthorizationCodeGrant"
+    ),
+    "urn:ietf:params:oauth:grant-type:device_code": GrantInfo(
+        "tokenward.server.grants.device_code:DeviceCodeGrant"
+    ),
     "password": GrantInfo("tokenward.server.grants.password:PasswordGrant"),
     "refresh_token": GrantInfo("tokenward.server.grants.refresh_token:RefreshTokenGrant"),
     "client_credentials": GrantInfo(

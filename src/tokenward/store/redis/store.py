@@ -22,6 +22,7 @@ Key layout for ``prefix="tw"`` (``{...}`` is the Redis Cluster hash tag; shard `
     {tw}:keys  {tw}:secret:<name>  {tw}:user:<name> {tw}:users  {tw}:client:<id> {tw}:clients
     {tw}:resource:<id> {tw}:resources  {tw}:role:<name> {tw}:roles   (JSON records + index sets)
     {tw}:rate:<key>  {tw}:dpop:<replay key>                                         TTL
+    {tw}:gr:…  {tw}:gri:…  {tw}:grexp   grant records (see tokenward.store.redis.grants)
 
 Every script touches one hash slot: a shard's or the global ``{tw}`` one. A refresh token names
 its family (``twr_<sid>.<secret>``), so the caller passes the sid and a lookup runs in the
@@ -80,6 +81,7 @@ from ..base import (
     User,
 )
 from . import scripts as lua
+from .grants import RedisGrantRecordsMixin
 
 __all__ = ["RedisClusterStore", "RedisStore"]
 
@@ -125,7 +127,7 @@ def _b(value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
 
 
-class RedisStore(Store):
+class RedisStore(RedisGrantRecordsMixin, Store):
     """``RedisStore("redis://127.0.0.1:6379/0", prefix="tw", timeout=2.0)``.
 
     Options: ``prefix`` (key namespace; also ``?prefix=name`` in the URL, so that servers
@@ -1082,6 +1084,10 @@ def _client_blob(client: Client) -> bytes:
             "disabled": bool(client.disabled),
             "previous_secret_hash": client.previous_secret_hash,
             "previous_secret_expires_at": client.previous_secret_expires_at,
+            "redirect_uris": list(client.redirect_uris),
+            "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
+            "first_party": client.first_party,
+            "backchannel_logout_uri": client.backchannel_logout_uri,
         }
     )
 
@@ -1099,6 +1105,10 @@ def _client_from(raw: bytes) -> Client:
         disabled=bool(d.get("disabled", False)),
         previous_secret_hash=d.get("previous_secret_hash"),
         previous_secret_expires_at=d.get("previous_secret_expires_at"),
+        redirect_uris=tuple(d.get("redirect_uris", ())),
+        post_logout_redirect_uris=tuple(d.get("post_logout_redirect_uris", ())),
+        first_party=bool(d.get("first_party", False)),
+        backchannel_logout_uri=d.get("backchannel_logout_uri"),
         resources=tuple(d.get("resources", ())),
     )
 

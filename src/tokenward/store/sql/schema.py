@@ -55,6 +55,7 @@ __all__ = [
     "event_from_row",
     "families",
     "family_from_row",
+    "grant_records",
     "keys",
     "metadata",
     "opt_bytes",
@@ -167,6 +168,8 @@ clients = Table(
     Column("grants", Text, nullable=False),  # space-separated
     Column("scopes", Text, nullable=False),  # space-separated
     Column("name", Text),
+    # authorization code / OpenID Connect registration, a JSON object (see client_to_row)
+    Column("registration", Text, nullable=False, server_default="{}"),
     Column("resources", Text, nullable=False, server_default=""),  # space-separated
     Column("dpop_bound_access_tokens", Boolean, nullable=False, server_default=false()),
     Column("disabled", Boolean, nullable=False, server_default=false()),
@@ -193,6 +196,19 @@ dpop_jtis = Table(
     Column("key", String(64), primary_key=True),
     Column("until", Double, nullable=False),
     Index("ix_dpop_jtis_until", "until"),
+)
+
+grant_records = Table(
+    "grant_records",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("owner", String(255), nullable=False),
+    Column("data", Text, nullable=False),  # JSON object
+    Column("expires_at", Double),
+    Column("version", Integer, nullable=False),
+    Index("ix_grant_records_owner", "kind", "owner"),
+    Index("ix_grant_records_expires_at", "expires_at"),
 )
 
 resources = Table(
@@ -301,11 +317,20 @@ def client_to_row(client: Client) -> dict[str, Any]:
         "disabled": bool(client.disabled),
         "previous_secret_hash": client.previous_secret_hash,
         "previous_secret_expires_at": client.previous_secret_expires_at,
+        "registration": orjson.dumps(
+            {
+                "redirect_uris": list(client.redirect_uris),
+                "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
+                "first_party": client.first_party,
+                "backchannel_logout_uri": client.backchannel_logout_uri,
+            }
+        ).decode(),
     }
 
 
 def client_from_row(row: Row[Any]) -> Client:
     m = row._mapping
+    reg = orjson.loads(m["registration"] or "{}")
     return Client(
         client_id=m["client_id"],
         created_at=m["created_at"],
@@ -317,6 +342,10 @@ def client_from_row(row: Row[Any]) -> Client:
         disabled=bool(m["disabled"]),
         previous_secret_hash=m["previous_secret_hash"],
         previous_secret_expires_at=m["previous_secret_expires_at"],
+        redirect_uris=tuple(reg.get("redirect_uris", ())),
+        post_logout_redirect_uris=tuple(reg.get("post_logout_redirect_uris", ())),
+        first_party=bool(reg.get("first_party", False)),
+        backchannel_logout_uri=reg.get("backchannel_logout_uri"),
         resources=tuple(m["resources"].split()),
     )
 

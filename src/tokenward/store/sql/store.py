@@ -55,6 +55,7 @@ from .engine import (
     sqlite_engine,
     upgrade_sync,
 )
+from .grants import SQLGrantRecordsMixin
 from .listener import MAX_PAYLOAD, NOTIFY_CHANNEL, PgListener
 from .records import SQLRecordsMixin
 from .schema import (
@@ -107,7 +108,7 @@ class _StaleConnection(Exception):
     """A pooled connection was found dead (internal: :meth:`SQLStore._read` retries)."""
 
 
-class SQLStore(SQLRecordsMixin, Store):
+class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
     """The SQL backend. ``SQLStore("sqlite:///var/tokenward.db")``; open before use."""
 
     schemes = ("sqlite", "sqlite+aiosqlite", "postgresql", "postgres", "postgresql+psycopg")
