@@ -12,6 +12,8 @@ and RFC 9700), with the sign-in and consent pages.
   ``TOKENWARD_AUTHORIZATION_CODE_TTL``, bound to the client, redirect URI, PKCE challenge,
   resources, scope, nonce and the sign-in session (exchanged in :mod:`.code_grant`).
 * ``prompt=none|login|consent`` and ``max_age`` (OpenID Connect Core §3.1.2.1).
+* ``dpop_jkt`` (RFC 9449 §10): the thumbprint of the client's DPoP key, kept on the code; the
+  code is then exchanged only with a DPoP proof made with that key (:mod:`.code_grant`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ CODE_KIND = "code"
 CONSENT_KIND = "consent"
 _REQUEST_TTL = 600.0
 _CHALLENGE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")  # RFC 7636 §4.2 (S256: 43 chars)
+_JKT = re.compile(r"^[A-Za-z0-9_-]{43}$")  # base64url SHA-256 JWK thumbprint (RFC 7638)
 _MAX_PARAM = 2048
 _PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 
@@ -93,6 +96,7 @@ class AuthorizationRequest:
     prompt: list[str] = field(default_factory=list)
     max_age: int | None = None
     resources: list[str] = field(default_factory=list)
+    dpop_jkt: str | None = None  # RFC 9449 §10: the code is bound to this DPoP key
     post: bool = False  # received as a POST (answer redirects with 303)
 
 
@@ -235,6 +239,13 @@ def _check(
         if not parts.scheme or parts.fragment or len(r) > _MAX_PARAM:  # RFC 8707 §2
             raise _RedirectError("invalid_target", "resource must be an absolute URI")
     areq.resources = list(dict.fromkeys(resources))[:8]
+    jkt = p.get("dpop_jkt")
+    if jkt is not None and not _JKT.match(jkt):
+        raise _RedirectError(
+            "invalid_request",
+            "dpop_jkt must be the base64url SHA-256 JWK thumbprint of the DPoP key (RFC 7638)",
+        )
+    areq.dpop_jkt = jkt
 
 
 # -- responses -----------------------------------------------------------------------------
@@ -308,6 +319,7 @@ async def _issue_code(
         "scope": scope,
         "resources": list(grant.resources),  # the granted ones, in order
         "nonce": areq.nonce,
+        "dpop_jkt": areq.dpop_jkt,
         "sub": session.sub,
         "signin_sid": session.sid,
         "auth_time": session.auth_time,

@@ -5,8 +5,11 @@ for the same ``redirect_uri``, and ``S256(code_verifier)`` must equal its challe
 consumed by compare-and-set, so exactly one exchange wins. A second use of a code is
 ``invalid_grant`` **and** revokes the session (refresh family, with its access tokens through
 the ``sid`` feed event) issued from it (RFC 6749 §4.1.2, RFC 9700 §4.5.3): a code presented
-twice means it leaked. The exchange starts a refresh-token family like every user grant
-(rotation, grace window, reuse detection) and, with ``openid`` granted, adds an ID token.
+twice means it leaked. A code whose authorization request carried ``dpop_jkt`` is exchanged
+only with a DPoP proof made with that key (RFC 9449 §10.1); otherwise ``invalid_grant``,
+before the code is consumed, so its rightful client can still use it. The exchange starts a
+refresh-token family like every user grant (rotation, grace window, reuse detection) and,
+with ``openid`` granted, adds an ID token.
 """
 
 from __future__ import annotations
@@ -146,6 +149,12 @@ async def exchange_code(
         raise InvalidGrant("code_verifier does not match the code_challenge")
     granted_resources = [str(r) for r in d.get("resources") or []]
     asked = asked_resource(request, granted_resources)  # checked before the code is consumed
+    bound = d.get("dpop_jkt")
+    if bound:  # RFC 9449 §10.1
+        if dpop_jkt is None:
+            raise InvalidGrant("the code is bound to a DPoP key (dpop_jkt): send a DPoP proof")
+        if not hmac.compare_digest(str(bound).encode(), dpop_jkt.encode()):
+            raise InvalidGrant("the DPoP proof's key is not the one the code is bound to")
     # consume (compare-and-set): exactly one exchange wins
     rec.data = {**d, "used": True}
     rec.expires_at = max(rec.expires_at or now, now + _USED_KEEP)
