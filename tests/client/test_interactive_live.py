@@ -1,17 +1,16 @@
 """The interactive sign-ins of ``tokenward.client`` against tokenward's own ``/authorize``
 and device flow: the "user" is headless Chromium filling the server's sign-in and consent
 pages; the client is the library as a CLI would use it.
-
-Not collected yet (the file name does not start with ``test_``): rename it to
-``test_interactive_live.py`` once ``/authorize`` and ``/device_authorization`` are on main.
-Until then the same flows are tested against a stub in ``test_manager.py``."""
+The same flows are also tested against a stub in ``test_manager.py``."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tokenward.client import DeviceCode, TokenManager
@@ -34,6 +33,9 @@ def cli_client(live: Live) -> str:
             "public": True,
             "grants": ["authorization_code", "refresh_token", DEVICE_GRANT],
             "redirect_uris": ["http://127.0.0.1/callback"],  # loopback: any port (RFC 8252)
+            # the authorization model: what it may ask for (the server's own OIDC scopes)
+            "resources": [live.base],
+            "scopes": ["openid", "profile"],
         },
     )
     assert r.status_code == 201, r.text
@@ -49,6 +51,12 @@ def page(browser: Any) -> Iterator[Any]:
         yield pg
     finally:
         ctx.close()
+
+
+def _claims(jwt: str) -> dict[str, Any]:
+    seg = jwt.split(".")[1]
+    out: dict[str, Any] = orjson.loads(base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4)))
+    return out
 
 
 def _sign_in_and_allow(page: Any) -> None:
@@ -74,7 +82,7 @@ def test_login_authorization_code_with_pkce_and_a_loopback_redirect(
     tm.login_authorization_code(open_browser=open_browser, timeout=30)
     r = httpx.get(f"{live.base}/userinfo", auth=tm.httpx_auth())
     assert r.status_code == 200 and r.json()["sub"] == USER
-    assert r.json()["client_id"] == cli_client
+    assert _claims(tm.access_token())["client_id"] == cli_client
     assert "Signed in" in page.inner_text("body")  # the loopback page the browser ends on
     tm.logout()
 
