@@ -24,7 +24,7 @@ from fastapi import Request
 
 from ..errors import InvalidGrant, InvalidRequest, InvalidTarget
 from ..events import emit
-from ..sessions import AccessSpec
+from ..sessions import AccessSpec, TokenPair
 from ..store.base import Client, GrantRecord, User
 from .authorization import OIDC_SCOPES, Grant
 from .authorize import CODE_KIND, code_key
@@ -110,6 +110,62 @@ async def access_for(
     return rt.access_spec(Grant(tuple(kept), (target,), catalog.issuer), catalog)
 
 
+async def start_user_session(
+    rt: Runtime,
+    request: Request,
+    client: Client,
+    user: User,
+    scope: str,
+    access: AccessSpec,
+    dpop_jkt: str | None,
+    *,
+    device: str | None = None,
+) -> TokenPair:
+    """Start the refresh-token family of a user's approved grant (code or device), then make
+    sure no password reset or disable raced it."""
+    pair = await rt.sessions.start(
+        sub=user.username,
+        client_id=client.client_id,
+        scope=scope,
+        user_agent=user_agent(request),
+        ip=client_ip(request),
+        access=access,
+        dpop_jkt=dpop_jkt,
+        bind_refresh=client.public,  # RFC 9449 §5: public clients' refresh tokens are bound
+        device=device,
+    )
+    await confirm_session(rt.sessions, user, pair.session_id)
+    return pair
+
+
+def token_response(
+    rt: Runtime,
+    client: Client,
+    user: User,
+    pair: TokenPair,
+    scope: str,
+    *,
+    auth_time: float,
+    sid: str,
+    nonce: str | None = None,
+) -> dict[str, Any]:
+    """The token response of a user grant: no refresh token for a client without the
+    refresh_token grant, an ID token when ``openid`` was granted."""
+    body = pair.to_response()
+    if "refresh_token" not in client.grants:
+        del body["refresh_token"]
+    if "openid" in scope.split():
+        body["id_token"] = rt.id_tokens.sign(
+            sub=user.username,
+            client_id=client.client_id,
+            auth_time=auth_time,
+            sid=sid,
+            nonce=nonce,
+            access_token=pair.access_token,
+        )
+    return body
+
+
 async def exchange_code(
     rt: Runtime,
     request: Request,
@@ -174,17 +230,7 @@ async def exchange_code(
         raise InvalidGrant(f"the sign-in session of this code has ended ({why})")
     scope = str(d["scope"])
     access = await access_for(rt, client, user, scope, granted_resources, asked)
-    pair = await rt.sessions.start(
-        sub=user.username,
-        client_id=client.client_id,
-        scope=scope,
-        user_agent=user_agent(request),
-        ip=client_ip(request),
-        access=access,
-        dpop_jkt=dpop_jkt,
-        bind_refresh=client.public,  # RFC 9449 §5: public clients' refresh tokens are bound
-    )
-    await confirm_session(rt.sessions, user, pair.session_id)  # a racing password reset
+    pair = await start_user_session(rt, request, client, user, scope, access, dpop_jkt)
     # record the family on the code; a reuse that raced us flagged it meanwhile
     rec.data = {**rec.data, "family": pair.session_id}
     if not await rt.store.update_record(rec, now=now):
@@ -192,16 +238,7 @@ async def exchange_code(
         raise InvalidGrant("the authorization code was already used; its tokens are revoked")
     await rt.signins.note_issue(signin.sid, client.client_id, pair.session_id)
     rt.metrics.tokens_issued.labels(grant="authorization_code").inc()
-    body = pair.to_response()
-    if "refresh_token" not in client.grants:
-        del body["refresh_token"]
-    if "openid" in scope.split():
-        body["id_token"] = rt.id_tokens.sign(
-            sub=user.username,
-            client_id=client.client_id,
-            auth_time=float(d["auth_time"]),
-            sid=signin.sid,
-            nonce=d.get("nonce"),
-            access_token=pair.access_token,
-        )
-    return body
+    return token_response(
+        rt, client, user, pair, scope,
+        auth_time=float(d["auth_time"]), sid=signin.sid, nonce=d.get("nonce"),
+    )  # fmt: skip

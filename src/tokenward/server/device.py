@@ -35,8 +35,8 @@ from ..store.base import Client, GrantRecord
 from .auth import authenticate_client
 from .authorize import compute_grant
 from .clients import DEVICE_CODE_GRANT
-from .code_grant import access_for, asked_resource
-from .credentials import confirm_session, session_refusal
+from .code_grant import access_for, asked_resource, start_user_session, token_response
+from .credentials import session_refusal
 from .deps import client_ip, form_openapi, form_resources, get_runtime, read_form, user_agent
 from .errors import JSON, NO_STORE, OAuthError
 from .grants.common import parse_scope
@@ -466,30 +466,12 @@ async def exchange_device_code(
     signin = await rt.signins.get(d["signin_sid"])
     scope = str(d["scope"] or "")
     access = await access_for(rt, client, user, scope, granted_resources, asked)
-    pair = await rt.sessions.start(
-        sub=user.username,
-        client_id=client.client_id,
-        scope=scope,
-        user_agent=user_agent(request),
-        ip=client_ip(request),
-        access=access,
-        dpop_jkt=dpop_jkt,
-        bind_refresh=client.public,  # RFC 9449 §5: public clients' refresh tokens are bound
-        device="device flow",
+    pair = await start_user_session(
+        rt, request, client, user, scope, access, dpop_jkt, device="device flow"
     )
-    await confirm_session(rt.sessions, user, pair.session_id)
     if signin is not None:
         await rt.signins.note_issue(signin.sid, client.client_id, pair.session_id)
     rt.metrics.tokens_issued.labels(grant="device_code").inc()
-    body = pair.to_response()
-    if "refresh_token" not in client.grants:
-        del body["refresh_token"]
-    if "openid" in scope.split():
-        body["id_token"] = rt.id_tokens.sign(
-            sub=user.username,
-            client_id=client.client_id,
-            auth_time=float(d["auth_time"]),
-            sid=d["signin_sid"],
-            access_token=pair.access_token,
-        )
-    return body
+    return token_response(
+        rt, client, user, pair, scope, auth_time=float(d["auth_time"]), sid=d["signin_sid"]
+    )
