@@ -69,7 +69,7 @@ def test_login_call_then_session_revocation(app: RunningApp, server: Server):
     assert lag is not None, f"{app.name}: revoked session still accepted after 1 s"
     r = httpx.get(app.base + "/orders")
     assert r.status_code == 401
-    assert r.headers["WWW-Authenticate"] in ('Bearer realm="orders"', 'Bearer realm="api"')
+    assert r.headers["WWW-Authenticate"] in ('Bearer realm="orders"', 'Bearer realm="tokenward"')
 
 
 def _sid_of(token: str) -> str:

@@ -60,13 +60,14 @@ def check_contract(call: Any, tokens: dict[str, str], *, body_of: Any = lambda r
     """``call(headers) -> response`` for a route that requires scope ``read``."""
     r = call({})
     assert r.status_code == 401
-    assert r.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert r.headers["WWW-Authenticate"] == 'Bearer realm="tokenward"'
     assert body_of(r) == MISSING_BODY
     r = call({"Authorization": "Bearer"})
     assert r.status_code == 400 and 'error="invalid_request"' in r.headers["WWW-Authenticate"]
     r = call(bearer(tokens["read"][:-4] + "AAAA"))
     assert r.status_code == 401
-    assert r.headers["WWW-Authenticate"].startswith('Bearer realm="api", error="invalid_token"')
+    want = 'Bearer realm="tokenward", error="invalid_token"'
+    assert r.headers["WWW-Authenticate"].startswith(want)
     assert tokens["read"][:20] not in r.headers["WWW-Authenticate"] + str(body_of(r))
     r = call(bearer(tokens["none"]))
     assert r.status_code == 403
@@ -82,7 +83,7 @@ def _fastapi_app(verifier: Any) -> Any:
 
     from tokenward.guard.fastapi import Guard
 
-    guard = Guard(verifier, realm="api")
+    guard = Guard(verifier)
     app = FastAPI(lifespan=guard.lifespan)
     guard.install(app)
 
@@ -333,6 +334,6 @@ def test_missing_bearer_token_is_401_unauthorized_in_every_integration(
     answers["drf"] = (rr.status_code, rr.headers["WWW-Authenticate"], rr.json())
     for name, (status, challenge_header, body) in answers.items():
         assert status == 401, name
-        assert challenge_header == 'Bearer realm="api"', name
+        assert challenge_header == 'Bearer realm="tokenward"', name
         assert "error=" not in challenge_header, name
         assert body == MISSING_BODY, name

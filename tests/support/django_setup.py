@@ -17,7 +17,6 @@ def configure(urlconf: str = __name__) -> None:
         INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "rest_framework"],
         MIDDLEWARE=["tokenward.guard.django.GuardMiddleware"],
         DATABASES={},
-        TOKENWARD_GUARD_REALM="api",
         REST_FRAMEWORK={"UNAUTHENTICATED_USER": None},
     )
     django.setup()

@@ -36,6 +36,7 @@ from ..errors import (
 from .dpop import DPOP_CHALLENGE, DPoPChecker
 
 __all__ = [
+    "DEFAULT_REALM",
     "AuthFailure",
     "TokenVerifier",
     "aauthenticate",
@@ -47,6 +48,9 @@ __all__ = [
     "failure_for",
     "missing_token",
 ]
+
+#: The realm of every guard's challenge unless the app names its own: the same as the server's.
+DEFAULT_REALM = "tokenward"
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")

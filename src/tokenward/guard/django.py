@@ -4,7 +4,7 @@
 
     TOKENWARD_GUARD = {"jwks_url": ..., "issuer": ..., "audience": "api",
                        "revocations_url": ..., "client_id": ..., "client_secret": ...}
-    TOKENWARD_GUARD_REALM = "api"                    # optional
+    TOKENWARD_GUARD_REALM = "tokenward"              # optional (the default)
     MIDDLEWARE = [..., "tokenward.guard.django.GuardMiddleware"]
     REST_FRAMEWORK = {
         "DEFAULT_AUTHENTICATION_CLASSES": ["tokenward.guard.django.TokenwardAuthentication"],
@@ -33,6 +33,7 @@ from django.http import JsonResponse
 from ..claims import AccessTokenClaims
 from ..errors import ConfigurationError, InsufficientScope, TokenwardError
 from .bearer import (
+    DEFAULT_REALM,
     AuthFailure,
     TokenVerifier,
     authenticate,
@@ -87,7 +88,7 @@ def set_verifier(verifier: TokenVerifier | None) -> None:
 def _realm() -> str:
     from django.conf import settings
 
-    return str(getattr(settings, "TOKENWARD_GUARD_REALM", "api"))
+    return str(getattr(settings, "TOKENWARD_GUARD_REALM", DEFAULT_REALM))
 
 
 def _response(failure: AuthFailure) -> JsonResponse:

@@ -7,7 +7,7 @@
     from tokenward.guard import Verifier
     from tokenward.guard.fastapi import Guard
 
-    guard = Guard(Verifier(jwks_url=..., issuer=..., audience="api", ...), realm="api")
+    guard = Guard(Verifier(jwks_url=..., issuer=..., audience="api", ...))
     app = FastAPI(lifespan=guard.lifespan)
     guard.install(app)   # flat {"error", "error_description"} bodies, like the other integrations
 
@@ -33,7 +33,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..claims import AccessTokenClaims
-from .bearer import AuthFailure, TokenVerifier, aauthenticate
+from .bearer import DEFAULT_REALM, AuthFailure, TokenVerifier, aauthenticate
 from .dpop import header_values
 from .remote import Verifier
 
@@ -52,7 +52,7 @@ async def _render(request: Request, exc: Exception) -> JSONResponse:
 class Guard:
     """Binds a verifier and a realm to FastAPI dependencies."""
 
-    def __init__(self, verifier: TokenVerifier, *, realm: str = "api") -> None:
+    def __init__(self, verifier: TokenVerifier, *, realm: str = DEFAULT_REALM) -> None:
         self.verifier = verifier
         self.realm = realm
         self._scheme = HTTPBearer(auto_error=False, scheme_name="tokenward")

@@ -30,7 +30,7 @@ from flask import Flask, Response, g, jsonify, request
 
 from ..claims import AccessTokenClaims
 from ..errors import ConfigurationError
-from .bearer import AuthFailure, TokenVerifier, authenticate
+from .bearer import DEFAULT_REALM, AuthFailure, TokenVerifier, authenticate
 from .dpop import header_values
 from .remote import Verifier
 
@@ -50,7 +50,7 @@ class Guard:
         realm: str | None = None,
     ) -> None:
         self._verifier = verifier
-        self.realm = realm or "api"
+        self.realm = realm or DEFAULT_REALM
         if app is not None:
             self.init_app(app)
 

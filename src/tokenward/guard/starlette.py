@@ -29,7 +29,7 @@ from starlette.datastructures import URL
 
 from ..claims import AccessTokenClaims
 from ..errors import InsufficientScope
-from .bearer import AuthFailure, TokenVerifier, aauthenticate, failure_for
+from .bearer import DEFAULT_REALM, AuthFailure, TokenVerifier, aauthenticate, failure_for
 from .dpop import header_values
 
 __all__ = ["GuardMiddleware", "claims_of", "require_scopes"]
@@ -48,7 +48,7 @@ class GuardMiddleware:
         *,
         verifier: TokenVerifier,
         scopes: Iterable[str] = (),
-        realm: str = "api",
+        realm: str = DEFAULT_REALM,
         exclude: Iterable[str] = (),
     ) -> None:
         self.app = app
@@ -108,7 +108,7 @@ def claims_of(request: Any) -> AccessTokenClaims:
     return claims
 
 
-def require_scopes(request: Any, *scopes: str, realm: str = "api") -> AccessTokenClaims:
+def require_scopes(request: Any, *scopes: str, realm: str = DEFAULT_REALM) -> AccessTokenClaims:
     """Inside an endpoint: the claims, or ``HTTPException(403)`` with ``insufficient_scope``."""
     from starlette.exceptions import HTTPException
 
