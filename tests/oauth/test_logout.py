@@ -13,7 +13,7 @@ from authlib.jose import JsonWebKey, JsonWebToken
 
 from support.authz import open_api
 from support.oauth import Flow, hidden, jwt_claims, jwt_header, redirect_params
-from support.server import Server, bearer
+from support.server import ADMIN_PW, Server, bearer
 from tokenward.clock import FrozenClock
 from tokenward.server.outbox import (
     KIND,
@@ -274,3 +274,40 @@ def test_refresh_token_reuse_sends_back_channel_logout(
     (token,) = _logout_tokens(server, seen)
     assert jwt_claims(token)["sid"] == jwt_claims(body["id_token"])["sid"]
     assert jwt_claims(token)["aud"] == RP
+
+
+def test_logout_of_one_session_sends_back_channel_logout(
+    srv: tuple[Server, list[httpx.Request]],
+) -> None:
+    server, seen = srv
+    _, body = _tokens(server)
+    r = server.http.post("/logout", headers=bearer(body["access_token"]))
+    assert r.status_code == 200 and r.json()["sessions_revoked"] == 1
+    (token,) = _logout_tokens(server, seen)
+    assert jwt_claims(token)["sid"] == jwt_claims(body["id_token"])["sid"]
+    assert jwt_claims(token)["aud"] == RP
+
+
+def test_revoking_one_session_sends_back_channel_logout_user_and_admin(
+    srv: tuple[Server, list[httpx.Request]],
+) -> None:
+    server, seen = srv
+    _, first = _tokens(server)
+    family = jwt_claims(first["access_token"])["sid"]
+    r = server.http.delete(f"/sessions/{family}", headers=bearer(first["access_token"]))
+    assert r.status_code == 204
+    (token,) = _logout_tokens(server, seen)
+    assert jwt_claims(token)["sid"] == jwt_claims(first["id_token"])["sid"]
+
+    seen.clear()
+    _, second = _tokens(server)
+    admin = server.login(username="root", password=ADMIN_PW, scope="admin")
+    family = jwt_claims(second["access_token"])["sid"]
+    r = server.http.delete(f"/admin/sessions/{family}", headers=bearer(admin["access_token"]))
+    assert r.status_code == 204
+    (token,) = _logout_tokens(server, seen)
+    assert jwt_claims(token)["sid"] == jwt_claims(second["id_token"])["sid"]
+    # a session already ended sends nothing more
+    r = server.http.delete(f"/admin/sessions/{family}", headers=bearer(admin["access_token"]))
+    assert r.status_code == 404
+    assert len(_logout_tokens(server, seen)) == 1

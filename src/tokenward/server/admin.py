@@ -255,7 +255,9 @@ async def revoke_subject(request: Request, sub: str, _: Admin) -> Revoked:
     responses={404: {"model": OAuthError}},
 )
 async def revoke_session(request: Request, sid: str, _: Admin) -> Response:
-    if not await get_runtime(request).sessions.revoke_session(sid[:256], reason="admin"):
+    from .logout import end_family
+
+    if not await end_family(get_runtime(request), sid[:256], reason="admin"):
         raise NotFound("no such session")
     return Response(status_code=204)
 

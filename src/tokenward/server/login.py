@@ -138,17 +138,19 @@ async def _optional_body(request: Request) -> LogoutRequest:
     },
 )
 async def logout(request: Request, claims: Bearer) -> JSON:
+    from .logout import end_family
+
     rt = get_runtime(request)
     body = await _optional_body(request)
     n = 0
     if claims.sid:
-        n += int(await rt.sessions.revoke_session(claims.sid, reason="logout"))
+        n += int(await end_family(rt, claims.sid, reason="logout"))
     else:
         await rt.sessions.revoke_access_token(claims.jti, exp=claims.exp)
     if body.refresh_token:
         info = await rt.sessions.introspect_refresh_token(body.refresh_token)
         if info is not None and info.sub == claims.sub:
-            n += int(await rt.sessions.revoke_session(info.session_id, reason="logout"))
+            n += int(await end_family(rt, info.session_id, reason="logout"))
     resp = JSON({"sessions_revoked": n}, headers=dict(NO_STORE))
     clear_refresh_cookie(
         request, resp, path=rt.settings.cookie_path, secure=rt.settings.cookie_secure

@@ -30,7 +30,7 @@ from .pages import form_origin_ok, page
 from .runtime import Runtime
 from .signin import SigninSession, clear_signin_cookie, read_signin_cookie
 
-__all__ = ["notify_ended", "notify_family_ended", "router"]
+__all__ = ["end_family", "notify_ended", "notify_family_ended", "router"]
 
 router = APIRouter(tags=["logout"])
 
@@ -57,8 +57,9 @@ async def notify_ended(rt: Runtime, sessions: list[SigninSession], *, reason: st
 
 
 async def notify_family_ended(rt: Runtime, family: Family) -> None:
-    """A refresh family ended on its own (reuse detection): send its client a logout token for
-    each sign-in session that started it; the sign-in session itself goes on."""
+    """A refresh family ended alone (reuse detection, logout, a revoke of that session): send its
+    client a logout token for each sign-in session that started it; the sign-in session itself
+    goes on."""
     client = await rt.clients.get(family.client_id)
     if client is None or not client.backchannel_logout_uri:
         return
@@ -72,6 +73,17 @@ async def notify_family_ended(rt: Runtime, family: Family) -> None:
             "application/x-www-form-urlencoded",
             kind="backchannel_logout",
         )
+
+
+async def end_family(rt: Runtime, sid: str, *, reason: str) -> bool:
+    """End one refresh family (logout, a user's or an admin's revoke) and tell its client over
+    the back channel; ``False`` when there was nothing live to end."""
+    if not await rt.sessions.revoke_session(sid, reason=reason):
+        return False
+    family = await rt.store.get_family(sid)
+    if family is not None:
+        await notify_family_ended(rt, family)
+    return True
 
 
 async def _params(request: Request) -> dict[str, str]:

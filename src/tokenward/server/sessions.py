@@ -84,5 +84,7 @@ async def delete_session(request: Request, sid: str, claims: Bearer) -> Response
     info = await rt.sessions.get_session(sid) if len(sid) <= 256 else None
     if info is None or info.sub != claims.sub or not info.active:
         raise HTTPException(404)
-    await rt.sessions.revoke_session(sid, reason="user_revoked")
+    from .logout import end_family
+
+    await end_family(rt, sid, reason="user_revoked")
     return Response(status_code=204)
