@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from support.env import service_missing
-from tokenward.server.sdk import integrity
+from tokenward.server.routes.sdk import integrity
 
 from .conftest import CONSOLE, USER, USER_PW, Live
 

@@ -10,7 +10,7 @@ import pytest
 from support.authz import open_api
 from support.oauth import hidden, jwt_claims
 from support.server import ALICE_PW, Server, bearer
-from tokenward.server.device import USER_CODE_ALPHABET, normalize_user_code
+from tokenward.server.routes.device import USER_CODE_ALPHABET, normalize_user_code
 
 GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 

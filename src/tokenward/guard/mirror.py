@@ -151,7 +151,7 @@ class HttpFeedSource(RevocationSource):
     async def _follow_sse(self, mirror: CoreMirror) -> int:
         """One SSE connection: apply events until the server closes it.
 
-        The server (``tokenward.server.feed``) sends ``event: ready``, then ``event:
+        The server (``tokenward.server.routes.feed``) sends ``event: ready``, then ``event:
         revocation`` frames (``id:`` = ``seq``), keep-alive comments every 15 s, ``event:
         error`` when its store fails and ``event: reconnect`` when it is shutting down (the
         follower then connects again at once, to the next instance, keeping its cursor).

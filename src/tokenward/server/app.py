@@ -12,7 +12,13 @@ from .. import __version__
 from ..clock import Clock
 from ..events import add_listener
 from ..store.base import Store
-from . import (
+from . import metrics
+from .apidocs import install_docs
+from .errors import install_error_handlers
+from .logs import configure_logging
+from .middleware import RequestMiddleware
+from .openapi import install_openapi
+from .routes import (
     account,
     admin,
     admin_authz,
@@ -24,7 +30,6 @@ from . import (
     introspect,
     login,
     logout,
-    metrics,
     revoke,
     sdk,
     sessions,
@@ -32,11 +37,6 @@ from . import (
     userinfo,
     wellknown,
 )
-from .apidocs import install_docs
-from .errors import install_error_handlers
-from .logs import configure_logging
-from .middleware import RequestMiddleware
-from .openapi import install_openapi
 from .runtime import BootstrapReport, Runtime, chain_stop_signals
 from .settings import Settings, load_settings
 

@@ -27,9 +27,9 @@ from ..events import emit
 from ..sessions import AccessSpec, TokenPair
 from ..store.base import Client, GrantRecord, User
 from .authorization import OIDC_SCOPES, Grant
-from .authorize import CODE_KIND, code_key
 from .credentials import confirm_session, session_refusal
 from .deps import client_ip, form_resources, user_agent
+from .routes.authorize import CODE_KIND, code_key
 from .runtime import Runtime
 
 __all__ = ["access_for", "exchange_code"]

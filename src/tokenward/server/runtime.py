@@ -342,7 +342,7 @@ class Runtime:
     async def end_user_sessions(self, sub: str) -> int:
         """Log a user out everywhere: every refresh family (with its access tokens) and every
         sign-in session at this server. Returns the number of refresh families revoked."""
-        from .logout import notify_ended
+        from .routes.logout import notify_ended
 
         n = await self.sessions.revoke_subject(sub)
         await notify_ended(self, await self.signins.end_all(sub), reason="subject_revoked")

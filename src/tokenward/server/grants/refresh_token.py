@@ -60,7 +60,7 @@ class RefreshTokenGrant(Grant):
             )
         except RefreshTokenReused:
             # the family is revoked: tell its client by back-channel logout (OIDC BCL 1.0)
-            from ..logout import notify_family_ended
+            from ..routes.logout import notify_family_ended
 
             found = await rt.store.get_refresh_token(
                 hash_refresh_token(refresh_token), sid=refresh_token_sid(refresh_token)

@@ -21,12 +21,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import InsufficientScope, InvalidRequest, UnauthorizedClient
-from .cookies import clear_refresh_cookie, csrf_token, set_refresh_cookie
-from .deps import Bearer, get_runtime
-from .errors import JSON, NO_STORE, OAuthError
-from .grants.common import password_session
-from .text import RequestModel
+from ...errors import InsufficientScope, InvalidRequest, UnauthorizedClient
+from ..cookies import clear_refresh_cookie, csrf_token, set_refresh_cookie
+from ..deps import Bearer, get_runtime
+from ..errors import JSON, NO_STORE, OAuthError
+from ..grants.common import password_session
+from ..text import RequestModel
 
 __all__ = ["LoginRequest", "router"]
 

@@ -23,12 +23,12 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from ..events import emit
-from ..store.base import Family, GrantRecord
-from .deps import get_runtime
-from .pages import form_origin_ok, page
-from .runtime import Runtime
-from .signin import SigninSession, clear_signin_cookie, read_signin_cookie
+from ...events import emit
+from ...store.base import Family, GrantRecord
+from ..deps import get_runtime
+from ..pages import form_origin_ok, page
+from ..runtime import Runtime
+from ..signin import SigninSession, clear_signin_cookie, read_signin_cookie
 
 __all__ = ["end_family", "notify_ended", "notify_family_ended", "router"]
 

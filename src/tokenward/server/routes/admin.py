@@ -20,22 +20,22 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..claims import AccessTokenClaims
-from ..clock import Clock
-from ..errors import ConfigurationError, InvalidRequest, InvalidToken, NotFound
-from ..events import add_listener
-from ..jws import JWSVerifier
-from ..mirror import RevocationMirror
-from ..revocation import Denylist
-from ..sessions import parse_refresh_token
-from ..store.base import Client
-from .authz import catalog_of, check_client_permissions, check_roles
-from .clients import require_redirect_uris
-from .deps import get_runtime, no_store, require_scope
-from .errors import JSON, NO_STORE, OAuthError
+from ...claims import AccessTokenClaims
+from ...clock import Clock
+from ...errors import ConfigurationError, InvalidRequest, InvalidToken, NotFound
+from ...events import add_listener
+from ...jws import JWSVerifier
+from ...mirror import RevocationMirror
+from ...revocation import Denylist
+from ...sessions import parse_refresh_token
+from ...store.base import Client
+from ..authz import catalog_of, check_client_permissions, check_roles
+from ..clients import require_redirect_uris
+from ..deps import get_runtime, no_store, require_scope
+from ..errors import JSON, NO_STORE, OAuthError
+from ..text import RequestModel
+from ..users import generate_password
 from .sessions import SessionOut, session_out
-from .text import RequestModel
-from .users import generate_password
 
 __all__ = ["EventHub", "install_event_hub", "router"]
 

@@ -15,9 +15,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
+from ..deps import Bearer, get_runtime, no_store
+from ..errors import OAuthError
 from .authorize import CONSENT_KIND, consent_key
-from .deps import Bearer, get_runtime, no_store
-from .errors import OAuthError
 from .logout import notify_ended
 
 __all__ = ["router"]

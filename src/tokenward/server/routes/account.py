@@ -18,11 +18,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from ..errors import InsufficientScope, InvalidGrant
-from ..events import SecurityEvent, emit
-from .cookies import CSRF_HEADER, check_csrf, read_refresh_cookie
-from .deps import Bearer, client_ip, get_runtime, no_store
-from .errors import OAuthError
+from ...errors import InsufficientScope, InvalidGrant
+from ...events import SecurityEvent, emit
+from ..cookies import CSRF_HEADER, check_csrf, read_refresh_cookie
+from ..deps import Bearer, client_ip, get_runtime, no_store
+from ..errors import OAuthError
 
 __all__ = ["PasswordChange", "PasswordChanged", "router"]
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from ..errors import InvalidRequest, InvalidToken, UnauthorizedClient
-from ..sessions import parse_refresh_token
-from .auth import authenticate_client
-from .deps import TOKEN_FORM, get_runtime, read_form
-from .errors import NO_STORE, OAuthError
-from .openapi import CLIENT_AUTH_OR_PUBLIC
+from ...errors import InvalidRequest, InvalidToken, UnauthorizedClient
+from ...sessions import parse_refresh_token
+from ..auth import authenticate_client
+from ..deps import TOKEN_FORM, get_runtime, read_form
+from ..errors import NO_STORE, OAuthError
+from ..openapi import CLIENT_AUTH_OR_PUBLIC
 
 __all__ = ["router"]
 

@@ -30,12 +30,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from ..errors import InsufficientScope
-from ..feed import RevocationEvent
-from .auth import authenticate_client
-from .deps import bearer_claims, get_runtime
-from .errors import JSON, OAuthError
-from .openapi import BASIC_AUTH, BEARER_AUTH
+from ...errors import InsufficientScope
+from ...feed import RevocationEvent
+from ..auth import authenticate_client
+from ..deps import bearer_claims, get_runtime
+from ..errors import JSON, OAuthError
+from ..openapi import BASIC_AUTH, BEARER_AUTH
 
 __all__ = ["RECONNECT", "router"]
 

@@ -14,9 +14,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
-from ..store.base import Client
-from .deps import Bearer, get_runtime, no_store
-from .errors import JSON, NO_STORE, OAuthError
+from ...store.base import Client
+from ..deps import Bearer, get_runtime, no_store
+from ..errors import JSON, NO_STORE, OAuthError
 
 __all__ = ["UserInfo", "is_first_party", "router"]
 

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from ..sessions import SessionInfo
-from .deps import Bearer, get_runtime, no_store
-from .errors import OAuthError
+from ...sessions import SessionInfo
+from ..deps import Bearer, get_runtime, no_store
+from ..errors import OAuthError
 
 __all__ = ["NoticeOut", "SessionOut", "router", "session_out"]
 

@@ -13,14 +13,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..claims import AccessTokenClaims
-from ..errors import ConfigurationError, InvalidRequest, NotFound
-from .authorization import SERVER_SCOPES
-from .authz import catalog_of, check_client_permissions
-from .authz_changes import affected_sessions
-from .deps import get_runtime, no_store, require_scope
-from .errors import OAuthError
-from .runtime import Runtime
+from ...claims import AccessTokenClaims
+from ...errors import ConfigurationError, InvalidRequest, NotFound
+from ..authorization import SERVER_SCOPES
+from ..authz import catalog_of, check_client_permissions
+from ..authz_changes import affected_sessions
+from ..deps import get_runtime, no_store, require_scope
+from ..errors import OAuthError
+from ..runtime import Runtime
 
 __all__ = ["revoke_affected", "router"]
 

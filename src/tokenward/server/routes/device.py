@@ -22,7 +22,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from ..errors import (
+from ...errors import (
     InvalidGrant,
     InvalidRequest,
     InvalidScope,
@@ -30,20 +30,20 @@ from ..errors import (
     RateLimited,
     TokenwardError,
 )
-from ..events import emit
-from ..store.base import Client, GrantRecord
-from .auth import authenticate_client
+from ...events import emit
+from ...store.base import Client, GrantRecord
+from ..auth import authenticate_client
+from ..clients import DEVICE_CODE_GRANT
+from ..code_grant import access_for, asked_resource, start_user_session, token_response
+from ..credentials import session_refusal
+from ..deps import client_ip, form_openapi, form_resources, get_runtime, read_form, user_agent
+from ..errors import JSON, NO_STORE, OAuthError
+from ..grants.common import parse_scope
+from ..openapi import CLIENT_AUTH_OR_PUBLIC
+from ..pages import form_origin_ok, page
+from ..runtime import Runtime
+from ..signin import read_signin_cookie, set_signin_cookie
 from .authorize import compute_grant
-from .clients import DEVICE_CODE_GRANT
-from .code_grant import access_for, asked_resource, start_user_session, token_response
-from .credentials import session_refusal
-from .deps import client_ip, form_openapi, form_resources, get_runtime, read_form, user_agent
-from .errors import JSON, NO_STORE, OAuthError
-from .grants.common import parse_scope
-from .openapi import CLIENT_AUTH_OR_PUBLIC
-from .pages import form_origin_ok, page
-from .runtime import Runtime
-from .signin import read_signin_cookie, set_signin_cookie
 
 __all__ = ["USER_CODE_ALPHABET", "exchange_device_code", "normalize_user_code", "router"]
 
@@ -151,7 +151,7 @@ async def device_authorization(request: Request) -> JSON:
     form = await read_form(request)
     client = (await authenticate_client(request, form)).client
     if DEVICE_CODE_GRANT not in client.grants:
-        from ..errors import UnauthorizedClient
+        from ...errors import UnauthorizedClient
 
         raise UnauthorizedClient("this client may not use the device authorization grant")
     scope = " ".join(parse_scope(form.get("scope"))) or None

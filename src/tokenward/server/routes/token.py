@@ -8,13 +8,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from ..errors import InvalidRequest, UnauthorizedClient, UnsupportedGrantType
-from .auth import authenticate_client
-from .deps import form_openapi, get_runtime, read_form
-from .errors import JSON, OAuthError
-from .grants import GRANTS, grant_names, load_grant
-from .grants.base import GrantContext
-from .openapi import CLIENT_AUTH_OR_PUBLIC
+from ...errors import InvalidRequest, UnauthorizedClient, UnsupportedGrantType
+from ..auth import authenticate_client
+from ..deps import form_openapi, get_runtime, read_form
+from ..errors import JSON, OAuthError
+from ..grants import GRANTS, grant_names, load_grant
+from ..grants.base import GrantContext
+from ..openapi import CLIENT_AUTH_OR_PUBLIC
 
 __all__ = ["router"]
 

@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from ..dpop import DPOP_ALGORITHMS
-from .deps import get_runtime
-from .grants import grant_names
-from .idtoken import ID_TOKEN_ALG
+from ...dpop import DPOP_ALGORITHMS
+from ..deps import get_runtime
+from ..grants import grant_names
+from ..idtoken import ID_TOKEN_ALG
 
 __all__ = ["metadata", "router", "supported_scopes"]
 

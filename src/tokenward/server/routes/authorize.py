@@ -29,17 +29,17 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from ..errors import InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget, RateLimited
-from ..events import emit
-from ..store.base import Client, GrantRecord, User
-from .authorization import Grant
-from .credentials import session_refusal
-from .deps import client_ip, get_runtime, user_agent
-from .grants.common import parse_scope
-from .pages import form_origin_ok, page
-from .redirect_uris import redirect_uri_matches
-from .runtime import Runtime
-from .signin import SigninSession, read_signin_cookie, set_signin_cookie
+from ...errors import InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget, RateLimited
+from ...events import emit
+from ...store.base import Client, GrantRecord, User
+from ..authorization import Grant
+from ..credentials import session_refusal
+from ..deps import client_ip, get_runtime, user_agent
+from ..grants.common import parse_scope
+from ..pages import form_origin_ok, page
+from ..redirect_uris import redirect_uri_matches
+from ..runtime import Runtime
+from ..signin import SigninSession, read_signin_cookie, set_signin_cookie
 
 __all__ = ["AuthorizationRequest", "compute_grant", "router"]
 

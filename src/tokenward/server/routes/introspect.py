@@ -12,12 +12,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from ..errors import InvalidRequest, InvalidToken
-from ..sessions import parse_refresh_token
-from .auth import authenticate_client
-from .deps import TOKEN_FORM, get_runtime, read_form
-from .errors import JSON, NO_STORE, OAuthError
-from .openapi import CLIENT_AUTH
+from ...errors import InvalidRequest, InvalidToken
+from ...sessions import parse_refresh_token
+from ..auth import authenticate_client
+from ..deps import TOKEN_FORM, get_runtime, read_form
+from ..errors import JSON, NO_STORE, OAuthError
+from ..openapi import CLIENT_AUTH
 
 __all__ = ["router"]
 
