@@ -33,12 +33,14 @@ from .routes import (
     revoke,
     sdk,
     sessions,
+    ssf,
     token,
     userinfo,
     wellknown,
 )
 from .runtime import BootstrapReport, Runtime, chain_stop_signals
 from .settings import Settings, load_settings
+from .ssf_transmitter import CaptureMiddleware, install_listener
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -100,6 +102,10 @@ def create_app(
     install_error_handlers(app)
     install_openapi(app)
     install_docs(app)
+    # inside the request middleware: a request's security events are stored as SETs before
+    # its response starts
+    install_listener()
+    app.add_middleware(CaptureMiddleware, runtime=runtime)
     app.add_middleware(
         RequestMiddleware, metrics=runtime.metrics, max_body_bytes=settings.max_body_bytes
     )
@@ -122,6 +128,7 @@ def create_app(
         metrics,
         console,
         sdk,
+        ssf,
     ):
         app.include_router(module.router)
     return app

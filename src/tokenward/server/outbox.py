@@ -1,11 +1,17 @@
 """Outbound deliveries: one component for every signed JWT the server POSTs to another party
-(OpenID Connect Back-Channel Logout tokens today; Security Event Tokens, RFC 8935 push, next).
+(OpenID Connect Back-Channel Logout tokens; Security Event Tokens pushed to Shared Signals
+receivers, RFC 8935).
 
 * **Persisted**: each delivery is a store record (kind ``outbox``), so a restart or another
   instance picks it up; a delivery is claimed by compare-and-set before it is sent, so two
   instances do not send it at the same moment.
-* **Retried with backoff** (1, 2, 4 … 300 s) up to :data:`MAX_ATTEMPTS`; **at-least-once**: a
-  receiver may see a delivery twice (logout tokens carry a ``jti`` to deduplicate).
+* **Retried with backoff** (1, 2, 4 … 300 s) up to :data:`MAX_ATTEMPTS` (or the delivery's
+  own ``max_attempts``); **at-least-once**: a receiver may see a delivery twice (logout tokens
+  and SETs carry a ``jti`` to deduplicate). A delivery made with ``final_on_client_error``
+  stops at a 4xx answer other than 408/429 (RFC 8935 §2.3: the receiver rejected it; sending
+  it again cannot help).
+* **Headers**: a delivery may carry extra request headers (a receiver's ``Authorization``),
+  stored with it and never logged.
 * **Bounded**: at most :data:`MAX_PENDING` waiting deliveries (a new one beyond is dropped and
   reported), each kept at most a day.
 * **Outbound URL policy**: ``https`` only; a target that resolves to a loopback, private,
@@ -24,7 +30,8 @@ import contextlib
 import ipaddress
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -100,9 +107,19 @@ class Outbox:
         self._resolve = resolve
         self.wake = asyncio.Event()
 
-    async def enqueue(self, url: str, body: bytes, content_type: str, *, kind: str) -> bool:
-        """Queue one delivery; ``False`` (and an event) when the queue is full or the URL is
-        refused by the policy."""
+    async def enqueue(
+        self,
+        url: str,
+        body: bytes,
+        content_type: str,
+        *,
+        kind: str,
+        headers: Mapping[str, str] | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
+        final_on_client_error: bool = False,
+    ) -> bool:
+        """Queue one delivery (durably: it is in the store when this returns ``True``);
+        ``False`` (and an event) when the queue is full or the URL is refused by the policy."""
         now = self.clock.now()
         try:
             check_target(url, allow_private=self.allow_private, resolve=False)
@@ -113,7 +130,7 @@ class Outbox:
         if len(pending) >= MAX_PENDING:
             emit("outbound_dropped", kind=kind, url=url, reason="queue full")
             return False
-        data = {
+        data: dict[str, Any] = {
             "url": url,
             "body": body.decode("ascii"),
             "content_type": content_type,
@@ -121,6 +138,12 @@ class Outbox:
             "attempts": 0,
             "next_at": now,
         }
+        if headers:
+            data["headers"] = dict(headers)
+        if max_attempts != MAX_ATTEMPTS:
+            data["max_attempts"] = max_attempts
+        if final_on_client_error:
+            data["final_4xx"] = True
         key = f"{now:017.6f}-{secrets.token_hex(8)}"  # key order = enqueue order
         await self.store.create_record(GrantRecord(KIND, key, OWNER, data, now + KEEP), now=now)
         self.wake.set()
@@ -147,7 +170,8 @@ class Outbox:
                 done += 1
                 continue
             rec.data["attempts"] = attempts = int(rec.data["attempts"]) + 1
-            if attempts >= MAX_ATTEMPTS:
+            limit = int(rec.data.get("max_attempts", MAX_ATTEMPTS))
+            if attempts >= limit or why.startswith("rejected"):
                 await self.store.delete_record(KIND, rec.key)
                 emit(
                     "outbound_failed",
@@ -186,7 +210,10 @@ class Outbox:
                     "POST",
                     url,
                     content=str(data["body"]).encode(),
-                    headers={"Content-Type": str(data["content_type"])},
+                    headers={
+                        **cast("dict[str, str]", data.get("headers") or {}),
+                        "Content-Type": str(data["content_type"]),
+                    },
                 ) as resp,
             ):
                 seen = 0
@@ -194,8 +221,11 @@ class Outbox:
                     seen += len(chunk)
                     if seen > MAX_RESPONSE:
                         break
-                if 200 <= resp.status_code < 300:
+                code = resp.status_code
+                if 200 <= code < 300:
                     return True, "ok"
+                if data.get("final_4xx") and 400 <= code < 500 and code not in (408, 429):
+                    return False, f"rejected: HTTP {code}"
                 return False, f"HTTP {resp.status_code}"
         except httpx.HTTPError as exc:
             return False, type(exc).__name__

@@ -43,6 +43,7 @@ from .risk import RiskEngine
 from .riskwire import policy_from_settings, refresh_check
 from .settings import Settings
 from .signin import SigninSessions
+from .ssf_transmitter import Transmitter
 from .stores import open_store
 from .usernames import USERNAME_RULE, username_report
 from .users import UserService, generate_password, hasher_from_settings
@@ -270,6 +271,15 @@ class Runtime:
         self._id_tokens: IdTokenService | None = None
         self.outbox = Outbox(
             self.store, clock=self.clock, allow_private=settings.outbound_allow_private
+        )
+        # the Shared Signals transmitter: streams, SETs, their queues (push through the outbox)
+        self.ssf = Transmitter(
+            self.store,
+            clock=self.clock,
+            outbox=self.outbox,
+            issuer=settings.issuer,
+            keyring=lambda: self.keyring,
+            allow_private=settings.outbound_allow_private,
         )
         self.signins = SigninSessions(
             self.store,

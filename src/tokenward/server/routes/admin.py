@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...claims import AccessTokenClaims
 from ...clock import Clock
 from ...errors import ConfigurationError, InvalidRequest, InvalidToken, NotFound
-from ...events import add_listener
+from ...events import SecurityEvent, add_listener, emit
 from ...jws import JWSVerifier
 from ...mirror import RevocationMirror
 from ...revocation import Denylist
@@ -204,6 +204,7 @@ async def create_user(request: Request, body: UserCreate, _: Admin) -> UserOut:
 async def _set_disabled(request: Request, username: str, disabled: bool) -> int:
     rt = get_runtime(request)
     user = await rt.users.set_disabled(username, disabled)  # NotFound: 404
+    emit("user_disabled" if disabled else "user_enabled", sub=user.username)
     return await rt.end_user_sessions(user.username) if disabled else 0
 
 
@@ -231,6 +232,7 @@ async def reset_password(request: Request, username: str, body: PasswordReset, _
     rt = get_runtime(request)
     password = body.password or generate_password()
     username = (await rt.users.set_password(username, password)).username  # NotFound: 404
+    emit(SecurityEvent.PASSWORD_CHANGED, sub=username, reason="admin_reset")
     out = PasswordResetOut(
         sessions_revoked=await rt.end_user_sessions(username),
         password=None if body.password else password,

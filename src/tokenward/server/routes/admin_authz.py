@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...claims import AccessTokenClaims
 from ...errors import ConfigurationError, InvalidRequest, NotFound
+from ...events import emit
 from ..authorization import SERVER_SCOPES
 from ..authz import catalog_of, check_client_permissions
 from ..authz_changes import affected_sessions
@@ -238,9 +239,11 @@ async def set_user_roles(
 ) -> UserRolesOut:
     rt = get_runtime(request)
     try:
-        user = (await rt.roles.set_user_roles(username, body.roles))[1]
+        before, user = await rt.roles.set_user_roles(username, body.roles)
     except ConfigurationError as exc:
         raise _bad(exc) from None
+    if tuple(before.roles) != tuple(user.roles):
+        emit("roles_changed", sub=user.username, roles=list(user.roles))
     n = await revoke_affected(rt, usernames=[username]) if body.now else 0
     return UserRolesOut(username=username, roles=list(user.roles), sessions_revoked=n)
 
