@@ -46,6 +46,7 @@ STORELESS_PATHS = frozenset(
         "/.well-known/jwks.json",
         "/.well-known/oauth-authorization-server",
         "/.well-known/openid-configuration",
+        "/.well-known/ssf-configuration",
         "/metrics",
     }
 )

@@ -117,6 +117,7 @@ class Outbox:
         headers: Mapping[str, str] | None = None,
         max_attempts: int = MAX_ATTEMPTS,
         final_on_client_error: bool = False,
+        ref: str | None = None,
     ) -> bool:
         """Queue one delivery (durably: it is in the store when this returns ``True``);
         ``False`` (and an event) when the queue is full or the URL is refused by the policy."""
@@ -144,6 +145,8 @@ class Outbox:
             data["max_attempts"] = max_attempts
         if final_on_client_error:
             data["final_4xx"] = True
+        if ref is not None:
+            data["ref"] = ref
         key = f"{now:017.6f}-{secrets.token_hex(8)}"  # key order = enqueue order
         await self.store.create_record(GrantRecord(KIND, key, OWNER, data, now + KEEP), now=now)
         self.wake.set()
@@ -151,6 +154,14 @@ class Outbox:
 
     async def pending(self) -> list[GrantRecord]:
         return await self.store.list_records(KIND, OWNER, now=self.clock.now())
+
+    async def cancel(self, kind: str, ref: str) -> int:
+        """Forget the waiting deliveries of ``kind`` queued with ``ref`` (a deleted stream's)."""
+        n = 0
+        for rec in await self.pending():
+            if rec.data.get("kind") == kind and rec.data.get("ref") == ref:
+                n += int(await self.store.delete_record(KIND, rec.key))
+        return n
 
     async def deliver_due(self) -> int:
         """Send every delivery that is due; the number delivered."""

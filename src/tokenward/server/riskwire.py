@@ -9,7 +9,8 @@ out what its :class:`~tokenward.server.risk.Decision` says.
 
 Actions: ``log`` a log line; ``flag`` (and every stronger action) a ``risk_decision``
 security event with the signals, scores, reasons and actions (the console's live view shows
-it); ``notify`` is recorded in that event (no outbound transmitter is wired yet);
+it); ``notify`` also sends a CAEP ``risk-level-change`` SET to the Shared Signals streams
+(:mod:`.ssf_transmitter`, which reads the ``risk_decision`` event);
 ``step_up`` revokes the family's refresh tokens *without* denylisting its ``sid`` (access
 tokens live out their lifetime) and fails the refresh with ``invalid_grant`` saying why;
 ``revoke_session`` revokes the family and denylists its ``sid``; ``revoke_subject`` ends

@@ -310,6 +310,7 @@ class Transmitter:
             headers=headers,
             max_attempts=PUSH_ATTEMPTS,
             final_on_client_error=True,
+            ref=stream.stream_id,
         )
 
     async def _queue(self, stream_id: str, jti: str, token: str) -> bool:
@@ -331,7 +332,8 @@ class Transmitter:
         return await self.store.list_records(QUEUE_KIND, stream_id, now=self.clock.now())
 
     async def drop_queue(self, stream_id: str) -> int:
-        n = 0
+        """Forget what a deleted or disabled stream holds (and its pushes not yet made)."""
+        n = await self.outbox.cancel("ssf_push", stream_id)
         for rec in await self.queued(stream_id):
             n += int(await self.store.delete_record(QUEUE_KIND, rec.key))
         return n

@@ -320,6 +320,8 @@ async def poll(request: Request, stream_id: str, client_id: Receiver) -> dict[st
     if stream.method != POLL:
         raise StreamError("this stream delivers by push, not poll")
     await rt.ssf.acknowledge(stream.stream_id, ack, errs)
+    if stream.status != "enabled":  # a paused stream holds its SETs (SSF 1.0 §8.1.2)
+        return {"sets": {}, "moreAvailable": False}
     sets, more = await rt.ssf.take(stream.stream_id, max_events)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + rt.settings.feed_max_wait
