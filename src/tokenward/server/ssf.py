@@ -1,6 +1,6 @@
 """Security Event Tokens for Shared Signals (OpenID SSF 1.0, CAEP, RISC): the payloads and
-their signature. This is the building block of a transmitter; the stream management endpoints
-and push/poll delivery are not built yet.
+their signature: the building block of the transmitter (streams: :mod:`.ssf_streams`; events
+to SETs and their delivery: :mod:`.ssf_transmitter`).
 
 A SET (RFC 8417) is a JWT with header ``typ: secevent+jwt`` (RFC 8417 §2.3), signed with the
 server's active key (so a receiver verifies it through the server's JWKS), and claims ``iss``,
