@@ -40,7 +40,7 @@ from .routes import (
 )
 from .runtime import BootstrapReport, Runtime, chain_stop_signals
 from .settings import Settings, load_settings
-from .ssf_transmitter import CaptureMiddleware, install_listener
+from .ssf_transmitter import EventGate, install_listener
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -102,12 +102,12 @@ def create_app(
     install_error_handlers(app)
     install_openapi(app)
     install_docs(app)
-    # inside the request middleware: a request's security events are stored as SETs before
-    # its response starts
-    install_listener()
-    app.add_middleware(CaptureMiddleware, runtime=runtime)
+    install_listener()  # a request's security events become SETs before its response starts
     app.add_middleware(
-        RequestMiddleware, metrics=runtime.metrics, max_body_bytes=settings.max_body_bytes
+        RequestMiddleware,
+        metrics=runtime.metrics,
+        max_body_bytes=settings.max_body_bytes,
+        gate=EventGate(runtime.ssf),
     )
     for module in (
         authorize,

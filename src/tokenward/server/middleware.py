@@ -10,7 +10,11 @@
   the limit too: 413 when no response has started, and the route never sees the rest;
 * the latency histogram by route template and a JSON access log line;
 * the catch-all: an unexpected exception is logged (with its traceback, server-side only)
-  and answered ``500 {"error": "server_error"}`` — never a traceback to the caller.
+  and answered ``500 {"error": "server_error"}`` — never a traceback to the caller;
+* an optional :class:`ResponseGate`: work that must be done before a response starts (the
+  Shared Signals transmitter stores the request's security events); when it fails, a 2xx
+  becomes ``503 temporarily_unavailable`` — one hook in the send wrapper that exists anyway,
+  no extra middleware layer on every request.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import re
 import secrets
 import time
 import traceback
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 import structlog
@@ -30,7 +34,7 @@ from .errors import NO_STORE
 if TYPE_CHECKING:
     from .metrics import Metrics
 
-__all__ = ["RequestMiddleware"]
+__all__ = ["RequestMiddleware", "ResponseGate"]
 
 _access = structlog.get_logger("tokenward.access")
 _errors = structlog.get_logger("tokenward.server")
@@ -38,6 +42,9 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # the metric's ``method`` label: any other token a client sends is "other", so made-up methods
 # cannot grow the label set (and the process's memory) without bound
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+_GATE_REFUSED = "the change was made but its security events could not be stored; retry"
 
 
 class BodyTooLarge(Exception):
@@ -57,6 +64,21 @@ def _json_error(status: int, error: str, description: str, rid: str) -> list[Mes
     ]
 
 
+class ResponseGate(Protocol):
+    """``open()`` when a request starts (its state); before its response starts, when
+    ``waiting(state)``, ``before_start(state, status)`` (``False``: answer 503 instead of
+    this 2xx); ``close(state)`` at the end, whatever happened. ``open``, ``waiting`` and
+    ``close`` are synchronous: a request with nothing to do pays no extra await."""
+
+    def open(self) -> Any: ...
+
+    def waiting(self, state: Any) -> bool: ...
+
+    async def before_start(self, state: Any, status: int) -> bool: ...
+
+    def close(self, state: Any) -> None: ...
+
+
 class RequestMiddleware:
     def __init__(
         self,
@@ -65,11 +87,13 @@ class RequestMiddleware:
         metrics: Metrics | None = None,
         max_header_bytes: int = 16384,
         max_body_bytes: int = 65536,
+        gate: ResponseGate | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_header_bytes = max_header_bytes
         self.max_body_bytes = max_body_bytes
+        self.gate = gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -92,9 +116,27 @@ class RequestMiddleware:
                     length = -1
         rid = rid or secrets.token_hex(8)
         status_holder = [500]
+        gate = self.gate
+        gated = gate.open() if gate is not None else None
+        refused = False
 
         async def send_wrapper(message: Message) -> None:
+            nonlocal refused
+            if refused:  # the 503 went out instead; the app's answer is dropped
+                return
             if message["type"] == "http.response.start":
+                if (
+                    gate is not None
+                    and gate.waiting(gated)
+                    and not await gate.before_start(gated, message["status"])
+                ):
+                    refused = True
+                    status_holder[0] = 503
+                    answer = _json_error(503, "temporarily_unavailable", _GATE_REFUSED, rid)
+                    answer[0]["headers"].append((b"retry-after", b"1"))
+                    for m in answer:
+                        await send(m)
+                    return
                 status_holder[0] = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
@@ -170,6 +212,8 @@ class RequestMiddleware:
                     await send(m)
             status_holder[0] = 500
         finally:
+            if gate is not None:
+                gate.close(gated)
             self._record(scope, status_holder[0], time.perf_counter() - start)
             structlog.contextvars.unbind_contextvars("request_id")
 

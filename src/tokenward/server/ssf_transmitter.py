@@ -18,14 +18,14 @@ tokenward security event           SET event type (subject)
 ``user_disabled`` / ``_enabled``   RISC ``account-disabled`` / ``account-enabled``
 =================================  ==========================================================
 
-**When**: :class:`CaptureMiddleware` collects the events a request emits and, before the
-response starts, :meth:`Transmitter.publish` signs one SET per matching stream (``aud`` =
-the stream's ``aud``, a fresh ``jti``) and writes it to the store: into the
-:class:`~.outbox.Outbox` for push (RFC 8935) or into the stream's queue (kind ``ssf_set``) for
-poll (RFC 8936) and for a paused push stream. A request answers 2xx only once that is done; if
-the store refuses, a 2xx becomes 503 (the client retries), so every acknowledged event is
-delivered at least once. Requests emitting none of these events cost nothing more; with no
-stream configured, one store read.
+**When**: :class:`EventGate` (a gate of the request middleware) collects the events a
+request emits and, before the response starts, :meth:`Transmitter.publish` signs one SET per
+matching stream (``aud`` = the stream's ``aud``, a fresh ``jti``) and writes it to the store:
+into the :class:`~.outbox.Outbox` for push (RFC 8935) or into the stream's queue (kind
+``ssf_set``) for poll (RFC 8936) and for a paused push stream. A request answers 2xx only once
+that is done; if the store refuses, a 2xx becomes 503 (the client retries), so every
+acknowledged event is delivered at least once. A request emitting none of these events does
+no store I/O for them (the gate costs about 2 µs); with no stream configured, one read.
 
 **Queues** are bounded (:data:`MAX_QUEUED` per stream; beyond, a SET is dropped with an
 ``outbound_dropped`` event) and kept :data:`KEEP` seconds; push deliveries are retried with
@@ -39,12 +39,9 @@ import contextlib
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from typing import Any
 
 from ..clock import Clock
 from ..events import add_listener, emit
@@ -63,15 +60,12 @@ from .ssf import (
 )
 from .ssf_streams import PUSH, RISK_LEVEL_CHANGE, VERIFICATION, Stream, StreamRegistry
 
-if TYPE_CHECKING:
-    from .runtime import Runtime
-
 __all__ = [
     "KEEP",
     "MAX_QUEUED",
     "PUSH_ATTEMPTS",
     "SET_CONTENT_TYPE",
-    "CaptureMiddleware",
+    "EventGate",
     "Signal",
     "Transmitter",
     "install_listener",
@@ -384,66 +378,49 @@ class Transmitter:
             await asyncio.wait_for(waiter.wait(), timeout)
 
 
-# the middleware ---------------------------------------------------------------------------------
-
-_UNAVAILABLE = orjson.dumps(
-    {
-        "error": "temporarily_unavailable",
-        "error_description": "the change was made but its security events could not be stored; "
-        "retry",
-    }
-)
+# the gate: a request's events are stored before its response starts --------------------------
 
 
-class CaptureMiddleware:
-    """Publishes the security events a request emitted before its response starts (see the
-    module docstring); a 2xx whose events could not be stored becomes a 503."""
+_State = tuple[list[tuple[str, dict[str, Any]]], Token[Any]]
 
-    def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
-        self.app = app
-        self.runtime = runtime
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class EventGate:
+    """The :class:`~.middleware.ResponseGate` of the transmitter: collects the events a request
+    emits and publishes them before its response starts (see the module docstring)."""
+
+    def __init__(self, transmitter: Transmitter) -> None:
+        self.transmitter = transmitter
+        self._late_tasks: set[asyncio.Task[None]] = set()
+
+    def open(self) -> _State:
         batch: list[tuple[str, dict[str, Any]]] = []
-        reset = _batch.set(batch)
-        replaced = False
+        return batch, _batch.set(batch)
 
-        async def flushing_send(message: Message) -> None:
-            nonlocal replaced
-            if replaced:
-                return
-            if message["type"] == "http.response.start" and batch:
-                taken = batch[:]
-                batch.clear()
-                try:
-                    await self.runtime.ssf.publish(taken)
-                except Exception as exc:
-                    emit("outbound_dropped", kind="ssf", reason=type(exc).__name__)
-                    if 200 <= int(message["status"]) < 300:
-                        replaced = True
-                        await send(
-                            {
-                                "type": "http.response.start",
-                                "status": 503,
-                                "headers": [
-                                    (b"content-type", b"application/json"),
-                                    (b"content-length", str(len(_UNAVAILABLE)).encode()),
-                                    (b"retry-after", b"1"),
-                                    (b"cache-control", b"no-store"),
-                                ],
-                            }
-                        )
-                        await send({"type": "http.response.body", "body": _UNAVAILABLE})
-                        return
-            await send(message)
+    def waiting(self, state: _State) -> bool:
+        return bool(state[0])
 
+    async def before_start(self, state: _State, status: int) -> bool:
+        batch = state[0]
+        taken = batch[:]
+        batch.clear()
         try:
-            await self.app(scope, receive, flushing_send)
-        finally:
-            _batch.reset(reset)
-            if batch:  # emitted after the response started (a background task)
-                with contextlib.suppress(Exception):
-                    await self.runtime.ssf.publish(batch)
+            await self.transmitter.publish(taken)
+        except Exception as exc:
+            emit("outbound_dropped", kind="ssf", reason=type(exc).__name__)
+            return not 200 <= status < 300  # a 2xx must not claim what was not stored
+        return True
+
+    def close(self, state: _State) -> None:
+        batch, token = state
+        with contextlib.suppress(ValueError):  # reset from another context: nothing to undo
+            _batch.reset(token)
+        if batch:  # emitted after the response started (a background task): best effort
+            task = asyncio.get_running_loop().create_task(self._late(batch[:]))
+            self._late_tasks.add(task)
+            task.add_done_callback(self._late_tasks.discard)
+
+    async def _late(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+        try:
+            await self.transmitter.publish(batch)
+        except Exception as exc:
+            emit("outbound_dropped", kind="ssf", reason=type(exc).__name__)
