@@ -106,6 +106,10 @@ class Outbox:
         self._transport = transport
         self._resolve = resolve
         self.wake = asyncio.Event()
+        # one client for every delivery: making one loads the CA bundle (~0.1 s), and its
+        # pool keeps connections to a receiver open between deliveries
+        self._http: httpx.AsyncClient | None = None
+        self._http_transport: httpx.AsyncBaseTransport | None = None
 
     async def enqueue(
         self,
@@ -214,10 +218,7 @@ class Outbox:
             return False, str(exc)
         try:
             async with (
-                httpx.AsyncClient(
-                    timeout=TIMEOUT, follow_redirects=False, transport=self._transport
-                ) as http,
-                http.stream(
+                self._client().stream(
                     "POST",
                     url,
                     content=str(data["body"]).encode(),
@@ -241,13 +242,35 @@ class Outbox:
         except httpx.HTTPError as exc:
             return False, type(exc).__name__
 
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None or self._http_transport is not self._transport:
+            self._http = httpx.AsyncClient(
+                timeout=TIMEOUT, follow_redirects=False, transport=self._transport
+            )
+            self._http_transport = self._transport
+        return self._http
+
+    async def aclose(self) -> None:
+        """Close the delivery client's connections."""
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
+
     async def run(self, interval: Callable[[], float] = lambda: 1.0) -> None:
         """The delivery loop (a task of the server)."""
+        try:
+            await self._loop(interval)
+        finally:
+            with contextlib.suppress(Exception):
+                await self.aclose()
+
+    async def _loop(self, interval: Callable[[], float]) -> None:
         while True:
+            # cleared before the pass: a delivery queued during it wakes the next one at once
+            self.wake.clear()
             try:
                 await self.deliver_due()
             except Exception as exc:
                 emit("outbound_failed", reason=type(exc).__name__)
-            self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=interval())
