@@ -6,6 +6,7 @@ SETs are verified against the server's published JWKS."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support.serve import Served, free_port, launch, serve
+from support.serve import BIN, Served, clean_env, free_port, launch, serve
 from support.server import ADMIN_PW
 from tokenward.server.ssf import (
     ACCOUNT_DISABLED,
@@ -130,8 +131,10 @@ def _settings(port: int) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     port = free_port()
-    with serve(_settings(port), cwd=tmp_path_factory.mktemp("ssf"), port=port) as s:
+    cwd = tmp_path_factory.mktemp("ssf")
+    with serve(_settings(port), cwd=cwd, port=port) as s:
         setup(s)
+        s.cwd = cwd  # type: ignore[attr-defined]
         yield s
 
 
@@ -476,6 +479,50 @@ def test_every_event_type_is_emitted_by_its_trigger(served: Served) -> None:
     assert "refresh" in risk["reason_admin"]["en"]
     level = find(RISK_LEVEL_CHANGE, lambda e, s: user(s) == "sam")
     assert level["principal"] == "SESSION" and level["current_level"] in ("MEDIUM", "HIGH")
+
+
+def test_cli_changes_to_the_store_reach_the_streams(served: Served) -> None:
+    """``tokenward user disable|enable|passwd|roles`` and ``session revoke`` change the store
+    directly; they queue the same SETs (signed with the stored keys)."""
+    token = client_token(served)
+    stream = create_stream(served, token, {"method": POLL}, ALL_EVENTS)
+    add_user(served, "vic")
+    sid = _sid(served, login(served, "vic")["access_token"])
+
+    def cli(*args: str, stdin: str | None = None) -> None:
+        done = subprocess.run(
+            [str(BIN), *args],
+            cwd=served.cwd,  # type: ignore[attr-defined]
+            env=clean_env(_settings(served.port)),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    cli("session", "revoke", sid)
+    cli("user", "roles", "vic", "admin")
+    cli("user", "passwd", "vic", "--password-stdin", stdin=PW + " new\n")
+    cli("user", "disable", "vic")
+    cli("user", "enable", "vic")
+    got = [
+        (event_of(c)[0], c["sub_id"], c["iss"]) for c in poll_all(served, token, stream).values()
+    ]
+    assert all(iss == served.base for _, _, iss in got)
+    kinds = [etype for etype, _, _ in got]
+    assert kinds == [
+        SESSION_REVOKED,  # the session
+        TOKEN_CLAIMS_CHANGE,
+        CREDENTIAL_CHANGE,
+        SESSION_REVOKED,  # every session of the user (passwd)
+        SESSIONS_REVOKED,
+        ACCOUNT_DISABLED,
+        SESSION_REVOKED,  # every session of the user (disable)
+        SESSIONS_REVOKED,
+        ACCOUNT_ENABLED,
+    ]
+    assert got[0][1]["session"]["id"] == sid
 
 
 def _sid(s: Served, access_token: str) -> str:

@@ -68,7 +68,13 @@ def revoke(sid: str, store: StoreOpt = None) -> None:
     async def go(settings: Settings, st: Store) -> bool:
         now = get_clock().now()
         until = now + settings.access_token_ttl + settings.leeway
-        return await st.revoke_family(sid, now=now, reason="cli", until=until) is not None
+        if await st.revoke_family(sid, now=now, reason="cli", until=until) is None:
+            return False
+        from ..server.ssf_transmitter import publish_offline
+
+        revoked = {"kind": "sid", "value": sid, "reason": "cli"}
+        await publish_offline(settings, st, [("revoked", revoked)], clock=get_clock())
+        return True
 
     if not run_with_store(store, go, create=False):
         raise fail(f"no live session {sid}")

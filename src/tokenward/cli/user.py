@@ -85,7 +85,11 @@ def set_roles(
 
     async def go(settings: Settings, st: Store) -> int:
         await open_model(settings, st)
-        await RoleRegistry(st, issuer=settings.issuer).set_user_roles(username, roles)
+        registry = RoleRegistry(st, issuer=settings.issuer)
+        before, after = await registry.set_user_roles(username, roles)
+        if tuple(before.roles) != tuple(after.roles):
+            changed: dict[str, object] = {"sub": after.username, "roles": list(after.roles)}
+            await _signal(settings, st, ("roles_changed", changed))
         return await revoke_now(settings, st, usernames=[username]) if now else 0
 
     n = run_with_store(store, go)
@@ -124,12 +128,27 @@ def list_users(
     run_with_store(store, go, create=False)
 
 
+async def _signal(settings: Settings, st: Store, *events: tuple[str, dict[str, object]]) -> None:
+    """Tell the Shared Signals streams (a running server delivers the pushes)."""
+    from ..server.ssf_transmitter import publish_offline
+
+    await publish_offline(settings, st, events, clock=get_clock())
+
+
 def _set(username: str, disabled: bool, store: str | None) -> int:
     async def go(settings: Settings, st: Store) -> int:
         user = await _service(settings, st).set_disabled(username, disabled)
         if not disabled:
+            await _signal(settings, st, ("user_enabled", {"sub": user.username}))
             return 0
-        return await _revoke_all(settings, st, user.username)
+        n = await _revoke_all(settings, st, user.username)
+        await _signal(
+            settings,
+            st,
+            ("user_disabled", {"sub": user.username}),
+            ("revoked", {"kind": "sub", "value": user.username, "reason": "cli"}),
+        )
+        return n
 
     return run_with_store(store, go, create=False)
 
@@ -165,7 +184,14 @@ def passwd(username: str, password_stdin: PasswordStdin = False, store: StoreOpt
 
     async def go(settings: Settings, st: Store) -> int:
         user = await _service(settings, st).set_password(username, password)
-        return await _revoke_all(settings, st, user.username)
+        n = await _revoke_all(settings, st, user.username)
+        await _signal(
+            settings,
+            st,
+            ("password_changed", {"sub": user.username, "reason": "admin_reset"}),
+            ("revoked", {"kind": "sub", "value": user.username, "reason": "cli"}),
+        )
+        return n
 
     n = run_with_store(store, go, create=False)
     out_console.print(f"changed the password of {username}; revoked {n} session(s)")

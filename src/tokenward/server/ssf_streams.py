@@ -118,6 +118,7 @@ class Stream:
     excluded: list[str] = field(default_factory=list)  # removed (all_subjects true)
     created_at: float = 0.0
     verified_at: float = 0.0
+    iss: str = ""  # the issuer that created it: the SETs' ``iss``, whoever publishes them
     version: int = 0
 
     @property
@@ -172,6 +173,7 @@ class Stream:
             "excluded": self.excluded,
             "created_at": self.created_at,
             "verified_at": self.verified_at,
+            "iss": self.iss,
         }
 
     @classmethod
@@ -192,6 +194,7 @@ class Stream:
             excluded=list(d.get("excluded") or []),
             created_at=float(d.get("created_at", 0.0)),
             verified_at=float(d.get("verified_at", 0.0)),
+            iss=str(d.get("iss", "")),
             version=rec.version,
         )
 
@@ -337,7 +340,9 @@ class StreamRegistry:
         if "stream_id" in body:
             raise StreamError("stream_id is assigned by the transmitter")
         now = self.clock.now()
-        stream = Stream(secrets.token_urlsafe(16), client_id, POLL, None, created_at=now)
+        stream = Stream(
+            secrets.token_urlsafe(16), client_id, POLL, None, created_at=now, iss=self.issuer
+        )
         self._apply(stream, body, replace=True)
         existing = await self.all()
         if len(existing) >= MAX_STREAMS:

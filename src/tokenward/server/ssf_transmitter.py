@@ -41,7 +41,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock
 from ..events import add_listener, emit
@@ -60,6 +60,9 @@ from .ssf import (
 )
 from .ssf_streams import PUSH, RISK_LEVEL_CHANGE, VERIFICATION, Stream, StreamRegistry
 
+if TYPE_CHECKING:
+    from .settings import Settings
+
 __all__ = [
     "KEEP",
     "MAX_QUEUED",
@@ -69,6 +72,7 @@ __all__ = [
     "Signal",
     "Transmitter",
     "install_listener",
+    "publish_offline",
     "signals_for",
 ]
 
@@ -262,7 +266,7 @@ class Transmitter:
                 if stream.wants(sig.event_type) and stream.matches(sig.sub, sig.sid):
                     claims = build_set(
                         sig.event_type,
-                        issuer=self.issuer,
+                        issuer=stream.iss or self.issuer,
                         audience=stream.client_id,
                         now=now,
                         sub=sig.sub,
@@ -276,7 +280,7 @@ class Transmitter:
         """Send the stream a verification event (SSF 1.0 §8.1.4.2)."""
         now = self.clock.now()
         claims = {
-            "iss": self.issuer,
+            "iss": stream.iss or self.issuer,
             "jti": secrets.token_urlsafe(16),
             "iat": int(now),
             "aud": stream.client_id,
@@ -376,6 +380,38 @@ class Transmitter:
         waiter.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(waiter.wait(), timeout)
+
+
+async def publish_offline(
+    settings: Settings,
+    store: Store,
+    events: Iterable[tuple[str, Mapping[str, Any]]],
+    *,
+    clock: Clock,
+) -> int:
+    """Publish ``events`` from outside the server (the CLI, which changes the store directly):
+    the same SETs, signed with the stored keys; pushes go into the store's outbox, which a
+    running server delivers. The number queued (0, without loading any key, when there is no
+    stream)."""
+    from .keystore import kek_for_store, load_or_create_keyring
+
+    streams = StreamRegistry(
+        store, issuer=settings.issuer, clock=clock, allow_private=settings.outbound_allow_private
+    )
+    if not any(s.status != "disabled" for s in await streams.all()):
+        return 0
+    kek = await kek_for_store(settings, store)
+    ring, _ = await load_or_create_keyring(store, kek, alg=settings.signing_alg, clock=clock)
+    outbox = Outbox(store, clock=clock, allow_private=settings.outbound_allow_private)
+    transmitter = Transmitter(
+        store,
+        clock=clock,
+        outbox=outbox,
+        issuer=settings.issuer,
+        keyring=lambda: ring,
+        allow_private=settings.outbound_allow_private,
+    )
+    return await transmitter.publish(events)
 
 
 # the gate: a request's events are stored before its response starts --------------------------
