@@ -239,11 +239,15 @@ async def _end_sessions(settings: Settings, st: Store, client_id: str) -> int:
     registry = ClientRegistry(st, clock=get_clock())
     now = get_clock().now()
     until = now + settings.access_token_ttl + settings.leeway
-    n = 0
+    from ..server.ssf_transmitter import publish_offline
+
+    ended: list[tuple[str, dict[str, object]]] = []
     for sid in await registry.session_ids(client_id):
         event = await st.revoke_family(sid, now=now, reason="client_disabled", until=until)
-        n += event is not None
-    return n
+        if event is not None:
+            ended.append(("revoked", {"kind": "sid", "value": sid, "reason": "client_disabled"}))
+    await publish_offline(settings, st, ended, clock=get_clock())  # Shared Signals streams
+    return len(ended)
 
 
 def _set_disabled(client_id: str, disabled: bool, store: str | None) -> int:

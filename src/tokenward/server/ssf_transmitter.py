@@ -395,6 +395,9 @@ async def publish_offline(
     stream)."""
     from .keystore import kek_for_store, load_or_create_keyring
 
+    events = list(events)
+    if not events:
+        return 0
     streams = StreamRegistry(
         store, issuer=settings.issuer, clock=clock, allow_private=settings.outbound_allow_private
     )
