@@ -303,8 +303,10 @@ class StreamRegistry:
 
     async def get(self, client_id: str, stream_id: Any) -> Stream:
         """The caller's stream, or 404 (another client's stream is not found either)."""
-        if not isinstance(stream_id, str) or not stream_id or len(stream_id) > 64:
+        if not isinstance(stream_id, str) or not stream_id:
             raise StreamError("stream_id is required")
+        if len(stream_id) > 64:
+            raise StreamError("stream_id is at most 64 characters")
         rec = await self.store.get_record(KIND, stream_id, now=self.clock.now())
         if rec is None or rec.data.get("client_id") != client_id:
             raise NotFound(f"no stream {stream_id!r}")
