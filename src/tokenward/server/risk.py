@@ -250,11 +250,14 @@ class _Table(Generic[K, V]):
 
 @dataclass(slots=True)
 class _FamilyContext:
-    prefix: str
-    ua_family: str
-    platform: str
-    last_seen: float
+    place: str  # the prefix of the last use: a refresh or an access-token use
+    seen: float  # when
+    prefix: str | None = None  # the prefix of the last refresh (None: none seen here yet)
+    ua_family: str | None = None
+    platform: str | None = None
     refreshes: deque[float] = field(default_factory=deque)
+    reported: tuple[str, float] | None = None  # the two places an access last reported, when
+    ended: bool = False  # a decision ended the family: its access tokens are not judged again
 
 
 @dataclass(slots=True)
@@ -308,27 +311,18 @@ class RiskEngine:
         prefix = self.prefix_of(address)
         family, platform = ua_context(user_agent)
         ctx = self._families.get(sid)
-        if ctx is None or self._expired(ctx.last_seen, now):
-            ctx = _FamilyContext(prefix, family, platform, now)
-            ctx.refreshes.append(now)
+        if ctx is None or ctx.ended or self._expired(ctx.seen, now):
+            ctx = _FamilyContext(prefix, now)
             self._families.put(sid, ctx)
-            return Decision(prefix=prefix)
         signals: list[Signal] = []
-        gap = now - ctx.last_seen
-        if prefix != ctx.prefix:
-            if gap < p.concurrent_window:
-                signals.append(
-                    Signal(
-                        "concurrent_use",
-                        1.0,
-                        f"used from two places: {ctx.prefix} and {prefix} {gap:.0f} s apart",
-                    )
-                )
-            else:
-                signals.append(
-                    Signal("context_change", 0.2, f"network changed: {ctx.prefix} → {prefix}")
-                )
-        if (family, platform) != (ctx.ua_family, ctx.platform):
+        gap = now - ctx.seen
+        if prefix != ctx.place and gap < p.concurrent_window:
+            signals.append(_two_places(ctx.place, prefix, gap))
+        elif ctx.prefix is not None and prefix != ctx.prefix:
+            signals.append(
+                Signal("context_change", 0.2, f"network changed: {ctx.prefix} → {prefix}")
+            )
+        if ctx.ua_family is not None and (family, platform) != (ctx.ua_family, ctx.platform):
             signals.append(
                 Signal(
                     "context_change",
@@ -349,11 +343,39 @@ class RiskEngine:
                     "expected)",
                 )
             )
-        ctx.prefix, ctx.ua_family, ctx.platform, ctx.last_seen = prefix, family, platform, now
-        return p.decide(_merge(signals), prefix)
+        ctx.place = ctx.prefix = prefix
+        ctx.ua_family, ctx.platform, ctx.seen = family, platform, now
+        return p.decide(_merge(signals), prefix) if signals else Decision(prefix=prefix)
+
+    def on_access(self, *, sid: str, address: str | None) -> Decision:
+        """An access token of family ``sid`` presented by a caller at ``address`` (the token's
+        holder: ``/userinfo``). Only ``concurrent_use`` is judged — a use from another prefix
+        than the family's last use (refresh or access) within ``concurrent_window`` — and one
+        pair of places is reported once per window. O(1) and allocation-light: it runs on
+        every request of the endpoint."""
+        now = self._clock.now()
+        prefix = self._prefix(address) if address else "unknown"
+        ctx = self._families.get(sid)
+        if ctx is None or self._expired(ctx.seen, now):
+            self._families.put(sid, _FamilyContext(prefix, now))
+            return _NOTHING
+        if ctx.ended:
+            return _NOTHING
+        place, gap = ctx.place, now - ctx.seen
+        ctx.place, ctx.seen = prefix, now
+        if prefix == place or gap >= self.policy.concurrent_window:
+            return _NOTHING
+        pair = f"{min(place, prefix)} {max(place, prefix)}"
+        last = ctx.reported
+        if last is not None and last[0] == pair and now - last[1] < self.policy.concurrent_window:
+            return _NOTHING
+        ctx.reported = (pair, now)
+        return self.policy.decide([_two_places(place, prefix, gap)], prefix)
 
     def forget_family(self, sid: str) -> None:
-        self._families.pop(sid)
+        """A decision ended family ``sid``: its context is dropped, and its access tokens (which
+        may live on, after ``step_up``) are not judged again."""
+        self._families.put(sid, _FamilyContext("", self._clock.now(), ended=True))
 
     # -- sign-in -------------------------------------------------------------------------------
     def on_sign_in(self, *, sub: str, address: str | None, device: str | None = None) -> Decision:
@@ -449,6 +471,33 @@ class RiskEngine:
         now = self._clock.now()
         return [(t, text) for t, text in reversed(notes or ()) if not self._expired(t, now)]
 
+    def purge(self) -> int:
+        """Drop everything past its keeping time (the server runs this with its store purge):
+        family and user context and notices ``retention`` after their last use, the hashes
+        of failed usernames after the stuffing/spraying window. Returns how many entries
+        went."""
+        p, now = self.policy, self._clock.now()
+        gone = 0
+        for sid in [k for k, c in self._families.data.items() if self._expired(c.seen, now)]:
+            self._families.pop(sid)
+            gone += 1
+        for key, user in list(self._users.data.items()):
+            for table in (user.devices, user.prefixes):
+                for k in [k for k, seen in table.items() if self._expired(seen, now)]:
+                    del table[k]
+            if not (user.devices or user.prefixes):
+                self._users.pop(key)
+                gone += 1
+        gone += _drop_older(self._by_prefix, now - p.stuffing_window)
+        gone += _drop_older(self._by_password, now - p.spraying_window)
+        for nkey, notes in list(self._notices.data.items()):
+            while notes and self._expired(notes[0][0], now):
+                notes.popleft()
+            if not notes:
+                self._notices.pop(nkey)
+                gone += 1
+        return gone
+
     def sizes(self) -> dict[str, int]:
         """How many entries each table holds (for tests and metrics)."""
         return {
@@ -456,7 +505,29 @@ class RiskEngine:
             "users": len(self._users),
             "prefixes": len(self._by_prefix),
             "passwords": len(self._by_password),
+            "notices": len(self._notices),
         }
+
+
+_NOTHING = Decision()
+
+
+def _drop_older(table: _Table[Any, dict[bytes, float]], cutoff: float) -> int:
+    """Forget the usernames counted at or before ``cutoff``; returns the keys emptied."""
+    gone = 0
+    for key, seen in list(table.data.items()):
+        for k in [k for k, t in seen.items() if t <= cutoff]:
+            del seen[k]
+        if not seen:
+            table.pop(key)
+            gone += 1
+    return gone
+
+
+def _two_places(before: str, now: str, gap: float) -> Signal:
+    return Signal(
+        "concurrent_use", 1.0, f"used from two places: {before} and {now} {gap:.0f} s apart"
+    )
 
 
 def _merge(signals: list[Signal]) -> list[Signal]:

@@ -26,17 +26,19 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from ..errors import RateLimited, RiskRefused
+from ..errors import InvalidToken, RateLimited, RiskRefused
 from ..events import emit, log_quietly
 from ..store.base import Family
 from .risk import Decision, RiskPolicy
 
 if TYPE_CHECKING:
+    from ..claims import AccessTokenClaims
     from .runtime import Runtime
     from .settings import Settings
 
 __all__ = [
     "RISK_EVENT",
+    "access_used",
     "check_block",
     "policy_from_settings",
     "refresh_check",
@@ -125,21 +127,61 @@ async def _apply(
             rt.risk.notify_user(sub, f"session ended: {decision.reason}")
         elif stage == "sign_in" and first == "new_device":
             rt.risk.notify_user(sub, decision.reason)
+    if ending and rt.risk is not None and sid is not None:
+        rt.risk.forget_family(sid)
     if "revoke_subject" in acts and sub is not None:
-        await rt.sessions.revoke_subject(sub)
+        # every family and every browser sign-in session of the user, with back-channel logout
+        await rt.end_user_sessions(sub)
         return f"session ended: {decision.reason}"
     if "revoke_session" in acts and sid is not None:
         await rt.sessions.revoke_session(sid, reason=f"risk_{first}")
+        await _end_signin(rt, sid, sub, reason=f"risk_{first}")
         return f"session ended: {decision.reason}"
     if "step_up" in acts and sid is not None:
         # the family ends; the sid is not denylisted (until=now): access tokens live on
         event = await rt.store.revoke_family(sid, now=now, reason=f"step_up_{first}", until=now)
         if event is not None:
             emit("revoked", kind="sid", value=sid, reason=f"step_up_{first}", seq=event.seq)
-        if rt.risk is not None:
-            rt.risk.forget_family(sid)
+        await _end_signin(rt, sid, sub, reason=f"step_up_{first}")
         return f"sign in again: {decision.reason}"
     return None
+
+
+async def _end_signin(rt: Runtime, sid: str, sub: str | None, *, reason: str) -> None:
+    """End the browser sign-in session that started family ``sid``, so that the next
+    ``prompt=none`` answers ``login_required`` (OpenID Connect Core §3.1.2.6) instead of
+    silently starting a new family, and send the family's client a back-channel logout token.
+    The other families that sign-in session started are not touched: each is judged on its
+    own use. A store read only when a decision ends a session."""
+    from .routes.logout import notify_family_ended
+
+    if sub is None:
+        return
+    family = await rt.store.get_family(sid)
+    if family is not None:  # before the sign-in session goes: that is where it is looked up
+        await notify_family_ended(rt, family)
+    for s in await rt.signins.list_for(sub):
+        if sid in s.families and await rt.signins.end(s.sid) is not None:
+            emit("signin_ended", sub=s.sub, sid=s.sid, reason=reason, clients=len(s.clients))
+
+
+async def access_used(rt: Runtime, claims: AccessTokenClaims, address: str | None) -> None:
+    """An access token presented at ``/userinfo`` by its holder at ``address``: an input of
+    ``concurrent_use`` (the one call the route makes). In memory and O(1) unless a decision
+    fires; then the decision is carried out like a refresh's, and one that ends the session
+    (``revoke_session``, ``revoke_subject``) fails this request too, ``invalid_token`` saying
+    why (after ``step_up`` access tokens live out their lifetime: the request goes on)."""
+    risk = rt.risk
+    if risk is None or not claims.sid:
+        return
+    decision = risk.on_access(sid=claims.sid, address=address)
+    if not decision:
+        return
+    why = await _apply(
+        rt, decision, stage="access", sid=claims.sid, sub=claims.sub, client_id=claims.client_id
+    )
+    if why is not None and (decision.has("revoke_session") or decision.has("revoke_subject")):
+        raise InvalidToken(why)
 
 
 async def refresh_check(rt: Runtime, family: Family) -> None:
