@@ -292,6 +292,7 @@ class RiskEngine:
         self._by_prefix: _Table[str, dict[bytes, float]] = _Table(max_entries)
         self._by_password: _Table[bytes, dict[bytes, float]] = _Table(max_entries)
         self._notices: _Table[bytes, deque[tuple[float, str]]] = _Table(max_entries)
+        self._prefixes: dict[str, str] = {}  # address → prefix, for the hot path
 
     # -- helpers -----------------------------------------------------------------------------
     def _hash(self, kind: bytes, value: str) -> bytes:
@@ -300,6 +301,13 @@ class RiskEngine:
 
     def prefix_of(self, address: str | None) -> str:
         return self._prefix(address) if address else "unknown"
+
+    def _cached_prefix(self, address: str) -> str:
+        prefix = self._prefix(address)
+        if len(self._prefixes) >= 4096:  # bounded: start again
+            self._prefixes.clear()
+        self._prefixes[address] = prefix
+        return prefix
 
     def _expired(self, seen: float, now: float) -> bool:
         return now - seen > self.policy.retention
@@ -354,11 +362,16 @@ class RiskEngine:
         pair of places is reported once per window. O(1) and allocation-light: it runs on
         every request of the endpoint."""
         now = self._clock.now()
-        prefix = self._prefix(address) if address else "unknown"
-        ctx = self._families.get(sid)
-        if ctx is None or self._expired(ctx.seen, now):
+        if address:
+            prefix = self._prefixes.get(address) or self._cached_prefix(address)
+        else:
+            prefix = "unknown"
+        families = self._families.data  # the table's get, inlined: this runs per request
+        ctx = families.get(sid)
+        if ctx is None or now - ctx.seen > self.policy.retention:
             self._families.put(sid, _FamilyContext(prefix, now))
             return _NOTHING
+        families.move_to_end(sid)
         if ctx.ended:
             return _NOTHING
         place, gap = ctx.place, now - ctx.seen
