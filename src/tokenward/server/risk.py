@@ -1,16 +1,18 @@
 """The risk engine: signals → scores and reasons → policy → actions, explainable and pure.
 
-Each call (:meth:`RiskEngine.on_refresh`, :meth:`~RiskEngine.on_sign_in`,
-:meth:`~RiskEngine.on_sign_in_failure`) looks at one request, updates a small amount of
-per-family / per-user / per-network context, and returns a :class:`Decision`: the signals that
-fired (name, score in ``[0, 1]``, a sentence saying why) and the union of the actions the
-:class:`RiskPolicy` maps them to. The engine does no I/O and never acts itself; the server
-applies the decision (:mod:`tokenward.server.riskwire`). Time comes from an injected clock.
+Each call (:meth:`RiskEngine.on_refresh`, :meth:`~RiskEngine.on_access`,
+:meth:`~RiskEngine.on_sign_in`, :meth:`~RiskEngine.on_sign_in_failure`) looks at one request,
+updates a small amount of per-family / per-user / per-network context, and returns a
+:class:`Decision`: the signals that fired (name, score in ``[0, 1]``, a sentence saying why)
+and the union of the actions the :class:`RiskPolicy` maps them to. The engine does no I/O and
+never acts itself; the server applies the decision (:mod:`tokenward.server.riskwire`). Time
+comes from an injected clock.
 
 Signals (the names are part of the settings contract):
 
-* ``concurrent_use`` — one family refreshed from two address prefixes less than
-  ``concurrent_window`` seconds apart: a copied refresh token used beside the real one.
+* ``concurrent_use`` — one family used from two address prefixes less than
+  ``concurrent_window`` seconds apart, a use being a refresh or an access token presented by
+  its holder (``/userinfo``): a copied token used beside the real one.
 * ``context_change`` — between two refreshes of one family, the user-agent family or platform
   changed (score 0.8), or only the address prefix changed, outside the concurrent window
   (score 0.2: phones move between Wi-Fi and mobile networks all day).
@@ -26,10 +28,11 @@ Signals (the names are part of the settings contract):
   server secret, truncated to 16 bytes; the password itself is never kept.
 
 What is kept, and for how long (everything in process memory, bounded by ``max_entries`` per
-table, least recently used first out): per family the address prefix, the user-agent family
-and platform (``"Firefox"``, ``"Linux"`` — never the full user-agent) and the times of recent
-refreshes, for ``retention`` seconds after its last refresh; per user (a keyed hash of the
-name) the device ids and prefixes seen at sign-in, for ``retention``; per prefix and per
+table, least recently used first out, and dropped by :meth:`RiskEngine.purge` once past
+their time): per family the address prefix of its last refresh and of its last use, the
+user-agent family and platform (``"Firefox"``, ``"Linux"`` — never the full user-agent) and
+the times of recent refreshes, for ``retention`` seconds after its last use; per user (a keyed
+hash of the name) the device ids and prefixes seen at sign-in, for ``retention``; per prefix and per
 password hash the keyed hashes of failed usernames, for the stuffing/spraying window; per user
 the last 10 notices shown on their sessions screen (the reason text), for ``retention``. No
 password, token or full user-agent is stored.

@@ -1,21 +1,23 @@
-"""The risk engine in the server: it runs on every sign-in and refresh, and the server carries
-out what its :class:`~tokenward.server.risk.Decision` says.
+"""The risk engine in the server: it runs on every sign-in, refresh and ``/userinfo`` call, and
+the server carries out what its :class:`~tokenward.server.risk.Decision` says.
 
 * refresh: :func:`refresh_check` runs inside the session manager's family check, right after
   the credential watermark (before rotating), with the caller's address and user-agent that the
   refresh grant put in :data:`request_context`;
+* ``/userinfo``: :func:`access_used`, the route's one call (in memory unless a decision fires);
 * sign-in: :func:`check_block` before the login throttle, :func:`sign_in_failed` after a
   wrong password, :func:`signed_in` after the session started.
 
-Actions: ``log`` a log line; ``flag`` (and every stronger action) a ``risk_decision``
-security event with the signals, scores, reasons and actions (the console's live view shows
-it); ``notify`` is recorded in that event (no outbound transmitter is wired yet);
-``step_up`` revokes the family's refresh tokens *without* denylisting its ``sid`` (access
-tokens live out their lifetime) and fails the refresh with ``invalid_grant`` saying why;
-``revoke_session`` revokes the family and denylists its ``sid``; ``revoke_subject`` ends
-every session of the user; ``block_prefix`` refuses sign-ins from the address prefix for
-``risk_block_seconds`` (kept in the store's attempt counters, so every instance sharing the
-store refuses them).
+Actions: ``log`` a log line; ``flag`` (and every stronger action) a ``risk_decision`` security
+event with the signals, scores, reasons and actions (the console's live view shows it);
+``notify`` is recorded in that event (no outbound transmitter is wired yet); ``step_up``
+revokes the family's refresh tokens *without* denylisting its ``sid`` (access tokens live out
+their lifetime) and fails the refresh with ``invalid_grant`` saying why; ``revoke_session``
+revokes the family and denylists its ``sid``; both end the browser sign-in session that started
+the family (the next ``prompt=none`` answers ``login_required``); ``revoke_subject`` ends every
+session and browser sign-in session of the user; ``block_prefix`` refuses sign-ins from the
+address prefix for ``risk_block_seconds`` (kept in the store's attempt counters, so every
+instance sharing the store refuses them).
 """
 
 from __future__ import annotations
