@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from support.oauth import pkce, redirect_params
+from support.oauth import hidden, pkce, redirect_params
 from support.oauth_live import Browser, Live
 from support.serve import Served, free_port, serve
 from support.server import ADMIN_PW
@@ -399,3 +399,59 @@ def test_a_user_moving_networks_between_refresh_and_userinfo_is_not_logged_out_b
     event = wait_for_event(defaults, lambda e: e.get("sub") == "ivan" and e["stage"] == "access")
     assert event["actions"] == ["flag"]  # seen, for an operator; nothing more
     assert event["scores"] == {"concurrent_use": 1.0}
+
+
+def test_failed_browser_sign_ins_count_for_stuffing_and_a_blocked_network_cannot_sign_in_there(
+    strict: Served,
+) -> None:
+    """The sign-in page is no way around the block: its failures count, and it refuses a
+    blocked prefix like ``/login`` does."""
+    add_user(strict, "jade")
+    add_code_client(strict)
+    _, challenge = pkce()
+    query = httpx.QueryParams(
+        {
+            "response_type": "code",
+            "client_id": CLI,
+            "redirect_uri": "http://127.0.0.1:9/callback",
+            "scope": "openid",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+    )
+
+    def sign_in_page(browser: Browser) -> str:
+        r = browser.get(f"{strict.base}/authorize?{query}")
+        assert r.status_code == 200 and 'name="password"' in r.text, r.text[:300]
+        return r.text
+
+    def submit(browser: Browser, page: str, username: str, password: str) -> httpx.Response:
+        return browser.post(
+            "/authorize/signin",
+            {
+                "request_id": hidden(page, "request_id"),
+                "csrf_token": hidden(page, "csrf_token"),
+                "username": username,
+                "password": password,
+            },
+        )
+
+    attacker, other = browser_at(strict, "127.0.9.2"), browser_at(strict, "127.0.10.2")
+    try:
+        page = sign_in_page(attacker)
+        statuses = []
+        for i in range(21):
+            r = submit(attacker, page, f"page-victim{i}", f"guess {i}")
+            statuses.append(r.status_code)
+            page = r.text  # the page again, with a new request id
+        assert statuses[:20] == [401] * 20  # wrong passwords, until the 20th username
+        assert statuses[20] == 429  # then the network is blocked, on the page ...
+        with client(strict, "127.0.9.2") as http:
+            assert login(http, "jade").status_code == 429  # ... and at /login
+        r = submit(other, sign_in_page(other), "jade", PW)  # another network signs in
+        assert r.status_code in (200, 302, 303), r.text[:300]
+    finally:
+        attacker.close()
+        other.close()
+    event = wait_for_event(strict, lambda e: e.get("prefix") == "127.0.9.0/24")
+    assert event["actions"] == ["flag", "block_prefix"]
