@@ -62,9 +62,13 @@ def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def stepping(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """Concurrent use asks for a new sign-in."""
+    """Concurrent use, and a sign-in from a new network, ask for a new sign-in."""
     yield from _serve(
-        tmp_path_factory.mktemp("risk-step-up"), {"TOKENWARD_RISK_CONCURRENT_USE": "flag,step_up"}
+        tmp_path_factory.mktemp("risk-step-up"),
+        {
+            "TOKENWARD_RISK_CONCURRENT_USE": "flag,step_up",
+            "TOKENWARD_RISK_NEW_DEVICE": "flag,step_up",
+        },
     )
 
 
@@ -401,13 +405,8 @@ def test_a_user_moving_networks_between_refresh_and_userinfo_is_not_logged_out_b
     assert event["scores"] == {"concurrent_use": 1.0}
 
 
-def test_failed_browser_sign_ins_count_for_stuffing_and_a_blocked_network_cannot_sign_in_there(
-    strict: Served,
-) -> None:
-    """The sign-in page is no way around the block: its failures count, and it refuses a
-    blocked prefix like ``/login`` does."""
-    add_user(strict, "jade")
-    add_code_client(strict)
+def sign_in_page(served: Served, browser: Browser) -> str:
+    """``/authorize`` without a sign-in session: the sign-in page."""
     _, challenge = pkce()
     query = httpx.QueryParams(
         {
@@ -419,26 +418,34 @@ def test_failed_browser_sign_ins_count_for_stuffing_and_a_blocked_network_cannot
             "code_challenge_method": "S256",
         }
     )
+    r = browser.get(f"{served.base}/authorize?{query}")
+    assert r.status_code == 200 and 'name="password"' in r.text, r.text[:300]
+    return r.text
 
-    def sign_in_page(browser: Browser) -> str:
-        r = browser.get(f"{strict.base}/authorize?{query}")
-        assert r.status_code == 200 and 'name="password"' in r.text, r.text[:300]
-        return r.text
 
-    def submit(browser: Browser, page: str, username: str, password: str) -> httpx.Response:
-        return browser.post(
-            "/authorize/signin",
-            {
-                "request_id": hidden(page, "request_id"),
-                "csrf_token": hidden(page, "csrf_token"),
-                "username": username,
-                "password": password,
-            },
-        )
+def submit(browser: Browser, page: str, username: str, password: str) -> httpx.Response:
+    """The sign-in page's form."""
+    return browser.post(
+        "/authorize/signin",
+        {
+            "request_id": hidden(page, "request_id"),
+            "csrf_token": hidden(page, "csrf_token"),
+            "username": username,
+            "password": password,
+        },
+    )
 
+
+def test_failed_browser_sign_ins_count_for_stuffing_and_a_blocked_network_cannot_sign_in_there(
+    strict: Served,
+) -> None:
+    """The sign-in page is no way around the block: its failures count, and it refuses a
+    blocked prefix like ``/login`` does."""
+    add_user(strict, "jade")
+    add_code_client(strict)
     attacker, other = browser_at(strict, "127.0.9.2"), browser_at(strict, "127.0.10.2")
     try:
-        page = sign_in_page(attacker)
+        page = sign_in_page(strict, attacker)
         statuses = []
         for i in range(21):
             r = submit(attacker, page, f"page-victim{i}", f"guess {i}")
@@ -448,10 +455,51 @@ def test_failed_browser_sign_ins_count_for_stuffing_and_a_blocked_network_cannot
         assert statuses[20] == 429  # then the network is blocked, on the page ...
         with client(strict, "127.0.9.2") as http:
             assert login(http, "jade").status_code == 429  # ... and at /login
-        r = submit(other, sign_in_page(other), "jade", PW)  # another network signs in
+        r = submit(other, sign_in_page(strict, other), "jade", PW)  # another network signs in
         assert r.status_code in (200, 302, 303), r.text[:300]
     finally:
         attacker.close()
         other.close()
     event = wait_for_event(strict, lambda e: e.get("prefix") == "127.0.9.0/24")
     assert event["actions"] == ["flag", "block_prefix"]
+
+
+def test_a_sign_in_at_the_browser_page_from_a_new_network_is_new_device_and_the_user_is_told(
+    defaults: Served,
+) -> None:
+    add_user(defaults, "kim")
+    add_code_client(defaults)
+    home, away = browser_at(defaults, "127.0.11.2"), browser_at(defaults, "127.0.12.2")
+    try:
+        for browser in (home, away):
+            r = submit(browser, sign_in_page(defaults, browser), "kim", PW)
+            assert r.status_code in (200, 302, 303), r.text[:300]  # the default only logs
+            assert browser.cookie is not None
+    finally:
+        home.close()
+        away.close()
+    with client(defaults, "127.0.12.2") as http:
+        token = login(http, "kim").json()["access_token"]  # a network kim knows by now
+        r = http.get("/sessions/notices", headers={"Authorization": f"Bearer {token}"})
+    assert [n["text"] for n in r.json()] == ["new sign-in from 127.0.12.0/24"]
+
+
+def test_a_policy_that_ends_sessions_on_new_device_refuses_the_browser_sign_in(
+    stepping: Served,
+) -> None:
+    add_user(stepping, "lena")
+    add_code_client(stepping)
+    home, away = browser_at(stepping, "127.0.13.2"), browser_at(stepping, "127.0.14.2")
+    try:
+        r = submit(home, sign_in_page(stepping, home), "lena", PW)
+        assert r.status_code in (200, 302, 303), r.text[:300]  # a first sign-in is no signal
+        r = submit(away, sign_in_page(stepping, away), "lena", PW)
+        assert r.status_code == 403
+        assert "This sign-in was refused: new sign-in from 127.0.14.0/24" in r.text
+        assert away.cookie is None  # no sign-in session started
+    finally:
+        home.close()
+        away.close()
+    event = wait_for_event(stepping, lambda e: e.get("sub") == "lena")
+    assert event["stage"] == "sign_in"
+    assert event["actions"] == ["flag", "step_up"]

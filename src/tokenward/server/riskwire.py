@@ -6,7 +6,8 @@ the server carries out what its :class:`~tokenward.server.risk.Decision` says.
   refresh grant put in :data:`request_context`;
 * ``/userinfo``: :func:`access_used`, the route's one call (in memory unless a decision fires);
 * sign-in: :func:`check_block` before the login throttle, :func:`sign_in_failed` after a
-  wrong password, :func:`signed_in` after the session started.
+  wrong password, :func:`signed_in` after the session started (:func:`page_signed_in` at the
+  browser sign-in pages, before their sign-in session starts).
 
 Actions: ``log`` a log line; ``flag`` (and every stronger action) a ``risk_decision`` security
 event with the signals, scores, reasons and actions (the console's live view shows it);
@@ -42,6 +43,7 @@ __all__ = [
     "RISK_EVENT",
     "access_used",
     "check_block",
+    "page_signed_in",
     "policy_from_settings",
     "refresh_check",
     "request_context",
@@ -223,3 +225,19 @@ async def signed_in(
     why = await _apply(rt, decision, stage="sign_in", sid=sid, sub=sub, client_id=client_id)
     if why is not None:
         raise RiskRefused(why)
+
+
+async def page_signed_in(
+    rt: Runtime, *, sub: str, client_id: str, address: str | None
+) -> str | None:
+    """A correct password at a browser sign-in page (authorization code, device), before its
+    sign-in session starts: judged like a sign-in at ``/login`` (no device id: there is no
+    device cookie). Returns the text to show when the policy ends sessions (``step_up``,
+    ``revoke_session``, ``revoke_subject``): then no sign-in session may start."""
+    if rt.risk is None:
+        return None
+    decision = rt.risk.on_sign_in(sub=sub, address=address, device=None)
+    await _apply(rt, decision, stage="sign_in", sub=sub, client_id=client_id)
+    if set(decision.actions) & {"step_up", "revoke_session", "revoke_subject"}:
+        return f"This sign-in was refused: {decision.reason}."
+    return None

@@ -542,6 +542,11 @@ async def signin_submit(request: Request) -> Response:
             rt, client, areq, error="Wrong username or password.", username=username, status=401
         )
     await rt.throttle.succeeded(username)
+    refused = await riskwire.page_signed_in(
+        rt, sub=user.username, client_id=client.client_id, address=ip
+    )
+    if refused is not None:
+        return await _signin_page(rt, client, areq, error=refused, status=403)
     session, cookie = await rt.signins.start(user.username, ip=ip, user_agent=user_agent(request))
     emit("signin", sub=user.username, sid=session.sid, ip=ip)
     resp = await _continue(rt, client, areq, session, user)

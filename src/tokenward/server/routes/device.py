@@ -309,6 +309,11 @@ async def device_submit(request: Request) -> Response:
                 rt, request, user_code=typed, error="Wrong username or password.", status=401
             )
         await rt.throttle.succeeded(username)
+        refused = await riskwire.page_signed_in(
+            rt, sub=who.username, client_id=device.data["client_id"], address=ip
+        )
+        if refused is not None:
+            return await _device_page(rt, request, user_code=typed, error=refused, status=403)
         session, cookie = await rt.signins.start(
             who.username, ip=ip, user_agent=user_agent(request)
         )
