@@ -394,3 +394,16 @@ def test_pending_pushes_are_outbox_records(pushed: tuple[Server, list[httpx.Requ
     _disable(server, "alice")
     (rec,) = server.run(server.runtime.outbox.pending)
     assert rec.kind == KIND and rec.data["kind"] == "ssf_push"
+
+
+def test_a_waiting_poll_counts_against_the_feed_stream_caps(
+    server_factory: Callable[..., Server],
+) -> None:
+    server = server_factory(feed_max_streams_per_client=1)
+    token = ssf_token(server)
+    sid = create(server, token, {"delivery": {"method": POLL}})["stream_id"]
+    server.runtime.feed_streams.acquire("svc")  # svc already waits somewhere
+    r = server.http.post(f"/ssf/poll/{sid}", json={}, headers=bearer(token))
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+    # one that does not wait takes no slot
+    assert poll(server, token, sid) == {"sets": {}, "moreAvailable": False}

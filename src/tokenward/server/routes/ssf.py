@@ -298,7 +298,7 @@ def _poll_request(body: Any) -> tuple[list[str], dict[str, dict[str, Any]], int,
 
 @managed.post(
     "/ssf/poll/{stream_id}",
-    responses=_ERRORS,
+    responses={**_ERRORS, 429: {"model": OAuthError}},
     openapi_extra=_body_doc(
         {
             "type": "object",
@@ -313,7 +313,8 @@ def _poll_request(body: Any) -> tuple[list[str], dict[str, dict[str, Any]], int,
 )
 async def poll(request: Request, stream_id: str, client_id: Receiver) -> dict[str, Any]:
     """RFC 8936 §2.4 poll: acknowledge SETs, receive the next ones (long-polls up to the
-    server's ``feed_max_wait`` unless ``returnImmediately``)."""
+    server's ``feed_max_wait`` unless ``returnImmediately``; a waiting poll counts against the
+    feed's concurrent-stream caps, 429 beyond them)."""
     rt = get_runtime(request)
     ack, errs, max_events, immediately = _poll_request(await _json(request))
     stream = await rt.ssf.streams.get(client_id, stream_id)
@@ -323,15 +324,20 @@ async def poll(request: Request, stream_id: str, client_id: Receiver) -> dict[st
     if stream.status != "enabled":  # a paused stream holds its SETs (SSF 1.0 §8.1.2)
         return {"sets": {}, "moreAvailable": False}
     sets, more = await rt.ssf.take(stream.stream_id, max_events)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + rt.settings.feed_max_wait
-    while not sets and max_events and not immediately and not rt.stopping.is_set():
-        left = deadline - loop.time()
-        if left <= 0:
-            break
-        # woken at once by this instance; another instance's SETs are seen within a second
-        await rt.until_stopping(rt.ssf.wait(stream.stream_id, min(left, 1.0)))
-        sets, more = await rt.ssf.take(stream.stream_id, max_events)
+    if sets or not max_events or immediately or rt.settings.feed_max_wait <= 0:
+        return {"sets": sets, "moreAvailable": more}
+    # a waiting poll holds a slot of the feed's caps (FEED_MAX_STREAMS, ..._PER_CLIENT): 429
+    # beyond them, like a feed long-poll
+    with rt.feed_streams.slot(client_id):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + rt.settings.feed_max_wait
+        while not sets and not rt.stopping.is_set():
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            # woken at once by this instance; another instance's SETs are seen within a second
+            await rt.until_stopping(rt.ssf.wait(stream.stream_id, min(left, 1.0)))
+            sets, more = await rt.ssf.take(stream.stream_id, max_events)
     return {"sets": sets, "moreAvailable": more}
 
 
