@@ -223,7 +223,11 @@ def _events(value: Any) -> list[str]:
     return out
 
 
-def _delivery(value: Any, *, allow_private: bool) -> tuple[str, str | None, str | None]:
+Delivery = tuple[str, str | None, str | None]  # method, push endpoint, authorization header
+
+
+def _delivery(value: Any) -> Delivery:
+    """The delivery object's shape (the push URL's target is checked by the registry)."""
     if not isinstance(value, dict):
         raise StreamError("delivery must be an object with a method")
     unknown = set(value) - {"method", "endpoint_url", "authorization_header"}
@@ -239,10 +243,6 @@ def _delivery(value: Any, *, allow_private: bool) -> tuple[str, str | None, str 
             raise StreamError("delivery.authorization_header is for push delivery only")
         return POLL, None, None  # the transmitter assigns the poll endpoint
     url = _text(url, "delivery.endpoint_url", _MAX_URL)
-    try:
-        check_target(url, allow_private=allow_private)
-    except OutboundRefused as exc:
-        raise StreamError(f"delivery.endpoint_url is refused: {exc}") from None
     if auth is not None:
         auth = _text(auth, "delivery.authorization_header", 4096)
     return PUSH, url, auth
@@ -322,7 +322,27 @@ class StreamRegistry:
             raise StreamError("delivery is required")
         return body
 
-    def _apply(self, stream: Stream, body: Mapping[str, Any], *, replace: bool) -> None:
+    async def _delivery(self, body: Mapping[str, Any]) -> Delivery | None:
+        """The body's delivery, its push URL checked against the outbound rules (resolved off
+        the event loop)."""
+        if "delivery" not in body:
+            return None
+        method, url, auth = _delivery(body["delivery"])
+        if url is not None:
+            try:
+                await asyncio.to_thread(check_target, url, allow_private=self.allow_private)
+            except OutboundRefused as exc:
+                raise StreamError(f"delivery.endpoint_url is refused: {exc}") from None
+        return method, url, auth
+
+    def _apply(
+        self,
+        stream: Stream,
+        body: Mapping[str, Any],
+        delivery: Delivery | None,
+        *,
+        replace: bool,
+    ) -> None:
         if replace:
             stream.events_requested = []
             stream.description = None
@@ -331,8 +351,8 @@ class StreamRegistry:
         if "description" in body:
             d = body["description"]
             stream.description = None if d is None else _text(d, "description")
-        if "delivery" in body:
-            method, url, auth = _delivery(body["delivery"], allow_private=self.allow_private)
+        if delivery is not None:
+            method, url, auth = delivery
             if replace or method != stream.method or url is not None:
                 stream.method, stream.endpoint_url = method, url
                 stream.authorization_header = auth
@@ -345,7 +365,7 @@ class StreamRegistry:
         stream = Stream(
             secrets.token_urlsafe(16), client_id, POLL, None, created_at=now, iss=self.issuer
         )
-        self._apply(stream, body, replace=True)
+        self._apply(stream, body, await self._delivery(body), replace=True)
         existing = await self.all()
         if len(existing) >= MAX_STREAMS:
             raise StreamError("this transmitter has as many streams as it keeps")
@@ -359,9 +379,11 @@ class StreamRegistry:
         """PATCH (``replace=False``: the given properties) or PUT (the whole configuration)."""
         body = self._check_body(body, replace=replace)
         stream_id = body.get("stream_id")
+        await self.get(client_id, stream_id)  # 404 before any other answer
+        delivery = await self._delivery(body)
 
         def change(s: Stream) -> None:
-            self._apply(s, body, replace=replace)
+            self._apply(s, body, delivery, replace=replace)
 
         return await self.modify(client_id, stream_id, change)
 
