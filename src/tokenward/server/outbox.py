@@ -49,6 +49,7 @@ MAX_PENDING = 1000
 MAX_RESPONSE = 4096
 KEEP = 86_400.0
 _LEASE = 30.0
+_RECOUNT = 30.0
 TIMEOUT = httpx.Timeout(5.0, connect=3.0)
 
 
@@ -109,6 +110,7 @@ class Outbox:
         # one client for every delivery: making one loads the CA bundle (~0.1 s), and its
         # pool keeps connections to a receiver open between deliveries
         self._http: httpx.AsyncClient | None = None
+        self._counted: tuple[int, float] | None = None  # (waiting deliveries, counted at)
         self._http_transport: httpx.AsyncBaseTransport | None = None
 
     async def enqueue(
@@ -131,8 +133,8 @@ class Outbox:
         except OutboundRefused as exc:
             emit("outbound_dropped", kind=kind, url=url, reason=str(exc))
             return False
-        pending = await self.store.list_records(KIND, OWNER, now=now)
-        if len(pending) >= MAX_PENDING:
+        count = await self._count(now)
+        if count >= MAX_PENDING:
             emit("outbound_dropped", kind=kind, url=url, reason="queue full")
             return False
         data: dict[str, Any] = {
@@ -153,8 +155,20 @@ class Outbox:
             data["ref"] = ref
         key = f"{now:017.6f}-{secrets.token_hex(8)}"  # key order = enqueue order
         await self.store.create_record(GrantRecord(KIND, key, OWNER, data, now + KEEP), now=now)
+        if self._counted is not None:
+            self._counted = (self._counted[0] + 1, self._counted[1])
         self.wake.set()
         return True
+
+    async def _count(self, now: float) -> int:
+        """How many deliveries wait: counted in the store when unknown, older than
+        :data:`_RECOUNT` seconds or near the bound, else this instance's running count (the
+        delivery loop recounts every pass), so a busy queue is not read whole per enqueue."""
+        known = self._counted
+        if known is None or known[0] >= MAX_PENDING - 1 or now - known[1] > _RECOUNT:
+            known = (len(await self.store.list_records(KIND, OWNER, now=now)), now)
+            self._counted = known
+        return known[0]
 
     async def pending(self) -> list[GrantRecord]:
         return await self.store.list_records(KIND, OWNER, now=self.clock.now())
@@ -165,13 +179,16 @@ class Outbox:
         for rec in await self.pending():
             if rec.data.get("kind") == kind and rec.data.get("ref") == ref:
                 n += int(await self.store.delete_record(KIND, rec.key))
+        self._counted = None
         return n
 
     async def deliver_due(self) -> int:
         """Send every delivery that is due; the number delivered."""
         now = self.clock.now()
         done = 0
-        for rec in await self.store.list_records(KIND, OWNER, now=now):
+        pending = await self.store.list_records(KIND, OWNER, now=now)
+        self._counted = (len(pending), now)  # an over-count as deliveries finish: safe
+        for rec in pending:
             if float(rec.data["next_at"]) > now:
                 continue
             rec.data["next_at"] = now + _LEASE  # claim it (compare-and-set)

@@ -82,6 +82,7 @@ QUEUE_KIND = "ssf_set"
 MAX_QUEUED = 1000
 KEEP = 7 * 86400.0
 PUSH_ATTEMPTS = 16
+_RECOUNT = 30.0
 _ENDING = frozenset({"step_up", "revoke_session", "revoke_subject"})
 _RELEVANT = frozenset(
     {
@@ -234,6 +235,7 @@ class Transmitter:
             store, issuer=issuer, clock=clock, allow_private=allow_private
         )
         self._arrived: dict[str, asyncio.Event] = {}
+        self._counts: dict[str, tuple[int, float]] = {}  # stream → (queued SETs, counted at)
 
     def poll_url(self, stream_id: str) -> str:
         return f"{self.issuer}/ssf/poll/{stream_id}"
@@ -314,13 +316,20 @@ class Transmitter:
 
     async def _queue(self, stream_id: str, jti: str, token: str) -> bool:
         now = self.clock.now()
-        held = await self.store.list_records(QUEUE_KIND, stream_id, now=now)
-        if len(held) >= MAX_QUEUED:
+        # counted in the store when unknown, stale or near the bound; else this instance's
+        # running count (a queue is not read whole for every SET)
+        count, counted_at = self._counts.get(stream_id, (MAX_QUEUED, now))
+        if count >= MAX_QUEUED - 1 or now - counted_at > _RECOUNT:
+            count = len(await self.store.list_records(QUEUE_KIND, stream_id, now=now))
+            counted_at = now
+        if count >= MAX_QUEUED:
+            self._counts[stream_id] = (count, counted_at)
             emit("outbound_dropped", kind="ssf_poll", stream_id=stream_id, reason="queue full")
             return False
         key = f"{stream_id}:{now:017.6f}:{jti}"  # key order = queue order
         rec = GrantRecord(QUEUE_KIND, key, stream_id, {"jti": jti, "set": token}, now + KEEP)
         await self.store.create_record(rec, now=now)
+        self._counts[stream_id] = (count + 1, counted_at)
         waiter = self._arrived.get(stream_id)
         if waiter is not None:
             waiter.set()
@@ -335,6 +344,7 @@ class Transmitter:
         n = await self.outbox.cancel("ssf_push", stream_id)
         for rec in await self.queued(stream_id):
             n += int(await self.store.delete_record(QUEUE_KIND, rec.key))
+        self._counts.pop(stream_id, None)
         return n
 
     async def release(self, stream: Stream) -> int:
@@ -342,6 +352,7 @@ class Transmitter:
         if stream.method != PUSH or stream.status != "enabled":
             return 0
         n = 0
+        self._counts.pop(stream.stream_id, None)
         for rec in await self.queued(stream.stream_id):
             if await self._push(stream, str(rec.data["set"])):
                 await self.store.delete_record(QUEUE_KIND, rec.key)
@@ -355,6 +366,7 @@ class Transmitter:
         done = set(ack) | set(errors)
         if not done:
             return
+        self._counts.pop(stream_id, None)
         for rec in await self.queued(stream_id):
             jti = str(rec.data["jti"])
             if jti in done:
@@ -372,6 +384,7 @@ class Transmitter:
     async def take(self, stream_id: str, limit: int) -> tuple[dict[str, str], bool]:
         """Up to ``limit`` unacknowledged SETs, oldest first, and whether more are waiting."""
         recs = await self.queued(stream_id)
+        self._counts[stream_id] = (len(recs), self.clock.now())
         sets = {str(r.data["jti"]): str(r.data["set"]) for r in recs[:limit]}
         return sets, len(recs) > limit
 
