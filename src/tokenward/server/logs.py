@@ -12,6 +12,7 @@ import logging
 import sys
 from typing import Any
 
+import orjson
 import structlog
 
 __all__ = ["configure_logging"]
@@ -31,12 +32,20 @@ def _library_record(_logger: Any, _name: str, event_dict: Any) -> Any:
     return event_dict
 
 
+def _orjson_text(obj: Any, **kw: Any) -> str:
+    """structlog's JSON serializer, with orjson (several times the standard library's speed on
+    an access line); ``default`` renders what JSON has no type for, as structlog's does."""
+    return orjson.dumps(obj, default=kw.get("default")).decode()
+
+
 def configure_logging(*, json: bool = True) -> None:
     """For the server process (and each of its workers): structlog → JSON lines on stderr
     (access log, security events, errors), and the library's ``tokenward.*`` records
     through the same renderer at ``info`` and above."""
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer(serializer=_orjson_text)
+        if json
+        else structlog.dev.ConsoleRenderer()
     )
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,

@@ -76,6 +76,7 @@ DURATION_FIELDS = (
     "retention_margin",
     "leeway",
     "revocation_max_staleness",
+    "record_cache_ttl",
     "feed_max_wait",
     "authorization_code_ttl",
     "signin_idle_ttl",
@@ -183,6 +184,9 @@ class Settings(BaseSettings):
     address_prefix_v4: int = Field(24, ge=8, le=32)
     address_prefix_v6: int = Field(48, ge=16, le=128)
     revocation_max_staleness: float = Field(DEFAULT_MAX_STALENESS, gt=0)
+    # user and client records kept per process for /userinfo and /introspect (0: off); a
+    # write through this process drops them at once, a revoked subject on the feed's event
+    record_cache_ttl: float = Field(5.0, ge=0, le=300)
     max_body_bytes: int = Field(65536, ge=1024)
     feed_max_wait: float = Field(30.0, ge=0, le=300)
     # DPoP (RFC 9449): how old a proof's iat may be (seconds), and server nonces (§8)
@@ -197,6 +201,8 @@ class Settings(BaseSettings):
     password_memory_cost: int = Field(19456, ge=8)  # KiB
     password_parallelism: int = Field(1, ge=1)
     log_json: bool = True
+    # one JSON line per request (method, route, status, ms, client); off: none is built
+    access_log: bool = True
     # authorization code flow and OpenID Connect
     authorization_code_ttl: int = Field(60, gt=0, le=600)  # RFC 6749 §4.1.2: short, <= 10 min
     signin_idle_ttl: float = Field(8 * 3600, gt=0)  # sign-in session at the server (cookie)
