@@ -56,6 +56,10 @@ class RecordCache(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._data)
 
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` has an entry (expired or not: it is dropped when next looked up)."""
+        return key in self._data
+
     async def get(self, key: K, load: Callable[[K], Awaitable[V | None]]) -> V | None:
         """The cached value of ``key``, else ``await load(key)`` (kept unless the cache was
         dropped meanwhile)."""
