@@ -263,14 +263,21 @@ def test_store_health_shares_one_ping_and_never_remembers_a_failure() -> None:
         now[0] = 0.5
         await health.check(1.0)
         assert len(pings) == 1  # vouched for
+        now[0] = 0.75
+        await health.check(1.0)  # answered at once; a ping starts in the background
+        await asyncio.sleep(0.05)
+        assert len(pings) == 2
+        now[0] = 1.5
+        await health.check(1.0)  # vouched for by the background ping (at 0.75)
+        assert len(pings) == 2
         up[0] = False
-        now[0] = 1.6
+        now[0] = 2.6
         for _ in range(2):
             with pytest.raises(StoreUnavailable):
                 await health.check(1.0)
-        assert len(pings) == 3  # each check after a failure pings again
+        assert len(pings) == 4  # each check after a failure pings again
         up[0] = True
         await health.check(1.0)
-        assert len(pings) == 4
+        assert len(pings) == 5
 
     _run(scenario())

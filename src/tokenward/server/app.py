@@ -15,7 +15,7 @@ from ..store.base import Store
 from . import metrics
 from .apidocs import install_docs
 from .errors import install_error_handlers
-from .fastpath import FastPath
+from .fastpath import FastPath, FastPathAPI
 from .logs import configure_logging
 from .middleware import RequestMiddleware
 from .openapi import install_openapi
@@ -89,7 +89,7 @@ def create_app(
             remove()
             await runtime.stop()
 
-    app = FastAPI(
+    app = FastPathAPI(
         title="tokenward",
         version=__version__,
         description=_DESCRIPTION,
@@ -101,19 +101,28 @@ def create_app(
     install_error_handlers(app)
     install_openapi(app)
     install_docs(app)
-    app.add_middleware(  # inside RequestMiddleware (added after it: outside)
-        FastPath,
+    app.add_middleware(
+        RequestMiddleware,
+        metrics=runtime.metrics,
+        max_body_bytes=settings.max_body_bytes,
+        access_log=settings.access_log,
+    )
+    hot = FastPath(
+        app.router,  # only reached for a key it has no handler for: never
         handlers={
             ("GET", "/userinfo"): userinfo.fast,
             ("POST", "/introspect"): introspect.introspect,
             ("GET", "/healthz"): metrics.fast_healthz,
         },
     )
-    app.add_middleware(
-        RequestMiddleware,
-        metrics=runtime.metrics,
-        max_body_bytes=settings.max_body_bytes,
-        access_log=settings.access_log,
+    app.use_fast_path(
+        RequestMiddleware(
+            hot,
+            metrics=runtime.metrics,
+            max_body_bytes=settings.max_body_bytes,
+            access_log=settings.access_log,
+        ),
+        frozenset(hot.handlers),
     )
     # routes are matched in this order, one by one: the per-request hot paths first (their
     # paths are theirs alone, so the order changes no answer)

@@ -9,8 +9,9 @@ request answers without a store round trip when the token already proves what is
   role, a client secret rotated by another instance or the CLI) is seen within the TTL. A
   value read while a write dropped the cache is not kept (no stale re-fill).
 * :class:`StoreHealth` — "the store answered a ping less than ``max_age`` seconds ago", with
-  one ping in flight at a time shared by every request waiting on it; a failure is never
-  remembered (the next request pings again).
+  one ping in flight at a time shared by every request waiting on it, started in the
+  background once half of ``max_age`` has passed (steady traffic never waits for a ping); a
+  failure is never remembered (the next request pings again).
 
 Both measure their windows in elapsed time (``time.monotonic``; injectable), not with the
 token clock: they bound how long an operational fact may be reused, not a token's lifetime.
@@ -100,11 +101,17 @@ class StoreHealth:
 
     async def check(self, max_age: float) -> None:
         """Return when the store answered within ``max_age`` s (else ping it now); raise
-        :class:`StoreUnavailable` when it does not answer."""
-        if self.timer() - self._ok_at <= max_age:
+        :class:`StoreUnavailable` when it does not answer. Past half of ``max_age`` a ping
+        starts in the background, so under steady traffic no request waits for one."""
+        age = self.timer() - self._ok_at
+        if age <= max_age:
+            if age > max_age / 2 and self._inflight is None:
+                self._inflight = asyncio.ensure_future(self._run())
+                self._inflight.add_done_callback(_retrieve)
             return
         if self._inflight is None:
             self._inflight = asyncio.ensure_future(self._run())
+            self._inflight.add_done_callback(_retrieve)
         await asyncio.shield(self._inflight)
 
     async def _run(self) -> None:
@@ -119,6 +126,12 @@ class StoreHealth:
             self._ok_at = started
         finally:
             self._inflight = None
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """A background ping's failure is not an unhandled error: the next check pings again."""
+    if not task.cancelled():
+        task.exception()
 
 
 _USER_WRITES = ("create_user", "update_user", "delete_user")

@@ -28,13 +28,13 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import NO_STORE
+from .logs import log_access
 
 if TYPE_CHECKING:
     from .metrics import Metrics
 
 __all__ = ["RequestMiddleware"]
 
-_access = structlog.get_logger("tokenward.access")
 _errors = structlog.get_logger("tokenward.server")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # the metric's ``method`` label: any other token a client sends is "other", so made-up methods
@@ -176,10 +176,10 @@ class RequestMiddleware:
                     await send(m)
             status_holder[0] = 500
         finally:
-            self._record(scope, status_holder[0], time.perf_counter() - start)
+            self._record(scope, rid, status_holder[0], time.perf_counter() - start)
             structlog.contextvars.unbind_contextvars("request_id")
 
-    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
+    def _record(self, scope: Scope, rid: str, status: int, elapsed: float) -> None:
         try:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
@@ -195,8 +195,8 @@ class RequestMiddleware:
                 child.observe(elapsed)
             if not self.access_log:
                 return
-            _access.info(
-                "request",
+            log_access(
+                request_id=rid,
                 method=scope.get("method"),
                 route=template,
                 status=status,
