@@ -213,6 +213,7 @@ async def _setup(tmp: str) -> tuple[Any, dict[str, Call], Callable[[], Awaitable
         if status != 200:
             raise RuntimeError(f"{name} answered {status}")
     app.state.bench_token = access
+    app.state.bench_basic = basic
     return app, calls, stop
 
 
