@@ -1,0 +1,522 @@
+"""Shared Signals by poll (RFC 8936): the guard's other revocation source.
+
+Instead of a tokenward server's ``GET /revocations`` feed, the guard's mirror can read Security
+Event Tokens from an SSF transmitter's poll endpoint (OpenID SSF 1.0, delivery method
+``urn:ietf:rfc:8936``), so a tokenward guard can sit behind any transmitter::
+
+    Verifier(jwks_url=..., issuer=..., audience=...,
+             revocation=SSFPoll(poll_url, issuer=TRANSMITTER, audience=RECEIVER, token=...))
+
+**One poll** (RFC 8936 §2.4) is ``POST poll_url`` with a bearer token (a static ``token``, or
+one obtained by ``client_credentials`` at ``token_url``, renewed before it expires and once more
+on a 401) and ``{"maxEvents", "returnImmediately", "ack", "setErrs"}``; the answer is ``{"sets":
+{jti: SET}, "moreAvailable"}``. Each SET is checked by :func:`tokenward.secevent.verify_set`
+(signature by a key of the transmitter's JWK Set — ``jwks_url``, or the ``jwks_uri`` of its
+``/.well-known/ssf-configuration`` — ``typ``, ``iss``, ``aud``, one event), applied to the
+mirror's :class:`~tokenward.revocation.Denylist`, and only then acknowledged, in the next poll;
+a refused SET is reported in ``setErrs`` with its RFC 8935 §2.3 code. Acks and errors are kept
+until a poll carrying them is answered 200, so a failed poll loses none. ``jti`` values seen
+recently (bounded) are acknowledged again without being applied twice.
+
+**What each event does** (the subject is matched as tokenward's tokens carry it: a session's
+opaque id is the token's ``sid``; an ``iss_sub`` user whose ``iss`` is the access tokens'
+issuer is the token's ``sub``; any other subject is acknowledged and ignored):
+
+* CAEP ``session-revoked`` → deny the ``sid``; without a session, deny the user's tokens issued
+  before ``event_timestamp`` (every session of that user);
+* RISC ``sessions-revoked``, ``account-disabled``, CAEP ``credential-change`` and
+  ``token-claims-change`` → deny the user's tokens issued before ``event_timestamp`` (the
+  subject watermark of the feed's ``sub`` revocation); a session-only subject denies the
+  ``sid``. For ``token-claims-change`` this makes clients refresh: an access token carries the
+  claims that changed, and the guard cannot re-evaluate them;
+* RISC ``account-enabled`` → nothing: tokens issued after the disabling were never denied, and
+  tokens from before it stay denied (a watermark is never lifted);
+* any other event type → acknowledged, nothing applied.
+
+A denial is kept ``token_lifetime`` plus the verifier's leeway (an access token issued just
+before the event lives at most that long). The watermark is ``min(event_timestamp, now)``: a
+transmitter's clock ahead of ours cannot refuse tokens issued after the event.
+
+**Staleness.** Every poll answered 200 whose SETs were all applied or refused is a heartbeat
+(:meth:`~tokenward.mirror.RevocationMirror.mark_synced`), even an empty one: the one rule of
+:mod:`tokenward.mirror` then makes the guard answer 503 past ``max_staleness`` without one.
+A SET signed with a key the transmitter's JWKS does not (yet) list is left unacknowledged and
+the poll is not a heartbeat, until the key set is fetched again (at most once per cooldown);
+if the key is still unknown after a successful fetch the SET is refused with ``invalid_key``.
+
+**Pacing.** The first poll asks ``returnImmediately: true``; the next ones ``false`` (the
+transmitter may hold the request until events arrive, RFC 8936 §2.4: the read timeout allows
+``wait`` seconds, a third of ``max_staleness`` up to 20 s) unless ``return_immediately``. A poll
+answered with no SETs sooner than ``interval`` seconds waits out the rest of the interval, so a
+transmitter that never holds polls is asked once per ``interval``.
+
+**Each process polls for itself**: every worker of a multi-worker application runs its own
+guard and its own poll, with no shared state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+import orjson
+
+from .._logging import get_logger
+from ..clock import Clock, system_clock
+from ..errors import ConfigurationError, StoreUnavailable, TokenwardError
+from ..events import log_quietly
+from ..feed import RevocationEvent, RevocationKind
+from ..jws import JWSVerifier, b64url_decode, parse_json_object
+from ..keys import SigningKey
+from ..mirror import RevocationMirror, RevocationSource
+from ..secevent import (
+    ACCOUNT_DISABLED,
+    CREDENTIAL_CHANGE,
+    SESSION_REVOKED,
+    SESSIONS_REVOKED,
+    TOKEN_CLAIMS_CHANGE,
+    InvalidSET,
+    set_verifier,
+    subject_of,
+    verify_set,
+)
+from .jwks import JWKSFetcher
+
+__all__ = ["POLL_DELIVERY", "SSFPoll", "SSFPollSource"]
+
+_log = get_logger("tokenward.guard.ssf")
+
+#: the SSF 1.0 delivery method of RFC 8936 poll
+POLL_DELIVERY = "urn:ietf:rfc:8936"
+
+_USER_EVENTS = frozenset(
+    {SESSIONS_REVOKED, ACCOUNT_DISABLED, CREDENTIAL_CHANGE, TOKEN_CLAIMS_CHANGE}
+)
+_SEEN_MAX = 10_000
+_MAX_BODY = 4 * 1024 * 1024
+
+
+def _http_url(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise ConfigurationError(f"{name} must be an http(s) URL")
+    return url
+
+
+@dataclass(frozen=True)
+class SSFPoll:
+    """How the guard reads Shared Signals by poll: ``Verifier(..., revocation=SSFPoll(...))``
+    (or, in a Flask/Django settings dict, ``"revocation": {"poll_url": ..., ...}``).
+
+    * ``poll_url`` — the stream's RFC 8936 endpoint (its ``delivery.endpoint_url``);
+    * ``issuer`` — the transmitter's issuer, the ``iss`` of its SETs;
+    * ``audience`` — this receiver, as the stream's SETs name it in ``aud``;
+    * ``jwks_url`` — the transmitter's JWK Set; by default the ``jwks_uri`` of
+      ``<issuer>/.well-known/ssf-configuration`` (SSF 1.0 §7.2);
+    * ``token`` — a static bearer token for the poll endpoint; or ``token_url``,
+      ``client_id``, ``client_secret`` (and ``scope``, ``ssf`` by default): a
+      ``client_credentials`` grant (RFC 6749 §4.4, ``client_secret_basic``);
+    * ``max_events`` per poll; ``return_immediately`` (never hold a poll); ``interval`` —
+      seconds between two polls that found nothing; ``token_lifetime`` — the longest lifetime
+      of the access tokens this guard accepts (how long a denial is kept, plus the leeway).
+    """
+
+    poll_url: str
+    issuer: str
+    audience: str
+    jwks_url: str | None = None
+    token: str | None = field(default=None, repr=False)
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    scope: str = "ssf"
+    max_events: int = 100
+    return_immediately: bool = False
+    interval: float = 1.0
+    token_lifetime: float = 3600.0
+
+    def __post_init__(self) -> None:
+        _http_url(self.poll_url, "poll_url")
+        if self.jwks_url is not None:
+            _http_url(self.jwks_url, "the SSF jwks_url")
+        if not self.issuer or not self.audience:
+            raise ConfigurationError("SSFPoll needs the transmitter's issuer and our audience")
+        grant = (self.token_url, self.client_id, self.client_secret)
+        if self.token is not None:
+            if not self.token or any(v is not None for v in grant):
+                raise ConfigurationError("SSFPoll: give either token or client credentials")
+        elif not all(grant):
+            raise ConfigurationError(
+                "SSFPoll needs a token, or token_url, client_id and client_secret"
+            )
+        else:
+            _http_url(str(self.token_url), "token_url")
+        if type(self.max_events) is not int or not 1 <= self.max_events <= 10_000:
+            raise ConfigurationError("max_events must be an integer from 1 to 10000")
+        if not (self.interval > 0 and math.isfinite(self.interval)):
+            raise ConfigurationError("interval must be a positive number of seconds")
+        if not (self.token_lifetime > 0 and math.isfinite(self.token_lifetime)):
+            raise ConfigurationError("token_lifetime must be a positive number of seconds")
+
+    @classmethod
+    def of(cls, value: SSFPoll | Mapping[str, Any]) -> SSFPoll:
+        """An :class:`SSFPoll`, or one built from a mapping of its fields (settings files)."""
+        if isinstance(value, SSFPoll):
+            return value
+        if isinstance(value, Mapping):
+            try:
+                return cls(**value)
+            except TypeError as exc:
+                raise ConfigurationError(f"revocation settings: {exc}") from None
+        raise ConfigurationError("revocation must be an SSFPoll (or a mapping of its fields)")
+
+
+class SSFPollSource(RevocationSource):
+    """The :class:`~tokenward.mirror.RevocationSource` polling one SSF stream (RFC 8936)."""
+
+    def __init__(
+        self,
+        config: SSFPoll,
+        *,
+        token_issuer: str,
+        leeway: float,
+        wait: float,
+        clock: Clock = system_clock,
+        http_timeout: float = 2.0,
+        jwks_cooldown: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if http_timeout <= 0 or wait < 0:
+            raise ConfigurationError("http_timeout must be positive")
+        self.config = config
+        self.token_issuer = token_issuer
+        self.keep = config.token_lifetime + max(0.0, leeway)
+        self.wait = float(wait)
+        self.clock = clock
+        self.http_timeout = float(http_timeout)
+        self.jwks_cooldown = float(jwks_cooldown)
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._jwks: JWKSFetcher | None = None
+        self._keys: JWSVerifier | None = None
+        self._bearer: str | None = None
+        self._bearer_until = -math.inf
+        # RFC 8936 §2.4: what the next poll acknowledges / reports as refused
+        self._acks: dict[str, None] = {}
+        self._errs: dict[str, dict[str, str]] = {}
+        # recent jti -> None (acknowledged) or its setErrs entry, for redeliveries
+        self._seen: OrderedDict[str, dict[str, str] | None] = OrderedDict()
+        self.polls = 0
+        self.sets_applied = 0
+        self.sets_ignored = 0
+        self.sets_refused = 0
+        self.duplicates = 0
+        self.acks_sent = 0
+
+    @property
+    def url(self) -> str:
+        return self.config.poll_url
+
+    @property
+    def pending_acks(self) -> list[str]:
+        return list(self._acks)
+
+    @property
+    def pending_errors(self) -> dict[str, dict[str, str]]:
+        return dict(self._errs)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "polls": self.polls,
+            "sets_applied": self.sets_applied,
+            "sets_ignored": self.sets_ignored,
+            "sets_refused": self.sets_refused,
+            "duplicates": self.duplicates,
+            "acks_sent": self.acks_sent,
+            "pending_acks": len(self._acks),
+        }
+
+    # -- the mirror's step -----------------------------------------------------------------
+    async def sync(self, mirror: RevocationMirror) -> int:
+        was_synced = mirror.synced
+        immediate = self.config.return_immediately or not was_synced
+        started = time.monotonic()
+        sets, more = await self.poll_once(immediate=immediate)
+        applied, deferred = await self._handle(mirror, sets)
+        if deferred:
+            raise StoreUnavailable(
+                f"{deferred} SET(s) signed with a key the transmitter's JWKS does not list yet"
+            )
+        mirror.mark_synced()  # the heartbeat: every SET of this answer applied or refused
+        if not sets and not more and was_synced:
+            rest = self.config.interval - (time.monotonic() - started)
+            if rest > 0:
+                await asyncio.sleep(rest)
+        return applied
+
+    # -- HTTP ------------------------------------------------------------------------------
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                transport=self._transport, timeout=self.http_timeout, follow_redirects=False
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+        if self._jwks is not None:
+            await self._jwks.aclose()
+
+    async def poll_once(self, *, immediate: bool = True) -> tuple[dict[str, Any], bool]:
+        """One RFC 8936 poll carrying the pending acks and errors; returns the ``sets``
+        object and ``moreAvailable``. Raises on any answer but a well-formed 200."""
+        acks, errs = list(self._acks), dict(self._errs)
+        body: dict[str, Any] = {
+            "maxEvents": self.config.max_events,
+            "returnImmediately": immediate,
+        }
+        if acks:
+            body["ack"] = acks
+        if errs:
+            body["setErrs"] = errs
+        read = self.http_timeout if immediate else self.wait + self.http_timeout
+        resp = await self._authorized_post(orjson.dumps(body), read)
+        self.polls += 1
+        if resp.status_code != 200:
+            raise StoreUnavailable(f"SSF poll endpoint answered HTTP {resp.status_code}")
+        for jti in acks:
+            self._acks.pop(jti, None)
+        for jti in errs:
+            self._errs.pop(jti, None)
+        self.acks_sent += len(acks)
+        if len(resp.content) > _MAX_BODY:
+            raise ValueError("poll answer too large")
+        doc = orjson.loads(resp.content)
+        if not isinstance(doc, dict) or not isinstance(doc.get("sets"), dict):
+            raise ValueError("poll answer has no 'sets' object")
+        more = doc.get("moreAvailable", False)
+        if type(more) is not bool:
+            raise ValueError("poll answer's 'moreAvailable' is not a boolean")
+        return doc["sets"], more
+
+    async def _authorized_post(self, content: bytes, read: float) -> httpx.Response:
+        timeout = httpx.Timeout(self.http_timeout, read=read)
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        for attempt in (1, 2):
+            bearer = await self._bearer_token(renew=attempt == 2)
+            headers["Authorization"] = "Bearer " + bearer
+            resp = await self._http().post(
+                self.config.poll_url, content=content, headers=headers, timeout=timeout
+            )
+            if resp.status_code not in (401, 403):
+                return resp
+            if attempt == 1 and self.config.token is None and resp.status_code == 401:
+                continue  # the token may have been revoked or expired early: a new one
+            break
+        raise ConfigurationError(
+            f"SSF poll endpoint refused the bearer token (HTTP {resp.status_code})"
+        )
+
+    async def _bearer_token(self, *, renew: bool) -> str:
+        if self.config.token is not None:
+            return self.config.token
+        if not renew and self._bearer is not None and self.clock.now() < self._bearer_until:
+            return self._bearer
+        cfg = self.config
+        form = {"grant_type": "client_credentials"}
+        if cfg.scope:
+            form["scope"] = cfg.scope
+        resp = await self._http().post(
+            str(cfg.token_url),
+            data=form,
+            headers={"Accept": "application/json"},
+            # RFC 6749 §2.3.1: client_secret_basic form-urlencodes both parts
+            auth=httpx.BasicAuth(
+                quote(str(cfg.client_id), safe=""), quote(str(cfg.client_secret), safe="")
+            ),
+        )
+        if resp.status_code >= 500 or resp.status_code == 429:
+            raise StoreUnavailable(f"token endpoint answered HTTP {resp.status_code}")
+        doc = _json_or_none(resp)
+        if resp.status_code != 200 or not isinstance(doc, dict):
+            code = doc.get("error") if isinstance(doc, dict) else None
+            raise ConfigurationError(
+                f"token endpoint refused the SSF client credentials (HTTP {resp.status_code}"
+                + (f", {code}" if type(code) is str else "")
+                + ")"
+            )
+        token, kind, ttl = doc.get("access_token"), doc.get("token_type"), doc.get("expires_in")
+        if type(token) is not str or not token or str(kind).lower() != "bearer":
+            raise ValueError("token endpoint answer has no bearer access_token")
+        lifetime = 300.0
+        if isinstance(ttl, int | float) and not isinstance(ttl, bool) and ttl > 0:
+            lifetime = float(ttl)
+        self._bearer = token
+        self._bearer_until = self.clock.now() + lifetime * 0.8  # renew before it expires
+        return token
+
+    # -- the transmitter's keys ------------------------------------------------------------
+    async def _ensure_keys(self) -> JWKSFetcher:
+        if self._jwks is None:
+            url = self.config.jwks_url or await self._discover_jwks_uri()
+            self._jwks = JWKSFetcher(
+                url,
+                on_keys=self._set_keys,
+                clock=self.clock,
+                http_timeout=self.http_timeout,
+                cooldown=self.jwks_cooldown,
+                transport=self._transport,
+            )
+        jwks = self._jwks
+        if self.clock.now() >= jwks.expires_at:  # a failed fetch is retried after a pause
+            await jwks.fetch()
+        if self._keys is None:
+            raise StoreUnavailable("the SSF transmitter's JWKS could not be fetched")
+        return jwks
+
+    def _set_keys(self, keys: list[SigningKey]) -> None:
+        self._keys = set_verifier(keys)
+
+    async def _discover_jwks_uri(self) -> str:
+        """``jwks_uri`` of the transmitter's SSF configuration (SSF 1.0 §7.2.1: the well-known
+        segment goes between the host and the issuer's path); its ``issuer`` must be ours."""
+        parts = urlsplit(self.config.issuer)
+        path = "/.well-known/ssf-configuration" + parts.path.rstrip("/")
+        url = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+        resp = await self._http().get(url, headers={"Accept": "application/json"})
+        if resp.status_code != 200:
+            raise StoreUnavailable(f"SSF configuration answered HTTP {resp.status_code}")
+        doc = _json_or_none(resp)
+        if not isinstance(doc, dict) or doc.get("issuer") != self.config.issuer:
+            raise ConfigurationError("the SSF configuration does not name the configured issuer")
+        jwks_uri = doc.get("jwks_uri")
+        if type(jwks_uri) is not str:
+            raise ConfigurationError("the SSF configuration has no jwks_uri")
+        return _http_url(jwks_uri, "the SSF configuration's jwks_uri")
+
+    async def _known_kid(self, jwks: JWKSFetcher, token: str) -> bool | None:
+        """``True``: the SET's key is known (or its header is bad: the verify says why);
+        ``False``: unknown after a successful fetch; ``None``: cannot tell yet."""
+        kid = _kid(token)
+        if kid is None or kid in jwks.kids:
+            return True
+        if not jwks.cooldown_over():
+            return None
+        await jwks.fetch()
+        if kid in jwks.kids:
+            return True
+        return False if jwks.last_success == jwks.last_attempt else None
+
+    # -- SETs -> the denylist --------------------------------------------------------------
+    async def _handle(self, mirror: RevocationMirror, sets: Mapping[str, Any]) -> tuple[int, int]:
+        """Verify and apply a poll's SETs; returns (denylist entries added, SETs deferred)."""
+        if not sets:
+            return 0, 0
+        jwks = await self._ensure_keys()
+        now = self.clock.now()
+        events: list[RevocationEvent] = []
+        deferred = 0
+        for jti, token in sets.items():
+            if not jti or len(jti) > 256:
+                continue  # cannot be acknowledged by that name either
+            if jti in self._seen:
+                self.duplicates += 1
+                self._answer(jti, self._seen[jti])
+                continue
+            if type(token) is not str:
+                self._refuse(jti, InvalidSET("the SET is not a string"))
+                continue
+            known = await self._known_kid(jwks, token)
+            if known is None:
+                deferred += 1
+                continue
+            assert self._keys is not None  # _ensure_keys
+            try:
+                claims = verify_set(
+                    self._keys,
+                    token,
+                    issuer=self.config.issuer,
+                    audience=self.config.audience,
+                )
+                if claims["jti"] != jti:
+                    raise InvalidSET("the SET's jti is not the name it was delivered under")
+            except InvalidSET as exc:
+                self._refuse(jti, exc)
+                continue
+            found = self._revocations(claims, now)
+            if found:
+                events.extend(found)
+                self.sets_applied += 1
+            else:
+                self.sets_ignored += 1
+            self._answer(jti, None)
+        if events:
+            mirror.denylist.apply(events, advance=False)
+            mirror.events_applied += len(events)
+            mirror.last_lag = now - min(e.at for e in events)
+        return len(events), deferred
+
+    def _answer(self, jti: str, err: dict[str, str] | None) -> None:
+        if err is None:
+            self._acks[jti] = None
+        else:
+            self._errs[jti] = err
+        self._seen[jti] = err
+        self._seen.move_to_end(jti)
+        while len(self._seen) > _SEEN_MAX:
+            self._seen.popitem(last=False)
+
+    def _refuse(self, jti: str, exc: InvalidSET) -> None:
+        self.sets_refused += 1
+        log_quietly(_log, "warning", "ssf_set_refused", err=exc.set_error, reason=exc.description)
+        self._answer(jti, {"err": exc.set_error, "description": exc.description})
+
+    def _revocations(self, claims: Mapping[str, Any], now: float) -> list[RevocationEvent]:
+        ((event_type, body),) = claims["events"].items()
+        subject = subject_of(claims)
+        user = (
+            subject.user[1]
+            if subject.user is not None and subject.user[0] == self.token_issuer
+            else None
+        )
+        stamp = body.get("event_timestamp")
+        if (
+            not isinstance(stamp, int | float)
+            or isinstance(stamp, bool)
+            or not math.isfinite(stamp)
+        ):
+            stamp = claims["iat"]
+        at = min(float(stamp), now)
+        until = now + self.keep
+        sid = RevocationEvent(0, RevocationKind.SID, subject.sid or "", until, at)
+        sub = RevocationEvent(0, RevocationKind.SUB, user or "", until, at)
+        if event_type == SESSION_REVOKED:
+            return [sid] if subject.sid else [sub] if user else []
+        if event_type in _USER_EVENTS:
+            return [sub] if user else [sid] if subject.sid else []
+        return []  # account-enabled and event types that revoke nothing
+
+
+def _kid(token: str) -> str | None:
+    try:
+        header = parse_json_object(b64url_decode(token.partition(".")[0]), "JOSE header")
+    except TokenwardError:
+        return None
+    kid = header.get("kid")
+    return kid if type(kid) is str and kid and len(kid) <= 256 else None
+
+
+def _json_or_none(resp: httpx.Response) -> Any:
+    try:
+        return orjson.loads(resp.content)
+    except orjson.JSONDecodeError:
+        return None
