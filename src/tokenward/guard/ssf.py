@@ -403,17 +403,20 @@ class SSFPollSource(RevocationSource):
             raise ConfigurationError("the SSF configuration has no jwks_uri")
         return _http_url(jwks_uri, "the SSF configuration's jwks_uri")
 
-    async def _known_kid(self, jwks: JWKSFetcher, token: str) -> bool | None:
+    async def _known_kid(self, jwks: JWKSFetcher, token: str, fetches: int) -> bool | None:
         """``True``: the SET's key is known (or its header is bad: the verify says why);
-        ``False``: unknown after a successful fetch; ``None``: cannot tell yet."""
+        ``False``: unknown to a key set fetched since the poll was answered (``jwks.fetches``
+        was ``fetches`` then); ``None``: cannot tell yet (the cooldown forbids a fetch, or it
+        failed)."""
         kid = _kid(token)
         if kid is None or kid in jwks.kids:
             return True
-        if not jwks.cooldown_over():
-            return None
-        await jwks.fetch()
-        if kid in jwks.kids:
-            return True
+        if jwks.fetches == fetches or jwks.last_success != jwks.last_attempt:
+            if not jwks.cooldown_over():
+                return None
+            await jwks.fetch()
+            if kid in jwks.kids:
+                return True
         return False if jwks.last_success == jwks.last_attempt else None
 
     # -- SETs -> the denylist --------------------------------------------------------------
@@ -421,6 +424,7 @@ class SSFPollSource(RevocationSource):
         """Verify and apply a poll's SETs; returns (denylist entries added, SETs deferred)."""
         if not sets:
             return 0, 0
+        fetches = self._jwks.fetches if self._jwks is not None else -1
         jwks = await self._ensure_keys()
         now = self.clock.now()
         events: list[RevocationEvent] = []
@@ -435,7 +439,7 @@ class SSFPollSource(RevocationSource):
             if type(token) is not str:
                 self._refuse(jti, InvalidSET("the SET is not a string"))
                 continue
-            known = await self._known_kid(jwks, token)
+            known = await self._known_kid(jwks, token, fetches)
             if known is None:
                 deferred += 1
                 continue
