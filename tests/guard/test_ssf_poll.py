@@ -40,13 +40,18 @@ CC = ("ssf-receiver", "s3cret:/+")  # a secret that needs form-urlencoding (RFC 
 
 
 class Transmitter:
-    """RFC 8936 poll at ``/poll`` (bearer ``static`` or one from ``/token``), JWKS at
-    ``/jwks.json``, SSF configuration at ``/.well-known/ssf-configuration``."""
+    """RFC 8936 poll at ``/poll`` (one stream made beforehand) and ``/poll/<stream_id>`` (the
+    streams created at ``/ssf/stream``), with bearer ``static`` or one from ``/token``; JWKS at
+    ``/jwks.json``; SSF configuration at ``/.well-known/ssf-configuration``. Every SET sent goes
+    to every stream."""
 
     def __init__(self, clock: FrozenClock) -> None:
         self.clock = clock
         self.ring = KeyRing.generate("ES256", clock=clock, with_next=False)  # rotations unannounced
-        self.queue: dict[str, str] = {}  # jti -> SET, until acknowledged or refused
+        # stream id ("" for /poll) -> jti -> SET, until acknowledged or refused
+        self.streams: dict[str, dict[str, str]] = {"": {}}
+        self.created: list[dict[str, Any]] = []
+        self.deleted: list[str] = []
         self.requests: list[dict[str, Any]] = []
         self.acked: list[str] = []
         self.errors: dict[str, dict[str, str]] = {}
@@ -66,6 +71,10 @@ class Transmitter:
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def queue(self) -> dict[str, str]:
+        return self.streams[""]
 
     def close(self) -> None:
         self.server.shutdown()
@@ -91,7 +100,8 @@ class Transmitter:
 
     def send(self, claims: dict[str, Any], token: str | None = None) -> str:
         with self.cond:
-            self.queue[claims["jti"]] = token or self.sign(claims)
+            for queue in self.streams.values():
+                queue[claims["jti"]] = token or self.sign(claims)
             self.cond.notify_all()
         return str(claims["jti"])
 
@@ -110,7 +120,10 @@ class Transmitter:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # a poll the guard gave up
+                    self.close_connection = True
 
             def _body(self) -> bytes:
                 return self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -126,6 +139,7 @@ class Transmitter:
                             "issuer": tx.base,
                             "jwks_uri": tx.base + "/jwks.json",
                             "delivery_methods_supported": ["urn:ietf:rfc:8936"],
+                            "configuration_endpoint": tx.base + "/ssf/stream",
                         },
                     )
                 else:
@@ -135,10 +149,46 @@ class Transmitter:
                 body = self._body()
                 if self.path == "/token":
                     self._token(body)
-                elif self.path == "/poll":
-                    self._poll(body)
+                elif self.path == "/poll" or self.path.startswith("/poll/"):
+                    self._poll(body, self.path[6:])
+                elif self.path == "/ssf/stream" and self._authorized():
+                    stream_id = secrets.token_urlsafe(6)
+                    with tx.cond:
+                        tx.streams[stream_id] = {}
+                        tx.created.append(orjson.loads(body))
+                    self._send(
+                        201,
+                        {
+                            "stream_id": stream_id,
+                            "iss": tx.base,
+                            "aud": RECEIVER,
+                            "delivery": {
+                                "method": "urn:ietf:rfc:8936",
+                                "endpoint_url": f"{tx.base}/poll/{stream_id}",
+                            },
+                            "events_delivered": tx.created[-1]["events_requested"],
+                        },
+                    )
+                elif self.path.startswith("/ssf/stream"):
+                    pass
                 else:
                     self._send(404, {})
+
+            def do_DELETE(self) -> None:
+                stream_id = parse_qs(self.path.partition("?")[2]).get("stream_id", [""])[0]
+                if not self._authorized():
+                    return
+                with tx.cond:
+                    gone = tx.streams.pop(stream_id, None) if stream_id else None
+                    tx.deleted.append(stream_id)
+                self._send(204 if gone is not None else 404, {})
+
+            def _authorized(self) -> bool:
+                auth = self.headers.get("Authorization") or ""
+                if auth.startswith("Bearer ") and auth[7:] in tx.tokens:
+                    return True
+                self._send(401, {"err": "authentication_failed"})
+                return False
 
             def _token(self, body: bytes) -> None:
                 form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
@@ -155,27 +205,29 @@ class Transmitter:
                 tx.tokens.add(token)
                 self._send(200, {"access_token": token, "token_type": "Bearer", "expires_in": 300})
 
-            def _poll(self, raw: bytes) -> None:
-                auth = self.headers.get("Authorization") or ""
-                if not auth.startswith("Bearer ") or auth[7:] not in tx.tokens:
-                    self._send(401, {"err": "authentication_failed"})
+            def _poll(self, raw: bytes, stream_id: str) -> None:
+                if not self._authorized():
                     return
                 if tx.poll_status != 200:
                     self._send(tx.poll_status, {})
                     return
+                queue = tx.streams.get(stream_id)
+                if queue is None:
+                    self._send(404, {"err": "not_found"})
+                    return
                 req = orjson.loads(raw)
                 with tx.cond:
-                    tx.requests.append(req)
+                    tx.requests.append({**req, "_stream": stream_id})
                     for jti in req.get("ack", []):
                         tx.acked.append(jti)
-                        tx.queue.pop(jti, None)
+                        queue.pop(jti, None)
                     for jti, err in req.get("setErrs", {}).items():
                         tx.errors[jti] = err
-                        tx.queue.pop(jti, None)
-                    if not req["returnImmediately"] and not tx.queue:
+                        queue.pop(jti, None)
+                    if not req["returnImmediately"] and not queue:
                         tx.cond.wait(tx.hold)
-                        tx.woken += bool(tx.queue)
-                    pending = list(tx.queue.items())
+                        tx.woken += bool(queue)
+                    pending = list(queue.items())
                 n = req["maxEvents"]
                 self._send(200, {"sets": dict(pending[:n]), "moreAvailable": len(pending) > n})
 
@@ -383,6 +435,8 @@ def test_configuration_errors(served, tx, fclock):
     base = dict(poll_url=tx.base + "/poll", issuer=tx.base, audience=RECEIVER)
     with pytest.raises(ConfigurationError, match="token"):
         SSFPoll(**base)  # no credentials at all
+    with pytest.raises(ConfigurationError, match="audience"):
+        SSFPoll(**{**base, "audience": None}, token="t")  # a given stream: say whose it is
     with pytest.raises(ConfigurationError, match="either"):
         SSFPoll(**base, token="t", client_id="c")
     with pytest.raises(ConfigurationError, match="http"):
@@ -628,3 +682,55 @@ def test_long_polls_are_held_by_the_transmitter_and_answered_when_a_set_arrives(
         tx.send(tx.claims(SESSION_REVOKED, session("s1")))
         assert wait_until(lambda: revoked(v.verify, tok))
         assert tx.woken == 1  # the held poll carried the SET as soon as it was queued
+
+
+# -- one stream per process ------------------------------------------------------------------
+
+
+def test_each_worker_creates_its_own_stream_so_every_worker_denies_the_session(
+    served, tx, issuer, fclock
+):
+    own = {"poll_url": None, "audience": None, "jwks_url": None}  # all from the transmitter
+    workers = [guard_of(served, tx, fclock, ssf=own).start() for _ in range(2)]
+    try:
+        tok = issuer.issue_access_token(sub="alice", client_id="web", sid="s1")
+        assert all(w.verify(tok).sid == "s1" for w in workers)
+        assert len(tx.created) == 2 and len(tx.streams) == 3
+        assert tx.created[0]["delivery"] == {"method": "urn:ietf:rfc:8936"}
+        assert SESSION_REVOKED in tx.created[0]["events_requested"]
+        tx.send(tx.claims(SESSION_REVOKED, session("s1")))
+        for w in workers:  # each worker's stream got the SET: none took it from the other
+            assert wait_until(lambda w=w: revoked(w.verify, tok))
+        ids = [w.status()["revocations"]["ssf"]["stream_id"] for w in workers]
+        assert len(set(ids)) == 2 and None not in ids
+    finally:
+        for w in workers:
+            w.close()
+    assert sorted(tx.deleted) == sorted(ids) and tx.streams.keys() == {""}
+
+
+async def test_a_stream_the_transmitter_dropped_is_created_again(tx, fclock):
+    mirror = mirror_of(tx, fclock, poll_url=None)
+    assert await mirror.sync()
+    source = mirror.source
+    assert isinstance(source, SSFPollSource) and source.stream_id is not None
+    first = source.stream_id
+    with tx.cond:
+        del tx.streams[first]
+    assert not await mirror.sync()
+    assert "gone" in (mirror.last_error or "") and source.stream_id is None
+    assert await mirror.sync()
+    assert source.stream_id not in (None, first) and len(tx.created) == 2
+    await mirror.aclose()
+
+
+async def test_rfc8936_2_4_1_at_close_the_last_acks_go_with_max_events_0(tx, fclock):
+    mirror = mirror_of(tx, fclock)
+    jti = tx.send(tx.claims(SESSION_REVOKED, session("s1")))
+    assert await mirror.sync()
+    source = mirror.source
+    assert isinstance(source, SSFPollSource) and source.pending_acks == [jti]
+    await source.finish()
+    assert tx.acked == [jti] and not tx.queue
+    assert tx.requests[-1]["maxEvents"] == 0 and tx.requests[-1]["ack"] == [jti]
+    await mirror.aclose()

@@ -238,8 +238,20 @@ class Verifier:
             if self._state == "closed":
                 return
             self._state = "closed"
+        self._finish_revocation_source()
         self._loop.stop()
         atexit.unregister(self.close)
+
+    def _finish_revocation_source(self) -> None:
+        """An SSF poll source deletes the stream it created (or sends its last acks)."""
+        m = self.mirror
+        if m is None or not isinstance(m.source, SSFPollSource):
+            return
+        if not self._loop.running or self._loop.in_loop_thread():
+            return
+        fut = self._loop.submit(m.source.finish())
+        with contextlib.suppress(Exception):
+            fut.result(timeout=2 * self.http_timeout + 1.0)
 
     def __enter__(self) -> Self:
         return self.start()

@@ -61,7 +61,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -99,6 +99,8 @@ POLL_DELIVERY = "urn:ietf:rfc:8936"
 _USER_EVENTS = frozenset(
     {SESSIONS_REVOKED, ACCOUNT_DISABLED, CREDENTIAL_CHANGE, TOKEN_CLAIMS_CHANGE}
 )
+#: the event types this source acts on (requested when it creates its own stream)
+_REQUESTED = _USER_EVENTS | {SESSION_REVOKED}
 _SEEN_MAX = 10_000
 _MAX_BODY = 4 * 1024 * 1024
 
@@ -115,9 +117,14 @@ class SSFPoll:
     """How the guard reads Shared Signals by poll: ``Verifier(..., revocation=SSFPoll(...))``
     (or, in a Flask/Django settings dict, ``"revocation": {"poll_url": ..., ...}``).
 
-    * ``poll_url`` — the stream's RFC 8936 endpoint (its ``delivery.endpoint_url``);
+    * ``poll_url`` — the RFC 8936 endpoint of a stream made for this guard (its
+      ``delivery.endpoint_url``), for an application of ONE process: a stream's SETs go to
+      whoever polls and acknowledges them first. Without it each process creates its own
+      poll stream at the transmitter's ``configuration_endpoint`` (SSF 1.0 §8.1.1) when it
+      starts and deletes it when it closes — what a multi-worker application needs;
     * ``issuer`` — the transmitter's issuer, the ``iss`` of its SETs;
-    * ``audience`` — this receiver, as the stream's SETs name it in ``aud``;
+    * ``audience`` — this receiver, as the stream's SETs name it in ``aud`` (required with
+      ``poll_url``; by default the ``aud`` of the stream the guard creates);
     * ``jwks_url`` — the transmitter's JWK Set; by default the ``jwks_uri`` of
       ``<issuer>/.well-known/ssf-configuration`` (SSF 1.0 §7.2);
     * ``token`` — a static bearer token for the poll endpoint; or ``token_url``,
@@ -128,9 +135,10 @@ class SSFPoll:
       of the access tokens this guard accepts (how long a denial is kept, plus the leeway).
     """
 
-    poll_url: str
+    poll_url: str | None = None
+    _: KW_ONLY
     issuer: str
-    audience: str
+    audience: str | None = None
     jwks_url: str | None = None
     token: str | None = field(default=None, repr=False)
     token_url: str | None = None
@@ -143,11 +151,15 @@ class SSFPoll:
     token_lifetime: float = 3600.0
 
     def __post_init__(self) -> None:
-        _http_url(self.poll_url, "poll_url")
+        if self.poll_url is not None:
+            _http_url(self.poll_url, "poll_url")
+            if not self.audience:
+                raise ConfigurationError("SSFPoll with a poll_url needs our audience")
         if self.jwks_url is not None:
             _http_url(self.jwks_url, "the SSF jwks_url")
-        if not self.issuer or not self.audience:
-            raise ConfigurationError("SSFPoll needs the transmitter's issuer and our audience")
+        if not self.issuer:
+            raise ConfigurationError("SSFPoll needs the transmitter's issuer")
+        _http_url(self.issuer, "the SSF issuer")
         grant = (self.token_url, self.client_id, self.client_secret)
         if self.token is not None:
             if not self.token or any(v is not None for v in grant):
@@ -205,6 +217,11 @@ class SSFPollSource(RevocationSource):
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._jwks: JWKSFetcher | None = None
+        self._ssf_configuration: dict[str, Any] | None = None
+        #: the stream this process created (``None`` with a configured ``poll_url``)
+        self.stream_id: str | None = None
+        self._poll_url = config.poll_url
+        self._audience = config.audience
         self._keys: JWSVerifier | None = None
         self._bearer: str | None = None
         self._bearer_until = -math.inf
@@ -221,8 +238,8 @@ class SSFPollSource(RevocationSource):
         self.acks_sent = 0
 
     @property
-    def url(self) -> str:
-        return self.config.poll_url
+    def url(self) -> str | None:
+        return self._poll_url
 
     @property
     def pending_acks(self) -> list[str]:
@@ -234,6 +251,7 @@ class SSFPollSource(RevocationSource):
 
     def status(self) -> dict[str, Any]:
         return {
+            "stream_id": self.stream_id,
             "polls": self.polls,
             "sets_applied": self.sets_applied,
             "sets_ignored": self.sets_ignored,
@@ -288,9 +306,13 @@ class SSFPollSource(RevocationSource):
             body["ack"] = acks
         if errs:
             body["setErrs"] = errs
+        url = self._poll_url or await self._create_stream()
         read = self.http_timeout if immediate else self.wait + self.http_timeout
-        resp = await self._authorized_post(orjson.dumps(body), read)
+        resp = await self._authorized("POST", url, orjson.dumps(body), read)
         self.polls += 1
+        if resp.status_code == 404 and self.stream_id is not None:
+            self._forget_stream()  # the transmitter dropped our stream: a new one next time
+            raise StoreUnavailable("the SSF stream is gone; creating a new one")
         if resp.status_code != 200:
             raise StoreUnavailable(f"SSF poll endpoint answered HTTP {resp.status_code}")
         for jti in acks:
@@ -308,14 +330,18 @@ class SSFPollSource(RevocationSource):
             raise ValueError("poll answer's 'moreAvailable' is not a boolean")
         return doc["sets"], more
 
-    async def _authorized_post(self, content: bytes, read: float) -> httpx.Response:
-        timeout = httpx.Timeout(self.http_timeout, read=read)
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    async def _authorized(
+        self, method: str, url: str, content: bytes | None = None, read: float | None = None
+    ) -> httpx.Response:
+        timeout = httpx.Timeout(self.http_timeout, read=read or self.http_timeout)
+        headers = {"Accept": "application/json"}
+        if content is not None:
+            headers["Content-Type"] = "application/json"
         for attempt in (1, 2):
             bearer = await self._bearer_token(renew=attempt == 2)
             headers["Authorization"] = "Bearer " + bearer
-            resp = await self._http().post(
-                self.config.poll_url, content=content, headers=headers, timeout=timeout
+            resp = await self._http().request(
+                method, url, content=content, headers=headers, timeout=timeout
             )
             if resp.status_code not in (401, 403):
                 return resp
@@ -323,7 +349,7 @@ class SSFPollSource(RevocationSource):
                 continue  # the token may have been revoked or expired early: a new one
             break
         raise ConfigurationError(
-            f"SSF poll endpoint refused the bearer token (HTTP {resp.status_code})"
+            f"the SSF transmitter refused the bearer token (HTTP {resp.status_code})"
         )
 
     async def _bearer_token(self, *, renew: bool) -> str:
@@ -386,9 +412,11 @@ class SSFPollSource(RevocationSource):
     def _set_keys(self, keys: list[SigningKey]) -> None:
         self._keys = set_verifier(keys)
 
-    async def _discover_jwks_uri(self) -> str:
-        """``jwks_uri`` of the transmitter's SSF configuration (SSF 1.0 §7.2.1: the well-known
-        segment goes between the host and the issuer's path); its ``issuer`` must be ours."""
+    async def _configuration(self) -> dict[str, Any]:
+        """The transmitter's SSF configuration (SSF 1.0 §7.2.1: the well-known segment goes
+        between the host and the issuer's path), fetched once; its ``issuer`` must be ours."""
+        if self._ssf_configuration is not None:
+            return self._ssf_configuration
         parts = urlsplit(self.config.issuer)
         path = "/.well-known/ssf-configuration" + parts.path.rstrip("/")
         url = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
@@ -398,10 +426,105 @@ class SSFPollSource(RevocationSource):
         doc = _json_or_none(resp)
         if not isinstance(doc, dict) or doc.get("issuer") != self.config.issuer:
             raise ConfigurationError("the SSF configuration does not name the configured issuer")
-        jwks_uri = doc.get("jwks_uri")
+        self._ssf_configuration = doc
+        return doc
+
+    async def _discover_jwks_uri(self) -> str:
+        jwks_uri = (await self._configuration()).get("jwks_uri")
         if type(jwks_uri) is not str:
             raise ConfigurationError("the SSF configuration has no jwks_uri")
         return _http_url(jwks_uri, "the SSF configuration's jwks_uri")
+
+    # -- this process's own stream (SSF 1.0 §8.1.1) ----------------------------------------
+    async def _create_stream(self) -> str:
+        """Create a poll stream for this process; returns its poll URL."""
+        endpoint = (await self._configuration()).get("configuration_endpoint")
+        if type(endpoint) is not str:
+            raise ConfigurationError(
+                "the SSF configuration has no configuration_endpoint: set poll_url"
+            )
+        _http_url(endpoint, "the SSF configuration_endpoint")
+        request = {
+            "delivery": {"method": POLL_DELIVERY},
+            "events_requested": sorted(_REQUESTED),
+            "description": "tokenward guard",
+        }
+        resp = await self._authorized("POST", endpoint, orjson.dumps(request))
+        if resp.status_code >= 500 or resp.status_code == 429:
+            raise StoreUnavailable(f"SSF stream creation answered HTTP {resp.status_code}")
+        doc = _json_or_none(resp)
+        if resp.status_code not in (200, 201) or not isinstance(doc, dict):
+            raise ConfigurationError(
+                f"the SSF transmitter refused a poll stream ({resp.status_code})"
+            )
+        stream_id, delivery = doc.get("stream_id"), doc.get("delivery")
+        url = delivery.get("endpoint_url") if isinstance(delivery, dict) else None
+        if type(stream_id) is not str or not stream_id or type(url) is not str:
+            raise ValueError("stream configuration without stream_id or delivery.endpoint_url")
+        aud = doc.get("aud")
+        auds = [aud] if type(aud) is str else aud if isinstance(aud, list) else []
+        if self._audience is None:
+            if not auds or type(auds[0]) is not str:
+                raise ConfigurationError("the SSF stream names no aud: set audience")
+            self._audience = auds[0]
+        elif auds and self._audience not in auds:
+            raise ConfigurationError("the SSF stream's aud does not contain our audience")
+        self.stream_id, self._poll_url = stream_id, _http_url(url, "the stream's endpoint_url")
+        self._acks.clear()  # acknowledgements belong to the stream they came from
+        self._errs.clear()
+        log_quietly(_log, "info", "ssf_stream_created", stream_id=stream_id)
+        return url
+
+    def _forget_stream(self) -> None:
+        self.stream_id = None
+        self._poll_url = None
+        self._acks.clear()
+        self._errs.clear()
+
+    async def finish(self) -> None:
+        """At close: delete the stream this process created, or else send the pending
+        acknowledgements (``maxEvents: 0``, RFC 8936 §2.4.1); never raises."""
+        if self.stream_id is not None:
+            await self.delete_stream()
+            return
+        if not (self._acks or self._errs) or self._poll_url is None:
+            return
+        body: dict[str, Any] = {"maxEvents": 0, "returnImmediately": True}
+        acks, errs = list(self._acks), dict(self._errs)
+        if acks:
+            body["ack"] = acks
+        if errs:
+            body["setErrs"] = errs
+        try:
+            resp = await self._authorized("POST", self._poll_url, orjson.dumps(body))
+        except Exception as exc:  # unacknowledged SETs are delivered again: harmless
+            log_quietly(_log, "warning", "ssf_final_ack_failed", error=type(exc).__name__)
+            return
+        if resp.status_code == 200:
+            self.acks_sent += len(acks)
+            for jti in acks:
+                self._acks.pop(jti, None)
+            for jti in errs:
+                self._errs.pop(jti, None)
+
+    async def delete_stream(self) -> None:
+        """Delete the stream this process created; never raises."""
+        stream_id, endpoint = (
+            self.stream_id,
+            (self._ssf_configuration or {}).get("configuration_endpoint"),
+        )
+        if stream_id is None or type(endpoint) is not str:
+            return
+        self._forget_stream()
+        url = str(httpx.URL(endpoint).copy_merge_params({"stream_id": stream_id}))
+        try:
+            resp = await self._authorized("DELETE", url)
+        except Exception as exc:  # the transmitter expires inactive streams anyway
+            log_quietly(_log, "warning", "ssf_stream_delete_failed", error=type(exc).__name__)
+            return
+        log_quietly(
+            _log, "info", "ssf_stream_deleted", stream_id=stream_id, status=resp.status_code
+        )
 
     async def _known_kid(self, jwks: JWKSFetcher, token: str, fetches: int) -> bool | None:
         """``True``: the SET's key is known (or its header is bad: the verify says why);
@@ -426,6 +549,8 @@ class SSFPollSource(RevocationSource):
             return 0, 0
         fetches = self._jwks.fetches if self._jwks is not None else -1
         jwks = await self._ensure_keys()
+        if self._audience is None:
+            raise StoreUnavailable("SETs arrived before the stream's audience was known")
         now = self.clock.now()
         events: list[RevocationEvent] = []
         deferred = 0
@@ -449,7 +574,7 @@ class SSFPollSource(RevocationSource):
                     self._keys,
                     token,
                     issuer=self.config.issuer,
-                    audience=self.config.audience,
+                    audience=self._audience,
                 )
                 if claims["jti"] != jti:
                     raise InvalidSET("the SET's jti is not the name it was delivered under")
