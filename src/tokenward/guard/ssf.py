@@ -5,7 +5,8 @@ Event Tokens from an SSF transmitter's poll endpoint (OpenID SSF 1.0, delivery m
 ``urn:ietf:rfc:8936``), so a tokenward guard can sit behind any transmitter::
 
     Verifier(jwks_url=..., issuer=..., audience=...,
-             revocation=SSFPoll(poll_url, issuer=TRANSMITTER, audience=RECEIVER, token=...))
+             revocation=SSFPoll(issuer=TRANSMITTER, token_url=..., client_id=...,
+                                client_secret=...))
 
 **One poll** (RFC 8936 §2.4) is ``POST poll_url`` with a bearer token (a static ``token``, or
 one obtained by ``client_credentials`` at ``token_url``, renewed before it expires and once more
@@ -50,8 +51,18 @@ transmitter may hold the request until events arrive, RFC 8936 §2.4: the read t
 answered with no SETs sooner than ``interval`` seconds waits out the rest of the interval, so a
 transmitter that never holds polls is asked once per ``interval``.
 
-**Each process polls for itself**: every worker of a multi-worker application runs its own
-guard and its own poll, with no shared state.
+**One stream per process.** A stream's SETs are a queue: the first poller to acknowledge a SET
+removes it (RFC 8936 §2.4), so workers sharing one stream would each see only some of the
+revocations. Without ``poll_url`` every process therefore creates its own poll stream at the
+transmitter's ``configuration_endpoint`` (SSF 1.0 §8.1.1; ``events_requested`` = the event
+types above) on its first poll, polls it with no state shared with other processes, and deletes
+it when the guard closes (a stream the transmitter dropped — a poll answered 404 — is created
+again). ``poll_url`` names a stream made beforehand, for an application of one process; at
+close the pending acks are sent with ``maxEvents: 0`` (RFC 8936 §2.4.1).
+
+SSF has no snapshot: a new stream carries only the events after its creation, so a process that
+starts after a revocation does not learn it (its tokens live until ``exp``), unlike the
+tokenward feed, whose first answer is every live revocation.
 """
 
 from __future__ import annotations
@@ -297,6 +308,7 @@ class SSFPollSource(RevocationSource):
     async def poll_once(self, *, immediate: bool = True) -> tuple[dict[str, Any], bool]:
         """One RFC 8936 poll carrying the pending acks and errors; returns the ``sets``
         object and ``moreAvailable``. Raises on any answer but a well-formed 200."""
+        url = self._poll_url or await self._create_stream()
         acks, errs = list(self._acks), dict(self._errs)
         body: dict[str, Any] = {
             "maxEvents": self.config.max_events,
@@ -306,7 +318,6 @@ class SSFPollSource(RevocationSource):
             body["ack"] = acks
         if errs:
             body["setErrs"] = errs
-        url = self._poll_url or await self._create_stream()
         read = self.http_timeout if immediate else self.wait + self.http_timeout
         resp = await self._authorized("POST", url, orjson.dumps(body), read)
         self.polls += 1
