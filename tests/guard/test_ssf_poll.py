@@ -734,3 +734,19 @@ async def test_rfc8936_2_4_1_at_close_the_last_acks_go_with_max_events_0(tx, fcl
     assert tx.acked == [jti] and not tx.queue
     assert tx.requests[-1]["maxEvents"] == 0 and tx.requests[-1]["ack"] == [jti]
     await mirror.aclose()
+
+
+async def test_a_transmitter_holding_polls_longer_than_we_wait_is_then_polled_at_once(tx, fclock):
+    tx.hold = 5.0
+    source = SSFPollSource(
+        config(tx), token_issuer=ISS, leeway=30.0, wait=0.2, http_timeout=0.3, clock=fclock
+    )
+    mirror = RevocationMirror(source, clock=fclock, max_staleness=60.0)
+    assert await mirror.sync()  # the first poll returns at once
+    assert not await mirror.sync()  # held beyond wait + http_timeout: a failure
+    assert not source.holding
+    tx.send(tx.claims(SESSION_REVOKED, session("s1")))
+    assert await mirror.sync()
+    assert tx.requests[-1]["returnImmediately"] is True
+    assert mirror.denylist.is_revoked(jti=None, sid="s1", sub=None, iat=0)
+    await mirror.aclose()

@@ -145,8 +145,8 @@ class Verifier:
                 ssf,
                 token_issuer=issuer,
                 leeway=leeway,
-                # a held poll must come back well inside the staleness limit
-                wait=float(feed_wait) if feed_wait is not None else min(20.0, max_staleness / 3),
+                # how long a held poll may take: inside the staleness limit, with one retry
+                wait=float(feed_wait) if feed_wait is not None else max_staleness / 2,
                 clock=clock,
                 http_timeout=http_timeout,
                 jwks_cooldown=jwks_cooldown,

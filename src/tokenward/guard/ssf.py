@@ -46,10 +46,14 @@ the poll is not a heartbeat, until the key set is fetched again (at most once pe
 if the key is still unknown after a successful fetch the SET is refused with ``invalid_key``.
 
 **Pacing.** The first poll asks ``returnImmediately: true``; the next ones ``false`` (the
-transmitter may hold the request until events arrive, RFC 8936 §2.4: the read timeout allows
-``wait`` seconds, a third of ``max_staleness`` up to 20 s) unless ``return_immediately``. A poll
-answered with no SETs sooner than ``interval`` seconds waits out the rest of the interval, so a
-transmitter that never holds polls is asked once per ``interval``.
+transmitter may hold the request until events arrive, RFC 8936 §2.4) unless
+``return_immediately``. RFC 8936 gives the receiver no way to say how long it may be held, so
+the read timeout allows ``wait`` seconds (half of ``max_staleness``: 30 s, what tokenward's
+transmitter holds by default) plus ``http_timeout``; a transmitter that holds longer makes that
+poll time out (a failure, not a heartbeat: unacknowledged SETs are delivered again) and the
+source switches to ``returnImmediately: true`` for good. A poll answered with no SETs sooner
+than ``interval`` seconds waits out the rest of the interval, so a transmitter that never holds
+polls is asked once per ``interval``.
 
 **One stream per process.** A stream's SETs are a queue: the first poller to acknowledge a SET
 removes it (RFC 8936 §2.4), so workers sharing one stream would each see only some of the
@@ -222,6 +226,8 @@ class SSFPollSource(RevocationSource):
         self.token_issuer = token_issuer
         self.keep = config.token_lifetime + max(0.0, leeway)
         self.wait = float(wait)
+        #: ``False`` once a held poll outlasted ``wait``: every poll returns immediately then
+        self.holding = not config.return_immediately
         self.clock = clock
         self.http_timeout = float(http_timeout)
         self.jwks_cooldown = float(jwks_cooldown)
@@ -269,13 +275,14 @@ class SSFPollSource(RevocationSource):
             "sets_refused": self.sets_refused,
             "duplicates": self.duplicates,
             "acks_sent": self.acks_sent,
+            "held_polls": self.holding,
             "pending_acks": len(self._acks),
         }
 
     # -- the mirror's step -----------------------------------------------------------------
     async def sync(self, mirror: RevocationMirror) -> int:
         was_synced = mirror.synced
-        immediate = self.config.return_immediately or not was_synced
+        immediate = not self.holding or not was_synced
         started = time.monotonic()
         sets, more = await self.poll_once(immediate=immediate)
         applied, deferred = await self._handle(mirror, sets)
@@ -319,7 +326,13 @@ class SSFPollSource(RevocationSource):
         if errs:
             body["setErrs"] = errs
         read = self.http_timeout if immediate else self.wait + self.http_timeout
-        resp = await self._authorized("POST", url, orjson.dumps(body), read)
+        try:
+            resp = await self._authorized("POST", url, orjson.dumps(body), read)
+        except httpx.ReadTimeout:
+            if not immediate:  # held longer than we may wait: ask to be answered at once
+                self.holding = False
+                log_quietly(_log, "warning", "ssf_poll_held_too_long", wait=self.wait)
+            raise
         self.polls += 1
         if resp.status_code == 404 and self.stream_id is not None:
             self._forget_stream()  # the transmitter dropped our stream: a new one next time
