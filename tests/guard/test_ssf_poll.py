@@ -750,3 +750,16 @@ async def test_a_transmitter_holding_polls_longer_than_we_wait_is_then_polled_at
     assert tx.requests[-1]["returnImmediately"] is True
     assert mirror.denylist.is_revoked(jti=None, sid="s1", sub=None, iat=0)
     await mirror.aclose()
+
+
+async def test_after_finish_no_stream_is_created_again(tx, fclock):
+    mirror = mirror_of(tx, fclock, poll_url=None)
+    assert await mirror.sync()
+    source = mirror.source
+    assert isinstance(source, SSFPollSource)
+    first = source.stream_id
+    await source.finish()  # the guard closes while its follower task still runs
+    assert tx.deleted == [first]
+    assert not await mirror.sync()  # a poll racing the close creates nothing
+    assert len(tx.created) == 1 and tx.streams.keys() == {""}
+    await mirror.aclose()

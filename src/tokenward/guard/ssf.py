@@ -221,7 +221,7 @@ class SSFPollSource(RevocationSource):
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if http_timeout <= 0 or wait < 0:
-            raise ConfigurationError("http_timeout must be positive")
+            raise ConfigurationError("http_timeout must be positive and wait not negative")
         self.config = config
         self.token_issuer = token_issuer
         self.keep = config.token_lifetime + max(0.0, leeway)
@@ -237,6 +237,7 @@ class SSFPollSource(RevocationSource):
         self._ssf_configuration: dict[str, Any] | None = None
         #: the stream this process created (``None`` with a configured ``poll_url``)
         self.stream_id: str | None = None
+        self._closing = False  # set by finish(): no new stream, no new poll
         self._poll_url = config.poll_url
         self._audience = config.audience
         self._keys: JWSVerifier | None = None
@@ -315,6 +316,8 @@ class SSFPollSource(RevocationSource):
     async def poll_once(self, *, immediate: bool = True) -> tuple[dict[str, Any], bool]:
         """One RFC 8936 poll carrying the pending acks and errors; returns the ``sets``
         object and ``moreAvailable``. Raises on any answer but a well-formed 200."""
+        if self._closing:
+            raise StoreUnavailable("the guard is closing")
         url = self._poll_url or await self._create_stream()
         acks, errs = list(self._acks), dict(self._errs)
         body: dict[str, Any] = {
@@ -494,6 +497,9 @@ class SSFPollSource(RevocationSource):
         elif auds and self._audience not in auds:
             raise ConfigurationError("the SSF stream's aud does not contain our audience")
         self.stream_id, self._poll_url = stream_id, _http_url(url, "the stream's endpoint_url")
+        if self._closing:  # finish() ran while this stream was being created
+            await self.delete_stream()
+            raise StoreUnavailable("the guard is closing")
         self._acks.clear()  # acknowledgements belong to the stream they came from
         self._errs.clear()
         log_quietly(_log, "info", "ssf_stream_created", stream_id=stream_id)
@@ -508,6 +514,7 @@ class SSFPollSource(RevocationSource):
     async def finish(self) -> None:
         """At close: delete the stream this process created, or else send the pending
         acknowledgements (``maxEvents: 0``, RFC 8936 §2.4.1); never raises."""
+        self._closing = True
         if self.stream_id is not None:
             await self.delete_stream()
             return
