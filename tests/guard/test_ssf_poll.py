@@ -763,3 +763,28 @@ async def test_after_finish_no_stream_is_created_again(tx, fclock):
     assert not await mirror.sync()  # a poll racing the close creates nothing
     assert len(tx.created) == 1 and tx.streams.keys() == {""}
     await mirror.aclose()
+
+
+@pytest.mark.parametrize(
+    ("event_type", "same_second_refused"),
+    [
+        (SESSIONS_REVOKED, True),
+        (ACCOUNT_DISABLED, True),
+        (SESSION_REVOKED, True),
+        (CREDENTIAL_CHANGE, False),
+        (TOKEN_CLAIMS_CHANGE, False),
+    ],
+)
+async def test_iat_resolution_events_ending_sessions_cover_their_own_second(
+    tx, issuer, fclock, event_type, same_second_refused
+):
+    mirror = mirror_of(tx, fclock)
+    fclock.set(int(fclock.now()) + 0.2)
+    same = claims_of(issuer, sub="alice", client_id="web", sid="a1")  # minted in that second
+    fclock.advance(0.5)
+    tx.send(tx.claims(event_type, user("alice")))
+    assert await mirror.sync()
+    assert revoked(mirror.check, same) is same_second_refused
+    fclock.advance(1)
+    mirror.check(claims_of(issuer, sub="alice", client_id="web", sid="a2"))  # the next second
+    await mirror.aclose()

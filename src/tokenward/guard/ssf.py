@@ -36,7 +36,13 @@ issuer is the token's ``sub``; any other subject is acknowledged and ignored):
 
 A denial is kept ``token_lifetime`` plus the verifier's leeway (an access token issued just
 before the event lives at most that long). The watermark is ``min(event_timestamp, now)``: a
-transmitter's clock ahead of ours cannot refuse tokens issued after the event.
+transmitter's clock ahead of ours cannot refuse tokens issued after the event. ``iat`` has
+one-second resolution: the events that end a user's sessions (``session-revoked`` of a user,
+``sessions-revoked``, ``account-disabled``) refuse the tokens of the event's own second too —
+SSF carries no per-session events that would cover them, as the feed's ``sid`` events do — so a
+sign-in within that same second is refused until the next one; ``credential-change`` and
+``token-claims-change`` keep the feed's rule, so the tokens a user gets right after changing a
+password are accepted.
 
 **Staleness.** Every poll answered 200 whose SETs were all applied or refused is a heartbeat
 (:meth:`~tokenward.mirror.RevocationMirror.mark_synced`), even an empty one: the one rule of
@@ -114,6 +120,7 @@ POLL_DELIVERY = "urn:ietf:rfc:8936"
 _USER_EVENTS = frozenset(
     {SESSIONS_REVOKED, ACCOUNT_DISABLED, CREDENTIAL_CHANGE, TOKEN_CLAIMS_CHANGE}
 )
+_ENDING_USER_EVENTS = frozenset({SESSION_REVOKED, SESSIONS_REVOKED, ACCOUNT_DISABLED})
 #: the event types this source acts on (requested when it creates its own stream)
 _REQUESTED = _USER_EVENTS | {SESSION_REVOKED}
 _SEEN_MAX = 10_000
@@ -658,7 +665,12 @@ class SSFPollSource(RevocationSource):
         at = min(float(stamp), now)
         until = now + self.keep
         sid = RevocationEvent(0, RevocationKind.SID, subject.sid or "", until, at)
-        sub = RevocationEvent(0, RevocationKind.SUB, user or "", until, at)
+        # the watermark refuses iat < int(at); an event that ends sessions covers its own
+        # second too (iat <= int(at)): SSF sends no per-session events for the tokens a user's
+        # sessions minted in that second, which the feed's sid events cover
+        ending = event_type in _ENDING_USER_EVENTS
+        mark = math.floor(at) + 1 if ending else at
+        sub = RevocationEvent(0, RevocationKind.SUB, user or "", until, mark)
         if event_type == SESSION_REVOKED:
             return [sid] if subject.sid else [sub] if user else []
         if event_type in _USER_EVENTS:
