@@ -190,3 +190,38 @@ async def test_reuse_detection_waits_for_the_replica_too(
         await cstore.rotate(h(f"{sid}:0"), again, now=NOW + 2, **kw)
     fam = await cstore.get_family(sid)
     assert fam is not None and fam.revoked  # fail closed: revoked, never a success
+
+
+async def test_the_login_limiter_counts_in_the_cluster_for_every_instance(
+    redis_cluster: Any,
+) -> None:
+    """Two server instances (two throttles over two cluster stores): the account's 3/minute
+    holds across them (counted by the store's one-slot script, not per process)."""
+    from tokenward.errors import RateLimited
+    from tokenward.server.ratelimit import STORE, LoginThrottle, storage_url_for
+
+    assert storage_url_for(redis_cluster.url) == STORE
+    prefix = f"twrate{uuid.uuid4().hex[:10]}"
+    stores = [RedisClusterStore(redis_cluster.url, prefix=prefix) for _ in range(2)]
+    for s in stores:
+        check_script_slots(s)
+        await s.open()
+    try:
+        throttles = [
+            LoginThrottle(per_account="3/minute", storage_url=STORE, store=s) for s in stores
+        ]
+        out = []
+        for i in range(6):
+            t = throttles[i % 2]
+            try:
+                await t.check("alice", "203.0.113.5")
+            except RateLimited:
+                out.append("429")
+                continue
+            await t.failed("alice", "203.0.113.5")
+            out.append("400")
+        assert out == ["400", "400", "400", "429", "429", "429"]
+    finally:
+        await stores[0].drop()
+        for s in stores:
+            await s.close()

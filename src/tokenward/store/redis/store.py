@@ -142,7 +142,8 @@ class RedisStore(RedisGrantRecordsMixin, Store):
 
     ``wait_replicas=n`` (default 0 here, 1 on Redis Cluster): a revocation is acknowledged only
     once ``n`` replicas of the master that took it have it (``WAIT n`` on the connection that
-    wrote it, bounded by ``wait_timeout`` seconds); fewer raise
+    wrote it, bounded by ``wait_timeout`` seconds, default the smaller of 0.5 and half of
+    ``timeout``); fewer raise
     :class:`~tokenward.errors.StoreUnavailable` (fail closed: the caller gets a 503 and
     retries; a revocation is idempotent).
     """
@@ -161,23 +162,23 @@ class RedisStore(RedisGrantRecordsMixin, Store):
         max_connections: int = 64,
         poll_interval: float = 0.2,
         wait_replicas: int | None = None,
-        wait_timeout: float = 0.5,
+        wait_timeout: float | None = None,
         **options: Any,
     ) -> None:
         if timeout <= 0:
             raise ConfigurationError("timeout must be positive")
-        url, given = _url_options(url, ("prefix", "wait_replicas", "wait_timeout"))
+        url, given = _url_options(url, _OWN_OPTIONS)
         prefix = given.get("prefix", prefix)
         if wait_replicas is None:
             wait_replicas = self.default_wait_replicas
         try:
             replicas = int(given.get("wait_replicas", wait_replicas))
-            wait_timeout = float(given.get("wait_timeout", wait_timeout))
+            wait_timeout = float(given.get("wait_timeout", wait_timeout or min(0.5, timeout / 2)))
         except ValueError as exc:
             raise ConfigurationError(
                 "wait_replicas must be an integer, wait_timeout a number of seconds"
             ) from exc
-        if replicas < 0 or not 0 < wait_timeout < timeout:
+        if replicas < 0 or (replicas and not 0 < wait_timeout < timeout):
             raise ConfigurationError(
                 "wait_replicas must be >= 0 and wait_timeout between 0 and timeout (seconds)"
             )
@@ -1315,6 +1316,16 @@ def _glob_escape(pattern: str) -> str:
     for ch in "\\[]?*":
         body = body.replace(ch, "\\" + ch)
     return body + star
+
+
+_OWN_OPTIONS = ("prefix", "wait_replicas", "wait_timeout")
+
+
+def _url_prefix(url: str, prefix: str) -> tuple[str, str]:
+    """The URL without the store's own query options (redis-py would pass them to the
+    connection), and its ``prefix=`` (else ``prefix``)."""
+    url, given = _url_options(url, _OWN_OPTIONS)
+    return url, given.get("prefix", prefix)
 
 
 def _url_options(url: str, names: Sequence[str]) -> tuple[str, dict[str, str]]:
