@@ -225,3 +225,22 @@ async def test_the_login_limiter_counts_in_the_cluster_for_every_instance(
         await stores[0].drop()
         for s in stores:
             await s.close()
+
+
+async def test_a_waited_revocation_loads_its_script_again_after_script_flush(
+    cstore: RedisClusterStore,
+) -> None:
+    """The script runs in the pipeline that waits (not through redis-py's script object,
+    which would reload it itself): after ``SCRIPT FLUSH`` on every node (or a failover to a
+    replica that never loaded it) the revocation loads it and runs once."""
+    from redis.asyncio.cluster import RedisCluster
+
+    await _start(cstore, "s1")
+    await cstore._r.execute_command("SCRIPT FLUSH", target_nodes=RedisCluster.ALL_NODES)
+    event = await cstore.revoke_family("s1", now=NOW, reason="logout", until=NOW + 60)
+    assert event is not None and event.value == "s1"
+    await cstore._r.execute_command("SCRIPT FLUSH", target_nodes=RedisCluster.ALL_NODES)
+    jti = await cstore.add_revocation(RevocationKind.JTI, "j1", now=NOW, until=NOW + 60)
+    assert jti.seq == event.seq + 1
+    events = await cstore.revocations_after(0, now=NOW)
+    assert [e.value for e in events] == ["s1", "j1"]  # each once

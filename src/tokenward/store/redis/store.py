@@ -1054,10 +1054,11 @@ class RedisClusterStore(RedisStore):
     async def _on_master(self, key: str, commands: list[tuple[Any, ...]]) -> list[Any]:
         """The commands pipelined on one connection of the slot's master node (the cluster
         pipeline could re-route a redirected command to another node after the others ran,
-        and a ``WAIT`` would then count another node's writes). A redirection (the commands
-        did not run) is followed once; an outage fails closed. Either way the cluster client
-        is told (one ordinary command on the key), so that it refreshes its slot map as on
-        any error and the next call goes to the promoted replica, without a restart."""
+        and a ``WAIT`` would then count another node's writes). A ``MOVED`` redirection (the
+        commands did not run) is followed once; an ``ASK`` (the slot is being migrated) and an
+        outage fail closed. Either way the cluster client is told (one ordinary command on the
+        key), so that it updates or refreshes its slot map as on any error and the next call
+        goes to the slot's new master (a promoted replica), without a restart."""
         from redis.asyncio.cluster import PipelineCommand
 
         client: Any = self._r
