@@ -129,7 +129,17 @@ class LocalCluster:
         os.kill(self.pid(port), signal.SIGSTOP)
 
     def resume(self, port: int) -> None:
+        """SIGCONT the node; for a replica, wait until its master sees it acknowledge again
+        (so that the next test's revocations on that master are acknowledged)."""
         os.kill(self.pid(port), signal.SIGCONT)
+        cli = shutil.which("redis-cli")
+        assert cli is not None
+        info = subprocess.run([cli, "-p", str(port), "INFO", "replication"], capture_output=True)
+        if b"role:slave" not in info.stdout:
+            return
+        self._wait(cli, port, "INFO replication", b"master_link_status:up")
+        master = info.stdout.split(b"master_port:", 1)[1].split(b"\r", 1)[0].decode()
+        self._wait(cli, int(master), "WAIT 1 200", b"1")
 
     def kill(self, port: int) -> None:
         """SIGKILL the node on ``port`` (no shutdown, no last replication)."""
