@@ -72,6 +72,7 @@ class Counter:
 
     def __init__(self) -> None:
         self.n = 0
+        self.trace: list[str] | None = None  # what each round trip sent, while tracing
         from redis.asyncio.connection import AbstractConnection
 
         original = AbstractConnection.send_packed_command
@@ -79,6 +80,8 @@ class Counter:
 
         async def counting(self: Any, command: Any, check_health: bool = True) -> None:
             counter.n += 1
+            if counter.trace is not None:
+                counter.trace.append(_names(command))
             await original(self, command, check_health)
 
         AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
@@ -86,14 +89,29 @@ class Counter:
         from sqlalchemy import event
         from sqlalchemy.engine import Engine
 
-        def bump(*_: Any, **__: Any) -> None:
+        def bump(*args: Any, **__: Any) -> None:
             counter.n += 1
+            if counter.trace is not None:
+                sql = next((a for a in args if isinstance(a, str)), "")
+                counter.trace.append(sql.split()[0] if sql else "BEGIN/COMMIT")
 
         for name in ("before_cursor_execute", "begin", "commit", "rollback"):
             event.listen(Engine, name, bump)
 
 
 COUNTER: Counter | None = None
+TRACE = False
+
+
+def _names(packed: Any) -> str:
+    """The command names in a packed Redis request (a pipeline: several, joined by +)."""
+    blob = b"".join(p if isinstance(p, bytes) else bytes(p) for p in packed)
+    names: list[str] = []
+    for request in blob.split(b"*")[1:]:
+        parts = request.split(b"\r\n")
+        if len(parts) > 2 and parts[1].startswith(b"$"):
+            names.append(parts[2].decode(errors="replace").upper())
+    return "+".join(n for n in names if n.isalpha()) or "?"
 
 
 async def floor_cpu(n: int) -> float:
@@ -233,6 +251,8 @@ async def run_ops(
     out: dict[str, Any] = {}
 
     async def timed(op: str, calls: list[Callable[[], Awaitable[httpx.Response]]]) -> None:
+        traced = calls[-1] if TRACE else None
+        calls = calls[:-1] if TRACE else calls
         rt0, cpu0, rcpu0, wall0 = COUNTER.n, time.process_time(), redis_cpu(), time.perf_counter()
         for call in calls:
             r = await call()
@@ -246,6 +266,13 @@ async def run_ops(
             "redis_cpu_ms": (redis_cpu() - rcpu0) / k * 1000,
             "wall_ms": (time.perf_counter() - wall0) / k * 1000,
         }
+        if traced is not None:  # one more operation, its round trips named (not in the figures)
+            COUNTER.trace = []
+            r = await traced()
+            print(f"  {name} {op}: {len(COUNTER.trace)} round trips: {' '.join(COUNTER.trace)}")
+            COUNTER.trace = None
+            if op == "sign-in":
+                held.append(r.json())
 
     await http.post("/token", data=signin)  # warm-up (caches, connections)
     await timed("sign-in", [lambda: http.post("/token", data=signin)] * sessions)
@@ -299,11 +326,17 @@ async def session_memory(app: Any, held: list[dict[str, Any]]) -> dict[str, floa
 
 
 async def main() -> None:
-    global COUNTER
+    global COUNTER, TRACE
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--backends", default="memory,sqlite,postgres,redis,redis-cluster")
+    ap.add_argument(
+        "--trace",
+        action="store_true",
+        help="name the round trips of one op of each kind (the follower's, if any, too)",
+    )
     args = ap.parse_args()
+    TRACE = args.trace
     COUNTER = Counter()
     import logging
 
