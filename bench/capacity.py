@@ -30,7 +30,8 @@ The feed follower runs in the background (a blocking read about once a second, a
 
 ``redis-cluster-nowait`` is the cluster with ``?wait_replicas=0``: the cost of waiting for a
 replica before acknowledging a revocation is its revoke row against ``redis-cluster``'s (wall
-time per revocation, one at a time).
+time per revocation, one at a time); ``--wait-cost`` measures it at the store level alone
+(``revoke_family`` with ``wait_replicas`` 0 and 1, interleaved, on one local cluster).
 """
 
 from __future__ import annotations
@@ -325,10 +326,53 @@ async def session_memory(app: Any, held: list[dict[str, Any]]) -> dict[str, floa
     }
 
 
+async def wait_cost(n: int) -> None:
+    """``revoke_family`` on a local cluster with ``wait_replicas`` 0 and 1, interleaved, same
+    cluster and run: the store-level cost of acknowledging a revocation only after ``WAIT``."""
+    import hashlib
+    import statistics
+
+    from support.redis_cluster import LocalCluster
+    from tokenward.store.base import Family, RefreshTokenRecord
+    from tokenward.store.redis import RedisClusterStore
+
+    now = 1_800_000_000.0
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster = LocalCluster(Path(tmp)).start()
+        try:
+            stores = {w: RedisClusterStore(cluster.url, prefix=f"wc{w}", wait_replicas=w)
+                      for w in (0, 1)}  # fmt: skip
+            times: dict[int, list[float]] = {0: [], 1: []}
+            for store in stores.values():
+                await store.open()
+            for i in range(n):
+                for w, store in stores.items():
+                    sid = f"s{i}"
+                    fam = Family(sid=sid, sub="a", client_id="c", scope="r", created_at=now,
+                                 last_used_at=now, expires_at=now + 1000,
+                                 idle_expires_at=now + 100,
+                                 current_hash=hashlib.sha256(sid.encode()).digest())  # fmt: skip
+                    await store.create_family(fam, RefreshTokenRecord(fam.current_hash, sid, now))
+                    t0 = time.perf_counter()
+                    await store.revoke_family(sid, now=now, reason="bench", until=now + 60)
+                    times[w].append(time.perf_counter() - t0)
+            for store in stores.values():
+                await store.close()
+        finally:
+            cluster.stop()
+    for w, ts in times.items():
+        ts.sort()
+        print(
+            f"revoke_family, wait_replicas={w}: median {statistics.median(ts) * 1000:.2f} ms,"
+            f" p99 {ts[int(len(ts) * 0.99)] * 1000:.2f} ms ({n} revocations)"
+        )
+
+
 async def main() -> None:
     global COUNTER, TRACE
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--wait-cost", action="store_true", help="only the store-level WAIT cost")
     ap.add_argument("--backends", default="memory,sqlite,postgres,redis,redis-cluster")
     ap.add_argument(
         "--trace",
@@ -337,6 +381,9 @@ async def main() -> None:
     )
     args = ap.parse_args()
     TRACE = args.trace
+    if args.wait_cost:
+        await wait_cost(args.n)
+        return
     COUNTER = Counter()
     import logging
 
