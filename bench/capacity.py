@@ -41,6 +41,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -108,11 +109,18 @@ def _names(packed: Any) -> str:
     """The command names in a packed Redis request (a pipeline: several, joined by +)."""
     blob = b"".join(p if isinstance(p, bytes) else bytes(p) for p in packed)
     names: list[str] = []
-    for request in blob.split(b"*")[1:]:
+    for request in blob.split(b"\r\n*")[0:]:
         parts = request.split(b"\r\n")
         if len(parts) > 2 and parts[1].startswith(b"$"):
-            names.append(parts[2].decode(errors="replace").upper())
-    return "+".join(n for n in names if n.isalpha()) or "?"
+            name = parts[2].decode(errors="replace").upper()
+            if not name.isalpha():
+                continue
+            # the hash tag of its first key: the global slot ({tw}) or a shard ({tw:s<n>})
+            args = parts[4::2]
+            key = args[2] if name.startswith("EVAL") and len(args) > 2 else args[0] if args else b""
+            tag = re.search(rb"\{[^}]*\}", key)
+            names.append(name + (tag.group().decode() if tag else ""))
+    return "+".join(names) or "?"
 
 
 async def floor_cpu(n: int) -> float:
@@ -135,9 +143,9 @@ async def floor_cpu(n: int) -> float:
 
 
 @contextlib.asynccontextmanager
-async def backend(name: str, tmp: Path) -> AsyncIterator[tuple[str, Callable[[], float]]]:
+async def backend(name: str, tmp: Path) -> AsyncIterator[tuple[str, Callable[[], list[float]]]]:
     """The store URL of an isolated backend, and a reader of its Redis server CPU seconds."""
-    nothing: Callable[[], float] = lambda: 0.0  # noqa: E731
+    nothing: Callable[[], list[float]] = lambda: [0.0]  # noqa: E731
     if name == "memory":
         yield "memory://", nothing
     elif name == "sqlite":
@@ -158,9 +166,9 @@ async def backend(name: str, tmp: Path) -> AsyncIterator[tuple[str, Callable[[],
         prefix = f"twcap{uuid.uuid4().hex[:8]}"
         client = redis.Redis.from_url(REDIS_URL)
 
-        def cpu() -> float:
+        def cpu() -> list[float]:
             info = client.info("cpu")
-            return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+            return [float(info["used_cpu_user"]) + float(info["used_cpu_sys"])]
 
         try:
             yield f"{REDIS_URL}?prefix={prefix}", cpu
@@ -175,12 +183,9 @@ async def backend(name: str, tmp: Path) -> AsyncIterator[tuple[str, Callable[[],
         cluster = LocalCluster(tmp / "cluster").start()
         clients = [redis.Redis(port=p) for p in cluster.ports]
 
-        def cpu() -> float:
-            total = 0.0
-            for c in clients:
-                info = c.info("cpu")
-                total += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-            return total
+        def cpu() -> list[float]:  # per node
+            infos = [c.info("cpu") for c in clients]
+            return [float(i["used_cpu_user"]) + float(i["used_cpu_sys"]) for i in infos]
 
         try:
             wait = "&wait_replicas=0" if name.endswith("nowait") else ""
@@ -241,7 +246,7 @@ async def run_ops(
     n: int,
     floor: float,
     secret: str,
-    redis_cpu: Callable[[], float],
+    redis_cpu: Callable[[], list[float]],
     app: Any,
 ) -> dict[str, Any]:
     assert COUNTER is not None
@@ -264,7 +269,10 @@ async def run_ops(
         out[op] = {
             "round_trips": (COUNTER.n - rt0) / k,
             "cpu_ms": max(0.0, (time.process_time() - cpu0) / k - floor) * 1000,
-            "redis_cpu_ms": (redis_cpu() - rcpu0) / k * 1000,
+            "redis_cpu_ms": sum(deltas := [b - a for a, b in zip(rcpu0, redis_cpu(), strict=True)])
+            / k
+            * 1000,
+            "busiest_node_cpu_ms": max(deltas) / k * 1000,
             "wall_ms": (time.perf_counter() - wall0) / k * 1000,
         }
         if traced is not None:  # one more operation, its round trips named (not in the figures)
@@ -405,6 +413,8 @@ async def main() -> None:
     for name, res in results.items():
         if name.startswith("redis"):
             print(f"  {name}: " + ", ".join(f"{op} {res[op]['redis_cpu_ms']:.3f}" for op in OPS))
+            busiest = ", ".join(f"{op} {res[op]['busiest_node_cpu_ms']:.3f}" for op in OPS)
+            print(f"    busiest node: {busiest}")
     for name, res in results.items():
         if "memory" in res:
             m = res["memory"]
