@@ -16,8 +16,9 @@ from pydantic import BaseModel
 
 from ...claims import AccessTokenClaims
 from ...store.base import Client
-from ..deps import Bearer, bearer_claims, get_runtime, no_store
+from ..deps import Bearer, bearer_claims, client_ip, get_runtime, no_store
 from ..errors import JSON, NO_STORE, OAuthError
+from ..riskwire import access_used
 
 __all__ = ["UserInfo", "answer", "fast", "is_first_party", "router"]
 
@@ -60,6 +61,7 @@ async def fast(request: Request) -> JSON:
 async def answer(request: Request, claims: AccessTokenClaims) -> JSON:
     """The UserInfo answer for the verified access token ``claims``."""
     rt = get_runtime(request)
+    await access_used(rt, claims, client_ip(request))  # the risk engine: concurrent_use
     # records at most record_cache_ttl old (a revoked subject is refused by the denylist
     # before this, and drops its cached record); a client_credentials token (no sid) is the
     # client's, whatever user shares its name
