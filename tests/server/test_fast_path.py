@@ -88,3 +88,52 @@ def test_a_root_path_goes_through_the_routes(server_factory: Callable[..., Serve
     finally:
         app.root_path = ""
     assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+def test_a_servers_root_path_goes_through_the_routes(server: Server) -> None:
+    app = server.http.app
+    assert isinstance(app, FastPathAPI) and app.fast_path is not None
+    saved = app.fast_path
+    dispatched: list[str] = []
+
+    async def sentinel(scope: Any, receive: Any, send: Any) -> None:
+        dispatched.append(scope["path"])
+        await send({"type": "http.response.start", "status": 299, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    app.fast_path = sentinel
+
+    async def under_root_path() -> int:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "https",
+            "path": "/healthz",
+            "raw_path": b"/healthz",
+            "root_path": "/auth",  # set by the server (uvicorn --root-path)
+            "query_string": b"",
+            "headers": [(b"host", b"testserver")],
+            "client": ("192.0.2.10", 50000),
+            "server": ("testserver", 443),
+        }
+        statuses: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        await app(scope, receive, send)
+        return statuses[0]
+
+    try:
+        assert server.http.get("/healthz").status_code == 299
+        status = server.run(under_root_path)
+    finally:
+        app.fast_path = saved
+    assert dispatched == ["/healthz"]  # once: not the request under the server's root path
+    assert status == 200

@@ -56,7 +56,7 @@ class FastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key: Any = (scope.get("method"), scope.get("path"))
         handler = self.handlers.get(key) if scope["type"] == "http" else None
-        if handler is None or scope.get("root_path"):
+        if handler is None:
             await self.app(scope, receive, send)
             return
         scope["route"] = self._templates[key]
@@ -83,6 +83,7 @@ class FastPathAPI(FastAPI):
             fast is not None
             and scope["type"] == "http"
             and not self.root_path
+            and not scope.get("root_path")
             and (scope.get("method"), scope.get("path")) in self.fast_keys
         ):
             scope["app"] = self
