@@ -4,15 +4,16 @@ FastAPI's middleware stack (error, telemetry and body-limit layers), route scan,
 solver and exception middleware. :class:`FastPathAPI` (the app ``create_app`` returns) sends
 those requests to its ``fast_path`` — :class:`tokenward.server.middleware.RequestMiddleware`
 around :class:`FastPath` — and every other request to FastAPI as usual (also a hot path
-under a ``root_path``). FastAPI's native OpenTelemetry does not see the dispatched requests
-(tokenward's own metrics and access log do).
+under a root path, the app's or the server's). FastAPI's native OpenTelemetry does not see
+the dispatched requests (tokenward's own metrics and access log do).
 
 The FastAPI routes stay registered — they are what the OpenAPI document describes, and they
 answer every other method on those paths (405) — and both ways run the same handler code:
-:func:`tokenward.server.routes.userinfo.answer`, :func:`tokenward.server.routes.introspect.
-introspect`, :func:`tokenward.server.metrics.healthz`. Errors take the one error contract
-(:func:`tokenward.server.errors.handle_tokenward_error`); anything unexpected propagates to the
-request middleware's catch-all (500 ``server_error``), as from a route. The request id, the
+:func:`tokenward.server.routes.userinfo.answer`,
+:func:`tokenward.server.routes.introspect.introspect`, the ``/healthz`` check. Errors take the
+one error contract (:func:`tokenward.server.errors.handle_tokenward_error`); anything
+unexpected propagates to the request middleware's catch-all (500 ``server_error``), as from a
+route. The request id, the
 header and body caps, the latency histogram and the access log are the same for both ways
 (``route`` label: the path).
 """
