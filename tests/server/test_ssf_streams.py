@@ -407,3 +407,20 @@ def test_a_waiting_poll_counts_against_the_feed_stream_caps(
     assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
     # one that does not wait takes no slot
     assert poll(server, token, sid) == {"sets": {}, "moreAvailable": False}
+
+
+def test_ssf_8_1_1_a_poll_stream_nobody_polls_for_a_day_is_deleted(server: Server) -> None:
+    token = ssf_token(server)
+    body = {"delivery": {"method": POLL}, "events_requested": [ACCOUNT_DISABLED]}
+    gone = create(server, token, body)
+    kept = create(server, token, body)
+    assert gone["inactivity_timeout"] == 86400
+    for _ in range(4):  # the receiver of `kept` polls every 8 hours
+        server.clock.advance(8 * 3600)
+        token = ssf_token(server)
+        poll(server, token, kept["stream_id"])
+    _disable(server, "alice")  # publishing notices the stream nobody polled for 32 hours
+    url = "/ssf/streams"
+    r = server.http.get(url, params={"stream_id": gone["stream_id"]}, headers=bearer(token))
+    assert r.status_code == 404
+    assert len(poll(server, token, kept["stream_id"])["sets"]) == 1

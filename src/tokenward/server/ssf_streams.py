@@ -22,6 +22,11 @@ exclusions; removing one excludes it. A stream that was given the tokenward exte
 Status (§8.1.2): ``enabled`` (events delivered), ``paused`` (events held, delivered once enabled
 again), ``disabled`` (events dropped).
 
+Inactivity (§8.1.1 ``inactivity_timeout``): a poll stream whose receiver has not called for
+:data:`INACTIVITY_TIMEOUT` seconds (a guard worker that crashed without deleting its stream) is
+deleted with what it holds when the next event is published, so dead streams do not cost every
+event a write. A poll records the receiver's activity at most once per :data:`_TOUCH_EVERY`.
+
 Bad input raises :class:`StreamError` with a message naming the problem (the routes answer 400);
 a push ``endpoint_url`` must pass the outbound rules (https only, no loopback/private address
 unless ``TOKENWARD_OUTBOUND_ALLOW_PRIVATE=1``): a stream cannot be used to reach the server's
@@ -50,6 +55,7 @@ from .ssf import (
 
 __all__ = [
     "EVENTS_SUPPORTED",
+    "INACTIVITY_TIMEOUT",
     "MAX_STREAMS_PER_CLIENT",
     "POLL",
     "PUSH",
@@ -78,10 +84,12 @@ EVENTS_SUPPORTED: tuple[str, ...] = (
 STATUSES = ("enabled", "paused", "disabled")
 KIND = "ssf_stream"
 _OWNER = "streams"
-MAX_STREAMS_PER_CLIENT = 10
+MAX_STREAMS_PER_CLIENT = 64  # a guard worker polls its own stream
 MAX_STREAMS = 1000
 MAX_SUBJECTS = 1000
 MIN_VERIFICATION_INTERVAL = 10
+INACTIVITY_TIMEOUT = 86400
+_TOUCH_EVERY = 3600.0
 _MAX_TEXT = 256
 _MAX_URL = 2048
 _RECEIVER_FIELDS = frozenset({"events_requested", "delivery", "description"})
@@ -119,7 +127,13 @@ class Stream:
     created_at: float = 0.0
     verified_at: float = 0.0
     iss: str = ""  # the issuer that created it: the SETs' ``iss``, whoever publishes them
+    active_at: float = 0.0  # the receiver's last call on it (recorded at most hourly)
     version: int = 0
+
+    def inactive(self, now: float) -> bool:
+        """A poll stream nobody has called for :data:`INACTIVITY_TIMEOUT` seconds."""
+        last = max(self.active_at, self.created_at)
+        return self.method == POLL and now - last > INACTIVITY_TIMEOUT
 
     @property
     def events_delivered(self) -> list[str]:
@@ -154,6 +168,8 @@ class Stream:
             "delivery": delivery,
             "min_verification_interval": MIN_VERIFICATION_INTERVAL,
         }
+        if self.method == POLL:
+            out["inactivity_timeout"] = INACTIVITY_TIMEOUT
         if self.description is not None:
             out["description"] = self.description
         return out
@@ -174,6 +190,7 @@ class Stream:
             "created_at": self.created_at,
             "verified_at": self.verified_at,
             "iss": self.iss,
+            "active_at": self.active_at,
         }
 
     @classmethod
@@ -195,6 +212,7 @@ class Stream:
             created_at=float(d.get("created_at", 0.0)),
             verified_at=float(d.get("verified_at", 0.0)),
             iss=str(d.get("iss", "")),
+            active_at=float(d.get("active_at", 0.0)),
             version=rec.version,
         )
 
@@ -392,6 +410,7 @@ class StreamRegistry:
         for _ in range(8):
             stream = await self.get(client_id, stream_id)
             change(stream)
+            stream.active_at = self.clock.now()
             rec = GrantRecord(KIND, stream.stream_id, _OWNER, stream.to_data(), None)
             rec.version = stream.version
             if await self.store.update_record(rec, now=self.clock.now()):
@@ -399,6 +418,21 @@ class StreamRegistry:
                 return stream
             await asyncio.sleep(0)
         raise StreamError("the stream is being changed concurrently; try again")
+
+    async def touch(self, stream: Stream) -> None:
+        """Record that the receiver polled (a write at most once per :data:`_TOUCH_EVERY`)."""
+        now = self.clock.now()
+        if now - max(stream.active_at, stream.created_at) < _TOUCH_EVERY:
+            return
+        stream.active_at = now
+        rec = GrantRecord(KIND, stream.stream_id, _OWNER, stream.to_data(), None)
+        rec.version = stream.version
+        if await self.store.update_record(rec, now=now):  # lost a race: another write won
+            stream.version += 1
+
+    async def expire(self, stream: Stream) -> bool:
+        """Delete an inactive stream (any client's); ``True`` when this call deleted it."""
+        return await self.store.delete_record(KIND, stream.stream_id)
 
     async def delete(self, client_id: str, stream_id: Any) -> Stream:
         stream = await self.get(client_id, stream_id)

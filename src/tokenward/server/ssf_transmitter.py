@@ -252,7 +252,15 @@ class Transmitter:
                 signals.setdefault(sig.key, sig)  # the first (most specific) reason wins
         if not signals:
             return 0
-        streams = [s for s in await self.streams.all() if s.status != "disabled"]
+        now = self.clock.now()
+        streams = []
+        for s in await self.streams.all():
+            if s.inactive(now):  # its receiver is gone: it would cost every event a write
+                if await self.streams.expire(s):
+                    await self.drop_queue(s.stream_id)
+                    emit("ssf_stream_expired", stream_id=s.stream_id, client_id=s.client_id)
+            elif s.status != "disabled":
+                streams.append(s)
         if not streams:
             return 0
         owners: dict[str, str | None] = {}
@@ -262,7 +270,6 @@ class Transmitter:
                     family = await self.store.get_family(sig.sid)
                     owners[sig.sid] = family.sub if family is not None else None
                 sig.sub = owners[sig.sid]
-        now = self.clock.now()
         n = 0
         for stream in streams:
             for sig in signals.values():

@@ -320,6 +320,7 @@ async def poll(request: Request, stream_id: str, client_id: Receiver) -> dict[st
     stream = await rt.ssf.streams.get(client_id, stream_id)
     if stream.method != POLL:
         raise StreamError("this stream delivers by push, not poll")
+    await rt.ssf.streams.touch(stream)
     await rt.ssf.acknowledge(stream.stream_id, ack, errs)
     if stream.status != "enabled":  # a paused stream holds its SETs (SSF 1.0 §8.1.2)
         return {"sets": {}, "moreAvailable": False}
