@@ -20,7 +20,9 @@ pipelines and scripts are counted as Redis sees them), and with ``--profile`` pr
 top of a cProfile of those refreshes.
 
 Run: ``.venv/bin/python bench/refresh_inproc.py`` (``--quick``; ``--only sqlite,redis``;
-``--profile``). Prints Markdown.
+``--profile``; ``--compare`` adds SQLite through SQLAlchemy/aiosqlite, the path before the
+dedicated connection threads). Prints Markdown. A "before" figure: run this file with
+``PYTHONPATH`` pointing at an older checkout's ``src``.
 """
 
 from __future__ import annotations
@@ -199,8 +201,8 @@ class StoreCounter:
 
 
 def sql_counter(store: Any) -> Counter[str] | None:
-    """SQL statements and transactions, counted by SQLAlchemy events and by the store's own
-    hot-path connection (when it has one)."""
+    """SQL statements and transactions: SQLAlchemy's cursor events, and the SQLite store's
+    own refresh-path connections (their statement hook; one thread hop per call)."""
     engine = getattr(store, "_engine", None)
     if engine is None:
         return None
@@ -210,17 +212,58 @@ def sql_counter(store: Any) -> Counter[str] | None:
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _stmt(_conn: Any, _cur: Any, statement: str, *_a: Any) -> None:
-        counts["statements (SQLAlchemy)"] += 1
-        word = statement.split(None, 1)[0].upper()
-        counts[f"  {word}"] += 1
+        counts["SQLAlchemy statements"] += 1
+        counts[f"SQLAlchemy {statement.split(None, 1)[0].upper()}"] += 1
 
     @event.listens_for(engine.sync_engine, "commit")
     def _commit(_conn: Any) -> None:
-        counts["commits (SQLAlchemy)"] += 1
+        counts["SQLAlchemy commits"] += 1
 
-    fast = getattr(store, "fast_path_counts", None)
-    if fast is not None:
-        store._bench_fast_counts = counts
+    for attr in ("_rotate_lane", "_read_lane"):
+        lane = getattr(store, attr, None)
+        if lane is None:
+            continue
+        label = attr.strip("_").replace("_lane", " lane")
+
+        def hook(sql: str, _label: str = label) -> None:
+            counts[f"{_label} statements"] += 1
+            counts[f"{_label} {sql.split(None, 1)[0].upper()}"] += 1
+
+        lane.on_statement = hook
+        run = lane.run
+
+        async def counted(*a: Any, _run: Any = run, _label: str = label) -> Any:
+            counts[f"{_label} calls (thread hops)"] += 1
+            return await _run(*a)
+
+        lane.run = counted
+    return counts
+
+
+def redis_round_trips(store: Any) -> Counter[str] | None:
+    """Round trips as the client sends them: single commands (a script call is one) and
+    pipelines (one each)."""
+    client = getattr(store, "_redis", None)
+    if client is None:
+        return None
+    from redis.asyncio.client import Pipeline
+
+    counts: Counter[str] = Counter()
+    send = client.execute_command
+
+    async def command(*a: Any, **kw: Any) -> Any:
+        counts[f"round trip: {str(a[0]).upper()}"] += 1
+        return await send(*a, **kw)
+
+    client.execute_command = command
+    execute = Pipeline.execute
+
+    async def pipeline(self: Any, *a: Any, **kw: Any) -> Any:
+        if self.command_stack:
+            counts["round trip: pipeline"] += 1
+        return await execute(self, *a, **kw)
+
+    Pipeline.execute = pipeline  # type: ignore[method-assign]
     return counts
 
 
@@ -236,8 +279,11 @@ async def measure_backend(
     name: str, url: str, args: argparse.Namespace
 ) -> tuple[dict[str, Any], str]:
     async with tokenward_app(url) as (http, rt):
+        if name.endswith("(SQLAlchemy/aiosqlite)"):
+            rt.store.lanes = False  # type: ignore[attr-defined]
         counter = StoreCounter(rt.store)
         sql = sql_counter(rt.store)
+        trips = redis_round_trips(rt.store)
         tokens = [await login(http) for _ in range(args.concurrency)]
         # warm-up
         for i in range(len(tokens)):
@@ -245,8 +291,9 @@ async def measure_backend(
                 tokens[i] = await refresh(http, tokens[i])
         # the work of one refresh, sequentially
         before = await redis_commands(rt.store)
-        if sql is not None:
-            sql.clear()
+        for c in (sql, trips):
+            if c is not None:
+                c.clear()
         counter.active = True
         prof = cProfile.Profile() if args.profile else None
         t0 = time.perf_counter()
@@ -262,14 +309,17 @@ async def measure_backend(
         lines = [f"### {name}: per refresh (mean of {args.count}, sequential: {seq_ms:.2f} ms)"]
         for k, v in sorted(counter.calls.items()):
             lines.append(f"- store.{k}: {v / args.count:.2f}")
-        if sql is not None:
-            for k, v in sorted(sql.items()):
-                lines.append(f"- {k}: {v / args.count:.2f}")
+        for c in (sql, trips):
+            if c is not None:
+                for k, v in sorted(c.items()):
+                    lines.append(f"- {k}: {v / args.count:.2f}")
+        if trips is not None:
+            lines.append(f"- Redis round trips: {sum(trips.values()) / args.count:.2f}")
         if before is not None and after is not None:
             diff = after - before
             diff.pop("info", None)
             total = sum(diff.values())
-            lines.append(f"- Redis commands: {total / args.count:.2f}")
+            lines.append(f"- Redis commands executed (scripts' included): {total / args.count:.2f}")
             for k, v in sorted(diff.items()):
                 lines.append(f"  - {k}: {v / args.count:.2f}")
         if prof is not None:
@@ -363,10 +413,14 @@ async def main_async(args: argparse.Namespace) -> None:
             ("memory", "memory://"),
             ("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}"),
         ]
+        if args.compare:
+            backends.append(
+                ("sqlite (SQLAlchemy/aiosqlite)", f"sqlite:///{Path(tmp) / 'bench2.db'}")
+            )
         if redis_url:
             backends.append(("redis", redis_url))
         for name, url in backends:
-            if name not in only:
+            if name.split()[0] not in only:
                 continue
             row, detail = await measure_backend(name, url, args)
             rows.append(row)
@@ -402,13 +456,21 @@ def main() -> None:
     p.add_argument("--only", default="", help="e.g. sqlite,redis")
     p.add_argument("--redis-url", default=None)
     p.add_argument("--profile", action="store_true")
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="also SQLite through SQLAlchemy/aiosqlite (the path before the dedicated threads)",
+    )
     p.add_argument("--quick", action="store_true")
     args = p.parse_args()
     if args.quick:
         args.seconds, args.rounds, args.count = 1.0, 1, 50
     import logging
 
+    import structlog
+
     logging.disable(logging.WARNING)  # no log I/O in the loop (access log, events)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     asyncio.run(main_async(args))
 
 

@@ -114,6 +114,7 @@ async def test_sqlite_lookups_send_no_begin_rotate_still_begins_immediate(
     sqlite_store: SQLStore,
 ) -> None:
     store = sqlite_store
+    store.lanes = False  # the SQLAlchemy path (the hot path's own connections: below)
     await store.create_family(family("f1"), RefreshTokenRecord(h("f1/0"), "f1", NOW))
     await store.create_client(Client(client_id="web", created_at=NOW))
     sent: list[str] = []
@@ -132,6 +133,71 @@ async def test_sqlite_lookups_send_no_begin_rotate_still_begins_immediate(
     sent.clear()
     assert await rotate(store, h("f1/0"), h("f1/1"), NOW + 1) is RotationOutcome.ROTATED
     assert sent[0] == "BEGIN IMMEDIATE"
+
+
+async def test_sqlite_hot_path_statements_and_durability_levels(sqlite_store: SQLStore) -> None:
+    """The refresh path's own connections: a lookup is one SELECT (no BEGIN); a rotation is
+    BEGIN IMMEDIATE, one SELECT, three writes, COMMIT at synchronous NORMAL; the revoking
+    transaction of a reuse commits at FULL; the connection is back at NORMAL after it."""
+    store = sqlite_store
+    await store.create_family(family("f1"), RefreshTokenRecord(h("f1/0"), "f1", NOW))
+    await store.create_client(Client(client_id="web", created_at=NOW))
+    rotate_lane, read_lane = store._rotate_lane, store._read_lane
+    assert rotate_lane is not None and read_lane is not None
+    sent: list[tuple[str, int | None]] = []
+
+    def level_of(lane: Any) -> int | None:
+        conn = lane._conn  # the hook runs in the lane's own thread
+        return None if conn is None else int(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    def seen(lane: Any) -> Any:
+        def hook(sql: str) -> None:
+            word = " ".join(sql.split()[:2]) if sql.startswith("BEGIN") else sql.split()[0]
+            sent.append((word.upper(), level_of(lane) if lane is rotate_lane else None))
+
+        return hook
+
+    rotate_lane.on_statement, read_lane.on_statement = seen(rotate_lane), seen(read_lane)
+    try:
+        assert await store.get_refresh_token(h("f1/0")) is not None
+        assert (await store.get_client("web")) is not None
+        assert (await store.get_user("nobody")) is None
+        assert [w for w, _ in sent] == ["SELECT", "SELECT", "SELECT"]
+        sent.clear()
+        assert await rotate(store, h("f1/0"), h("f1/1"), NOW + 1) is RotationOutcome.ROTATED
+        assert sent == [
+            ("BEGIN IMMEDIATE", 1),
+            ("SELECT", 1),
+            ("UPDATE", 1),
+            ("INSERT", 1),
+            ("UPDATE", 1),
+            ("COMMIT", 1),
+        ]
+        sent.clear()
+        assert await rotate(store, h("f1/0"), h("f1/x"), NOW + 60) is RotationOutcome.REUSED
+        # decided at NORMAL and rolled back; taken again and committed at FULL (2)
+        assert sent[:3] == [("BEGIN IMMEDIATE", 1), ("SELECT", 1), ("ROLLBACK", 1)]
+        assert sent[3:] == [
+            ("BEGIN IMMEDIATE", 2),
+            ("SELECT", 2),
+            ("UPDATE", 2),
+            ("UPDATE", 2),
+            ("INSERT", 2),
+            ("COMMIT", 2),
+        ]
+    finally:
+        rotate_lane.on_statement = read_lane.on_statement = None
+    sent.clear()
+    rotate_lane.on_statement = seen(rotate_lane)
+    try:
+        assert await rotate(store, h("f1/1"), h("f1/2"), NOW + 61) is RotationOutcome.REVOKED
+        assert sent[0] == ("BEGIN IMMEDIATE", 1)  # back at NORMAL
+    finally:
+        rotate_lane.on_statement = None
+    _, fam = await store.get_refresh_token(h("f1/1")) or (None, None)
+    assert fam is not None and fam.revoked
+    events = await store.revocations_after(0, now=NOW)
+    assert [e.value for e in events] == ["f1"]
 
 
 async def test_sqlite_single_read_sees_committed_rotation_from_another_store(
