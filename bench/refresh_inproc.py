@@ -200,6 +200,54 @@ class StoreCounter:
         return wrapped
 
 
+class Timer:
+    """Time spent in chosen callables (sync or async), wrapped on their instances."""
+
+    def __init__(self) -> None:
+        self.spent: Counter[str] = Counter()
+        self.active = False
+
+    def wrap(self, owner: Any, name: str, label: str) -> None:
+        if not hasattr(owner, "__dict__"):  # no instance attributes: wrap the class's
+            owner = type(owner)
+        fn = getattr(owner, name)
+        if asyncio.iscoroutinefunction(fn):
+
+            async def timed_async(*a: Any, **kw: Any) -> Any:
+                t0 = time.perf_counter()
+                try:
+                    return await fn(*a, **kw)
+                finally:
+                    if self.active:
+                        self.spent[label] += time.perf_counter() - t0
+
+            setattr(owner, name, timed_async)
+        else:
+
+            def timed(*a: Any, **kw: Any) -> Any:
+                t0 = time.perf_counter()
+                try:
+                    return fn(*a, **kw)
+                finally:
+                    if self.active:
+                        self.spent[label] += time.perf_counter() - t0
+
+            setattr(owner, name, timed)
+
+
+def breakdown(rt: Runtime) -> Timer:
+    """Where a refresh's time goes (sequential refreshes, so awaited time is this one's)."""
+    t = Timer()
+    t.wrap(rt.sessions.issuer, "issue", "access token (ES256 sign, claims)")
+    t.wrap(rt.authorizer, "refresh", "authorization model re-check (incl. its reads)")
+    if rt.risk is not None:
+        t.wrap(rt.risk, "on_refresh", "risk engine (on_refresh)")
+    for name in ("get_refresh_token", "get_user", "get_client", "rotate"):
+        t.wrap(rt.store, name, f"store.{name}")
+    t.wrap(rt.sessions, "refresh", "SessionManager.refresh (all of the grant's work)")
+    return t
+
+
 def sql_counter(store: Any) -> Counter[str] | None:
     """SQL statements and transactions: SQLAlchemy's cursor events, and the SQLite store's
     own refresh-path connections (their statement hook; one thread hop per call)."""
@@ -282,6 +330,7 @@ async def measure_backend(
         if name.endswith("(SQLAlchemy/aiosqlite)"):
             rt.store.lanes = False  # type: ignore[attr-defined]
         counter = StoreCounter(rt.store)
+        timer = breakdown(rt)
         sql = sql_counter(rt.store)
         trips = redis_round_trips(rt.store)
         tokens = [await login(http) for _ in range(args.concurrency)]
@@ -294,7 +343,7 @@ async def measure_backend(
         for c in (sql, trips):
             if c is not None:
                 c.clear()
-        counter.active = True
+        counter.active = timer.active = True
         prof = cProfile.Profile() if args.profile else None
         t0 = time.perf_counter()
         if prof is not None:
@@ -304,9 +353,11 @@ async def measure_backend(
         if prof is not None:
             prof.disable()
         seq_ms = (time.perf_counter() - t0) / args.count * 1000
-        counter.active = False
+        counter.active = timer.active = False
         after = await redis_commands(rt.store)
         lines = [f"### {name}: per refresh (mean of {args.count}, sequential: {seq_ms:.2f} ms)"]
+        for k, v in sorted(timer.spent.items(), key=lambda kv: -kv[1]):
+            lines.append(f"- {k}: {v / args.count * 1e6:,.0f} µs")
         for k, v in sorted(counter.calls.items()):
             lines.append(f"- store.{k}: {v / args.count:.2f}")
         for c in (sql, trips):
