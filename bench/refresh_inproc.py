@@ -43,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,10 @@ async def refresh(http: httpx.AsyncClient, token: str) -> str:
     return new
 
 
+def _note(what: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {what}", file=sys.stderr, flush=True)
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -204,7 +208,7 @@ class Timer:
     """Time spent in chosen callables (sync or async), wrapped on their instances."""
 
     def __init__(self) -> None:
-        self.spent: Counter[str] = Counter()
+        self.spent: dict[str, float] = defaultdict(float)
         self.active = False
 
     def wrap(self, owner: Any, name: str, label: str) -> None:
@@ -324,78 +328,78 @@ async def redis_commands(store: Any) -> Counter[str] | None:
 
 
 async def measure_backend(
-    name: str, url: str, args: argparse.Namespace
+    name: str, url: str, args: argparse.Namespace, stack: contextlib.AsyncExitStack
 ) -> tuple[dict[str, Any], str]:
-    async with tokenward_app(url) as (http, rt):
-        if name.endswith("(SQLAlchemy/aiosqlite)"):
-            rt.store.lanes = False  # type: ignore[attr-defined]
-        counter = StoreCounter(rt.store)
-        timer = breakdown(rt)
-        sql = sql_counter(rt.store)
-        trips = redis_round_trips(rt.store)
-        tokens = [await login(http) for _ in range(args.concurrency)]
-        # warm-up
-        for i in range(len(tokens)):
-            for _ in range(5):
-                tokens[i] = await refresh(http, tokens[i])
-        # the work of one refresh, sequentially
-        before = await redis_commands(rt.store)
-        for c in (sql, trips):
-            if c is not None:
-                c.clear()
-        counter.active = timer.active = True
-        prof = cProfile.Profile() if args.profile else None
-        t0 = time.perf_counter()
-        if prof is not None:
-            prof.enable()
-        for _ in range(args.count):
-            tokens[0] = await refresh(http, tokens[0])
-        if prof is not None:
-            prof.disable()
-        seq_ms = (time.perf_counter() - t0) / args.count * 1000
-        counter.active = timer.active = False
-        after = await redis_commands(rt.store)
-        lines = [f"### {name}: per refresh (mean of {args.count}, sequential: {seq_ms:.2f} ms)"]
-        for k, v in sorted(timer.spent.items(), key=lambda kv: -kv[1]):
-            lines.append(f"- {k}: {v / args.count * 1e6:,.0f} µs")
-        for k, v in sorted(counter.calls.items()):
-            lines.append(f"- store.{k}: {v / args.count:.2f}")
-        for c in (sql, trips):
-            if c is not None:
-                for k, v in sorted(c.items()):
-                    lines.append(f"- {k}: {v / args.count:.2f}")
-        if trips is not None:
-            lines.append(f"- Redis round trips: {sum(trips.values()) / args.count:.2f}")
-        if before is not None and after is not None:
-            diff = after - before
-            diff.pop("info", None)
-            total = sum(diff.values())
-            lines.append(f"- Redis commands executed (scripts' included): {total / args.count:.2f}")
-            for k, v in sorted(diff.items()):
-                lines.append(f"  - {k}: {v / args.count:.2f}")
-        if prof is not None:
-            out = io.StringIO()
-            pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(45)
-            lines.append("```\n" + out.getvalue()[-9000:] + "\n```")
-        rounds = []
-        lat: list[float] = []
-        for _ in range(args.rounds):
-            rate, one_lat = await drive(http, tokens, args.seconds)
-            rounds.append(rate)
-            lat.extend(one_lat)
-        row = {
-            "name": name,
-            "rate": statistics.median(rounds),
-            "rounds": rounds,
-            "p50": _pct(lat, 0.5) * 1000,
-            "p99": _pct(lat, 0.99) * 1000,
-            "seq_ms": seq_ms,
-        }
-        return row, "\n".join(lines)
+    """Open the app (kept open in ``stack`` for the interleaved rounds), count and time the
+    work of ``--count`` sequential refreshes; the row to fill with rounds, and the details."""
+    http, rt = await stack.enter_async_context(tokenward_app(url))
+    if name.endswith("(SQLAlchemy/aiosqlite)"):
+        rt.store.lanes = False  # type: ignore[attr-defined]
+    counter = StoreCounter(rt.store)
+    timer = breakdown(rt)
+    sql = sql_counter(rt.store)
+    trips = redis_round_trips(rt.store)
+    tokens = [await login(http) for _ in range(args.concurrency)]
+    # warm-up
+    for i in range(len(tokens)):
+        for _ in range(5):
+            tokens[i] = await refresh(http, tokens[i])
+    # the work of one refresh, sequentially
+    before = await redis_commands(rt.store)
+    for c in (sql, trips):
+        if c is not None:
+            c.clear()
+    counter.active = timer.active = True
+    prof = cProfile.Profile() if args.profile else None
+    t0 = time.perf_counter()
+    if prof is not None:
+        prof.enable()
+    for _ in range(args.count):
+        tokens[0] = await refresh(http, tokens[0])
+    if prof is not None:
+        prof.disable()
+    seq_ms = (time.perf_counter() - t0) / args.count * 1000
+    counter.active = timer.active = False
+    after = await redis_commands(rt.store)
+    lines = [f"### {name}: per refresh (mean of {args.count}, sequential: {seq_ms:.2f} ms)"]
+    for k, v in sorted(timer.spent.items(), key=lambda kv: -kv[1]):
+        lines.append(f"- {k}: {v / args.count * 1e6:,.0f} µs")
+    for k, v in sorted(counter.calls.items()):
+        lines.append(f"- store.{k}: {v / args.count:.2f}")
+    for c in (sql, trips):
+        if c is not None:
+            for k, v in sorted(c.items()):
+                lines.append(f"- {k}: {v / args.count:.2f}")
+    if trips is not None:
+        lines.append(f"- Redis round trips: {sum(trips.values()) / args.count:.2f}")
+    if before is not None and after is not None:
+        diff = after - before
+        diff.pop("info", None)
+        total = sum(diff.values())
+        lines.append(f"- Redis commands executed (scripts' included): {total / args.count:.2f}")
+        for k, v in sorted(diff.items()):
+            lines.append(f"  - {k}: {v / args.count:.2f}")
+    if prof is not None:
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(45)
+        lines.append("```\n" + out.getvalue()[-9000:] + "\n```")
+
+    async def one_round(seconds: float) -> tuple[float, list[float]]:
+        return await drive(http, tokens, seconds)
+
+    row: dict[str, Any] = {
+        "name": name,
+        "round": one_round,
+        "rounds": [],
+        "lat": [],
+        "seq_ms": seq_ms,
+    }
+    return row, "\n".join(lines)
 
 
-def flask_peer(seconds: float, rounds: int) -> dict[str, Any] | None:
-    """flask-jwt-extended's stateless refresh, ES256, through Flask's test client."""
+def flask_peer() -> dict[str, Any] | None:
+    """flask-jwt-extended's stateless refresh, ES256, through Flask's test client: the row to
+    fill with rounds (sequential: one gunicorn sync worker serves one request at a time)."""
     try:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ec
@@ -423,7 +427,7 @@ def flask_peer(seconds: float, rounds: int) -> dict[str, Any] | None:
     JWTManager(app)
 
     @app.post("/refresh")
-    @jwt_required(refresh=True)
+    @jwt_required(refresh=True)  # type: ignore[untyped-decorator]
     def _refresh() -> Any:
         return jsonify(access_token=create_access_token(identity=get_jwt_identity()))
 
@@ -431,26 +435,32 @@ def flask_peer(seconds: float, rounds: int) -> dict[str, Any] | None:
         token = create_refresh_token(identity="bench")
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token}"}
-    for _ in range(20):
-        assert client.post("/refresh", headers=headers).status_code == 200
-    rates: list[float] = []
     lat: list[float] = []
-    for _ in range(rounds):
-        n = 0
+    for _ in range(50):
+        t1 = time.perf_counter()
+        assert client.post("/refresh", headers=headers).status_code == 200
+        lat.append(time.perf_counter() - t1)
+
+    def sync_round(seconds: float) -> tuple[float, list[float]]:
+        out: list[float] = []
         t0 = time.perf_counter()
         stop = t0 + seconds
         while time.perf_counter() < stop:
             t1 = time.perf_counter()
             assert client.post("/refresh", headers=headers).status_code == 200
-            lat.append(time.perf_counter() - t1)
-            n += 1
-        rates.append(n / (time.perf_counter() - t0))
+            out.append(time.perf_counter() - t1)
+        return len(out) / (time.perf_counter() - t0), out
+
+    async def one_round(seconds: float) -> tuple[float, list[float]]:
+        # in a thread, as in its own server process: the event loop (tokenward's idle apps)
+        # keeps running meanwhile
+        return await asyncio.to_thread(sync_round, seconds)
+
     return {
         "name": "flask-jwt-extended (stateless, Flask test client)",
-        "rate": statistics.median(rates),
-        "rounds": rates,
-        "p50": _pct(lat, 0.5) * 1000,
-        "p99": _pct(lat, 0.99) * 1000,
+        "round": one_round,
+        "rounds": [],
+        "lat": [],
         "seq_ms": statistics.mean(lat) * 1000,
     }
 
@@ -459,6 +469,7 @@ async def main_async(args: argparse.Namespace) -> None:
     only = set(args.only.split(",")) if args.only else {"memory", "sqlite", "redis"}
     rows: list[dict[str, Any]] = []
     details: list[str] = []
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp, redis_server(args.redis_url) as redis_url:
         backends = [
             ("memory", "memory://"),
@@ -470,20 +481,37 @@ async def main_async(args: argparse.Namespace) -> None:
             )
         if redis_url:
             backends.append(("redis", redis_url))
-        for name, url in backends:
-            if name.split()[0] not in only:
-                continue
-            row, detail = await measure_backend(name, url, args)
-            rows.append(row)
-            details.append(detail)
-    peer = flask_peer(args.seconds, args.rounds)
-    if peer is not None:
-        rows.append(peer)
+        async with contextlib.AsyncExitStack() as stack:
+            for name, url in backends:
+                if name.split()[0] not in only:
+                    continue
+                _note(f"{name}: counting")
+                row, detail = await measure_backend(name, url, args, stack)
+                rows.append(row)
+                details.append(detail)
+            peer = flask_peer()
+            if peer is not None:
+                rows.append(peer)
+            # interleaved: every target's round r runs before any target's round r + 1
+            _note("rounds")
+            for _ in range(args.rounds):
+                for row in rows:
+                    _note(f"round: {row['name']}")
+                    rate, lat = await row["round"](args.seconds)
+                    row["rounds"].append(rate)
+                    row["lat"].extend(lat)
+        _note("closing")
+    _note("closed")
+    for row in rows:
+        row["rate"] = statistics.median(row["rounds"])
+        row["p50"] = _pct(row["lat"], 0.5) * 1000
+        row["p99"] = _pct(row["lat"], 0.99) * 1000
     base = peer["rate"] if peer is not None else None
     print(
         f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.1f}; {args.concurrency} concurrent sessions (tokenward), "
-        f"{args.rounds} rounds of {args.seconds:g} s, median round shown\n"
+        f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after; {args.concurrency} "
+        f"concurrent sessions (tokenward), {args.rounds} interleaved rounds of "
+        f"{args.seconds:g} s, median round shown\n"
     )
     print("| implementation | refreshes/s | vs peer | p50 ms | p99 ms | sequential ms | rounds |")
     print("|---|---:|---:|---:|---:|---:|---|")
