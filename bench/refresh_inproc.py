@@ -289,6 +289,13 @@ def sql_counter(store: Any) -> Counter[str] | None:
             return await _run(*a)
 
         lane.run = counted
+        read = lane.read
+
+        async def counted_read(*a: Any, _read: Any = read, _label: str = label) -> Any:
+            counts[f"{_label} reads (on the event loop unless busy: then a hop)"] += 1
+            return await _read(*a)
+
+        lane.read = counted_read
     return counts
 
 

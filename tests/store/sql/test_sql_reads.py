@@ -289,3 +289,39 @@ async def test_postgres_lookup_while_refused_is_store_unavailable(
         await store.get_client("web")
     proxy.restore()
     assert await store.get_client("web") is None
+
+
+async def test_sqlite_hot_lookups_run_on_the_loop_and_fall_back_to_the_thread(
+    sqlite_store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hot lookup runs on the calling thread when its connection is free and the database
+    answers at once; a busy or failing inline connection (or one in use) sends it to the
+    lane's thread, with the same answer."""
+    import sqlite3
+    import threading
+
+    store = sqlite_store
+    await store.create_client(Client(client_id="web", created_at=NOW))
+    lane = store._read_lane
+    assert lane is not None
+    threads: list[str] = []
+    lane.on_statement = lambda _sql: threads.append(threading.current_thread().name)
+    try:
+        assert (await store.get_client("web")) is not None
+        assert threads == [threading.current_thread().name]  # on the event loop's thread
+
+        threads.clear()
+        with lane._inline_lock:  # the inline connection in use elsewhere
+            assert (await store.get_client("web")) is not None
+        assert threads and threads[0].startswith("tokenward-sqlite-read")
+
+        def busy(_self: object) -> sqlite3.Connection:
+            raise sqlite3.OperationalError("database is locked")
+
+        threads.clear()
+        monkeypatch.setattr(type(lane), "_inline_connection", busy)
+        client = await store.get_client("web")
+        assert client is not None and client.client_id == "web"
+        assert threads and threads[0].startswith("tokenward-sqlite-read")
+    finally:
+        lane.on_statement = None

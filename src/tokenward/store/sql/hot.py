@@ -71,11 +71,11 @@ class _Row:
 
 def _one(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> Any:
     cur = conn.execute(sql, params)
-    row = cur.fetchone()
-    if row is None:
+    rows = cur.fetchall()  # to the end: the statement is reset, its read snapshot released
+    if not rows:
         return None
     names = tuple(d[0] for d in cur.description)
-    return cast(Any, _Row(names, row))
+    return cast(Any, _Row(names, rows[0]))
 
 
 def get_refresh_token(

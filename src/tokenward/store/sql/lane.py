@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -46,6 +47,10 @@ class Lane:
         # called with each statement before it runs, when set (fault-injection tests, the
         # statement counts of bench/refresh_inproc.py); may raise to fail the call there
         self.on_statement: Callable[[str], None] | None = None
+        # :meth:`read` on the calling thread first (``False``: always the lane's thread)
+        self.inline = True
+        self._inline: sqlite3.Connection | None = None
+        self._inline_lock = threading.Lock()
 
     def _connection(self) -> sqlite3.Connection:
         conn = self._conn
@@ -82,6 +87,41 @@ class Lane:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
 
+    def _inline_connection(self) -> sqlite3.Connection:
+        conn = self._inline
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=0,  # never wait on the event loop: busy → the thread path
+                isolation_level=None,
+                check_same_thread=False,  # used under _inline_lock, by whichever loop
+                cached_statements=64,
+            )
+            conn.execute("PRAGMA busy_timeout = 0")
+            conn.execute("PRAGMA query_only = 1")
+            self._inline = conn
+        return conn
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """A read-only ``fn`` (a primary-key lookup: tens of microseconds from the page
+        cache), run right here on the event loop when it can be at once: on this lane's
+        second connection, which never waits (``busy_timeout = 0``, read-only). Anything
+        else — the connection in use by another thread, a busy database, an error — goes
+        to the lane's thread through :meth:`run` (bounded by the timeout, errors mapped)."""
+        if self.inline and self._inline_lock.acquire(blocking=False):
+            try:
+                conn = self._inline_connection()
+                hook = self.on_statement
+                return fn(conn if hook is None else _Observed(conn, hook), *args)
+            except sqlite3.Error:
+                with contextlib.suppress(sqlite3.Error):
+                    if self._inline is not None:
+                        self._inline.close()
+                self._inline = None
+            finally:
+                self._inline_lock.release()
+        return await self.run(fn, *args)
+
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         try:
@@ -100,9 +140,14 @@ class Lane:
             ) from None
 
     def close(self) -> None:
-        """Close the connection in its thread and stop the thread (waits for a running call)."""
+        """Close the connections and stop the thread (waits for a running call)."""
         self._executor.submit(self._drop)
         self._executor.shutdown(wait=True)
+        with self._inline_lock:
+            conn, self._inline = self._inline, None
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
 
 
 class _Observed:

@@ -377,7 +377,7 @@ class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
     ) -> tuple[RefreshTokenRecord, Family] | None:
         lane = self._lane("read")
         if lane is not None and self.single_reads:
-            found = await lane.run(hot.get_refresh_token, bytes(token_hash))
+            found = await lane.read(hot.get_refresh_token, bytes(token_hash))
         else:
             found = await self._get_refresh_token(token_hash)
         if found is None or (sid is not None and found[1].sid != sid):
@@ -632,13 +632,13 @@ class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
         lane = self._lane("read")
         if lane is None:
             return await super().get_user(username)
-        return await lane.run(hot.get_user, username)
+        return await lane.read(hot.get_user, username)
 
     async def get_client(self, client_id: str) -> Client | None:
         lane = self._lane("read")
         if lane is None:
             return await super().get_client(client_id)
-        return await lane.run(hot.get_client, client_id)
+        return await lane.read(hot.get_client, client_id)
 
     async def get_family(self, sid: str) -> Family | None:
         rows = await self._read(select(families).where(families.c.sid == sid))
