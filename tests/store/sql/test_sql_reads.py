@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -147,7 +148,10 @@ async def test_sqlite_hot_path_statements_and_durability_levels(sqlite_store: SQ
     sent: list[tuple[str, int | None]] = []
 
     def level_of(lane: Any) -> int | None:
-        conn = lane._conn  # the hook runs in the lane's own thread
+        # the connection running the statement: the lane thread's, or the one used on the
+        # event loop (the hook runs where the statement runs)
+        on_thread = threading.current_thread().name.startswith("tokenward-sqlite")
+        conn = lane._conn if on_thread else lane._inline
         return None if conn is None else int(conn.execute("PRAGMA synchronous").fetchone()[0])
 
     def seen(lane: Any) -> Any:
@@ -175,9 +179,11 @@ async def test_sqlite_hot_path_statements_and_durability_levels(sqlite_store: SQ
         ]
         sent.clear()
         assert await rotate(store, h("f1/0"), h("f1/x"), NOW + 60) is RotationOutcome.REUSED
-        # decided at NORMAL and rolled back; taken again and committed at FULL (2)
-        assert sent[:3] == [("BEGIN IMMEDIATE", 1), ("SELECT", 1), ("ROLLBACK", 1)]
-        assert sent[3:] == [
+        # decided at NORMAL and rolled back (on the event loop's connection, then once more on
+        # the rotation thread's); taken again and committed at FULL (2) on the thread
+        undone = [("BEGIN IMMEDIATE", 1), ("SELECT", 1), ("ROLLBACK", 1)]
+        assert sent[:6] == undone * 2
+        assert sent[6:] == [
             ("BEGIN IMMEDIATE", 2),
             ("SELECT", 2),
             ("UPDATE", 2),
@@ -325,3 +331,39 @@ async def test_sqlite_hot_lookups_run_on_the_loop_and_fall_back_to_the_thread(
         assert threads and threads[0].startswith("tokenward-sqlite-read")
     finally:
         lane.on_statement = None
+
+
+async def test_sqlite_rotation_never_waits_on_the_event_loop(
+    sqlite_store: SQLStore, tmp_path: Path
+) -> None:
+    """While another connection holds the write lock, a rotation does not wait on the event
+    loop (other tasks keep running); it waits on the rotation thread and completes when
+    the lock is released."""
+    import sqlite3
+
+    store = sqlite_store
+    await store.create_family(family("f1"), RefreshTokenRecord(h("f1/0"), "f1", NOW))
+    other = sqlite3.connect(tmp_path / "reads.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    async def release() -> None:
+        await asyncio.sleep(0.3)
+        other.execute("COMMIT")
+
+    tick, rel = asyncio.create_task(ticker()), asyncio.create_task(release())
+    try:
+        assert await rotate(store, h("f1/0"), h("f1/1"), NOW + 1) is RotationOutcome.ROTATED
+    finally:
+        tick.cancel()
+        await rel
+        other.close()
+    assert ticks >= 1  # the loop ran while the rotation waited for the lock
+    found = await store.get_refresh_token(h("f1/1"))
+    assert found is not None and found[1].generation == 1

@@ -24,9 +24,23 @@ from typing import Any, TypeVar
 
 from ...errors import AlreadyExists, StoreUnavailable
 
-__all__ = ["Lane"]
+__all__ = ["NOT_RUN", "Lane", "NotRun"]
+
+
+class NotRun:
+    """What :meth:`Lane.attempt` answers when it could not run the function at once."""
+
+    __slots__ = ()
+
+
+NOT_RUN = NotRun()
 
 T = TypeVar("T")
+_CHECKPOINT_EVERY = 256  # inline commits between two (passive) checkpoints on the thread
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 class Lane:
@@ -37,8 +51,11 @@ class Lane:
     locked database fails the call inside the thread too). ``synchronous`` is the
     connection's level (``NORMAL`` or ``FULL``)."""
 
-    def __init__(self, path: str, *, timeout: float, synchronous: str, name: str) -> None:
+    def __init__(
+        self, path: str, *, timeout: float, synchronous: str, name: str, writes: bool = False
+    ) -> None:
         self.path = path
+        self.writes = writes
         self.timeout = timeout
         self.synchronous = synchronous
         self.name = name
@@ -51,6 +68,7 @@ class Lane:
         self.inline = True
         self._inline: sqlite3.Connection | None = None
         self._inline_lock = threading.Lock()
+        self._inline_commits = 0
 
     def _connection(self) -> sqlite3.Connection:
         conn = self._conn
@@ -98,29 +116,57 @@ class Lane:
                 cached_statements=64,
             )
             conn.execute("PRAGMA busy_timeout = 0")
-            conn.execute("PRAGMA query_only = 1")
+            if self.writes:
+                conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+                # no checkpoint (an fsync) on the event loop: the lane's thread runs them
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
+            else:
+                conn.execute("PRAGMA query_only = 1")
             self._inline = conn
         return conn
 
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """A read-only ``fn`` (a primary-key lookup: tens of microseconds from the page
-        cache), run right here on the event loop when it can be at once: on this lane's
-        second connection, which never waits (``busy_timeout = 0``, read-only). Anything
-        else — the connection in use by another thread, a busy database, an error — goes
-        to the lane's thread through :meth:`run` (bounded by the timeout, errors mapped)."""
-        if self.inline and self._inline_lock.acquire(blocking=False):
+    def _close_inline(self) -> None:
+        conn, self._inline = self._inline, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()  # rolls back an open transaction
+
+    def attempt(self, fn: Callable[..., T], *args: Any) -> T | NotRun:
+        """``fn`` run right here on the event loop when it can be at once, on this lane's
+        second connection, which never waits (``busy_timeout = 0``); :data:`NOT_RUN` when it
+        could not (the connection in use by another thread, the database busy, an error:
+        nothing of ``fn`` is then committed).
+        A primary-key lookup takes tens of microseconds from the page cache, a rotation's
+        ``COMMIT`` at ``NORMAL`` a write to the WAL (no fsync: checkpoints run on the
+        lane's thread) — less than the hop to a thread and back."""
+        if not self.inline or not self._inline_lock.acquire(blocking=False):
+            return NOT_RUN
+        try:
+            hook = self.on_statement
             try:
                 conn = self._inline_connection()
-                hook = self.on_statement
-                return fn(conn if hook is None else _Observed(conn, hook), *args)
+                result = fn(conn if hook is None else _Observed(conn, hook), *args)
             except sqlite3.Error:
-                with contextlib.suppress(sqlite3.Error):
-                    if self._inline is not None:
-                        self._inline.close()
-                self._inline = None
-            finally:
-                self._inline_lock.release()
-        return await self.run(fn, *args)
+                self._close_inline()
+                return NOT_RUN
+            except BaseException:
+                self._close_inline()
+                raise
+            if self.writes and result is not None:
+                self._inline_commits += 1
+                if self._inline_commits % _CHECKPOINT_EVERY == 0:
+                    self._executor.submit(self._call, _checkpoint, ())
+            return result
+        finally:
+            self._inline_lock.release()
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """A read-only ``fn``: :meth:`attempt` first, else on the lane's thread (:meth:`run`:
+        bounded by the timeout, errors mapped)."""
+        found = self.attempt(fn, *args)
+        if isinstance(found, NotRun):
+            return await self.run(fn, *args)
+        return found
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -144,10 +190,7 @@ class Lane:
         self._executor.submit(self._drop)
         self._executor.shutdown(wait=True)
         with self._inline_lock:
-            conn, self._inline = self._inline, None
-            if conn is not None:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.close()
+            self._close_inline()
 
 
 class _Observed:
