@@ -31,7 +31,7 @@ from ..base import (
 )
 from .schema import REVOCATION_COUNTER, client_from_row, family_from_row, user_from_row
 
-__all__ = ["get_client", "get_refresh_token", "get_user", "rotate", "rotate_unless_reuse"]
+__all__ = ["get_client", "get_refresh_token", "get_user", "rotate"]
 
 REUSE_REASON = "refresh_token_reuse"
 
@@ -133,21 +133,6 @@ def rotate(
         _synchronous(conn, "NORMAL")
     assert result is not None
     return result
-
-
-def rotate_unless_reuse(
-    conn: sqlite3.Connection,
-    parent_hash: bytes,
-    child: RefreshTokenRecord,
-    now: float,
-    grace: float,
-    idle_expires_at: float,
-    revocation_until: float,
-) -> RotationResult | None:
-    """:func:`rotate` at the connection's level, except that a reuse is rolled back and
-    answered ``None`` (the caller then runs :func:`rotate`, which revokes at ``FULL``)."""
-    args = (parent_hash, child, now, grace, idle_expires_at, revocation_until)
-    return _rotate_once(conn, *args, revoke=False)
 
 
 def _synchronous(conn: sqlite3.Connection, level: str) -> None:

@@ -36,11 +36,6 @@ class NotRun:
 NOT_RUN = NotRun()
 
 T = TypeVar("T")
-_CHECKPOINT_EVERY = 256  # inline commits between two (passive) checkpoints on the thread
-
-
-def _checkpoint(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 class Lane:
@@ -51,11 +46,8 @@ class Lane:
     locked database fails the call inside the thread too). ``synchronous`` is the
     connection's level (``NORMAL`` or ``FULL``)."""
 
-    def __init__(
-        self, path: str, *, timeout: float, synchronous: str, name: str, writes: bool = False
-    ) -> None:
+    def __init__(self, path: str, *, timeout: float, synchronous: str, name: str) -> None:
         self.path = path
-        self.writes = writes
         self.timeout = timeout
         self.synchronous = synchronous
         self.name = name
@@ -68,7 +60,6 @@ class Lane:
         self.inline = True
         self._inline: sqlite3.Connection | None = None
         self._inline_lock = threading.Lock()
-        self._inline_commits = 0
 
     def _connection(self) -> sqlite3.Connection:
         conn = self._conn
@@ -116,12 +107,7 @@ class Lane:
                 cached_statements=64,
             )
             conn.execute("PRAGMA busy_timeout = 0")
-            if self.writes:
-                conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-                # no checkpoint (an fsync) on the event loop: the lane's thread runs them
-                conn.execute("PRAGMA wal_autocheckpoint = 0")
-            else:
-                conn.execute("PRAGMA query_only = 1")
+            conn.execute("PRAGMA query_only = 1")  # reads only (see attempt)
             self._inline = conn
         return conn
 
@@ -132,13 +118,16 @@ class Lane:
                 conn.close()  # rolls back an open transaction
 
     def attempt(self, fn: Callable[..., T], *args: Any) -> T | NotRun:
-        """``fn`` run right here on the event loop when it can be at once, on this lane's
-        second connection, which never waits (``busy_timeout = 0``); :data:`NOT_RUN` when it
-        could not (the connection in use by another thread, the database busy, an error:
-        nothing of ``fn`` is then committed).
-        A primary-key lookup takes tens of microseconds from the page cache, a rotation's
-        ``COMMIT`` at ``NORMAL`` a write to the WAL (no fsync: checkpoints run on the
-        lane's thread) — less than the hop to a thread and back."""
+        """A read-only ``fn`` run right here on the event loop when it can be at once, on
+        this lane's second connection (read-only, ``busy_timeout = 0``: it never waits);
+        :data:`NOT_RUN` when it could not (the connection in use by another thread, the
+        database busy, an error). A primary-key lookup takes tens of microseconds from the
+        page cache, less than the hop to a thread and back.
+
+        Writes stay on the lane's thread: rotations run on the event loop (tried, with
+        ``busy_timeout = 0``) made the other connections' readers stall for about a second
+        under load (SQLite's WAL read retries against a writer committing without pause),
+        and such stalls end in ``StoreUnavailable``."""
         if not self.inline or not self._inline_lock.acquire(blocking=False):
             return NOT_RUN
         try:
@@ -152,10 +141,6 @@ class Lane:
             except BaseException:
                 self._close_inline()
                 raise
-            if self.writes and result is not None:
-                self._inline_commits += 1
-                if self._inline_commits % _CHECKPOINT_EVERY == 0:
-                    self._executor.submit(self._call, _checkpoint, ())
             return result
         finally:
             self._inline_lock.release()

@@ -307,11 +307,7 @@ class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
             # rotations at NORMAL (durable across a process crash; a revoking transaction
             # switches to FULL), lookups on their own connection
             self._rotate_lane = Lane(
-                path,
-                timeout=self.timeout,
-                synchronous="NORMAL",
-                name="tokenward-sqlite-rotate",
-                writes=True,
+                path, timeout=self.timeout, synchronous="NORMAL", name="tokenward-sqlite-rotate"
             )
             self._read_lane = Lane(
                 path, timeout=self.timeout, synchronous="FULL", name="tokenward-sqlite-read"
@@ -447,11 +443,6 @@ class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
         lane = self._lane("rotate")
         if lane is not None:
             args = (bytes(parent_hash), child, now, grace, idle_expires_at, revocation_until)
-            # on the event loop when the write lock is free at once (never waits there);
-            # else, and for a reuse (revoked at FULL), on the rotation thread
-            done = lane.attempt(hot.rotate_unless_reuse, *args)
-            if isinstance(done, RotationResult):
-                return done
             return await lane.run(hot.rotate, *args)
         rt, fam = refresh_tokens.c, families.c
         async with self._tx(write=True) as conn:
