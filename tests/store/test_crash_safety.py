@@ -209,7 +209,8 @@ async def test_acknowledged_jti_revocation_is_present(
 
 
 class StatementFault:
-    """Raise at the ``j``-th SQL statement while armed (SQLAlchemy engine event)."""
+    """Raise at the ``j``-th SQL statement while armed (SQLAlchemy engine event, and the
+    statement hook of a SQLite store's own connections for the refresh path)."""
 
     def __init__(self, store: SQLStore) -> None:
         from sqlalchemy import event
@@ -217,10 +218,13 @@ class StatementFault:
         engine = store._engine
         assert engine is not None
         self.engine = engine.sync_engine
+        self.lanes = [x for x in (store._rotate_lane, store._read_lane) if x is not None]
         self.j = 0
         self.seen = 0
         self.fired = False
         event.listen(self.engine, "before_cursor_execute", self._hook)
+        for lane in self.lanes:
+            lane.on_statement = self._hook
 
     def arm(self, j: int) -> None:
         self.j, self.seen, self.fired = j, 0, False
@@ -240,6 +244,8 @@ class StatementFault:
         from sqlalchemy import event
 
         event.remove(self.engine, "before_cursor_execute", self._hook)
+        for lane in self.lanes:
+            lane.on_statement = None
 
 
 @pytest.fixture

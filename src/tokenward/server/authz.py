@@ -20,8 +20,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,6 +50,7 @@ from .authorization import (
 __all__ = [
     "ADMIN_ROLE",
     "CONSOLE_SCOPES",
+    "REFRESH_MODEL_TTL",
     "Authorizer",
     "LastAdmin",
     "ResourceRegistry",
@@ -101,12 +102,23 @@ class ResourceRegistry:
     """Add, change, list and remove resources (the server's own is implicit)."""
 
     def __init__(
-        self, store: Store, *, issuer: str, default_resource: str, max_ttl: int = _MAX_TTL
+        self,
+        store: Store,
+        *,
+        issuer: str,
+        default_resource: str,
+        max_ttl: int = _MAX_TTL,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.issuer = issuer
         self.default_resource = default_resource
         self.max_ttl = max_ttl
+        self.on_change = on_change  # called after every change (drops cached copies)
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def _check_identifier(self, identifier: str) -> None:
         if not identifier or len(identifier) > _MAX_ID or not identifier.isprintable():
@@ -173,6 +185,7 @@ class ResourceRegistry:
             await self.store.create_resource(resource)
         except AlreadyExists:
             raise AlreadyExists(f"resource {identifier!r} exists") from None
+        self._changed()
         return resource
 
     async def set(
@@ -207,6 +220,7 @@ class ResourceRegistry:
             found.encryption_key = None if clear_encryption else dict(encryption_key or {})
         await self._validate(found)
         await self.store.update_resource(found)
+        self._changed()
         return found
 
     async def list(self) -> list[Resource]:
@@ -215,6 +229,7 @@ class ResourceRegistry:
     async def remove(self, identifier: str) -> None:
         if not await self.store.delete_resource(identifier):
             raise NotFound(f"no resource {identifier!r}")
+        self._changed()
 
 
 def _scope_map(value: str | Iterable[str] | Mapping[str, str]) -> dict[str, str]:
@@ -244,9 +259,16 @@ def public_encryption_key(jwk: Mapping[str, Any]) -> dict[str, Any]:
 
 # -- roles ---------------------------------------------------------------------------------------
 class RoleRegistry:
-    def __init__(self, store: Store, *, issuer: str) -> None:
+    def __init__(
+        self, store: Store, *, issuer: str, on_change: Callable[[], None] | None = None
+    ) -> None:
         self.store = store
         self.issuer = issuer
+        self.on_change = on_change  # called after every change (drops cached copies)
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     async def _checked(self, name: str, scopes: str | Iterable[str]) -> list[str]:
         if not _NAME.match(name or ""):
@@ -265,6 +287,7 @@ class RoleRegistry:
             await self.store.create_role(role)
         except AlreadyExists:
             raise AlreadyExists(f"role {name!r} exists") from None
+        self._changed()
         return role
 
     async def set(self, name: str, scopes: str | Iterable[str]) -> tuple[Role, Role]:
@@ -275,6 +298,7 @@ class RoleRegistry:
         after = replace(before, scopes=tuple(await self._checked(name, scopes)))
         await ensure_an_admin_remains(self.store, roles={name: after})
         await self.store.update_role(after)
+        self._changed()
         return before, after
 
     async def remove(self, name: str) -> Role:
@@ -283,6 +307,7 @@ class RoleRegistry:
             raise NotFound(f"no role {name!r}")
         await ensure_an_admin_remains(self.store, roles={name: None})
         await self.store.delete_role(name)
+        self._changed()
         return before
 
     async def list(self) -> list[Role]:
@@ -385,14 +410,46 @@ def check_client_permissions(
 
 
 # -- the decision, with the store's data -------------------------------------------------------
+#: How long a refresh may use the resources and role definitions it read (seconds). Changes
+#: made through this process's registries drop them at once; a change made elsewhere (the
+#: CLI, another instance) reaches this instance's refreshes within this time.
+REFRESH_MODEL_TTL = 1.0
+
+
 @dataclass(slots=True)
 class Authorizer:
-    """Loads resources, roles and the user's entitlement, then decides (pure functions)."""
+    """Loads resources, roles and the user's entitlement, then decides (pure functions).
+
+    New grants read the model from the store every time. A refresh — the hot path — uses a
+    copy of the resources and role definitions at most :data:`REFRESH_MODEL_TTL` seconds
+    old (:meth:`invalidate` drops it; the registries of this process call it on every
+    change); the session's client and user are always current (the caller passes the
+    client it authenticated in this request and the user it read for this refresh)."""
 
     store: Store
     issuer: str
     default_resource: str
     console_client_id: str | None = None
+    model_ttl: float = REFRESH_MODEL_TTL
+    monotonic: Callable[[], float] = time.monotonic
+    _model: tuple[float, Catalog, dict[str, Role]] | None = field(
+        default=None, init=False, repr=False
+    )
+
+    def invalidate(self) -> None:
+        """Forget the refresh path's copy of resources and roles (after a change)."""
+        self._model = None
+
+    async def _refresh_model(self) -> tuple[Catalog, dict[str, Role]]:
+        now = self.monotonic()
+        model = self._model
+        if model is not None and now - model[0] < self.model_ttl:
+            return model[1], model[2]
+        catalog = await self.catalog()
+        roles = {r.name: r for r in await self.store.list_roles()}
+        if self._model is model:  # not invalidated meanwhile
+            self._model = (now, catalog, roles)
+        return catalog, roles
 
     def effective(self, client: Client) -> Client:
         """The console's own client always has the console's permissions (its scopes, this
@@ -444,26 +501,37 @@ class Authorizer:
         return decided, catalog
 
     async def refresh(
-        self, family: Family, *, scope: str | None, resource: str | None
+        self,
+        family: Family,
+        *,
+        scope: str | None,
+        resource: str | None,
+        client: Client | None = None,
+        user: User | None = None,
     ) -> tuple[Grant, Catalog]:
-        """The refreshed token's grant; the client and user are re-read (fail closed when
-        either is gone)."""
+        """The refreshed token's grant (fail closed when the client or user is gone).
+
+        ``client``: the session's client as authenticated in this request; ``user``: the
+        session's user as read in this refresh. Either is read from the store when not
+        given (or not the session's)."""
         from ..errors import InvalidGrant
 
-        found = await self.store.get_client(family.client_id)
-        if found is None:
-            raise InvalidGrant("the client of this session no longer exists")
-        client = self.effective(found)
-        user = await self.store.get_user(family.sub)
+        if client is None or client.client_id != family.client_id:
+            client = await self.store.get_client(family.client_id)
+            if client is None:
+                raise InvalidGrant("the client of this session no longer exists")
+        client = self.effective(client)
+        if user is None or user.username != family.sub:
+            user = await self.store.get_user(family.sub)
         if user is None or user.disabled:
             raise InvalidGrant("the user of this session no longer exists or is disabled")
-        catalog = await self.catalog()
+        catalog, roles = await self._refresh_model()
         decided = reauthorize(
             granted_scope=family.scope,
             scope=scope,
             resource=resource,
             client=client,
-            entitled=await self.entitled(user),
+            entitled=entitlement(user.roles, roles),
             catalog=catalog,
         )
         return decided, catalog

@@ -26,6 +26,9 @@ flow) calls :func:`confirm_session` with the user record it authenticated.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -43,10 +46,27 @@ __all__ = [
     "family_check",
     "session_refusal",
     "sessions_not_before",
+    "users_read",
 ]
 
 VERSION = "credential_version"
 NOT_BEFORE = "sessions_not_before"
+
+# the user records :func:`family_check` read within :func:`users_read` (by username)
+_READ: ContextVar[dict[str, User] | None] = ContextVar("tokenward_users_read", default=None)
+
+
+@contextlib.contextmanager
+def users_read() -> Iterator[dict[str, User]]:
+    """Within the block, :func:`family_check` keeps each user record it read (and found
+    fit) in the yielded dict, so that the rest of the same refresh decides on that record
+    instead of reading it again."""
+    seen: dict[str, User] = {}
+    token = _READ.set(seen)
+    try:
+        yield seen
+    finally:
+        _READ.reset(token)
 
 
 def credential_version(user: User) -> int:
@@ -99,12 +119,16 @@ async def confirm_session(sessions: SessionManager, authenticated: User, sid: st
 
 def family_check(store: Store) -> FamilyCheck:
     """The ``SessionManager(family_check=...)`` of the server: every refresh re-reads the
-    family's user (one store read)."""
+    family's user (one store read; kept for the rest of the refresh, see :func:`users_read`)."""
 
     async def check(family: Family) -> None:
-        why = session_refusal(await store.get_user(family.sub), created_at=family.created_at)
+        user = await store.get_user(family.sub)
+        why = session_refusal(user, created_at=family.created_at)
         if why is not None:
             raise InvalidGrant(f"refresh token revoked ({why})")
+        seen = _READ.get()
+        if seen is not None and user is not None:
+            seen[user.username] = user
 
     return check
 

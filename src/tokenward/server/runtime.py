@@ -271,8 +271,11 @@ class Runtime:
             issuer=settings.issuer,
             default_resource=settings.default_resource,
             max_ttl=settings.access_token_ttl,
+            on_change=self.authorizer.invalidate,
         )
-        self.roles = RoleRegistry(self.store, issuer=settings.issuer)
+        self.roles = RoleRegistry(
+            self.store, issuer=settings.issuer, on_change=self.authorizer.invalidate
+        )
         self._encryptions: dict[str, TokenEncryption] = {}
         self.trusted_proxies = parse_trusted_proxies(settings.trusted_proxies)
         self._credentials_check = family_check(self.store)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -114,6 +115,7 @@ async def test_sqlite_lookups_send_no_begin_rotate_still_begins_immediate(
     sqlite_store: SQLStore,
 ) -> None:
     store = sqlite_store
+    store.lanes = False  # the SQLAlchemy path (the hot path's own connections: below)
     await store.create_family(family("f1"), RefreshTokenRecord(h("f1/0"), "f1", NOW))
     await store.create_client(Client(client_id="web", created_at=NOW))
     sent: list[str] = []
@@ -132,6 +134,74 @@ async def test_sqlite_lookups_send_no_begin_rotate_still_begins_immediate(
     sent.clear()
     assert await rotate(store, h("f1/0"), h("f1/1"), NOW + 1) is RotationOutcome.ROTATED
     assert sent[0] == "BEGIN IMMEDIATE"
+
+
+async def test_sqlite_hot_path_statements_and_durability_levels(sqlite_store: SQLStore) -> None:
+    """The refresh path's own connections: a lookup is one SELECT (no BEGIN); a rotation is
+    BEGIN IMMEDIATE, one SELECT, three writes, COMMIT at synchronous NORMAL; the revoking
+    transaction of a reuse commits at FULL; the connection is back at NORMAL after it."""
+    store = sqlite_store
+    await store.create_family(family("f1"), RefreshTokenRecord(h("f1/0"), "f1", NOW))
+    await store.create_client(Client(client_id="web", created_at=NOW))
+    rotate_lane, read_lane = store._rotate_lane, store._read_lane
+    assert rotate_lane is not None and read_lane is not None
+    sent: list[tuple[str, int | None]] = []
+
+    def level_of(lane: Any) -> int | None:
+        # the connection running the statement: the lane thread's, or the one used on the
+        # event loop (the hook runs where the statement runs)
+        on_thread = threading.current_thread().name.startswith("tokenward-sqlite")
+        conn = lane._conn if on_thread else lane._inline
+        return None if conn is None else int(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    def seen(lane: Any) -> Any:
+        def hook(sql: str) -> None:
+            word = " ".join(sql.split()[:2]) if sql.startswith("BEGIN") else sql.split()[0]
+            sent.append((word.upper(), level_of(lane) if lane is rotate_lane else None))
+
+        return hook
+
+    rotate_lane.on_statement, read_lane.on_statement = seen(rotate_lane), seen(read_lane)
+    try:
+        assert await store.get_refresh_token(h("f1/0")) is not None
+        assert (await store.get_client("web")) is not None
+        assert (await store.get_user("nobody")) is None
+        assert [w for w, _ in sent] == ["SELECT", "SELECT", "SELECT"]
+        sent.clear()
+        assert await rotate(store, h("f1/0"), h("f1/1"), NOW + 1) is RotationOutcome.ROTATED
+        assert sent == [
+            ("BEGIN IMMEDIATE", 1),
+            ("SELECT", 1),
+            ("UPDATE", 1),
+            ("INSERT", 1),
+            ("UPDATE", 1),
+            ("COMMIT", 1),
+        ]
+        sent.clear()
+        assert await rotate(store, h("f1/0"), h("f1/x"), NOW + 60) is RotationOutcome.REUSED
+        # decided at NORMAL and rolled back; taken again and committed at FULL (2)
+        assert sent[:3] == [("BEGIN IMMEDIATE", 1), ("SELECT", 1), ("ROLLBACK", 1)]
+        assert sent[3:] == [
+            ("BEGIN IMMEDIATE", 2),
+            ("SELECT", 2),
+            ("UPDATE", 2),
+            ("UPDATE", 2),
+            ("INSERT", 2),
+            ("COMMIT", 2),
+        ]
+    finally:
+        rotate_lane.on_statement = read_lane.on_statement = None
+    sent.clear()
+    rotate_lane.on_statement = seen(rotate_lane)
+    try:
+        assert await rotate(store, h("f1/1"), h("f1/2"), NOW + 61) is RotationOutcome.REVOKED
+        assert sent[0] == ("BEGIN IMMEDIATE", 1)  # back at NORMAL
+    finally:
+        rotate_lane.on_statement = None
+    _, fam = await store.get_refresh_token(h("f1/1")) or (None, None)
+    assert fam is not None and fam.revoked
+    events = await store.revocations_after(0, now=NOW)
+    assert [e.value for e in events] == ["f1"]
 
 
 async def test_sqlite_single_read_sees_committed_rotation_from_another_store(
@@ -223,3 +293,75 @@ async def test_postgres_lookup_while_refused_is_store_unavailable(
         await store.get_client("web")
     proxy.restore()
     assert await store.get_client("web") is None
+
+
+async def test_sqlite_hot_lookups_run_on_the_loop_and_fall_back_to_the_thread(
+    sqlite_store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hot lookup runs on the calling thread when its connection is free and the database
+    answers at once; a busy or failing inline connection (or one in use) sends it to the
+    lane's thread, with the same answer."""
+    import sqlite3
+    import threading
+
+    store = sqlite_store
+    await store.create_client(Client(client_id="web", created_at=NOW))
+    lane = store._read_lane
+    assert lane is not None
+    threads: list[str] = []
+    lane.on_statement = lambda _sql: threads.append(threading.current_thread().name)
+    try:
+        assert (await store.get_client("web")) is not None
+        assert threads == [threading.current_thread().name]  # on the event loop's thread
+
+        threads.clear()
+        with lane._inline_lock:  # the inline connection in use elsewhere
+            assert (await store.get_client("web")) is not None
+        assert threads and threads[0].startswith("tokenward-sqlite-read")
+
+        def busy(_self: object) -> sqlite3.Connection:
+            raise sqlite3.OperationalError("database is locked")
+
+        threads.clear()
+        monkeypatch.setattr(type(lane), "_inline_connection", busy)
+        client = await store.get_client("web")
+        assert client is not None and client.client_id == "web"
+        assert threads and threads[0].startswith("tokenward-sqlite-read")
+    finally:
+        lane.on_statement = None
+
+
+async def test_sqlite_rotation_never_waits_on_the_event_loop(
+    sqlite_store: SQLStore, tmp_path: Path
+) -> None:
+    """While another connection holds the write lock, a rotation does not wait on the event
+    loop (other tasks keep running); it waits on the rotation thread and completes when
+    the lock is released."""
+    import sqlite3
+
+    store = sqlite_store
+    await store.create_family(family("f1"), RefreshTokenRecord(h("f1/0"), "f1", NOW))
+    other = sqlite3.connect(tmp_path / "reads.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    async def release() -> None:
+        await asyncio.sleep(0.3)
+        other.execute("COMMIT")
+
+    tick, rel = asyncio.create_task(ticker()), asyncio.create_task(release())
+    try:
+        assert await rotate(store, h("f1/0"), h("f1/1"), NOW + 1) is RotationOutcome.ROTATED
+    finally:
+        tick.cancel()
+        await rel
+        other.close()
+    assert ticks >= 1  # the loop ran while the rotation waited for the lock
+    found = await store.get_refresh_token(h("f1/1"))
+    assert found is not None and found[1].generation == 1

@@ -7,6 +7,7 @@ from ...errors import InvalidRequest, InvalidTarget, RefreshTokenReused
 from ...sessions import AccessSpec, hash_refresh_token, parse_refresh_token, refresh_token_sid
 from ...store.base import Family
 from ..cookies import check_csrf, csrf_token, read_refresh_cookie, set_refresh_cookie
+from ..credentials import users_read
 from ..deps import client_ip, form_resources, user_agent
 from ..errors import JSON
 from ..riskwire import request_context
@@ -41,23 +42,29 @@ class RefreshTokenGrant(Grant):
             raise InvalidTarget("at most one resource parameter here")
 
         async def decide(family: Family) -> AccessSpec:
-            # the session's grant, narrowed by what the client and user may have now
+            # the session's grant, narrowed by what the client and user may have now: the
+            # client authenticated by this request, the user the credential check just read
             grant, catalog = await rt.authorizer.refresh(
-                family, scope=form.get("scope"), resource=resources[0] if resources else None
+                family,
+                scope=form.get("scope"),
+                resource=resources[0] if resources else None,
+                client=client,
+                user=seen.get(family.sub),
             )
             return rt.access_spec(grant, catalog)
 
         ip, agent = client_ip(request), user_agent(request)
         token = request_context.set((ip, agent))  # read by the risk check of this refresh
         try:
-            pair = await rt.sessions.refresh(
-                refresh_token,
-                client_id=client.client_id,
-                ip=ip,
-                user_agent=agent,
-                decide=decide,
-                dpop_jkt=ctx.dpop_jkt,
-            )
+            with users_read() as seen:
+                pair = await rt.sessions.refresh(
+                    refresh_token,
+                    client_id=client.client_id,
+                    ip=ip,
+                    user_agent=agent,
+                    decide=decide,
+                    dpop_jkt=ctx.dpop_jkt,
+                )
         except RefreshTokenReused:
             # the family is revoked: tell its client by back-channel logout (OIDC BCL 1.0)
             from ..routes.logout import notify_family_ended

@@ -5,8 +5,8 @@
   option ``tokenward_write``), a plain deferred ``BEGIN`` for multi-statement reads
   (SQLAlchemy's documented ``begin``-event recipe), and no ``BEGIN`` at all for a single
   read-only statement (execution option ``tokenward_autocommit``: SQLite runs it in its own
-  implicit read transaction, one consistent snapshot). Every connection gets ``busy_timeout``
-  and the WAL journal.
+  implicit read transaction, one consistent snapshot). Every connection gets ``busy_timeout``,
+  the WAL journal and ``synchronous = FULL``.
 * PostgreSQL (``psycopg`` 3 async): READ COMMITTED, a pool (no pre-ping by default: a
   connection older than ``_PG_RECYCLE`` is replaced; a dead one fails its first statement,
   see ``SQLStore._read``), ``connect_timeout``,
@@ -91,6 +91,10 @@ def sqlite_engine(url: URL, *, timeout: float, memory: bool, pool: tuple[int, in
         cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
         if not memory:
             cursor.execute("PRAGMA journal_mode = WAL")
+            # every transaction of this engine (sign-ins, revocations, admin changes) is
+            # fsynced before it is acknowledged; the refresh path's rotations run on their
+            # own connection (.lane) at NORMAL, see docs/stores.md "Durability"
+            cursor.execute("PRAGMA synchronous = FULL")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

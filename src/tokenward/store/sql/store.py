@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -34,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ...errors import AlreadyExists, ConfigurationError, StoreUnavailable
 from ..base import (
+    Client,
     Family,
     PurgeCounts,
     RefreshTokenRecord,
@@ -42,8 +44,10 @@ from ..base import (
     RotationOutcome,
     RotationResult,
     Store,
+    User,
     decide_rotation,
 )
+from . import hot
 from .engine import (
     MIGRATIONS_DIR,
     UNAVAILABLE_ERRORS,
@@ -56,6 +60,7 @@ from .engine import (
     upgrade_sync,
 )
 from .grants import SQLGrantRecordsMixin
+from .lane import Lane
 from .listener import MAX_PAYLOAD, NOTIFY_CHANNEL, PgListener
 from .records import SQLRecordsMixin
 from .schema import (
@@ -138,6 +143,12 @@ class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
         # single-statement lookups without BEGIN/COMMIT; ``False`` restores the former
         # transaction-per-lookup path (kept for bench/lifecycle.py --compare)
         self.single_reads = True
+        # SQLite file: the refresh path's lookups and rotations on dedicated connection
+        # threads (.lane, .hot); ``False`` restores the SQLAlchemy/aiosqlite path (kept for
+        # bench/refresh_inproc.py --compare)
+        self.lanes = True
+        self._rotate_lane: Lane | None = None
+        self._read_lane: Lane | None = None
         query_schema = parsed.query.get("schema")
         if isinstance(query_schema, tuple):
             query_schema = query_schema[-1]
@@ -150,6 +161,11 @@ class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
                 raise ConfigurationError("schema must be a plain SQL identifier")
         self._url: URL = parsed
         self.memory = self.backend == "sqlite" and parsed.database in (None, "", ":memory:")
+        self._sqlite_path = (
+            os.path.expanduser(str(parsed.database))
+            if self.backend == "sqlite" and not self.memory
+            else None
+        )
         self._engine: AsyncEngine | None = None
         self._writer: AsyncEngine | None = None
         self._autocommit: AsyncEngine | None = None  # PostgreSQL single statements
@@ -286,6 +302,21 @@ class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
         except BaseException:
             await self.close()
             raise
+        path = self._sqlite_path
+        if path is not None:
+            # rotations at NORMAL (durable across a process crash; a revoking transaction
+            # switches to FULL), lookups on their own connection
+            self._rotate_lane = Lane(
+                path, timeout=self.timeout, synchronous="NORMAL", name="tokenward-sqlite-rotate"
+            )
+            self._read_lane = Lane(
+                path, timeout=self.timeout, synchronous="FULL", name="tokenward-sqlite-read"
+            )
+
+    def _lane(self, which: str) -> Lane | None:
+        if not self.lanes:
+            return None
+        return self._rotate_lane if which == "rotate" else self._read_lane
 
     async def upgrade(self) -> str | None:
         """Apply the migrations to head (idempotent, serialised by a lock); the revision.
@@ -316,6 +347,10 @@ class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
+        lanes = [lane for lane in (self._rotate_lane, self._read_lane) if lane is not None]
+        self._rotate_lane = self._read_lane = None
+        for lane in lanes:
+            await asyncio.to_thread(lane.close)
         engine, self._engine, self._writer, self._autocommit = self._engine, None, None, None
         if engine is not None:
             await engine.dispose()
@@ -340,7 +375,11 @@ class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
     async def get_refresh_token(
         self, token_hash: bytes, *, sid: str | None = None
     ) -> tuple[RefreshTokenRecord, Family] | None:
-        found = await self._get_refresh_token(token_hash)
+        lane = self._lane("read")
+        if lane is not None and self.single_reads:
+            found = await lane.read(hot.get_refresh_token, bytes(token_hash))
+        else:
+            found = await self._get_refresh_token(token_hash)
         if found is None or (sid is not None and found[1].sid != sid):
             return None
         return found
@@ -401,6 +440,10 @@ class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
         idle_expires_at: float,
         revocation_until: float,
     ) -> RotationResult:
+        lane = self._lane("rotate")
+        if lane is not None:
+            args = (bytes(parent_hash), child, now, grace, idle_expires_at, revocation_until)
+            return await lane.run(hot.rotate, *args)
         rt, fam = refresh_tokens.c, families.c
         async with self._tx(write=True) as conn:
             if self.backend == "sqlite" and self.single_reads:
@@ -577,6 +620,18 @@ class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
             RevocationEvent(first + i, RevocationKind(kind), value, float(until), float(now))
             for i, (kind, value) in enumerate(items)
         ]
+
+    async def get_user(self, username: str) -> User | None:
+        lane = self._lane("read")
+        if lane is None:
+            return await super().get_user(username)
+        return await lane.read(hot.get_user, username)
+
+    async def get_client(self, client_id: str) -> Client | None:
+        lane = self._lane("read")
+        if lane is None:
+            return await super().get_client(client_id)
+        return await lane.read(hot.get_client, client_id)
 
     async def get_family(self, sid: str) -> Family | None:
         rows = await self._read(select(families).where(families.c.sid == sid))
