@@ -435,7 +435,7 @@ class SimpleJwt(Adapter):
     SIGN_IN = json.dumps({"username": "user0", "password": PASSWORD})
 
     def _obtain(self) -> dict[str, Any]:
-        r = self.http.post("/api/token/", content=self.SIGN_IN, headers={"Content-Type": JSON_CT})
+        r = self.http.post("/bench/session/")  # a pair without PBKDF2: set-up, not measured
         r.raise_for_status()
         body: dict[str, Any] = r.json()
         return body

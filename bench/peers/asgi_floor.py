@@ -54,10 +54,16 @@ def _factory(*_args: Any, **_kwargs: Any) -> Any:
 
 
 def main() -> None:
+    import importlib
+
     import tokenward.server
     from tokenward.cli import main as tokenward_main
 
     tokenward.server.create_app = _factory  # type: ignore[attr-defined]
+    for name in ("tokenward.server.app", "tokenward.cli.serve"):  # any module-level binding too
+        module = importlib.import_module(name)
+        if hasattr(module, "create_app"):
+            module.create_app = _factory  # type: ignore[attr-defined]
     sys.argv = ["tokenward", *sys.argv[1:]]
     tokenward_main()
 

@@ -9,6 +9,7 @@ tokenward's rotation), Django's SQLite database, served by gunicorn sync workers
 * ``POST /api/token/refresh/``  TokenRefreshView: rotates, blacklists the old refresh token
 * ``POST /api/token/verify/``   TokenVerifyView: simplejwt's nearest thing to introspection
 * ``GET  /userinfo``            a DRF view behind JWTAuthentication + IsAuthenticated
+* ``POST /bench/session/``      set-up only: a pair for ``user0`` without the password hash
 
 Run ``python simplejwt_app.py setup DB USERS`` once (migrate + users), then
 ``gunicorn -w 1 --chdir bench/peers simplejwt_app:application`` with ``BENCH_DB=DB``.
@@ -75,6 +76,22 @@ from rest_framework_simplejwt.views import (  # noqa: E402
 )
 
 
+class BenchSession(APIView):
+    """Set-up only: a token pair for ``user0`` as ``TokenObtainPairView`` issues it (an
+    outstanding-token row), without the password hash, so that the bench's sessions do not
+    take seconds each; the sign-in flow measures ``TokenObtainPairView`` itself."""
+
+    authentication_classes = ()
+    permission_classes = ()
+
+    def post(self, request: Request) -> Response:
+        from django.contrib.auth.models import User
+        from rest_framework_simplejwt.tokens import RefreshToken
+
+        refresh = RefreshToken.for_user(User.objects.get(username="user0"))
+        return Response({"refresh": str(refresh), "access": str(refresh.access_token)})
+
+
 class UserInfo(APIView):
     def get(self, request: Request) -> Response:
         return Response({"sub": request.user.get_username()})
@@ -85,6 +102,7 @@ urlpatterns = [
     path("api/token/refresh/", TokenRefreshView.as_view()),
     path("api/token/verify/", TokenVerifyView.as_view()),
     path("userinfo", UserInfo.as_view()),
+    path("bench/session/", BenchSession.as_view()),
 ]
 
 application = get_wsgi_application()
