@@ -4,10 +4,15 @@
   without, same run, same machine: ``--refreshes`` refreshes each, interleaved in rounds so
   drift hits both; reported per-refresh time (median of the rounds) and the ratio, plus the
   engine call alone (``RiskEngine.on_refresh``).
+* ``access``: the ``/userinfo`` hook (``riskwire.access_used``: the caller's prefix checked
+  against the family's last place, in memory) per call, with the engine on and off, beside
+  the peer every ``/userinfo`` request already pays — verifying its access token
+  (``Verifier.verify``, ES256) — same run; plus ``RiskEngine.on_access`` alone.
 * ``day``: a simulated day of normal traffic through the engine with the *default* policy
   (frozen clock): ``--users`` users, each with a phone (refreshing every 15 minutes while in
   use, moving between home Wi-Fi, mobile data on a few carrier prefixes and office Wi-Fi; a
-  retry right after a network switch now and then) and a laptop (home/office), one or two
+  retry right after a network switch now and then; its app calls ``/userinfo`` after half
+  of its refreshes, now and then right across a switch) and a laptop (home/office), one or two
   sign-ins a day, a few mistyped passwords. Reported: how many decisions each signal made,
   and how many carried an action that ends a session or blocks (the false positives that
   matter: the defaults must make none).
@@ -26,7 +31,7 @@ from collections import Counter
 
 from tokenward.clock import FrozenClock
 from tokenward.server.risk import RiskEngine, RiskPolicy
-from tokenward.server.riskwire import request_context
+from tokenward.server.riskwire import access_used, request_context
 from tokenward.server.runtime import Runtime
 from tokenward.server.settings import Settings
 from tokenward.store.memory import MemoryStore
@@ -88,6 +93,47 @@ async def overhead(refreshes: int, rounds: int) -> None:
     )
 
 
+async def access(calls: int, rounds: int) -> None:
+    rts = {True: await _runtime(True), False: await _runtime(False)}
+    claims = {}
+    for on, rt in rts.items():
+        await rt.users.create("bench", "a bench password 1")
+        pair = await rt.sessions.start(sub="bench", client_id="tokenward-console", scope="")
+        claims[on] = rt.verifier.verify(pair.access_token)
+    token = pair.access_token  # the engine-off runtime's, verified by that runtime
+    per: dict[str, list[float]] = {"on": [], "off": [], "verify": []}
+    for _ in range(rounds):
+        for on in (True, False):
+            rt, c = rts[on], claims[on]
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                await access_used(rt, c, "192.0.2.10")
+            per["on" if on else "off"].append((time.perf_counter() - t0) / calls)
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            rts[False].verifier.verify(token)
+        per["verify"].append((time.perf_counter() - t0) / calls)
+    for rt in rts.values():
+        await rt.stop()
+    engine = RiskEngine(secret=b"k" * 32)
+    t0 = time.perf_counter()
+    for i in range(calls):
+        engine.on_access(sid=f"s{i % 1000}", address="192.0.2.10")
+    alone = (time.perf_counter() - t0) / calls
+    on, off, verify = (statistics.median(per[k]) for k in ("on", "off", "verify"))
+    print("## The /userinfo hook (in process, same run)\n")
+    print("| call | per call (median of rounds) |")
+    print("|---|---|")
+    print(f"| `access_used`, engine on | {on * 1e6:.2f} µs |")
+    print(f"| `access_used`, engine off | {off * 1e6:.2f} µs |")
+    print(f"| `RiskEngine.on_access` alone (1000 families) | {alone * 1e6:.2f} µs |")
+    print(f"| peer: `Verifier.verify` of the access token | {verify * 1e6:.2f} µs |")
+    print(
+        f"\nhook (engine on) / token verification: **{on / verify:.3f}** "
+        f"({rounds} rounds × {calls} calls)\n"
+    )
+
+
 def day(users: int, seed: int) -> None:
     rnd = random.Random(seed)
     clock = FrozenClock(1_800_000_000.0)
@@ -109,7 +155,7 @@ def day(users: int, seed: int) -> None:
     events.sort()
     signals: Counter[str] = Counter()
     ending: Counter[str] = Counter()
-    decisions = refreshes = 0
+    decisions = refreshes = accesses = 0
 
     def place(u: int, t: float) -> str:
         hour = t / 3600
@@ -133,6 +179,17 @@ def day(users: int, seed: int) -> None:
                 address=address,
                 user_agent=UA_PHONE if what == "phone" else UA_LAPTOP,
             )
+            if what == "phone" and rnd.random() < 0.5:  # the app reads /userinfo
+                clock.set(1_800_000_000.0 + t + rnd.uniform(1, 60))
+                # from where it refreshed, or (2 %) right after a switch to mobile data
+                there = _carrier(rnd, carriers) if rnd.random() < 0.02 else address
+                d3 = engine.on_access(sid=f"phone{u}", address=there)
+                accesses += 1
+                for s in d3.signals:
+                    signals[f"{s.name} (at /userinfo)"] += 1
+                if set(d3.actions) & ENDING:
+                    ending[",".join(d3.actions)] += 1
+                decisions += bool(d3)
             if what == "phone" and rnd.random() < 0.02:  # a retry right after a switch
                 clock.set(1_800_000_000.0 + t + 5)
                 refreshes += 1
@@ -149,7 +206,10 @@ def day(users: int, seed: int) -> None:
         if set(d.actions) & ENDING:
             ending[",".join(d.actions)] += 1
         decisions += bool(d)
-    print(f"## A simulated day, default policy ({users} users, {refreshes} refreshes)\n")
+    print(
+        f"## A simulated day, default policy ({users} users, {refreshes} refreshes, "
+        f"{accesses} /userinfo calls)\n"
+    )
     print("| signal | decisions |")
     print("|---|---|")
     for name, n in sorted(signals.items()):
@@ -171,10 +231,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--users", type=int, default=500)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--only", choices=("overhead", "day"))
+    ap.add_argument("--calls", type=int, default=20_000)
+    ap.add_argument("--only", choices=("overhead", "access", "day"))
     args = ap.parse_args()
     if args.only in (None, "overhead"):
         asyncio.run(overhead(args.refreshes, args.rounds))
+    if args.only in (None, "access"):
+        asyncio.run(access(args.calls, args.rounds))
     if args.only in (None, "day"):
         day(args.users, args.seed)
 

@@ -20,6 +20,7 @@ import pytest
 from support.env import REQUIRE_SERVICES, forbid_skip, needs_services
 from support.server import server, server_factory  # noqa: F401 - fixtures for every test
 from support.stores import (  # noqa: F401 - fixtures for every test
+    redis_cluster,
     redis_cluster_url,
     store,
     store_factory,

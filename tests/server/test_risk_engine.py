@@ -280,3 +280,88 @@ def test_notices_are_kept_per_user_newest_first_bounded_and_forgotten_after_rete
     assert e.notices("bob") == []
     clock.advance(3600)
     assert e.notices("alice") == []
+
+
+# -- access-token use (/userinfo) as an input of concurrent_use ----------------------------------
+def test_access_token_used_from_another_prefix_within_the_window_is_concurrent_use() -> None:
+    clock = FrozenClock()
+    e = engine(clock)
+    e.on_refresh(sid="s1", address="127.0.1.2", user_agent=FIREFOX_LINUX)
+    clock.advance(5)
+    assert not e.on_access(sid="s1", address="127.0.1.9")  # the same network
+    clock.advance(5)
+    d = e.on_access(sid="s1", address="127.0.2.2")
+    assert [(s.name, s.score) for s in d.signals] == [("concurrent_use", 1.0)]
+    assert d.reason == "used from two places: 127.0.1.0/24 and 127.0.2.0/24 5 s apart"
+    assert d.actions == ("flag",)
+    assert d.prefix == "127.0.2.0/24"
+
+
+def test_one_pair_of_places_is_reported_once_per_window_from_access_tokens() -> None:
+    clock = FrozenClock()
+    e = engine(clock, concurrent_window=60)
+    e.on_access(sid="s1", address="127.0.1.2")
+    clock.advance(1)
+    assert e.on_access(sid="s1", address="127.0.2.2")
+    for address in ("127.0.1.2", "127.0.2.2", "127.0.1.2"):  # a copied token used beside
+        clock.advance(1)
+        assert not e.on_access(sid="s1", address=address)
+    clock.advance(1)
+    assert e.on_access(sid="s1", address="127.0.3.2")  # a third place is news
+    clock.advance(61)
+    e.on_access(sid="s1", address="127.0.1.2")
+    clock.advance(1)
+    assert e.on_access(sid="s1", address="127.0.3.2")  # the window passed: reported again
+
+
+def test_access_token_use_then_a_refresh_elsewhere_is_concurrent_use() -> None:
+    clock = FrozenClock()
+    e = engine(clock)
+    e.on_refresh(sid="s1", address="127.0.1.2", user_agent=FIREFOX_LINUX)
+    clock.advance(600)
+    assert not e.on_access(sid="s1", address="127.0.1.2")
+    clock.advance(30)
+    d = e.on_refresh(sid="s1", address="127.0.2.2", user_agent=FIREFOX_LINUX)
+    assert [s.name for s in d.signals] == ["concurrent_use"]
+    assert "30 s apart" in d.reason
+
+
+def test_a_user_moving_between_access_token_uses_outside_the_window_is_no_signal() -> None:
+    clock = FrozenClock()
+    e = engine(clock)
+    e.on_refresh(sid="s1", address="192.0.2.10", user_agent=CHROME_ANDROID)
+    clock.advance(300)  # on the train: mobile data
+    assert not e.on_access(sid="s1", address="198.51.100.7")
+    clock.advance(600)  # the next refresh, on the same network: only the move is seen
+    d = e.on_refresh(sid="s1", address="198.51.100.7", user_agent=CHROME_ANDROID)
+    assert [(s.name, s.score) for s in d.signals] == [("context_change", 0.2)]
+    assert d.actions == ("log",)
+
+
+def test_access_tokens_of_a_family_a_decision_ended_are_not_judged_again() -> None:
+    clock = FrozenClock()
+    e = engine(clock)
+    e.on_access(sid="s1", address="127.0.1.2")
+    e.forget_family("s1")  # e.g. step_up: its access tokens live on
+    for address in ("127.0.2.2", "127.0.1.2", "127.0.3.2"):
+        clock.advance(1)
+        assert not e.on_access(sid="s1", address=address)
+
+
+def test_purge_drops_everything_past_its_keeping_time() -> None:
+    clock = FrozenClock()
+    e = engine(clock, retention=3600, stuffing_window=60, spraying_window=120)
+    e.on_refresh(sid="s1", address="127.0.1.2", user_agent=FIREFOX_LINUX)
+    e.on_sign_in(sub="alice", address="127.0.1.2", device="d1")
+    e.on_sign_in_failure(username="bob", password="guess", address="127.0.3.2")
+    e.notify_user("alice", "new sign-in from 127.0.1.0/24")
+    full = {"families": 1, "users": 1, "prefixes": 1, "passwords": 1, "notices": 1}
+    assert e.sizes() == full
+    clock.advance(61)
+    assert e.purge() == 1  # the stuffing window passed
+    assert e.sizes() == {**full, "prefixes": 0}
+    clock.advance(60)
+    assert e.purge() == 1  # the spraying window passed
+    clock.advance(3600)
+    assert e.purge() == 3  # the retention passed
+    assert set(e.sizes().values()) == {0}

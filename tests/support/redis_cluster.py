@@ -8,8 +8,10 @@ it started. Missing ``redis-server``/``redis-cli`` skip (or fail under
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -67,6 +69,9 @@ class LocalCluster:
             argv = [server, "--port", str(port), "--bind", "127.0.0.1"]
             argv += ["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"]
             argv += ["--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no"]
+            # replicas sync at once (no diskless delay), so that the cluster is ready for a
+            # failover as soon as ``start`` returns
+            argv += ["--logfile", "redis.log", "--repl-diskless-sync-delay", "0"]
             self.procs.append(
                 subprocess.Popen(
                     argv, cwd=node, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -82,7 +87,65 @@ class LocalCluster:
             raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout[-500:]!r}")
         for port in self.ports:
             self._wait(cli, port, "CLUSTER INFO", b"cluster_state:ok")
+        # a replica whose first sync never finished cannot be promoted ("disconnected from
+        # master for longer than allowed"): wait until every replica's link is up
+        for port in self.ports:
+            role = subprocess.run([cli, "-p", str(port), "ROLE"], capture_output=True).stdout
+            if role.startswith(b"slave"):
+                self._wait(cli, port, "INFO replication", b"master_link_status:up")
         return self
+
+    def masters(self) -> list[int]:
+        """The ports of the nodes that are masters now."""
+        cli = shutil.which("redis-cli")
+        assert cli is not None
+        out: list[int] = []
+        for port in self.alive():
+            role = subprocess.run([cli, "-p", str(port), "ROLE"], capture_output=True).stdout
+            if role.startswith(b"master"):
+                out.append(port)
+        return out
+
+    def alive(self) -> list[int]:
+        return [p for p, proc in zip(self.ports, self.procs, strict=True) if proc.poll() is None]
+
+    def pid(self, port: int) -> int:
+        return self.procs[self.ports.index(port)].pid
+
+    def replica_of(self, master: int) -> int:
+        """The port of the (live) replica of the master on port ``master``."""
+        cli = shutil.which("redis-cli")
+        assert cli is not None
+        for port in self.alive():
+            info = subprocess.run(
+                [cli, "-p", str(port), "INFO", "replication"], capture_output=True
+            ).stdout
+            if b"role:slave" in info and f"master_port:{master}\r".encode() in info:
+                return port
+        raise LookupError(f"no replica of {master}")
+
+    def pause(self, port: int) -> None:
+        """SIGSTOP the node (it takes no replication stream until :meth:`resume`)."""
+        os.kill(self.pid(port), signal.SIGSTOP)
+
+    def resume(self, port: int) -> None:
+        """SIGCONT the node; for a replica, wait until its master sees it acknowledge again
+        (so that the next test's revocations on that master are acknowledged)."""
+        os.kill(self.pid(port), signal.SIGCONT)
+        cli = shutil.which("redis-cli")
+        assert cli is not None
+        info = subprocess.run([cli, "-p", str(port), "INFO", "replication"], capture_output=True)
+        if b"role:slave" not in info.stdout:
+            return
+        self._wait(cli, port, "INFO replication", b"master_link_status:up")
+        master = info.stdout.split(b"master_port:", 1)[1].split(b"\r", 1)[0].decode()
+        self._wait(cli, int(master), "WAIT 1 200", b"1")
+
+    def kill(self, port: int) -> None:
+        """SIGKILL the node on ``port`` (no shutdown, no last replication)."""
+        proc = self.procs[self.ports.index(port)]
+        proc.kill()
+        proc.wait(10)
 
     @staticmethod
     def _wait(cli: str, port: int, command: str, expect: bytes) -> None:
@@ -98,10 +161,12 @@ class LocalCluster:
 
     def stop(self) -> None:
         for proc in self.procs:
-            proc.terminate()
+            if proc.poll() is None:
+                proc.terminate()
         for proc in self.procs:
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait(10)
         self.procs.clear()

@@ -123,16 +123,21 @@ def check_script_slots(store: Any) -> list[str]:
     are appended to."""
     from redis.crc import key_slot
 
-    original = store._script
     ran: list[str] = []
 
-    async def checked(name: str, keys: Any, args: Any) -> Any:
-        slots = {key_slot(k.encode()) for k in keys}
-        assert len(slots) == 1, f"script {name} touches slots {sorted(slots)}: {list(keys)}"
-        ran.append(name)
-        return await original(name, keys, args)
+    def checking(original: Any) -> Any:
+        async def checked(name: str, keys: Any, args: Any) -> Any:
+            slots = {key_slot(k.encode()) for k in keys}
+            assert len(slots) == 1, f"script {name} touches slots {sorted(slots)}: {list(keys)}"
+            ran.append(name)
+            return await original(name, keys, args)
 
-    store._script = checked
+        return checked
+
+    # the plain runner, and the one of revocations that waits for replicas (which runs the
+    # script itself when it does wait)
+    store._script = checking(store._script)
+    store._replicated = checking(store._replicated)
     return ran
 
 
@@ -165,15 +170,24 @@ class StoreFactory:
 
 
 @pytest.fixture(scope="session")
-def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real local Redis Cluster (3 masters + 3 replicas), started once per test session."""
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real local Redis Cluster (3 masters + 3 replicas), started once per test session
+    (a :class:`support.redis_cluster.LocalCluster`). A test may pause a node (and must resume
+    it); a test that kills one starts its own cluster."""
     from support.redis_cluster import LocalCluster
 
     cluster = LocalCluster(tmp_path_factory.mktemp("redis-cluster")).start()
     try:
-        yield cluster.url
+        yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(redis_cluster: Any) -> str:
+    """The ``redis+cluster://`` URL of the session's local Redis Cluster."""
+    url: str = redis_cluster.url
+    return url
 
 
 @pytest.fixture(params=BACKENDS)

@@ -53,7 +53,7 @@ def storage_url_for(store_url: str, override: str | None = None) -> str:
         from ..store.redis.store import _url_prefix
 
         return "async+" + _url_prefix(store_url, "")[0]  # the store's ?prefix= is not for limits
-    if scheme.startswith(("sqlite", "postgres")):
+    if scheme.startswith(("sqlite", "postgres")) or scheme == "redis+cluster":
         return STORE
     return "async+memory://"
 

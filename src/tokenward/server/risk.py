@@ -1,16 +1,18 @@
 """The risk engine: signals → scores and reasons → policy → actions, explainable and pure.
 
-Each call (:meth:`RiskEngine.on_refresh`, :meth:`~RiskEngine.on_sign_in`,
-:meth:`~RiskEngine.on_sign_in_failure`) looks at one request, updates a small amount of
-per-family / per-user / per-network context, and returns a :class:`Decision`: the signals that
-fired (name, score in ``[0, 1]``, a sentence saying why) and the union of the actions the
-:class:`RiskPolicy` maps them to. The engine does no I/O and never acts itself; the server
-applies the decision (:mod:`tokenward.server.riskwire`). Time comes from an injected clock.
+Each call (:meth:`RiskEngine.on_refresh`, :meth:`~RiskEngine.on_access`,
+:meth:`~RiskEngine.on_sign_in`, :meth:`~RiskEngine.on_sign_in_failure`) looks at one request,
+updates a small amount of per-family / per-user / per-network context, and returns a
+:class:`Decision`: the signals that fired (name, score in ``[0, 1]``, a sentence saying why)
+and the union of the actions the :class:`RiskPolicy` maps them to. The engine does no I/O and
+never acts itself; the server applies the decision (:mod:`tokenward.server.riskwire`). Time
+comes from an injected clock.
 
 Signals (the names are part of the settings contract):
 
-* ``concurrent_use`` — one family refreshed from two address prefixes less than
-  ``concurrent_window`` seconds apart: a copied refresh token used beside the real one.
+* ``concurrent_use`` — one family used from two address prefixes less than
+  ``concurrent_window`` seconds apart, a use being a refresh or an access token presented by
+  its holder (``/userinfo``): a copied token used beside the real one.
 * ``context_change`` — between two refreshes of one family, the user-agent family or platform
   changed (score 0.8), or only the address prefix changed, outside the concurrent window
   (score 0.2: phones move between Wi-Fi and mobile networks all day).
@@ -26,10 +28,11 @@ Signals (the names are part of the settings contract):
   server secret, truncated to 16 bytes; the password itself is never kept.
 
 What is kept, and for how long (everything in process memory, bounded by ``max_entries`` per
-table, least recently used first out): per family the address prefix, the user-agent family
-and platform (``"Firefox"``, ``"Linux"`` — never the full user-agent) and the times of recent
-refreshes, for ``retention`` seconds after its last refresh; per user (a keyed hash of the
-name) the device ids and prefixes seen at sign-in, for ``retention``; per prefix and per
+table, least recently used first out, and dropped by :meth:`RiskEngine.purge` once past
+their time): per family the address prefix of its last refresh and of its last use, the
+user-agent family and platform (``"Firefox"``, ``"Linux"`` — never the full user-agent) and
+the times of recent refreshes, for ``retention`` seconds after its last use; per user (a keyed
+hash of the name) the device ids and prefixes seen at sign-in, for ``retention``; per prefix and per
 password hash the keyed hashes of failed usernames, for the stuffing/spraying window; per user
 the last 10 notices shown on their sessions screen (the reason text), for ``retention``. No
 password, token or full user-agent is stored.
@@ -250,11 +253,14 @@ class _Table(Generic[K, V]):
 
 @dataclass(slots=True)
 class _FamilyContext:
-    prefix: str
-    ua_family: str
-    platform: str
-    last_seen: float
+    place: str  # the prefix of the last use: a refresh or an access-token use
+    seen: float  # when
+    prefix: str | None = None  # the prefix of the last refresh (None: none seen here yet)
+    ua_family: str | None = None
+    platform: str | None = None
     refreshes: deque[float] = field(default_factory=deque)
+    reported: tuple[str, float] | None = None  # the two places an access last reported, when
+    ended: bool = False  # a decision ended the family: its access tokens are not judged again
 
 
 @dataclass(slots=True)
@@ -289,6 +295,7 @@ class RiskEngine:
         self._by_prefix: _Table[str, dict[bytes, float]] = _Table(max_entries)
         self._by_password: _Table[bytes, dict[bytes, float]] = _Table(max_entries)
         self._notices: _Table[bytes, deque[tuple[float, str]]] = _Table(max_entries)
+        self._prefixes: dict[str, str] = {}  # address → prefix, for the hot path
 
     # -- helpers -----------------------------------------------------------------------------
     def _hash(self, kind: bytes, value: str) -> bytes:
@@ -297,6 +304,13 @@ class RiskEngine:
 
     def prefix_of(self, address: str | None) -> str:
         return self._prefix(address) if address else "unknown"
+
+    def _cached_prefix(self, address: str) -> str:
+        prefix = self._prefix(address)
+        if len(self._prefixes) >= 4096:  # bounded: start again
+            self._prefixes.clear()
+        self._prefixes[address] = prefix
+        return prefix
 
     def _expired(self, seen: float, now: float) -> bool:
         return now - seen > self.policy.retention
@@ -308,27 +322,18 @@ class RiskEngine:
         prefix = self.prefix_of(address)
         family, platform = ua_context(user_agent)
         ctx = self._families.get(sid)
-        if ctx is None or self._expired(ctx.last_seen, now):
-            ctx = _FamilyContext(prefix, family, platform, now)
-            ctx.refreshes.append(now)
+        if ctx is None or ctx.ended or self._expired(ctx.seen, now):
+            ctx = _FamilyContext(prefix, now)
             self._families.put(sid, ctx)
-            return Decision(prefix=prefix)
         signals: list[Signal] = []
-        gap = now - ctx.last_seen
-        if prefix != ctx.prefix:
-            if gap < p.concurrent_window:
-                signals.append(
-                    Signal(
-                        "concurrent_use",
-                        1.0,
-                        f"used from two places: {ctx.prefix} and {prefix} {gap:.0f} s apart",
-                    )
-                )
-            else:
-                signals.append(
-                    Signal("context_change", 0.2, f"network changed: {ctx.prefix} → {prefix}")
-                )
-        if (family, platform) != (ctx.ua_family, ctx.platform):
+        gap = now - ctx.seen
+        if prefix != ctx.place and gap < p.concurrent_window:
+            signals.append(_two_places(ctx.place, prefix, gap))
+        elif ctx.prefix is not None and prefix != ctx.prefix:
+            signals.append(
+                Signal("context_change", 0.2, f"network changed: {ctx.prefix} → {prefix}")
+            )
+        if ctx.ua_family is not None and (family, platform) != (ctx.ua_family, ctx.platform):
             signals.append(
                 Signal(
                     "context_change",
@@ -349,11 +354,44 @@ class RiskEngine:
                     "expected)",
                 )
             )
-        ctx.prefix, ctx.ua_family, ctx.platform, ctx.last_seen = prefix, family, platform, now
-        return p.decide(_merge(signals), prefix)
+        ctx.place = ctx.prefix = prefix
+        ctx.ua_family, ctx.platform, ctx.seen = family, platform, now
+        return p.decide(_merge(signals), prefix) if signals else Decision(prefix=prefix)
+
+    def on_access(self, *, sid: str, address: str | None) -> Decision:
+        """An access token of family ``sid`` presented by a caller at ``address`` (the token's
+        holder: ``/userinfo``). Only ``concurrent_use`` is judged — a use from another prefix
+        than the family's last use (refresh or access) within ``concurrent_window`` — and one
+        pair of places is reported once per window. O(1) and allocation-light: it runs on
+        every request of the endpoint."""
+        now = self._clock.now()
+        if address:
+            prefix = self._prefixes.get(address) or self._cached_prefix(address)
+        else:
+            prefix = "unknown"
+        families = self._families.data  # the table's get, inlined: this runs per request
+        ctx = families.get(sid)
+        if ctx is None or now - ctx.seen > self.policy.retention:
+            self._families.put(sid, _FamilyContext(prefix, now))
+            return _NOTHING
+        families.move_to_end(sid)
+        if ctx.ended:
+            return _NOTHING
+        place, gap = ctx.place, now - ctx.seen
+        ctx.place, ctx.seen = prefix, now
+        if prefix == place or gap >= self.policy.concurrent_window:
+            return _NOTHING
+        pair = f"{min(place, prefix)} {max(place, prefix)}"
+        last = ctx.reported
+        if last is not None and last[0] == pair and now - last[1] < self.policy.concurrent_window:
+            return _NOTHING
+        ctx.reported = (pair, now)
+        return self.policy.decide([_two_places(place, prefix, gap)], prefix)
 
     def forget_family(self, sid: str) -> None:
-        self._families.pop(sid)
+        """A decision ended family ``sid``: its context is dropped, and its access tokens (which
+        may live on, after ``step_up``) are not judged again."""
+        self._families.put(sid, _FamilyContext("", self._clock.now(), ended=True))
 
     # -- sign-in -------------------------------------------------------------------------------
     def on_sign_in(self, *, sub: str, address: str | None, device: str | None = None) -> Decision:
@@ -449,6 +487,33 @@ class RiskEngine:
         now = self._clock.now()
         return [(t, text) for t, text in reversed(notes or ()) if not self._expired(t, now)]
 
+    def purge(self) -> int:
+        """Drop everything past its keeping time (the server runs this with its store purge):
+        family and user context and notices ``retention`` after their last use, the hashes
+        of failed usernames after the stuffing/spraying window. Returns how many entries
+        went."""
+        p, now = self.policy, self._clock.now()
+        gone = 0
+        for sid in [k for k, c in self._families.data.items() if self._expired(c.seen, now)]:
+            self._families.pop(sid)
+            gone += 1
+        for key, user in list(self._users.data.items()):
+            for table in (user.devices, user.prefixes):
+                for k in [k for k, seen in table.items() if self._expired(seen, now)]:
+                    del table[k]
+            if not (user.devices or user.prefixes):
+                self._users.pop(key)
+                gone += 1
+        gone += _drop_older(self._by_prefix, now - p.stuffing_window)
+        gone += _drop_older(self._by_password, now - p.spraying_window)
+        for nkey, notes in list(self._notices.data.items()):
+            while notes and self._expired(notes[0][0], now):
+                notes.popleft()
+            if not notes:
+                self._notices.pop(nkey)
+                gone += 1
+        return gone
+
     def sizes(self) -> dict[str, int]:
         """How many entries each table holds (for tests and metrics)."""
         return {
@@ -456,7 +521,29 @@ class RiskEngine:
             "users": len(self._users),
             "prefixes": len(self._by_prefix),
             "passwords": len(self._by_password),
+            "notices": len(self._notices),
         }
+
+
+_NOTHING = Decision()
+
+
+def _drop_older(table: _Table[Any, dict[bytes, float]], cutoff: float) -> int:
+    """Forget the usernames counted at or before ``cutoff``; returns the keys emptied."""
+    gone = 0
+    for key, seen in list(table.data.items()):
+        for k in [k for k, t in seen.items() if t <= cutoff]:
+            del seen[k]
+        if not seen:
+            table.pop(key)
+            gone += 1
+    return gone
+
+
+def _two_places(before: str, now: str, gap: float) -> Signal:
+    return Signal(
+        "concurrent_use", 1.0, f"used from two places: {before} and {now} {gap:.0f} s apart"
+    )
 
 
 def _merge(signals: list[Signal]) -> list[Signal]:

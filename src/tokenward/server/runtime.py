@@ -547,5 +547,7 @@ class Runtime:
             try:
                 await self.sessions.purge()
                 await self.store.purge_records(now=self.clock.now())
+                if self.risk is not None:  # what the risk engine keeps, past its keeping time
+                    self.risk.purge()
             except TokenwardError as exc:
                 log.warning("purge failed: %s", exc)

@@ -18,7 +18,7 @@ def open_store(settings: Settings) -> Store:
     if settings.store_scheme != "memory":
         options["timeout"] = settings.store_timeout
     if settings.store_prefix is not None:
-        if settings.store_scheme not in ("redis", "rediss"):
+        if settings.store_scheme not in ("redis", "rediss", "redis+cluster"):
             raise ConfigurationError("TOKENWARD_STORE_PREFIX: only Redis stores take a key prefix")
         options["prefix"] = settings.store_prefix
     return store_from_url(settings.store_url, **options)

@@ -32,6 +32,7 @@ from fastapi.responses import RedirectResponse
 from ...errors import InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget, RateLimited
 from ...events import emit
 from ...store.base import Client, GrantRecord, User
+from .. import riskwire
 from ..authorization import Grant
 from ..credentials import session_refusal
 from ..deps import client_ip, get_runtime, user_agent
@@ -525,6 +526,7 @@ async def signin_submit(request: Request) -> Response:
         )
     ip = client_ip(request)
     try:
+        await riskwire.check_block(rt, ip)  # a network blocked by the risk engine
         await rt.throttle.check(username, ip)
         user = await rt.users.authenticate(username, password)
     except RateLimited:
@@ -535,10 +537,16 @@ async def signin_submit(request: Request) -> Response:
     except InvalidGrant:
         rt.metrics.login_failures.inc()
         await rt.throttle.failed(username, ip)
+        await riskwire.sign_in_failed(rt, username=username, password=password, address=ip)
         return await _signin_page(
             rt, client, areq, error="Wrong username or password.", username=username, status=401
         )
     await rt.throttle.succeeded(username)
+    refused = await riskwire.page_signed_in(
+        rt, sub=user.username, client_id=client.client_id, address=ip
+    )
+    if refused is not None:
+        return await _signin_page(rt, client, areq, error=refused, status=403)
     session, cookie = await rt.signins.start(user.username, ip=ip, user_agent=user_agent(request))
     emit("signin", sub=user.username, sid=session.sid, ip=ip)
     resp = await _continue(rt, client, areq, session, user)

@@ -32,6 +32,7 @@ from ...errors import (
 )
 from ...events import emit
 from ...store.base import Client, GrantRecord
+from .. import riskwire
 from ..auth import authenticate_client
 from ..clients import DEVICE_CODE_GRANT
 from ..code_grant import access_for, asked_resource, start_user_session, token_response
@@ -293,6 +294,7 @@ async def device_submit(request: Request) -> Response:
     if session is None:
         username, password = form.get("username", ""), form.get("password", "")
         try:
+            await riskwire.check_block(rt, ip)  # a network blocked by the risk engine
             await rt.throttle.check(username, ip)
             who = await rt.users.authenticate(username, password)
         except RateLimited:
@@ -302,10 +304,16 @@ async def device_submit(request: Request) -> Response:
         except InvalidGrant:
             rt.metrics.login_failures.inc()
             await rt.throttle.failed(username, ip)
+            await riskwire.sign_in_failed(rt, username=username, password=password, address=ip)
             return await _device_page(
                 rt, request, user_code=typed, error="Wrong username or password.", status=401
             )
         await rt.throttle.succeeded(username)
+        refused = await riskwire.page_signed_in(
+            rt, sub=who.username, client_id=device.data["client_id"], address=ip
+        )
+        if refused is not None:
+            return await _device_page(rt, request, user_code=typed, error=refused, status=403)
         session, cookie = await rt.signins.start(
             who.username, ip=ip, user_agent=user_agent(request)
         )

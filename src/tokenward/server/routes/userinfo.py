@@ -15,8 +15,9 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from ...store.base import Client
-from ..deps import Bearer, get_runtime, no_store
+from ..deps import Bearer, client_ip, get_runtime, no_store
 from ..errors import JSON, NO_STORE, OAuthError
+from ..riskwire import access_used
 
 __all__ = ["UserInfo", "is_first_party", "router"]
 
@@ -49,6 +50,7 @@ def is_first_party(client: Client | None, console_client_id: str) -> bool:
 )
 async def userinfo(request: Request, claims: Bearer) -> JSON:
     rt = get_runtime(request)
+    await access_used(rt, claims, client_ip(request))  # the risk engine: concurrent_use
     # a client_credentials token (no sid) is the client's, whatever user shares its name
     user = await rt.users.get(claims.sub) if claims.sid else None
     client = await rt.clients.get(claims.client_id)

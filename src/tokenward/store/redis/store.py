@@ -57,8 +57,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
+    AskError,
     BusyLoadingError,
     ClusterDownError,
+    MovedError,
+    NoScriptError,
     ResponseError,
     TryAgainError,
 )
@@ -133,8 +136,19 @@ class RedisStore(RedisGrantRecordsMixin, Store):
     Options: ``prefix`` (key namespace; also ``?prefix=name`` in the URL, so that servers
     configured by URL alone can share one database), ``timeout`` (seconds, bounds every call),
     ``ttl_margin`` (seconds a dead family is kept for reuse detection and purge, default one
-    day), ``max_connections``; other keyword options go to ``redis.asyncio.Redis.from_url``.
+    day), ``max_connections``, ``wait_replicas`` and ``wait_timeout`` (below; also
+    ``?wait_replicas=1&wait_timeout=0.5`` in the URL); other keyword options go to
+    ``redis.asyncio.Redis.from_url``.
+
+    ``wait_replicas=n`` (default 0 here, 1 on Redis Cluster): a revocation is acknowledged only
+    once ``n`` replicas of the master that took it have it (``WAIT n`` on the connection that
+    wrote it, bounded by ``wait_timeout`` seconds, default the smaller of 0.5 and half of
+    ``timeout``); fewer raise
+    :class:`~tokenward.errors.StoreUnavailable` (fail closed: the caller gets a 503 and
+    retries; a revocation is idempotent).
     """
+
+    default_wait_replicas = 0
 
     schemes: tuple[str, ...] = ("redis", "rediss")
 
@@ -147,11 +161,27 @@ class RedisStore(RedisGrantRecordsMixin, Store):
         ttl_margin: float = 86_400.0,
         max_connections: int = 64,
         poll_interval: float = 0.2,
+        wait_replicas: int | None = None,
+        wait_timeout: float | None = None,
         **options: Any,
     ) -> None:
         if timeout <= 0:
             raise ConfigurationError("timeout must be positive")
-        url, prefix = _url_prefix(url, prefix)
+        url, given = _url_options(url, _OWN_OPTIONS)
+        prefix = given.get("prefix", prefix)
+        if wait_replicas is None:
+            wait_replicas = self.default_wait_replicas
+        try:
+            replicas = int(given.get("wait_replicas", wait_replicas))
+            wait_timeout = float(given.get("wait_timeout", wait_timeout or min(0.5, timeout / 2)))
+        except ValueError as exc:
+            raise ConfigurationError(
+                "wait_replicas must be an integer, wait_timeout a number of seconds"
+            ) from exc
+        if replicas < 0 or (replicas and not 0 < wait_timeout < timeout):
+            raise ConfigurationError(
+                "wait_replicas must be >= 0 and wait_timeout between 0 and timeout (seconds)"
+            )
         # the separator is ours: "nu:" and "nu" name the same namespace (never "nu::rt:...")
         prefix = prefix.rstrip(":")
         if not prefix or any(c in prefix for c in "{} "):
@@ -162,6 +192,8 @@ class RedisStore(RedisGrantRecordsMixin, Store):
         self.ttl_margin = float(ttl_margin)
         self.max_connections = int(max_connections)
         self.poll_interval = float(poll_interval)
+        self.wait_replicas = replicas
+        self.wait_timeout = float(wait_timeout)
         self._options = options
         self._redis: Redis | None = None
         self._blocking: Redis | None = None
@@ -356,6 +388,70 @@ class RedisStore(RedisGrantRecordsMixin, Store):
         self._r  # noqa: B018 - make sure the client and scripts exist
         return await self._scripts[name](keys=list(keys), args=list(args))
 
+    # -- replicated writes (revocations) ---------------------------------------------------
+    async def _replicated(self, name: str, keys: Sequence[str], args: Iterable[Any]) -> Any:
+        """Run script ``name`` and, with ``wait_replicas``, acknowledge it only once that many
+        replicas of its master have it.
+
+        One pipeline on one connection to the master of the keys' slot: ``EVALSHA``, a small
+        write to the slot's ``sync`` key, ``WAIT n ms``. ``WAIT`` counts the replicas that
+        acknowledged this connection's last write, and a master replicates in order, so the
+        count covers the script's write, and a write of the same revocation by another
+        connection before it (a retried revocation that finds the family already revoked
+        writes nothing itself)."""
+        if self.wait_replicas <= 0:
+            return await self._script(name, keys, args)
+        self._r  # noqa: B018 - make sure the client and scripts exist
+        script = self._scripts[name]
+        keys, args = list(keys), list(args)
+        for attempt in range(2):
+            reply = await self._with_wait(
+                keys[0], [("EVALSHA", script.sha, len(keys), *keys, *args)]
+            )
+            if isinstance(reply[0], NoScriptError) and attempt == 0:
+                await self._on_master(keys[0], [("SCRIPT", "LOAD", script.script)])
+                continue  # the script did not run: send it again
+            break
+        if isinstance(reply[0], BaseException):
+            raise reply[0]
+        return reply[0]
+
+    async def _fence(self, key: str) -> None:
+        """Acknowledge the writes already made to ``key``'s slot only once ``wait_replicas``
+        replicas have them (a write to the slot's ``sync`` key, then ``WAIT``, on one
+        connection)."""
+        if self.wait_replicas > 0:
+            await self._with_wait(key, [])
+
+    async def _with_wait(self, key: str, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """``commands`` + the sync write + ``WAIT`` on one connection to ``key``'s master;
+        the replies of ``commands``. Raises ``StoreUnavailable`` when fewer replicas than
+        ``wait_replicas`` acknowledged the writes within ``wait_timeout``."""
+        tag = key[: key.index("}") + 1] if key.startswith("{") else key
+        ms = max(1, int(self.wait_timeout * 1000))
+        sync: tuple[Any, ...] = ("SET", f"{tag}:sync", "1", "PX", 60_000)
+        replies = await self._on_master(key, [*commands, sync, ("WAIT", self.wait_replicas, ms)])
+        acked = replies[-1]
+        if isinstance(acked, BaseException):
+            raise acked
+        if isinstance(replies[-2], BaseException):
+            raise replies[-2]
+        if int(acked) < self.wait_replicas:
+            raise StoreUnavailable(
+                f"revocation not acknowledged: {int(acked)} of {self.wait_replicas} replica(s)"
+                f" had it within {self.wait_timeout} s"
+            )
+        return replies[: len(commands)]
+
+    async def _on_master(self, key: str, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` pipelined on ONE connection to the master of ``key``'s slot;
+        their replies (an error reply is the exception, not raised)."""
+        async with self._r.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
+
     # -- refresh tokens and families -------------------------------------------------------
     async def create_family(self, family: Family, token: RefreshTokenRecord) -> None:
         sid = family.sid
@@ -458,6 +554,7 @@ class RedisStore(RedisGrantRecordsMixin, Store):
             ]
             reply = await self._script("ROTATE", keys, args)
             if _s(reply[0]) == "reused":
+                await self._fence(keys[0])  # the family's revocation, as for revoke_family
                 seq = await self._seq_of(shard_of(sid), _s(reply[1]))
                 return [reply[0], seq, *reply[2:]]
             return reply
@@ -505,7 +602,7 @@ class RedisStore(RedisGrantRecordsMixin, Store):
             shard = shard_of(sid)
             keys = [self.family_key(sid), self.outbox_key(shard)]
             entry = _s(
-                await self._script("REVOKE_FAMILY", keys, [sid, _num(now), reason, _num(until)])
+                await self._replicated("REVOKE_FAMILY", keys, [sid, _num(now), reason, _num(until)])
             )
             if not entry:
                 return 0
@@ -527,7 +624,7 @@ class RedisStore(RedisGrantRecordsMixin, Store):
                 shard = shard_of(sid)
                 keys = [self.family_key(sid), self.outbox_key(shard)]
                 args = [sid, _num(now), "subject_revoked", _num(until)]
-                entry = _s(await self._script("REVOKE_FAMILY", keys, args))
+                entry = _s(await self._replicated("REVOKE_FAMILY", keys, args))
                 if entry:
                     entries.setdefault(shard, []).append((sid, entry))
             events: list[RevocationEvent] = []
@@ -539,7 +636,7 @@ class RedisStore(RedisGrantRecordsMixin, Store):
                     )
             events.sort(key=lambda e: e.seq)
             seq = int(
-                await self._script(
+                await self._replicated(
                     "ADD_REVOCATION",
                     [self._k_seq, self._k_stream, self._k_revexp],
                     [RevocationKind.SUB.value, sub, _num(until), _num(now)],
@@ -562,8 +659,10 @@ class RedisStore(RedisGrantRecordsMixin, Store):
                 eid = _s(entry_id)
                 f = {_s(k): _s(v) for k, v in fields.items()}
                 marker = f"{self._g}:moved:{shard}:{eid}"
+                # replicated before the entry leaves the outbox: a failover of the feed's
+                # master cannot lose an event whose outbox entry is gone
                 moved[eid] = int(
-                    await self._script(
+                    await self._replicated(
                         "MOVE_EVENT",
                         [self._k_seq, self._k_stream, self._k_revexp, marker],
                         [f["k"], f["v"], f["u"], f["a"], _MARKER_TTL],
@@ -604,7 +703,9 @@ class RedisStore(RedisGrantRecordsMixin, Store):
         keys = [self._k_seq, self._k_stream, self._k_revexp]
         args = [kind.value, value, _num(until), _num(now)]
         seq = int(
-            await self._call(lambda: self._script("ADD_REVOCATION", keys, args), "add_revocation")
+            await self._call(
+                lambda: self._replicated("ADD_REVOCATION", keys, args), "add_revocation"
+            )
         )
         return RevocationEvent(seq, kind, value, float(until), float(now))
 
@@ -938,10 +1039,59 @@ class RedisClusterStore(RedisStore):
     """
 
     schemes = ("redis+cluster",)
+    default_wait_replicas = 1
 
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url, **options)
         self.nodes = _cluster_nodes(self.url)
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisClusterStore(prefix={self.prefix!r}, timeout={self.timeout},"
+            f" wait_replicas={self.wait_replicas})"
+        )
+
+    async def _on_master(self, key: str, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """The commands pipelined on one connection of the slot's master node (the cluster
+        pipeline could re-route a redirected command to another node after the others ran,
+        and a ``WAIT`` would then count another node's writes). A ``MOVED`` redirection (the
+        commands did not run) is followed once; an ``ASK`` (the slot is being migrated) and an
+        outage fail closed. Either way the cluster client is told (one ordinary command on the
+        key), so that it updates or refreshes its slot map as on any error and the next call
+        goes to the slot's new master (a promoted replica), without a restart."""
+        from redis.asyncio.cluster import PipelineCommand
+
+        client: Any = self._r
+        for attempt in range(2):
+            await client.initialize()  # the topology once; a refresh an error asked for
+            node = client.get_node_from_key(key)
+            queued = [PipelineCommand(i, *command) for i, command in enumerate(commands)]
+            try:
+                await node.execute_pipeline(queued)
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                await self._learn(key)
+                raise
+            replies = [command.result for command in queued]
+            failed = [r for r in replies if isinstance(r, BaseException)]
+            if not failed:
+                return replies
+            if any(isinstance(r, (MovedError, AskError)) for r in failed):
+                await self._learn(key)
+                if attempt == 0:
+                    continue
+                raise StoreUnavailable("the slot moved twice during one call")
+            if any(isinstance(r, (RedisConnectionError, RedisTimeoutError)) for r in failed):
+                await self._learn(key)
+            return replies
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _learn(self, key: str) -> None:
+        """One ordinary read of ``key``: the cluster client follows a redirection (updating
+        its slot map) or, on a connection error, asks for a topology refresh."""
+        from redis.exceptions import RedisError
+
+        with contextlib.suppress(RedisError, OSError):
+            await self._r.exists(key)
 
     def _make(self, *, blocking: bool) -> Any:
         from urllib.parse import unquote, urlsplit
@@ -1169,14 +1319,25 @@ def _glob_escape(pattern: str) -> str:
     return body + star
 
 
+_OWN_OPTIONS = ("prefix", "wait_replicas", "wait_timeout")
+
+
 def _url_prefix(url: str, prefix: str) -> tuple[str, str]:
-    """Take ``prefix=`` out of the URL's query (redis-py would pass it to the connection)."""
+    """The URL without the store's own query options (redis-py would pass them to the
+    connection), and its ``prefix=`` (else ``prefix``)."""
+    url, given = _url_options(url, _OWN_OPTIONS)
+    return url, given.get("prefix", prefix)
+
+
+def _url_options(url: str, names: Sequence[str]) -> tuple[str, dict[str, str]]:
+    """Take the store's own options (``prefix=`` ...) out of the URL's query (redis-py would
+    pass them to the connection); the URL without them, and their values (the last wins)."""
     from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    given = [v for k, v in query if k == "prefix"]
+    given = {k: v for k, v in query if k in names}
     if not given:
-        return url, prefix
-    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
-    return urlunsplit(parts._replace(query=rest)), given[-1]
+        return url, {}
+    rest = urlencode([(k, v) for k, v in query if k not in names])
+    return urlunsplit(parts._replace(query=rest)), given
