@@ -789,44 +789,42 @@ def cells_table(cells: dict[tuple[str, str], Cell]) -> str:
 def goals(cells: dict[tuple[str, str], Cell]) -> list[tuple[str, str, str, str]]:
     """(goal, measured, target, verdict) for every ratio the goals name."""
 
-    def ratio(a: tuple[str, str], b: tuple[str, str]) -> float:
+    def ratio(a: tuple[str, str], b: tuple[str, str]) -> tuple[float, str]:
         """The median over rounds of the same-round ratio (cells of one flow run back to back,
-        so a round's ratio is the least touched by drift on the machine)."""
+        so a round's ratio is the least touched by drift on the machine), and its range."""
         pairs = zip(cells[a].rates, cells[b].rates, strict=True)
         values = [x / y if y else float("nan") for x, y in pairs]
-        return statistics.median(values) if values else float("nan")
+        if not values:
+            return float("nan"), ""
+        spread = f" (rounds {min(values):.2f}–{max(values):.2f})" if len(values) > 1 else ""
+        return statistics.median(values), spread
 
     rows: list[tuple[str, str, str, str]] = []
 
-    def at_least(goal: str, value: float, target: float, note: str = "") -> None:
+    def at_least(goal: str, measured: tuple[float, str], target: float, note: str = "") -> None:
+        value, spread = measured
         verdict = "PASS" if value >= target else "MISS"
-        rows.append((goal, f"{value:.2f}×", f"≥ {target:g}×{note}", verdict))
+        rows.append((goal, f"{value:.2f}×{spread}", f"≥ {target:g}×{note}", verdict))
 
     at_least(
-        "protected: tokenward /userinfo ÷ fje",
-        ratio(("protected", TW), ("protected", FJE)),
-        2,
+        "protected: tokenward /userinfo ÷ fje", ratio(("protected", TW), ("protected", FJE)), 2
     )
     at_least(
-        "introspect: tokenward /introspect ÷ fje",
-        ratio(("introspect", TW), ("introspect", FJE)),
-        2,
+        "introspect: tokenward /introspect ÷ fje", ratio(("introspect", TW), ("introspect", FJE)), 2
     )
     floor = cells[("protected", FLOOR)].rps
     for flow, what in (("protected", "/userinfo"), ("introspect", "/introspect")):
-        value = ratio((flow, TW), ("protected", FLOOR))
+        value, spread = ratio((flow, TW), ("protected", FLOOR))
         rows.append(
             (
                 f"floor: tokenward {what} ÷ ASGI floor",
-                f"{value:.2f}× (floor {floor:,.0f} req/s)",
+                f"{value:.2f}×{spread}; floor {floor:,.0f} req/s",
                 "≥ 0.5× (within 2×)",
                 "PASS" if value >= 0.5 else "MISS",
             )
         )
     at_least(
-        "refresh: tokenward SQLite ÷ fje stateless",
-        ratio(("refresh", TW), ("refresh", FJE)),
-        1,
+        "refresh: tokenward SQLite ÷ fje stateless", ratio(("refresh", TW), ("refresh", FJE)), 1
     )
     at_least(
         "refresh: tokenward Redis ÷ fje stateless",
@@ -836,9 +834,7 @@ def goals(cells: dict[tuple[str, str], Cell]) -> list[tuple[str, str, str, str]]
     )
     at_least("refresh: tokenward SQLite ÷ simplejwt", ratio(("refresh", TW), ("refresh", SJ)), 10)
     at_least(
-        "refresh: tokenward Redis ÷ simplejwt",
-        ratio(("refresh", TW_REDIS), ("refresh", SJ)),
-        10,
+        "refresh: tokenward Redis ÷ simplejwt", ratio(("refresh", TW_REDIS), ("refresh", SJ)), 10
     )
     for flow, tw in (
         ("protected", TW),

@@ -112,3 +112,17 @@ def test_lua_for_a_rotating_chain(hb: ModuleType) -> None:
 def test_lua_strings_escape_quotes_backslashes_and_controls(hb: ModuleType) -> None:
     assert hb.lua_str('a"b\\c\nd') == '"a\\034b\\092c\\010d"'
     assert hb.lua_str("é") == '"\\195\\169"'  # UTF-8 bytes
+
+
+def test_a_goal_ratio_is_the_median_of_same_round_ratios_with_their_range(hb: ModuleType) -> None:
+    table = cells(hb, {}, {})
+    tw, fje = table[("protected", hb.TW)], table[("protected", hb.FJE)]
+    tw.runs = [hb.Run(r, 0, 0, 1.0, 1.0, 1.0, 0.0) for r in (100, 300, 250)]
+    fje.runs = [hb.Run(r, 0, 0, 1.0, 1.0, 1.0, 0.0) for r in (100, 100, 50)]  # 1×, 3×, 5×
+    for key in hb.CELLS:
+        if key not in {("protected", hb.TW), ("protected", hb.FJE)}:
+            table[key].runs *= 3
+    rows = {goal: (m, v) for goal, m, _, v in hb.goals(table)}
+    measured, verdict = rows["protected: tokenward /userinfo ÷ fje"]
+    assert measured == "3.00× (rounds 1.00–5.00)"  # not 650/250 = 2.6× of the totals
+    assert verdict == "PASS"
