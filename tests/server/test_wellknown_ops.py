@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from support.server import ISSUER, Server
+from tokenward.server.metrics import HEALTH_MAX_AGE
 
 PRIVATE = {"d", "p", "q", "dp", "dq", "qi", "k", "oth"}
 
@@ -47,10 +48,19 @@ def test_openapi_and_docs(server: Server) -> None:
 
 
 def test_healthz_and_store_outage(server: Server) -> None:
+    now = [100.0]
+    server.runtime.health.timer = lambda: now[0]
     assert server.http.get("/healthz").json() == {"status": "ok"}
     server.store.set_available(False)
+    # the store answered a ping less than HEALTH_MAX_AGE ago: still ready
+    now[0] += HEALTH_MAX_AGE / 2
+    assert server.http.get("/healthz").status_code == 200
+    now[0] += HEALTH_MAX_AGE
     r = server.http.get("/healthz")
     assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable"
+    assert server.http.get("/healthz").status_code == 503  # a failure is never remembered
+    server.store.set_available(True)
+    assert server.http.get("/healthz").status_code == 200
 
 
 def test_unknown_route_is_json_404(server: Server) -> None:

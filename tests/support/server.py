@@ -96,8 +96,9 @@ def make_settings(**kw: Any) -> Settings:
 def server_factory() -> Iterator[Callable[..., Server]]:
     stack: list[TestClient] = []
 
-    def make(store: Any = None, **settings: Any) -> Server:
-        """``store``: another store than a fresh ``MemoryStore`` (opened by the app)."""
+    def make(store: Any = None, *, populate: bool = True, **settings: Any) -> Server:
+        """``store``: another store than a fresh ``MemoryStore`` (opened by the app);
+        ``populate=False``: no set-up (a second instance on a store already set up)."""
         clock = FrozenClock(1_800_000_000.0)
         store = store if store is not None else MemoryStore()
         app = create_app(
@@ -134,7 +135,7 @@ def server_factory() -> Iterator[Callable[..., Server]]:
             assert secret is not None
             return secret
 
-        secret = http.portal.call(setup)  # type: ignore[union-attr]
+        secret = http.portal.call(setup) if populate else ""  # type: ignore[union-attr]
         return Server(http, rt, store, clock, secret)
 
     yield make

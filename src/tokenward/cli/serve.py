@@ -25,7 +25,7 @@ import typer
 
 from ..errors import ConfigurationError, StoreUnavailable
 from ..server.logs import configure_logging
-from ..server.settings import KEK_ENV, Settings, load_settings
+from ..server.settings import KEK_ENV, MAX_WORKERS, Settings, load_settings, parse_workers
 from ._common import cli_errors, err_console, read_kek_file_text
 
 if TYPE_CHECKING:
@@ -122,7 +122,12 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address. Default: 127.0.0.1.")] = None,
     port: Annotated[int | None, typer.Option(help="Port. Default: 8000.")] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Worker processes. Default: 1.", show_default=False)
+        str | None,
+        typer.Option(
+            help="Worker processes: a number, or auto (one per CPU core; the production "
+            "setting). Default: TOKENWARD_WORKERS, else 1.",
+            show_default=False,
+        ),
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML settings file.")] = None,
     kek_file: Annotated[
@@ -135,7 +140,7 @@ def serve(
 ) -> None:
     """Run the authorization server."""
     overrides: dict[str, Any] = {"store_url": store, "host": host, "port": port}
-    overrides["workers"] = workers
+    overrides["workers"] = _workers_option(workers)
     if kek_file is not None:
         overrides["key_encryption_key"] = read_kek_file_text(kek_file)
     settings = load_settings(config, **overrides)
@@ -170,6 +175,18 @@ def serve(
         _serve_one(settings, sock, announce)
     else:
         _serve_many(settings, sock, announce)
+
+
+def _workers_option(value: str | None) -> int | None:
+    """``--workers``: a number of processes (1-``MAX_WORKERS``) or ``auto``."""
+    if value is None:
+        return None
+    workers = parse_workers(value)
+    if not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise ConfigurationError(
+            f"--workers: {value!r} is not a number of processes (1-{MAX_WORKERS}) or auto"
+        )
+    return workers
 
 
 def _export(settings: Settings, config: Path | None) -> None:

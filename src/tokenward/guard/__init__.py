@@ -14,6 +14,10 @@
     )
     claims = verifier.verify(token)  # CPU only; raises tokenward.errors.InvalidToken
 
+``revocation=SSFPoll(poll_url, issuer=..., audience=..., token=...)`` instead of
+``revocations_url`` reads revocations as Shared Signals from any SSF transmitter (RFC 8936
+poll, :mod:`tokenward.guard.ssf`).
+
 Framework glue lives in submodules imported on demand, so the core never needs the
 frameworks: :mod:`tokenward.guard.fastapi`, :mod:`tokenward.guard.starlette`,
 :mod:`tokenward.guard.flask`, :mod:`tokenward.guard.django`.
@@ -34,11 +38,13 @@ from .bearer import (
 from .jwks import JWKSFetcher, parse_max_age
 from .mirror import RevocationMirror
 from .remote import Verifier
+from .ssf import SSFPoll
 
 __all__ = [
     "AuthFailure",
     "JWKSFetcher",
     "RevocationMirror",
+    "SSFPoll",
     "Verifier",
     "aauthenticate",
     "authenticate",

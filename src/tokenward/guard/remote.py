@@ -34,12 +34,14 @@ from ..dpop import DEFAULT_MAX_AGE
 from ..errors import ConfigurationError, TokenwardError, UnknownKey
 from ..jws import b64url_decode, parse_json_object
 from ..keys import SigningKey
+from ..mirror import RevocationMirror as CoreMirror
 from ..verifier import DEFAULT_CACHE_SIZE, DEFAULT_LEEWAY
 from ..verifier import Verifier as CoreVerifier
 from ._loop import BackgroundLoop
 from .dpop import DPoPChecker
 from .jwks import JWKSFetcher
 from .mirror import RevocationMirror
+from .ssf import SSFPoll, SSFPollSource
 
 if TYPE_CHECKING:
     from ..jwe import TokenEncryption
@@ -67,7 +69,10 @@ class Verifier:
     """Verify access tokens of a remote tokenward server.
 
     ``revocations_url`` (with the confidential client's ``client_id``/``client_secret``) turns
-    on the revocation mirror; without it only signatures and claims are checked. Start with
+    on the revocation mirror over a tokenward server's feed; ``revocation=SSFPoll(...)`` (or a
+    mapping of its fields) over an SSF transmitter's RFC 8936 poll endpoint instead
+    (:mod:`tokenward.guard.ssf`); both follow the same ``max_staleness``/``fail_closed``
+    rule. Without either only signatures and claims are checked. Start with
     :meth:`start` (or ``with``/``async with``; the first ``verify`` starts it too) and end with
     :meth:`close`.
 
@@ -103,6 +108,7 @@ class Verifier:
         external_url: str | None = None,
         dpop_max_age: float = DEFAULT_MAX_AGE,
         dpop_replay_url: str | None = None,
+        revocation: SSFPoll | Mapping[str, Any] | None = None,
     ) -> None:
         encryption = _decryption(decryption_key)
         self.clock = clock
@@ -124,8 +130,32 @@ class Verifier:
             default_max_age=jwks_default_max_age,
             transport=transport,
         )
-        self.mirror: RevocationMirror | None = None
-        if revocations_url is not None:
+        self.mirror: CoreMirror | None = None
+        if revocation is not None:
+            if revocations_url is not None or client_id or client_secret:
+                raise ConfigurationError(
+                    "revocation (SSF poll) replaces revocations_url and its client credentials"
+                )
+            if max_staleness <= 0 or http_timeout <= 0:
+                raise ConfigurationError("max_staleness and http_timeout must be positive")
+            ssf = SSFPoll.of(revocation)
+            if ssf.interval > max_staleness / 3:
+                raise ConfigurationError("the SSF poll interval must be at most max_staleness / 3")
+            source = SSFPollSource(
+                ssf,
+                token_issuer=issuer,
+                leeway=leeway,
+                # how long a held poll may take: inside the staleness limit, with one retry
+                wait=float(feed_wait) if feed_wait is not None else max_staleness / 2,
+                clock=clock,
+                http_timeout=http_timeout,
+                jwks_cooldown=jwks_cooldown,
+                transport=transport,
+            )
+            self.mirror = CoreMirror(
+                source, clock=clock, max_staleness=max_staleness, fail_closed=fail_closed
+            )
+        elif revocations_url is not None:
             self.mirror = RevocationMirror(
                 revocations_url,
                 client_id=client_id or "",
@@ -196,7 +226,7 @@ class Verifier:
             self._tasks.append(loop.create_task(self.mirror.run()))
 
     @staticmethod
-    async def _first_snapshot(mirror: RevocationMirror) -> None:
+    async def _first_snapshot(mirror: CoreMirror) -> None:
         try:
             await mirror.sync()
         finally:
@@ -208,8 +238,20 @@ class Verifier:
             if self._state == "closed":
                 return
             self._state = "closed"
+        self._finish_revocation_source()
         self._loop.stop()
         atexit.unregister(self.close)
+
+    def _finish_revocation_source(self) -> None:
+        """An SSF poll source deletes the stream it created (or sends its last acks)."""
+        m = self.mirror
+        if m is None or not isinstance(m.source, SSFPollSource):
+            return
+        if not self._loop.running or self._loop.in_loop_thread():
+            return
+        fut = self._loop.submit(m.source.finish())
+        with contextlib.suppress(Exception):
+            fut.result(timeout=2 * self.http_timeout + 1.0)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -310,4 +352,6 @@ class Verifier:
                 "failures": m.failures,
                 "last_error": m.last_error,
             }
+            if isinstance(m.source, SSFPollSource):
+                out["revocations"]["ssf"] = m.source.status()
         return out

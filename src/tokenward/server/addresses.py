@@ -48,6 +48,7 @@ def parse_trusted_proxies(text: str) -> tuple[Network, ...]:
     return tuple(out)
 
 
+@lru_cache(maxsize=4096)  # every request parses its peer; the same few peers come back
 def parse_address(text: str | None) -> Address | None:
     """An IP address, or ``None`` for anything else (a hostname, ``unknown``, a port suffix,
     an empty string). IPv4-mapped IPv6 addresses become the IPv4 address."""

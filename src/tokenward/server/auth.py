@@ -55,9 +55,11 @@ def _basic(header: str) -> tuple[str, str]:
 
 
 async def authenticate_client(
-    request: Request, form: dict[str, str], *, allow_public: bool = True
+    request: Request, form: dict[str, str], *, allow_public: bool = True, cached: bool = False
 ) -> AuthenticatedClient:
-    """The authenticated client of this request, or ``InvalidClient`` / ``InvalidRequest``."""
+    """The authenticated client of this request, or ``InvalidClient`` / ``InvalidRequest``.
+    ``cached``: the client record may come from the runtime's record cache (see
+    :mod:`tokenward.server.cache`)."""
     request.state.auth_scheme = "Basic"
     registry = get_runtime(request).clients
     header = request.headers.get("authorization")
@@ -69,15 +71,17 @@ async def authenticate_client(
             raise InvalidRequest("use one client authentication method, not two")
         if body_id is not None and body_id != cid:
             raise InvalidRequest("client_id in the body differs from the authenticated one")
-        return AuthenticatedClient(await registry.authenticate(cid, secret), "client_secret_basic")
+        return AuthenticatedClient(
+            await registry.authenticate(cid, secret, cached=cached), "client_secret_basic"
+        )
     if body_secret is not None:
         if body_id is None:
             raise InvalidRequest("client_secret without client_id")
         return AuthenticatedClient(
-            await registry.authenticate(body_id, body_secret), "client_secret_post"
+            await registry.authenticate(body_id, body_secret, cached=cached), "client_secret_post"
         )
     if body_id is None:
         raise InvalidClient("client authentication is required")
     if not allow_public:
         raise InvalidClient("this endpoint needs a confidential client's credentials")
-    return AuthenticatedClient(await registry.authenticate(body_id, None), "none")
+    return AuthenticatedClient(await registry.authenticate(body_id, None, cached=cached), "none")

@@ -22,6 +22,7 @@ from dataclasses import replace
 from ..clock import Clock, system_clock
 from ..errors import ConfigurationError, InvalidClient, NotFound
 from ..store.base import Client, Store
+from .cache import RecordCache
 from .grants.registry import GRANTS
 from .redirect_uris import validate_redirect_uri
 
@@ -80,9 +81,18 @@ _DUMMY_HASH = hash_secret(secrets.token_urlsafe(32))
 class ClientRegistry:
     """Register and authenticate clients kept in a :class:`Store` (its sessions are families)."""
 
-    def __init__(self, store: Store, *, clock: Clock = system_clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock = system_clock,
+        cache: RecordCache[str, Client] | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
+        #: client records for the hot paths (``cached=True``); dropped on every client write
+        #: of this process (:func:`tokenward.server.cache.watch_writes`)
+        self.cache = cache
 
     async def create(
         self,
@@ -176,9 +186,15 @@ class ClientRegistry:
         await self.store.update_client(client)
         return client
 
-    async def get(self, client_id: str) -> Client | None:
+    async def get(self, client_id: str, *, cached: bool = False) -> Client | None:
+        """The client; with ``cached``, a record at most ``record_cache_ttl`` old."""
         if not client_id or len(client_id) > _MAX_ID or "\x00" in client_id:
             return None
+        return await self._load(client_id, cached)
+
+    async def _load(self, client_id: str, cached: bool) -> Client | None:
+        if cached and self.cache is not None:
+            return await self.cache.get(client_id, self.store.get_client)
         return await self.store.get_client(client_id)
 
     async def list(self) -> list[Client]:
@@ -228,11 +244,15 @@ class ClientRegistry:
             if family.client_id == client_id
         ]
 
-    async def authenticate(self, client_id: str, secret: str | None) -> Client:
+    async def authenticate(
+        self, client_id: str, secret: str | None, *, cached: bool = False
+    ) -> Client:
         """Check a client's credentials. ``secret=None`` identifies a public client.
 
         Raises ``InvalidClient`` for an unknown client, a wrong secret, a confidential
-        client without its secret, and a secret presented for a public client.
+        client without its secret, and a secret presented for a public client. With
+        ``cached`` the record may be up to ``record_cache_ttl`` old (only the stored *hash*
+        is cached: the presented secret is hashed and compared in constant time every time).
         """
         if (
             len(client_id) > _MAX_ID
@@ -240,7 +260,7 @@ class ClientRegistry:
             or (secret is not None and len(secret) > _MAX_SECRET)
         ):
             raise InvalidClient("client authentication failed")
-        client = await self.store.get_client(client_id)
+        client = await self._load(client_id, cached)
         if secret is None:
             if client is None or not client.public or client.disabled:
                 raise InvalidClient("client authentication failed")

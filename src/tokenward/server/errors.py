@@ -34,7 +34,13 @@ from ..errors import (
     UseDPoPNonce,
 )
 
-__all__ = ["JSON", "OAuthError", "error_response", "install_error_handlers"]
+__all__ = [
+    "JSON",
+    "OAuthError",
+    "error_response",
+    "handle_tokenward_error",
+    "install_error_handlers",
+]
 
 REALM = "tokenward"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -110,6 +116,12 @@ def tokenward_error_response(request: Request, exc: TokenwardError) -> JSON:
 
 async def _tokenward(request: Request, exc: Exception) -> JSON:
     assert isinstance(exc, TokenwardError)
+    return await handle_tokenward_error(request, exc)
+
+
+async def handle_tokenward_error(request: Request, exc: TokenwardError) -> JSON:
+    """The answer to ``exc`` (and the bearer-rejection count), for a route or a pure-ASGI
+    handler alike."""
     metrics = getattr(request.app.state, "runtime", None)
     if (
         metrics is not None

@@ -8,7 +8,9 @@
 * the body cap whatever the framing: ``receive`` is wrapped and counts the bytes as they
   arrive, so a ``Transfer-Encoding: chunked`` body (no ``Content-Length``) is cut off at
   the limit too: 413 when no response has started, and the route never sees the rest;
-* the latency histogram by route template and a JSON access log line;
+* the latency histogram by route template and a JSON access log line (``TOKENWARD_ACCESS_LOG``;
+  off: no line is built at all); the histogram's label children are kept per
+  ``(method, route, status)``, so a request costs one ``observe``;
 * the catch-all: an unexpected exception is logged (with its traceback, server-side only)
   and answered ``500 {"error": "server_error"}`` — never a traceback to the caller.
 """
@@ -19,20 +21,20 @@ import re
 import secrets
 import time
 import traceback
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import NO_STORE
+from .logs import log_access
 
 if TYPE_CHECKING:
     from .metrics import Metrics
 
 __all__ = ["RequestMiddleware"]
 
-_access = structlog.get_logger("tokenward.access")
 _errors = structlog.get_logger("tokenward.server")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # the metric's ``method`` label: any other token a client sends is "other", so made-up methods
@@ -65,9 +67,13 @@ class RequestMiddleware:
         metrics: Metrics | None = None,
         max_header_bytes: int = 16384,
         max_body_bytes: int = 65536,
+        access_log: bool = True,
     ) -> None:
         self.app = app
         self.metrics = metrics
+        self.access_log = access_log
+        # bounded: methods fold into _METHODS + "other", routes are templates, statuses few
+        self._latency: dict[tuple[str, str, int], Any] = {}
         self.max_header_bytes = max_header_bytes
         self.max_body_bytes = max_body_bytes
 
@@ -170,22 +176,27 @@ class RequestMiddleware:
                     await send(m)
             status_holder[0] = 500
         finally:
-            self._record(scope, status_holder[0], time.perf_counter() - start)
+            self._record(scope, rid, status_holder[0], time.perf_counter() - start)
             structlog.contextvars.unbind_contextvars("request_id")
 
-    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
+    def _record(self, scope: Scope, rid: str, status: int, elapsed: float) -> None:
         try:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             if self.metrics is not None:
                 method = scope.get("method", "")
-                self.metrics.request_latency.labels(
-                    method=method if method in _METHODS else "other",
-                    route=template,
-                    status=str(status),
-                ).observe(elapsed)
-            _access.info(
-                "request",
+                method = method if method in _METHODS else "other"
+                key = (method, template, status)
+                child = self._latency.get(key)
+                if child is None:
+                    child = self._latency[key] = self.metrics.request_latency.labels(
+                        method=method, route=template, status=str(status)
+                    )
+                child.observe(elapsed)
+            if not self.access_log:
+                return
+            log_access(
+                request_id=rid,
                 method=scope.get("method"),
                 route=template,
                 status=status,

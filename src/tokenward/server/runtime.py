@@ -19,17 +19,19 @@ from argon2 import PasswordHasher
 
 from ..clock import Clock, system_clock
 from ..errors import AlreadyExists, ConfigurationError, TokenwardError
+from ..feed import RevocationEvent, RevocationKind
 from ..issuer import Issuer
 from ..keys import KeyRing
 from ..mirror import RevocationMirror, StoreFeedSource
 from ..sessions import AccessSpec, SessionManager
-from ..store.base import Family, Store
+from ..store.base import Client, Family, Store, User
 from ..store.fanout import FeedFanout
 from ..verifier import Verifier
 from .addresses import address_prefix, parse_trusted_proxies
 from .authorization import Catalog, Grant
 from .authz import CONSOLE_SCOPES, Authorizer, ResourceRegistry, RoleRegistry
 from .authz_changes import upgrade_authorization_model
+from .cache import RecordCache, StoreHealth, watch_writes
 from .clients import ClientRegistry
 from .credentials import family_check
 from .dpop import DPoPService
@@ -48,6 +50,8 @@ from .usernames import USERNAME_RULE, username_report
 from .users import UserService, generate_password, hasher_from_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from ..jwe import TokenEncryption
 
 __all__ = [
@@ -208,6 +212,27 @@ def chain_stop_signals() -> Callable[[], None]:
     return restore
 
 
+class _Mirror(RevocationMirror):
+    """The server's mirror: a revoked subject also drops its cached user record, a reload
+    (the feed went backwards) every cached user."""
+
+    def __init__(self, *args: Any, users: RecordCache[str, User], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._users = users
+
+    def apply(self, events: Iterable[RevocationEvent]) -> int:
+        events = list(events)
+        n = super().apply(events)
+        for event in events:
+            if event.kind == RevocationKind.SUB:
+                self._users.invalidate(event.value)
+        return n
+
+    def reset(self, reason: str) -> None:
+        super().reset(reason)
+        self._users.clear()
+
+
 class Runtime:
     """The live objects of one app; ``await start()`` / ``await stop()``."""
 
@@ -229,8 +254,13 @@ class Runtime:
         self.hasher = hasher or hasher_from_settings(settings)
         self.metrics = Metrics()
         instrument_store(self.store, self.metrics.store_latency)
+        # the hot paths' records (tokenward.server.cache): dropped on this process's writes
+        self.user_cache: RecordCache[str, User] = RecordCache(ttl=settings.record_cache_ttl)
+        self.client_cache: RecordCache[str, Client] = RecordCache(ttl=settings.record_cache_ttl)
+        watch_writes(self.store, users=self.user_cache, clients=self.client_cache)
+        self.health = StoreHealth(self.store.ping)
         self.users = UserService(self.store, hasher=self.hasher, clock=self.clock)
-        self.clients = ClientRegistry(self.store, clock=self.clock)
+        self.clients = ClientRegistry(self.store, clock=self.clock, cache=self.client_cache)
         self.audiences = ServerAudiences(settings.issuer, settings.default_resource)
         self.authorizer = Authorizer(
             self.store, settings.issuer, settings.default_resource, settings.console_client_id
@@ -387,10 +417,11 @@ class Runtime:
         )
         # the one revocation mirror (the same class the guard uses), over the store's feed:
         # past revocation_max_staleness without a read, verification answers 503
-        mirror = RevocationMirror(
+        mirror = _Mirror(
             StoreFeedSource(self.store),
             clock=self.clock,
             max_staleness=s.revocation_max_staleness,
+            users=self.user_cache,
         )
         denylist = mirror.denylist
         self._sessions = SessionManager(
@@ -461,6 +492,11 @@ class Runtime:
             self._mirror = None
         await self.feed.close()
         await self.store.close()
+
+    async def cached_user(self, username: str) -> User | None:
+        """The user record for a hot path: at most ``record_cache_ttl`` old (see
+        :mod:`tokenward.server.cache`)."""
+        return await self.user_cache.get(username, self.users.get)
 
     # authorization ------------------------------------------------------------------------------
     def learn_resources(self, catalog: Catalog) -> None:

@@ -51,11 +51,14 @@ __all__ = [
     "DURATION_FIELDS",
     "ENV_PREFIX",
     "KEK_ENV",
+    "MAX_WORKERS",
     "RISK_SIGNALS",
     "Settings",
+    "cpu_cores",
     "decode_kek",
     "load_settings",
     "parse_seconds",
+    "parse_workers",
     "warn_deprecated_kek",
 ]
 
@@ -76,6 +79,7 @@ DURATION_FIELDS = (
     "retention_margin",
     "leeway",
     "revocation_max_staleness",
+    "record_cache_ttl",
     "feed_max_wait",
     "authorization_code_ttl",
     "signin_idle_ttl",
@@ -124,6 +128,34 @@ def decode_kek(value: str) -> bytes:
     return raw
 
 
+#: The most worker processes ``workers = "auto"`` starts (the setting's own maximum).
+MAX_WORKERS = 64
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. a container's CPU set;
+    else the machine's count)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    if affinity is not None:
+        try:
+            return max(1, len(affinity(0)))
+        except OSError:
+            pass
+    return max(1, os.cpu_count() or 1)
+
+
+def parse_workers(value: Any) -> Any:
+    """``"auto"`` (any case) → one worker per core (:func:`cpu_cores`, at most
+    ``MAX_WORKERS``); a number as text → that number; anything else is left to validation."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return min(cpu_cores(), MAX_WORKERS)
+        if text.isdigit():
+            return int(text)
+    return value
+
+
 class Settings(BaseSettings):
     """Every knob of the server. Field ``x`` is set by ``TOKENWARD_X`` or ``x = ...`` in TOML."""
 
@@ -159,7 +191,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    workers: int = Field(1, ge=1, le=64)
+    # worker processes; "auto": one per CPU core this process may run on (production)
+    workers: int = Field(1, ge=1, le=MAX_WORKERS)
     # slow clients: the request line + headers must arrive within header_timeout; an idle
     # kept-alive connection is closed after keep_alive_timeout; beyond max_connections open
     # connections (or running requests) uvicorn answers 503
@@ -183,6 +216,9 @@ class Settings(BaseSettings):
     address_prefix_v4: int = Field(24, ge=8, le=32)
     address_prefix_v6: int = Field(48, ge=16, le=128)
     revocation_max_staleness: float = Field(DEFAULT_MAX_STALENESS, gt=0)
+    # user and client records kept per process for /userinfo and /introspect (0: off); a
+    # write through this process drops them at once, a revoked subject on the feed's event
+    record_cache_ttl: float = Field(5.0, ge=0, le=300)
     max_body_bytes: int = Field(65536, ge=1024)
     feed_max_wait: float = Field(30.0, ge=0, le=300)
     # DPoP (RFC 9449): how old a proof's iat may be (seconds), and server nonces (§8)
@@ -197,6 +233,8 @@ class Settings(BaseSettings):
     password_memory_cost: int = Field(19456, ge=8)  # KiB
     password_parallelism: int = Field(1, ge=1)
     log_json: bool = True
+    # one JSON line per request (method, route, status, ms, client); off: none is built
+    access_log: bool = True
     # authorization code flow and OpenID Connect
     authorization_code_ttl: int = Field(60, gt=0, le=600)  # RFC 6749 §4.1.2: short, <= 10 min
     signin_idle_ttl: float = Field(8 * 3600, gt=0)  # sign-in session at the server (cookie)
@@ -234,6 +272,11 @@ class Settings(BaseSettings):
     @classmethod
     def _duration(cls, v: Any) -> Any:
         return parse_seconds(v)
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, v: Any) -> Any:
+        return parse_workers(v)
 
     @field_validator("store_url")
     @classmethod

@@ -19,8 +19,18 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from ..jws import JWSSigner, JWSVerifier
-from ..keys import KeyRing, keys_from_jwks
+from ..jws import JWSSigner
+from ..keys import KeyRing
+from ..secevent import (
+    ACCOUNT_DISABLED,
+    ACCOUNT_ENABLED,
+    CREDENTIAL_CHANGE,
+    SESSION_REVOKED,
+    SESSIONS_REVOKED,
+    SET_TYPE,
+    TOKEN_CLAIMS_CHANGE,
+    verify_set,
+)
 
 __all__ = [
     "ACCOUNT_DISABLED",
@@ -35,16 +45,6 @@ __all__ = [
     "sign_set",
     "verify_set",
 ]
-
-SET_TYPE = "secevent+jwt"
-_CAEP = "https://schemas.openid.net/secevent/caep/event-type/"
-_RISC = "https://schemas.openid.net/secevent/risc/event-type/"
-SESSION_REVOKED = _CAEP + "session-revoked"
-CREDENTIAL_CHANGE = _CAEP + "credential-change"
-TOKEN_CLAIMS_CHANGE = _CAEP + "token-claims-change"
-ACCOUNT_DISABLED = _RISC + "account-disabled"
-ACCOUNT_ENABLED = _RISC + "account-enabled"
-SESSIONS_REVOKED = _RISC + "sessions-revoked"
 
 
 def _subject(issuer: str, sub: str | None, sid: str | None) -> dict[str, Any]:
@@ -89,11 +89,6 @@ def build_set(
 def sign_set(keyring: KeyRing, claims: Mapping[str, Any]) -> str:
     """The compact SET, signed with the active key (``typ: secevent+jwt``)."""
     return JWSSigner(keyring.active, typ=SET_TYPE).sign(claims)
-
-
-def verify_set(jwks: Mapping[str, Any], token: str) -> dict[str, Any]:
-    """A receiver's check: signed by a key of the (public) JWKS, ``typ: secevent+jwt``."""
-    return JWSVerifier(keys_from_jwks(jwks), types=frozenset({SET_TYPE})).verify(token)
 
 
 def _reason(text: str) -> dict[str, str]:

@@ -25,6 +25,8 @@ _BAD = re.compile("[\x00\ud800-\udfff]")
 
 def bad_text(value: str) -> str | None:
     """Why ``value`` cannot be accepted, or ``None``."""
+    if value.isascii():  # no surrogate can be in it: one memchr for NUL, not a regex scan
+        return "a NUL character" if "\x00" in value else None
     m = _BAD.search(value)
     if m is None:
         return None

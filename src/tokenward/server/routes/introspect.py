@@ -2,8 +2,12 @@
 
 Only authenticated confidential clients may ask (§2.1, against token scanning). An inactive
 token — unknown, malformed, expired, revoked, consumed — is exactly ``{"active": false}``
-with no reason (§2.2). The store is pinged first: when it is down the answer is 503, never
-``active: true`` from a possibly stale revocation mirror.
+with no reason (§2.2). Fail closed: the store must have answered a ping less than
+``STORE_FRESHNESS`` seconds ago (one ping shared by concurrent requests,
+:class:`tokenward.server.cache.StoreHealth`), else the answer is 503, never ``active: true``
+from a possibly stale revocation mirror. An access token is then answered from its signature
+and the in-memory denylist (no store read); the caller's client record may be up to
+``record_cache_ttl`` old (its secret is checked against the stored hash every time).
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ from ..deps import TOKEN_FORM, get_runtime, read_form
 from ..errors import JSON, NO_STORE, OAuthError
 from ..openapi import CLIENT_AUTH
 
-__all__ = ["router"]
+__all__ = ["STORE_FRESHNESS", "router"]
 
 router = APIRouter(tags=["oauth"])
 
 _FORM = {**TOKEN_FORM, "security": CLIENT_AUTH}
 
 _INACTIVE: dict[str, Any] = {"active": False}
+
+#: seconds a successful store ping vouches for the store being reachable
+STORE_FRESHNESS = 0.25
 
 
 @router.post(
@@ -53,11 +60,11 @@ _INACTIVE: dict[str, Any] = {"active": False}
 async def introspect(request: Request) -> JSON:
     rt = get_runtime(request)
     form = await read_form(request)
-    await authenticate_client(request, form, allow_public=False)
+    await authenticate_client(request, form, allow_public=False, cached=True)
     token = form.get("token")
     if token is None:
         raise InvalidRequest("token is required")
-    await rt.store.ping()  # fail closed
+    await rt.health.check(STORE_FRESHNESS)  # fail closed
     body = _INACTIVE
     if parse_refresh_token(token) is not None:
         info = await rt.sessions.introspect_refresh_token(token)
@@ -102,4 +109,4 @@ async def introspect(request: Request) -> JSON:
                 body["sid"] = c.sid
             if c.jkt:  # RFC 9449 §6.2
                 body["cnf"] = {"jkt": c.jkt}
-    return JSON(body, headers=dict(NO_STORE))
+    return JSON(body, headers=NO_STORE)
