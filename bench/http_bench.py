@@ -45,7 +45,7 @@ round's figure; a goal's ratio is the median over rounds of that round's ratio (
 flow run back to back). Prints Markdown (the cells, then the goals with
 PASS/MISS) and writes ``docs/img/http-bench.png`` (matplotlib).
 
-Run: ``.venv/bin/python bench/http_bench.py`` (≈ 12 min) or ``--quick`` (a smoke run, ≈ 1 min).
+Run: ``.venv/bin/python bench/http_bench.py`` (≈ 10 min) or ``--quick`` (a smoke run, ≈ 1 min).
 """
 
 from __future__ import annotations
