@@ -1,13 +1,14 @@
-"""A minimal flask-jwt-extended service doing the benchmark's three flows.
+"""A minimal flask-jwt-extended service doing the benchmark's flows.
 
 flask-jwt-extended issues and checks JWTs but keeps no state; its documentation's recipe for
-revocation is a blocklist of ``jti`` checked by ``token_in_blocklist_loader`` and refresh-token
-rotation is left to the app. So, as that recipe does (with stdlib ``sqlite3`` instead of
-Flask-SQLAlchemy, which only adds overhead): a SQLite blocklist, HS256 (the default), served
-by gunicorn sync workers.
+revocation is a blocklist of ``jti`` checked by ``token_in_blocklist_loader``, and refresh is
+stateless. So, as that recipe does (with stdlib ``sqlite3`` instead of Flask-SQLAlchemy, which
+only adds overhead): a SQLite blocklist read on every token use, ES256 (the key from
+``BENCH_EC_KEY``, see ``_es256.py``), served by gunicorn sync workers.
 
-* ``POST /login``       create_access_token + create_refresh_token (set-up only)
-* ``POST /refresh``     @jwt_required(refresh=True): blocklists the old refresh token, new pair
+* ``POST /login``       create_access_token + create_refresh_token (no password hash: set-up)
+* ``POST /refresh``     @jwt_required(refresh=True): a new pair; *stateless*: it persists
+                        nothing and detects nothing (the old refresh token stays valid)
 * ``POST /introspect``  HTTP Basic client auth, decode_token + blocklist → RFC 7662 shape
 * ``GET  /userinfo``    @jwt_required(): the identity of the token
 """
@@ -21,13 +22,13 @@ import sqlite3
 import threading
 from typing import Any
 
+from _es256 import key_pair_pem
 from flask import Flask, jsonify, request
 from flask_jwt_extended import (
     JWTManager,
     create_access_token,
     create_refresh_token,
     decode_token,
-    get_jwt,
     get_jwt_identity,
     jwt_required,
 )
@@ -38,7 +39,8 @@ CLIENT_SECRET = os.environ.get("BENCH_CLIENT_SECRET", "bench-client-secret")
 PASSWORD = os.environ.get("BENCH_PASSWORD", "bench password 1")
 
 app = Flask(__name__)
-app.config["JWT_SECRET_KEY"] = "bench-only-secret-key-not-for-production-0123456789"
+app.config["JWT_ALGORITHM"] = "ES256"
+app.config["JWT_PRIVATE_KEY"], app.config["JWT_PUBLIC_KEY"] = key_pair_pem()
 jwt = JWTManager(app)
 _local = threading.local()
 
@@ -78,8 +80,6 @@ def login() -> Any:
 @app.post("/refresh")
 @jwt_required(refresh=True)
 def refresh() -> Any:
-    old = get_jwt()
-    db().execute("INSERT INTO blocklist (jti, exp) VALUES (?, ?)", (old["jti"], int(old["exp"])))
     user = get_jwt_identity()
     return jsonify(
         access_token=create_access_token(identity=user),

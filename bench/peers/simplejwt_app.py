@@ -1,16 +1,18 @@
-"""A minimal djangorestframework-simplejwt service doing the benchmark's three flows.
+"""A minimal djangorestframework-simplejwt service doing the benchmark's flows.
 
-Conventional set-up from simplejwt's docs: HS256 (the default), ``ROTATE_REFRESH_TOKENS`` and
+Conventional set-up from simplejwt's docs: ES256 (``ALGORITHM`` with the PEM pair from
+``BENCH_EC_KEY``, see ``_es256.py``), ``ROTATE_REFRESH_TOKENS`` and
 ``BLACKLIST_AFTER_ROTATION`` with the ``token_blacklist`` app (the closest simplejwt gets to
 tokenward's rotation), Django's SQLite database, served by gunicorn sync workers.
 
-* ``POST /api/token/``          TokenObtainPairView (set-up only)
+* ``POST /api/token/``          TokenObtainPairView (sign-in: Django's default PBKDF2 hasher)
 * ``POST /api/token/refresh/``  TokenRefreshView: rotates, blacklists the old refresh token
 * ``POST /api/token/verify/``   TokenVerifyView: simplejwt's nearest thing to introspection
 * ``GET  /userinfo``            a DRF view behind JWTAuthentication + IsAuthenticated
+* ``POST /bench/session/``      set-up only: a pair for ``user0`` without the password hash
 
 Run ``python simplejwt_app.py setup DB USERS`` once (migrate + users), then
-``gunicorn -w 2 --chdir bench/peers simplejwt_app:application`` with ``BENCH_DB=DB``.
+``gunicorn -w 1 --chdir bench/peers simplejwt_app:application`` with ``BENCH_DB=DB``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ import os
 import sys
 
 import django
+from _es256 import key_pair_pem
 from django.conf import settings
+
+_PRIVATE_PEM, _PUBLIC_PEM = key_pair_pem()
 
 settings.configure(
     DEBUG=False,
@@ -52,6 +57,9 @@ settings.configure(
         "ROTATE_REFRESH_TOKENS": True,
         "BLACKLIST_AFTER_ROTATION": True,
         "UPDATE_LAST_LOGIN": False,
+        "ALGORITHM": "ES256",
+        "SIGNING_KEY": _PRIVATE_PEM,
+        "VERIFYING_KEY": _PUBLIC_PEM,
     },
 )
 django.setup()
@@ -68,6 +76,22 @@ from rest_framework_simplejwt.views import (  # noqa: E402
 )
 
 
+class BenchSession(APIView):
+    """Set-up only: a token pair for ``user0`` as ``TokenObtainPairView`` issues it (an
+    outstanding-token row), without the password hash, so that the bench's sessions do not
+    take seconds each; the sign-in flow measures ``TokenObtainPairView`` itself."""
+
+    authentication_classes = ()
+    permission_classes = ()
+
+    def post(self, request: Request) -> Response:
+        from django.contrib.auth.models import User
+        from rest_framework_simplejwt.tokens import RefreshToken
+
+        refresh = RefreshToken.for_user(User.objects.get(username="user0"))
+        return Response({"refresh": str(refresh), "access": str(refresh.access_token)})
+
+
 class UserInfo(APIView):
     def get(self, request: Request) -> Response:
         return Response({"sub": request.user.get_username()})
@@ -78,6 +102,7 @@ urlpatterns = [
     path("api/token/refresh/", TokenRefreshView.as_view()),
     path("api/token/verify/", TokenVerifyView.as_view()),
     path("userinfo", UserInfo.as_view()),
+    path("bench/session/", BenchSession.as_view()),
 ]
 
 application = get_wsgi_application()
