@@ -316,7 +316,11 @@ def table(best: dict[str, float]) -> str:
     lines.append("")
     lines.append(
         f"Python {platform.python_version()}, {platform.machine()}, best of the repeats "
-        "(`python bench/hotpath.py`)."
+        + (
+            "of the process's CPU time (`python bench/hotpath.py --cpu`)."
+            if TIMER is time.process_time
+            else "(`python bench/hotpath.py`)."
+        )
     )
     return "\n".join(lines)
 
