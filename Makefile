@@ -35,7 +35,7 @@ run: $(RUN_STAMP)
 	$(RUN_BIN)/tokenward serve --store $(STORE) --host $(HOST) --port $(PORT)
 
 # test files in parallel (pytest-xdist), each file whole in one worker (module-scoped servers
-# start once); then the `serial` files (wall-clock bounds) alone. PYTEST_WORKERS=auto uses
+# start once); then the `serial` files (load drills, short-timeout outages) alone. PYTEST_WORKERS=auto uses
 # every core, PYTEST_WORKERS=0 runs the first phase serially too
 PYTEST_WORKERS ?= 2
 

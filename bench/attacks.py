@@ -1,6 +1,7 @@
-"""The review's attacks against a live ``tokenward serve``, for the security findings F9, F10, F12.
+"""The review's attacks against a live ``tokenward serve`` (the security findings F9, F10, F12),
+and the attack corpus's hostile tokens timed against peer libraries.
 
-Scenarios (``--only`` picks some; each starts fresh server processes):
+Scenarios (``--only`` picks some; the first three start fresh server processes):
 
 * ``body`` (F10): RSS of the server before and after one anonymous 128 MiB POST to ``/login``
   with ``Transfer-Encoding: chunked`` (SQLite store). Reported: RSS before, after, status.
@@ -13,11 +14,24 @@ Scenarios (``--only`` picks some; each starts fresh server processes):
 * ``idle`` (F12): SQLite store. ``--idle`` SSE streams (from a client allowed that many) stay
   open and idle; reported: the server's CPU over 10 s.
 
+* ``corpus``: in process, no server. Every case of ``tests/attacks/*.json`` with a ``"gate"``
+  (the 1 MB token, 100k dots, a 100k-character ``kid``, deep nesting, 100k audiences, a
+  5000-digit ``exp``, the PBES2 ``p2c`` and DEFLATE-bomb JWEs), built by the suite's own
+  ``Forge`` for an ES256 key, verified by tokenward's :class:`~tokenward.Verifier` (defaults, as
+  the guard and the server use it), by the same with the 8 KiB size cap lifted (what the other
+  gates do alone), by PyJWT and by joserfc, all with the same key, ``algorithms=["ES256"]`` and
+  the same issuer/audience; a valid token is the first row. Reported per case: µs per call
+  (best of ``--rounds`` interleaved rounds, default 25, each a loop of at least 1 ms: the
+  minimum over many short windows is what survives a shared machine), what each answered,
+  and each peer's time over tokenward's. The suite asserts *what* refuses each case
+  (``tests/attacks/test_corpus.py``, ``tests/test_attacks_jws.py``); this says how long it took.
+
 ``--code PATH`` runs the server from another source tree (e.g. the code before the fixes:
 ``git archive <commit> src | tar -x -C /tmp/before`` then ``--code /tmp/before/src``); the
 same scenarios, same machine, same run. Prints Markdown.
 
-Run: ``.venv/bin/python bench/attacks.py [--code /tmp/before/src]`` (about a minute).
+Run: ``.venv/bin/python bench/attacks.py [--code /tmp/before/src]`` (about a minute);
+``--only corpus`` alone takes about 20 s.
 """
 
 from __future__ import annotations
@@ -25,6 +39,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
+import json
 import os
 import secrets
 import socket
@@ -38,6 +54,7 @@ from typing import Any
 
 import httpx
 
+ROOT = Path(__file__).resolve().parents[1]
 ADMIN_PW = "bench-admin-password"
 REDIS_URL = "redis://127.0.0.1:6379/15"
 BIN = Path(sys.executable).parent / "tokenward"
@@ -286,17 +303,139 @@ def idle(code: str | None, n: int) -> dict[str, Any]:
         live.stop()
 
 
+# -- the attack corpus's hostile tokens vs PyJWT and joserfc ------------------------------------
+
+CORPUS_ISS = "https://issuer.bench"
+CORPUS_AUD = "api"
+
+
+def _per_call(fn: Any, budget: float = 0.001) -> float:
+    """Seconds per call of ``fn`` (which may raise), in one loop of at least ``budget``."""
+    n, elapsed = 1, 0.0
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            with contextlib.suppress(Exception):  # the hostile cases are refused, by design
+                fn()
+        elapsed = time.perf_counter() - t0
+        if elapsed >= budget or n >= 1 << 20:
+            return elapsed / n
+        n *= 2 if elapsed <= 0 else max(2, min(64, int(budget / elapsed) + 1))
+
+
+def _outcome(fn: Any) -> str:
+    try:
+        fn()
+    except Exception as exc:  # the answer is what is reported
+        return type(exc).__name__
+    return "accepted"
+
+
+def corpus(rounds: int) -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    import jwt as pyjwt
+    from joserfc import jwt as jf_jwt
+    from joserfc.jwk import ECKey
+    from joserfc.jwt import JWTClaimsRegistry
+
+    from support.forge import Forge  # the suite's own attack-token builder
+    from tokenward import KeyRing, Verifier
+    from tokenward.clock import system_clock
+
+    ring = KeyRing.generate("ES256", clock=system_clock, with_next=False)
+    key = ring.active
+    forge = Forge(key, CORPUS_ISS, CORPUS_AUD, system_clock.now)
+    cases = [{"id": "valid token (reference)", "attack": "-", "gen": None}]
+    for f in sorted((ROOT / "tests" / "attacks").glob("*.json")):
+        cases += [c for c in json.loads(f.read_text()) if "gate" in c]
+    jwks = ring.public_jwks()
+    ours = Verifier(jwks, issuer=CORPUS_ISS, audience=CORPUS_AUD, cache_size=0)
+    lifted = Verifier(
+        jwks, issuer=CORPUS_ISS, audience=CORPUS_AUD, cache_size=0, max_token_size=1 << 24
+    )
+    jf_key = ECKey.import_key(key.public_key)
+    registry = JWTClaimsRegistry(
+        iss={"essential": True, "value": CORPUS_ISS},
+        aud={"essential": True, "value": CORPUS_AUD},
+        exp={"essential": True},
+    )
+
+    def joserfc_verify(token: str) -> None:
+        registry.validate(jf_jwt.decode(token, jf_key, algorithms=["ES256"]).claims)
+
+    def pyjwt_verify(token: str) -> None:
+        pyjwt.decode(token, key.public_key, algorithms=["ES256"], audience=CORPUS_AUD,
+                     issuer=CORPUS_ISS)  # fmt: skip
+
+    libs = {
+        "tokenward": ours.verify,
+        "tokenward, cap lifted": lifted.verify,
+        "PyJWT": pyjwt_verify,
+        "joserfc": joserfc_verify,
+    }
+    rows = []
+    for case in cases:
+        token = forge.valid() if case["gen"] is None else forge.build(case)
+        calls = {name: (lambda f=f, t=token: f(t)) for name, f in libs.items()}
+        best = dict.fromkeys(libs, float("inf"))
+        for _ in range(rounds):  # interleaved: machine noise hits every library alike
+            for name, call in calls.items():
+                best[name] = min(best[name], _per_call(call))
+        rows.append({
+            "id": case["id"], "gate": case.get("gate", "-"), "chars": len(token),
+            "us": {n: t * 1e6 for n, t in best.items()},
+            "answer": {n: _outcome(c) for n, c in calls.items()},
+        })  # fmt: skip
+    return {"rows": rows, "versions": {"PyJWT": pyjwt.__version__, "joserfc": _version("joserfc")}}
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import version
+
+    return version(dist)
+
+
+def _us(x: float) -> str:
+    return f"{x:,.1f}" if x >= 10 else f"{x:.2f}"
+
+
+def print_corpus(r: dict[str, Any], rounds: int) -> None:
+    v = r["versions"]
+    print(
+        f"Attack corpus, in process (Python {sys.version.split()[0]}, PyJWT {v['PyJWT']}, "
+        f"joserfc {v['joserfc']}; best of {rounds} interleaved rounds, µs per call):\n"
+    )
+    print(
+        "| case | gate | chars | tokenward | cap lifted | PyJWT | joserfc "
+        "| PyJWT / tokenward | joserfc / tokenward | answers (tokenward; PyJWT; joserfc) |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for row in r["rows"]:
+        us, a = row["us"], row["answer"]
+        ours = us["tokenward"]
+        print(
+            f"| {row['id']} | {row['gate']} | {row['chars']:,} | **{_us(ours)}** "
+            f"| {_us(us['tokenward, cap lifted'])} | {_us(us['PyJWT'])} | {_us(us['joserfc'])} "
+            f"| {us['PyJWT'] / ours:,.1f}× | {us['joserfc'] / ours:,.1f}× "
+            f"| {a['tokenward']}; {a['PyJWT']}; {a['joserfc']} |"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--code", help="PYTHONPATH of the server's code (default: this checkout)")
-    p.add_argument("--only", default="body,feed,idle")
+    p.add_argument("--only", default="body,feed,idle,corpus")
     p.add_argument("--attempts", type=int, default=1000)
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--idle", type=int, default=300)
+    p.add_argument("--rounds", type=int, default=25, help="corpus: interleaved rounds per case")
     args = p.parse_args()
     label = args.code or "this checkout"
     print(f"### code: {label}\n")
     only = args.only.split(",")
+    if "corpus" in only:
+        print_corpus(corpus(args.rounds), args.rounds)
+        print()
     if "body" in only:
         r = body(args.code)
         print(

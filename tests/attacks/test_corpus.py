@@ -9,9 +9,16 @@ HTTP request over loopback sockets to every place that accepts a token:
 
 Expected: the documented rejection (bearer → 401 ``invalid_token``; introspection → exactly
 ``{"active": false}``; revocation → 200 with nothing revoked, RFC 7009 §2.2; refresh →
-400 ``invalid_grant``), never a 5xx, each answered in bounded time (< 100 ms for the p2c and
-size cases, best of three tries so that scheduler noise on a busy machine is not counted).
-Size cases (``"big": true``) may instead be refused by the HTTP layer (400/413/431).
+400 ``invalid_grant``), never a 5xx. Size cases (``"big": true``) may instead be refused by the
+HTTP layer (400/413/431).
+
+The hostile sizes and costs (``"gate"``: the 1 MB token, 100k dots, deep nesting, the p2c and
+DEFLATE cases, a 5000-digit ``exp``) must be refused by the cheap check named in the case, before
+any expensive work: a bearer answer's ``error_description`` names it (``GATES``: the size cap,
+"JWE not accepted", the ``typ`` rule, the JSON parser), and a refresh entry point refuses them
+by the refresh token's format ("malformed refresh token"), never looking them up. That is what
+the time bounds of this suite used to stand for; the times themselves are measured in
+``bench/attacks.py --only corpus`` (against PyJWT and joserfc in the same run), not asserted.
 
 Afterwards: the canary session is untouched (no attack revoked or rotated it), the victim's
 token still works for its own client, and the A7 canary listener had zero hits.
@@ -24,9 +31,9 @@ from __future__ import annotations
 import base64
 import http.server
 import json
+import re
 import secrets
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,10 +50,6 @@ from tokenward.clock import system_clock
 from tokenward.keys import KeyRing
 from tokenward.server.settings import decode_kek
 
-# serial: per-case latency bounds (bound_ms) on the big inputs; make test runs it after the
-# parallel files
-pytestmark = pytest.mark.serial
-
 HERE = Path(__file__).parent
 CASES: list[dict[str, Any]] = [
     c for f in sorted(HERE.glob("*.json")) for c in json.loads(f.read_text())
@@ -55,6 +58,13 @@ BEARER = ("userinfo", "fastapi", "flask", "django")
 FORM = ("introspect", "revoke", "token", "cookie")
 ENTRY_POINTS = BEARER + FORM
 TIMEOUT = 10.0
+#: what refuses a ``"gate"`` case at a bearer entry point: its error_description
+GATES = {
+    "size": r"too large|token longer than \d+ characters",
+    "jwe": r"encrypted \(JWE\) tokens are not accepted",
+    "typ": r"^typ must be one of",
+    "json": r"^payload is not valid UTF-8 JSON$",
+}
 
 
 def test_corpus_is_well_formed() -> None:
@@ -64,9 +74,10 @@ def test_corpus_is_well_formed() -> None:
     assert {f"A{i}" for i in range(1, 17)} <= attacks, "every attack A1–A16"
     assert {"RT"} <= attacks
     known = {"id", "attack", "note", "raw", "gen", "header", "header_raw", "claims",
-             "claims_raw", "sig", "expect", "big", "bound_ms"}  # fmt: skip
+             "claims_raw", "sig", "expect", "big", "gate"}  # fmt: skip
     for c in CASES:
         assert set(c) <= known, c["id"]
+        assert c.get("gate", "size") in GATES, c["id"]
 
 
 # -------------------------------------------------------------------------- the live system
@@ -80,7 +91,6 @@ class Live:
     victim: dict[str, Any]
     http: httpx.Client
     results: Counter[tuple[str, str]] = field(default_factory=Counter)
-    timings: dict[str, float] = field(default_factory=dict)
     # case id -> what was wrong with its answers (each case is sent once per live system)
     outcomes: dict[str, list[str]] = field(default_factory=dict)
 
@@ -269,33 +279,39 @@ def _expectation(case: dict[str, Any], ep: str) -> str:
     return "reject"
 
 
+def _gate(case: dict[str, Any], ep: str, r: httpx.Response) -> str | None:
+    """None when a ``"gate"`` case was refused by its cheap check (or by the HTTP layer, for
+    a size case), else what refused it."""
+    gate = case.get("gate")
+    if gate is None or ep in ("introspect", "revoke"):  # RFC 7662 / 7009: no reason given
+        return None
+    if r.status_code in (413, 431) and gate == "size":
+        return None
+    body = _json(r)
+    described = body.get("error_description", "") if isinstance(body, dict) else ""
+    if ep in BEARER:
+        ok = re.search(GATES[gate], str(described)) is not None
+    else:  # the refresh token's format check: a JWT is never looked up or parsed
+        ok = described == "malformed refresh token"
+    return None if ok else f"not refused by the {gate} check: {r.status_code} {r.text[:200]}"
+
+
 def _run_case(live: Live, case: dict[str, Any]) -> list[str]:
     """Send one case to every entry point (once per live system); what is wrong, if anything."""
     token = live.forge.build(case)
-    bound = case.get("bound_ms")
     problems: list[str] = []
     for ep in ENTRY_POINTS:
         expect = _expectation(case, ep)
         if expect == "skip":
             continue
-        best = float("inf")
-        r: httpx.Response | None = None
-        for _ in range(3 if bound else 1):
-            t0 = time.perf_counter()
-            r = _send(live, ep, token)
-            best = min(best, time.perf_counter() - t0)
-            if r is None or best * 1000 < (bound or 0):
-                break
+        r = _send(live, ep, token)
         if r is None:
             live.results[(case["attack"], "not-sendable")] += 1
             continue
-        problem = _check(ep, expect, bool(case.get("big")), r)
-        if problem is None and bound is not None and best * 1000 >= bound:
-            problem = f"answered in {best * 1000:.1f} ms (bound {bound} ms)"
+        problem = _check(ep, expect, bool(case.get("big")), r) or _gate(case, ep, r)
         if problem:
             problems.append(f"{ep}: {problem}")
         live.results[(case["attack"], ep)] += 1
-        live.timings[f"{case['id']}@{ep}"] = best
     live.outcomes[case["id"]] = problems
     return problems
 
@@ -343,12 +359,10 @@ def test_report_attack_matrix(live: Live, capsys: pytest.CaptureFixture[str]) ->
     for (attack, ep), n in live.results.items():
         if ep != "not-sendable":
             by_attack[attack] += n
-    slowest = sorted(live.timings.items(), key=lambda kv: -kv[1])[:3]
     with capsys.disabled():
         print(
             f"\nattack corpus: {len(CASES)} cases x {len(ENTRY_POINTS)} entry points, "
             f"{sent} requests, {live.results.total() - sent} not sendable as a header"
         )
         print("  per attack:", dict(sorted(by_attack.items())))
-        print("  slowest:", [(k, f"{v * 1000:.1f} ms") for k, v in slowest])
     assert sent >= len(CASES) * 6

@@ -28,7 +28,9 @@ pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.serial]
 
 ADDRESSES = {"redis": (REDIS_HOST, REDIS_PORT), "postgres": (POSTGRES_HOST, POSTGRES_PORT)}
 OUTAGE = 2.0  # seconds each fault lasts
-BOUND = 8.0  # no request may take longer (the store bounds every call by its 2 s timeout)
+# behaviour, not speed (docs/security.md: "every answer within 8 s"): no request hangs; the
+# store bounds every call by its 2 s timeout (observed ≤ 2.1 s)
+BOUND = 8.0
 
 
 def _probe_outage(http: httpx.Client, serve: Serve, live_at: str, live_rt: str) -> list[int]:

@@ -4,9 +4,10 @@ and reloads instead of waiting forever for sequence numbers this store will reus
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
 import httpx
+import pytest
 
 from support.server import Server, bearer
 from tokenward.guard.mirror import RevocationMirror
@@ -24,11 +25,24 @@ def test_follower_ahead_of_a_fresh_store_sees_a_lower_cursor(server: Server) -> 
     assert body == {"events": [], "cursor": 0, "more": False}
 
 
-def test_follower_ahead_is_answered_at_once_even_when_long_polling(server: Server) -> None:
-    start = time.monotonic()
+def test_follower_ahead_is_answered_at_once_even_when_long_polling(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+    feed = server.runtime.feed
+    real = feed.wait_revocations
+
+    async def spy(*args: Any, **kwargs: Any) -> Any:
+        waits.append(kwargs["timeout"])
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(feed, "wait_revocations", spy)
     body = _feed(server, "after=50&wait=20")
     assert body["cursor"] == 0
-    assert time.monotonic() - start < 10  # the wait is skipped, not served in full
+    assert waits == []  # the wait is skipped, not served
+    # a follower at the store's cursor does wait (what the spy would have seen)
+    assert _feed(server, "after=0&wait=0.05")["events"] == []
+    assert waits == [0.05]
 
 
 def test_cursor_is_the_stores_after_events(server: Server) -> None:

@@ -5,10 +5,11 @@ PostgreSQL schema through ``?schema=`` in the store URL), one key-encryption key
 instances, and a user and two clients created with the CLI before the servers start. The three
 servers start at the same time and must agree on the signing keys (one JWKS).
 
-* Log in at A, revoke the session at B: within 1 s C's ``/introspect`` says
+* Log in at A, revoke the session at B: C's ``/introspect`` says
   ``{"active": false}``, C's ``/userinfo`` refuses the access token (C's mirror followed the
   store's feed), and so does a local :class:`tokenward.Verifier` fed by a
-  :class:`~tokenward.revocation.DenylistFollower` on the same store. Polled with a deadline.
+  :class:`~tokenward.revocation.DenylistFollower` on the same store. Polled with a generous
+  deadline (a liveness wait; the propagation latency is measured in ``bench/propagation.py``).
 * Refresh at A, replay the parent at C inside the grace window: the same successor. Replay it
   at B after the window: reuse, the family is revoked, at every instance and the local verifier.
 * 50 refreshes of one refresh token at once, spread over the three instances: one successor,
@@ -44,18 +45,21 @@ from support.stores import (
     postgres_problem,
     redis_problem,
 )
+from support.wait import LIVENESS
 from tokenward import Verifier
 from tokenward.errors import RevokedToken
 from tokenward.revocation import Denylist, DenylistFollower
 from tokenward.store import Store, store_from_url
 
-# serial: wall-clock bounds (outage, restart, propagation) that parallel files would stretch
+# serial: not for a bound on speed but for the real-time grace window (GRACE) that the replay
+# and the 50-way race must fall inside; parallel files on two cores could push them out of it
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.serial]
 
 ISSUER = "https://auth.multi.test"  # one issuer for the three instances
 PASSWORD = "multi instance pw"
-GRACE = 4.0  # seconds; real time (see the module docstring); room for the 50-way race
-PROPAGATION_BOUND = 1.0  # this test's bound; the p99 figures are in bench/propagation.py
+# seconds; real time (see the module docstring): room for the 50-way race and for the replay
+# inside the window (both preconditions, checked)
+GRACE = 4.0
 STARTUP_LIMIT = 30.0
 
 
@@ -206,7 +210,8 @@ def _rejects(verifier: Verifier, token: str) -> bool:
 
 
 async def _within(bound: float, check: Callable[[], Awaitable[bool]]) -> float:
-    """Poll ``check`` until it holds; the seconds it took. Fails past ``bound``."""
+    """Poll ``check`` until it holds; the seconds it took. Fails past ``bound`` (a liveness
+    wait, not a latency bound)."""
     start = time.monotonic()
     while True:
         if await check():
@@ -268,7 +273,7 @@ async def test_session_revoked_at_b_is_rejected_at_c_and_by_a_local_verifier(
                 and _rejects(local, access)
             )
 
-        took = await _within(PROPAGATION_BOUND, everywhere)
+        took = await _within(LIVENESS, everywhere)
         print(f"\n{cluster.backend}: session revocation at B seen at C and locally in {took:.3f} s")
         # the revoking instance and the login instance agree
         for base in (a, b):
@@ -290,6 +295,7 @@ async def test_grace_replay_across_instances_then_reuse_revokes_everywhere(
         child = rotated.json()
 
         replay = await _refresh(http, c, parent)  # inside the window, at another instance
+        # a precondition of the test, not a speed claim: the replay above is inside the window
         assert time.monotonic() - refreshed_at < GRACE, "the machine is too slow for the window"
         assert replay.status_code == 200, replay.text
         again = replay.json()
@@ -314,7 +320,7 @@ async def test_grace_replay_across_instances_then_reuse_revokes_everywhere(
                         return False
             return all(_rejects(local, t) for t in tokens)
 
-        took = await _within(PROPAGATION_BOUND, revoked_everywhere)
+        took = await _within(LIVENESS, revoked_everywhere)
         print(f"\n{cluster.backend}: reuse at B revoked the family everywhere in {took:.3f} s")
         for base in cluster.bases:  # the live successor is dead too, at every instance
             dead = await _refresh(http, base, child["refresh_token"])
@@ -334,6 +340,7 @@ async def test_fifty_refreshes_of_one_token_over_three_instances_get_one_success
             *(_refresh(http, cluster.bases[i % 3], parent) for i in range(50))
         )
         took = time.monotonic() - start
+        # a precondition, not a speed claim: the race fell inside the real-time grace window
         assert took < GRACE, f"the race took {took:.2f} s: the machine is too slow for the window"
         assert [r.status_code for r in answers] == [200] * 50, [r.text for r in answers][:3]
         successors = {r.json()["refresh_token"] for r in answers}

@@ -2,9 +2,10 @@
 
 In the middle of a run of rotations and revocations the proxy is paused (silent network), then
 cut (connections reset, new ones refused), then restored. While it is down every store call
-must raise ``StoreUnavailable`` within ``timeout + 0.5 s`` (never hang, never succeed
-silently); after ``restore()`` the *same* store object works again, no rotation is half
-applied (exactly one live refresh token per family) and every acknowledged revocation is there.
+must raise ``StoreUnavailable`` within its timeout plus ``support.wait.HANG``: bounded, never
+hung (the outage lasts until the test restores it), and never a silent success. After
+``restore()`` the *same* store object works again, no rotation is half applied (exactly one
+live refresh token per family) and every acknowledged revocation is there.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from support.stores import (
     REDIS_URL,
     rerouted,
 )
+from support.wait import HANG
 from tokenward.clock import FrozenClock
 from tokenward.errors import StoreUnavailable
 from tokenward.store.base import (
@@ -42,11 +44,14 @@ from tokenward.store.base import (
     Store,
 )
 
-# serial: wall-clock bounds (outage, restart, propagation) that parallel files would stretch
+# serial: not for an assertion on time but for the product's own: the store timeout under test
+# is 0.5 s (so that the outage phases, ten timed-out calls each, stay short), and on a loaded
+# machine an ordinary PostgreSQL commit before the outage can exceed it (seen with two parallel
+# workers at load average 9). Alone, the setup's calls are far inside it.
 pytestmark = [pytest.mark.services, pytest.mark.serial]
 
 TIMEOUT = 0.5  # the store's per-call timeout in these tests
-SLACK = 0.5  # the bound every failing call must meet: TIMEOUT + SLACK
+SLACK = HANG  # every failing call ends within TIMEOUT + SLACK: bounded, not hung
 GRACE = 10.0
 ROTATING = 4  # families rotated during the run
 REVOCABLE = 6  # families revoked (one by one) during the run

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from support.serve import Served, clean_env, free_port, launch
-from support.wait import wait_until
+from support.wait import LIVENESS, wait_until
 from tokenward.clock import FrozenClock
 from tokenward.guard import Verifier
 
@@ -138,7 +138,7 @@ class RunningApp:
         self.clock.advance(seconds)
         m = self.verifier.mirror
         assert m is not None
-        assert wait_until(lambda: m.last_sync >= self.clock.now(), timeout=5.0)
+        assert wait_until(lambda: m.last_sync >= self.clock.now(), timeout=LIVENESS)
 
     def get(self, token: str, path: str = "/orders") -> httpx.Response:
         return httpx.get(self.base + path, headers={"Authorization": f"Bearer {token}"})
