@@ -63,6 +63,13 @@ def parse_address(text: str | None) -> Address | None:
     return addr
 
 
+@lru_cache(maxsize=4096)  # str() of an address is computed anew on every call
+def _canonical(text: str | None) -> str | None:
+    """``text`` as :func:`parse_address` reads it, written back (``None``: not an address)."""
+    addr = parse_address(text)
+    return str(addr) if addr is not None else None
+
+
 def _trusted(addr: Address, proxies: Sequence[Network]) -> bool:
     return any(addr.version == net.version and addr in net for net in proxies)
 
@@ -72,8 +79,10 @@ def client_address(
 ) -> str | None:
     """The caller's address (see the module docstring). ``forwarded_for`` holds the values of
     every ``X-Forwarded-For`` header in order; they are read only when ``peer`` is trusted."""
+    if not proxies:
+        return _canonical(peer)
     current = parse_address(peer)
-    if current is None or not proxies or not _trusted(current, proxies):
+    if current is None or not _trusted(current, proxies):
         return str(current) if current is not None else None
     hops = [h for value in forwarded_for for h in value.split(",")]
     for hop in reversed(hops):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -83,9 +84,14 @@ def create_app(
         remove_hub = admin.install_event_hub(app, runtime.clock)
         await runtime.start()
         restore_signals = chain_stop_signals()
+        # what start-up built lives as long as the process: out of the collector's sight, so
+        # a full collection under traffic scans only what requests made (shorter pauses, p99)
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             restore_signals()
             remove_hub()
             remove()
@@ -116,7 +122,7 @@ def create_app(
         app.router,  # only reached for a key it has no handler for: never
         handlers={
             ("GET", "/userinfo"): userinfo.fast,
-            ("POST", "/introspect"): introspect.introspect,
+            ("POST", "/introspect"): introspect.fast,
             ("GET", "/healthz"): metrics.fast_healthz,
         },
     )

@@ -22,16 +22,103 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
+import orjson
 from fastapi import FastAPI
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import TokenwardError
+from ..errors import InvalidRequest, TokenwardError
+from .deps import FORM_CONTENT_TYPE, get_runtime
 from .errors import handle_tokenward_error
+from .text import check_text
 
-__all__ = ["FastPath", "FastPathAPI", "Handler"]
+__all__ = ["FastPath", "FastPathAPI", "Handler", "NoStoreJSON", "read_form_fast"]
+
+_JSON_NO_STORE = (
+    (b"content-type", b"application/json"),
+    (b"cache-control", b"no-store"),
+    (b"pragma", b"no-cache"),
+)
+_MAX_FIELDS = 64  # as tokenward.server.deps.read_form
+
+
+class NoStoreJSON(Response):
+    """``200`` (or ``status_code``) JSON with ``Cache-Control: no-store`` and ``Pragma:
+    no-cache`` — the same status, body and headers as
+    ``tokenward.server.errors.JSON(content, headers=NO_STORE)`` — rendered with orjson onto
+    pre-encoded header lines (no header object is built per response)."""
+
+    media_type = "application/json"
+
+    def __init__(self, content: Any, status_code: int = 200) -> None:
+        self.body = orjson.dumps(content)
+        self.status_code = status_code
+        self.background = None
+        # a fresh list: FastAPI adds the headers its dependencies set to a route's answer
+        self.raw_headers = [(b"content-length", str(len(self.body)).encode()), *_JSON_NO_STORE]
+
+
+async def read_form_fast(request: Request) -> dict[str, str]:
+    """:func:`tokenward.server.deps.read_form` for the hot paths, with the same answers (the
+    same content type rule, body cap, UTF-8 check, ``parse_qsl`` semantics, field limit, text
+    check, repeated-parameter refusal and ``resource`` list), reading the ASGI messages
+    directly; a body without ``%`` or ``+`` (nothing to decode) is split without
+    ``parse_qsl``."""
+    ctype = ""
+    for k, v in request.scope["headers"]:
+        if k == b"content-type":
+            ctype = v.decode("latin-1")
+            break
+    if ctype.split(";", 1)[0].strip().lower() != FORM_CONTENT_TYPE:
+        raise InvalidRequest(f"the body must be {FORM_CONTENT_TYPE}")
+    limit = get_runtime(request).settings.max_body_bytes
+    receive = request.receive
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            body += message.get("body", b"")
+            if len(body) > limit:
+                raise InvalidRequest("request body too large")
+            if not message.get("more_body", False):
+                break
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest("the body is not valid UTF-8") from None
+    if text.count("&") + 1 > _MAX_FIELDS:  # parse_qsl's max_num_fields rule
+        raise InvalidRequest("too many parameters")
+    pairs: list[tuple[str, str]]
+    if "%" in text or "+" in text:
+        pairs = parse_qsl(text, keep_blank_values=True)
+    else:  # nothing to unquote: parse_qsl's split (empty fields skipped, "a" is "a=")
+        pairs = []
+        for field in text.split("&"):
+            if field:
+                name, _, value = field.partition("=")
+                pairs.append((name, value))
+    form: dict[str, str] = {}
+    seen: set[str] = set()
+    resources: list[str] = []
+    for name, value in pairs:
+        check_text(name, name)
+        check_text(name, value)
+        if name == "resource":
+            if value != "":
+                resources.append(value)
+        elif name in seen:
+            raise InvalidRequest(f"parameter {name!r} is repeated")
+        seen.add(name)
+        if value != "" and name not in form:
+            form[name] = value
+    request.state.resources = resources
+    return form
+
 
 #: What a hot path does with a request: the response (raise a ``TokenwardError`` for an error).
 Handler = Callable[[Request], Awaitable[Response]]

@@ -21,6 +21,8 @@
 
 from __future__ import annotations
 
+import os
+import random
 import re
 import secrets
 import time
@@ -44,6 +46,15 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # the metric's ``method`` label: any other token a client sends is "other", so made-up methods
 # cannot grow the label set (and the process's memory) without bound
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_ids = random.Random(secrets.randbits(128))  # noqa: S311 - a correlation id, not a secret
+# a forked worker draws its own sequence, not its parent's
+os.register_at_fork(after_in_child=lambda: _ids.seed(secrets.randbits(128)))
+
+
+def _new_request_id() -> str:
+    """16 hex digits: a correlation id (not a secret), from a generator seeded from the OS
+    once per process (no system call per request, unlike ``secrets.token_hex``)."""
+    return f"{_ids.getrandbits(64):016x}"
 
 
 _GATE_REFUSED = "the change was made but its security events could not be stored; retry"
@@ -53,12 +64,11 @@ class BodyTooLarge(Exception):
     """Raised by the wrapped ``receive`` once the body passes the cap (the 413 is sent first)."""
 
 
-def _json_error(status: int, error: str, description: str, rid: str) -> list[Message]:
+def _json_error(status: int, error: str, description: str) -> list[Message]:
     body = orjson.dumps({"error": error, "error_description": description})
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", rid.encode()),
     ] + [(k.lower().encode(), v.encode()) for k, v in NO_STORE.items()]
     return [
         {"type": "http.response.start", "status": status, "headers": headers},
@@ -120,89 +130,82 @@ class RequestMiddleware:
                     length = int(v)
                 except ValueError:
                     length = -1
-        rid = rid or secrets.token_hex(8)
-        status_holder = [500]
+        rid = rid or _new_request_id()
+        rid_header = (b"x-request-id", rid.encode())
+        status = 500
         gate = self.gate
         gated = gate.open() if gate is not None else None
         refused = False
+        started = False
+        received = 0
+        too_large = False
+        max_body = self.max_body_bytes
 
-        async def send_wrapper(message: Message) -> None:
-            nonlocal refused
-            if refused:  # the 503 went out instead; the app's answer is dropped
+        # one wrapper each way (no chain of wrappers): the status and the request id on the
+        # way out, nothing once a 413 went out; the body cap on the way in
+        async def guarded_send(message: Message) -> None:
+            nonlocal started, status, refused
+            # the 413 (or the gate's 503) went out; whatever the app answers after it is dropped
+            if too_large or refused:
                 return
             if message["type"] == "http.response.start":
+                started = True
                 if (
                     gate is not None
                     and gate.waiting(gated)
                     and not await gate.before_start(gated, message["status"])
                 ):
                     refused = True
-                    status_holder[0] = 503
-                    answer = _json_error(503, "temporarily_unavailable", _GATE_REFUSED, rid)
-                    answer[0]["headers"].append((b"retry-after", b"1"))
+                    status = 503
+                    answer = _json_error(503, "temporarily_unavailable", _GATE_REFUSED)
+                    answer[0]["headers"] += [(b"retry-after", b"1"), rid_header]
                     for m in answer:
                         await send(m)
                     return
-                status_holder[0] = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), rid_header]
             await send(message)
 
-        started = False
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send_wrapper(message)
-
-        received = 0
-        too_large = False
-
         async def capped_receive() -> Message:
-            nonlocal received, too_large
+            nonlocal received, too_large, status
             if too_large:  # the app reads on after the cut: no more of the body, ever
                 raise BodyTooLarge
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    too_large = True
+                if received > max_body:
                     if not started:
-                        for m in _json_error(413, "invalid_request", "request body too large", rid):
-                            await tracked_send(m)
-                    status_holder[0] = 413
+                        for m in _json_error(413, "invalid_request", "request body too large"):
+                            await guarded_send(m)
+                    too_large = True
+                    status = 413
                     raise BodyTooLarge
             return message
-
-        async def guarded_send(message: Message) -> None:
-            if too_large:  # the 413 went out; whatever the app answers after it is dropped
-                return
-            await tracked_send(message)
 
         structlog.contextvars.bind_contextvars(request_id=rid)
         try:
             if size > self.max_header_bytes:
-                for m in _json_error(431, "invalid_request", "request headers too large", rid):
-                    await tracked_send(m)
-                status_holder[0] = 431
+                for m in _json_error(431, "invalid_request", "request headers too large"):
+                    await guarded_send(m)
+                status = 431
             elif length is not None and (length < 0 or length > self.max_body_bytes):
-                for m in _json_error(413, "invalid_request", "request body too large", rid):
-                    await tracked_send(m)
-                status_holder[0] = 413
+                for m in _json_error(413, "invalid_request", "request body too large"):
+                    await guarded_send(m)
+                status = 413
             elif "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
                 # no id or parameter has one; PostgreSQL refuses NUL
                 for m in _json_error(
                     400, "invalid_request", "NUL in the request path or query", rid
                 ):
-                    await tracked_send(m)
-                status_holder[0] = 400
+                    await guarded_send(m)
+                status = 400
             else:
                 await self.app(scope, capped_receive, guarded_send)
         except BodyTooLarge:
-            status_holder[0] = 413
+            status = 413
         except Exception as exc:
             if too_large:  # the app wrapped BodyTooLarge (e.g. as a body-parsing error)
-                status_holder[0] = 413
+                status = 413
                 return
             # the traceback as plain text, never through the renderer's exception formatter:
             # structlog's default (an application that configures nothing) prints every
@@ -214,13 +217,13 @@ class RequestMiddleware:
                 traceback="".join(traceback.format_exception(exc)),
             )
             if not started:
-                for m in _json_error(500, "server_error", "internal error", rid):
-                    await send(m)
-            status_holder[0] = 500
+                for m in _json_error(500, "server_error", "internal error"):
+                    await guarded_send(m)
+            status = 500
         finally:
             if gate is not None:
                 gate.close(gated)
-            self._record(scope, rid, status_holder[0], time.perf_counter() - start)
+            self._record(scope, rid, status, time.perf_counter() - start)
             structlog.contextvars.unbind_contextvars("request_id")
 
     def _record(self, scope: Scope, rid: str, status: int, elapsed: float) -> None:

@@ -15,15 +15,17 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 from ...errors import InvalidRequest, InvalidToken
 from ...sessions import parse_refresh_token
 from ..auth import authenticate_client
 from ..deps import TOKEN_FORM, get_runtime, read_form
-from ..errors import JSON, NO_STORE, OAuthError
+from ..errors import OAuthError
+from ..fastpath import NoStoreJSON, read_form_fast
 from ..openapi import CLIENT_AUTH
 
-__all__ = ["STORE_FRESHNESS", "router"]
+__all__ = ["STORE_FRESHNESS", "answer", "fast", "introspect", "router"]
 
 router = APIRouter(tags=["oauth"])
 
@@ -57,9 +59,18 @@ STORE_FRESHNESS = 0.25
         503: {"model": OAuthError},
     },
 )
-async def introspect(request: Request) -> JSON:
+async def introspect(request: Request) -> Response:
+    return await answer(request, await read_form(request))
+
+
+async def fast(request: Request) -> Response:
+    """The pure-ASGI way to this route (:mod:`tokenward.server.fastpath`)."""
+    return await answer(request, await read_form_fast(request))
+
+
+async def answer(request: Request, form: dict[str, str]) -> Response:
+    """The introspection answer to the request whose form is ``form``."""
     rt = get_runtime(request)
-    form = await read_form(request)
     await authenticate_client(request, form, allow_public=False, cached=True)
     token = form.get("token")
     if token is None:
@@ -109,4 +120,4 @@ async def introspect(request: Request) -> JSON:
                 body["sid"] = c.sid
             if c.jkt:  # RFC 9449 §6.2
                 body["cnf"] = {"jkt": c.jkt}
-    return JSON(body, headers=NO_STORE)
+    return NoStoreJSON(body)

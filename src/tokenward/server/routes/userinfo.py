@@ -17,7 +17,8 @@ from pydantic import BaseModel
 from ...claims import AccessTokenClaims
 from ...store.base import Client
 from ..deps import Bearer, bearer_claims, client_ip, get_runtime, no_store
-from ..errors import JSON, NO_STORE, OAuthError
+from ..errors import OAuthError
+from ..fastpath import NoStoreJSON
 from ..riskwire import access_used
 
 __all__ = ["UserInfo", "answer", "fast", "is_first_party", "router"]
@@ -49,16 +50,16 @@ def is_first_party(client: Client | None, console_client_id: str) -> bool:
     response_model_exclude_none=True,
     responses={401: {"model": OAuthError}},  # + 503 from tokenward.server.openapi
 )
-async def userinfo(request: Request, claims: Bearer) -> JSON:
+async def userinfo(request: Request, claims: Bearer) -> NoStoreJSON:
     return await answer(request, claims)
 
 
-async def fast(request: Request) -> JSON:
+async def fast(request: Request) -> NoStoreJSON:
     """The pure-ASGI way to this route (:mod:`tokenward.server.fastpath`)."""
     return await answer(request, await bearer_claims(request))
 
 
-async def answer(request: Request, claims: AccessTokenClaims) -> JSON:
+async def answer(request: Request, claims: AccessTokenClaims) -> NoStoreJSON:
     """The UserInfo answer for the verified access token ``claims``."""
     rt = get_runtime(request)
     await access_used(rt, claims, client_ip(request))  # the risk engine: concurrent_use
@@ -83,4 +84,4 @@ async def answer(request: Request, claims: AccessTokenClaims) -> JSON:
             scope=claims.scope,
             sid=claims.sid,
         )
-    return JSON(out, headers=NO_STORE)
+    return NoStoreJSON(out)
