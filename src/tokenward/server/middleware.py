@@ -194,9 +194,7 @@ class RequestMiddleware:
                 status = 413
             elif "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
                 # no id or parameter has one; PostgreSQL refuses NUL
-                for m in _json_error(
-                    400, "invalid_request", "NUL in the request path or query", rid
-                ):
+                for m in _json_error(400, "invalid_request", "NUL in the request path or query"):
                     await guarded_send(m)
                 status = 400
             else:
