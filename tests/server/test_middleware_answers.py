@@ -21,7 +21,13 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:
 
 def _call(path: str, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> list[Any]:
     sent: list[Any] = []
-    scope = {"type": "http", "method": "POST", "path": path, "query_string": b"", "headers": headers}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "query_string": b"",
+        "headers": headers,
+    }
 
     async def receive() -> Any:
         return {"type": "http.request", "body": body, "more_body": False}
