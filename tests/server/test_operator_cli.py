@@ -74,7 +74,8 @@ def test_session_list_never_truncates_ids_and_shows_device_and_user_agent(
     assert table.exit_code == 0
     assert sid in table.stdout  # whole, on a 40-column terminal
     assert "Kitchen tablet" in table.stdout and "Firefox/140.0" in table.stdout
-    revoked = cli(runner, "session", "revoke", sid, "--store", url)
+    # "--": a sid may start with "-"
+    revoked = cli(runner, "session", "revoke", "--store", url, "--", sid)
     assert revoked.exit_code == 0, revoked.output
 
 

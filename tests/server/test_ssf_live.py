@@ -501,7 +501,7 @@ def test_cli_changes_to_the_store_reach_the_streams(served: Served) -> None:
         )
         assert done.returncode == 0, done.stdout + done.stderr
 
-    cli("session", "revoke", sid)
+    cli("session", "revoke", "--", sid)  # a sid may start with "-"
     cli("user", "roles", "vic", "admin")
     cli("user", "passwd", "vic", "--password-stdin", stdin=PW + " new\n")
     cli("user", "disable", "vic")
