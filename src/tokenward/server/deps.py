@@ -25,6 +25,7 @@ __all__ = [
     "Bearer",
     "bearer_claims",
     "client_ip",
+    "form_from_pairs",
     "form_openapi",
     "form_resources",
     "get_runtime",
@@ -83,6 +84,13 @@ async def read_form(request: Request) -> dict[str, str]:
         raise InvalidRequest("the body is not valid UTF-8") from None
     except ValueError:
         raise InvalidRequest("too many parameters") from None
+    return form_from_pairs(request, pairs)
+
+
+def form_from_pairs(request: Request, pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """The form of decoded ``(name, value)`` pairs: every text checked, a repeated parameter
+    refused (``resource`` may repeat: RFC 8707 §2, kept on ``request.state.resources``), an
+    empty value treated as absent."""
     form: dict[str, str] = {}
     seen: set[str] = set()
     resources: list[str] = []

@@ -31,9 +31,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import InvalidRequest, TokenwardError
-from .deps import FORM_CONTENT_TYPE, get_runtime
+from .deps import FORM_CONTENT_TYPE, form_from_pairs, get_runtime
 from .errors import handle_tokenward_error
-from .text import check_text
 
 __all__ = ["FastPath", "FastPathAPI", "Handler", "NoStoreJSON", "read_form_fast"]
 
@@ -102,22 +101,7 @@ async def read_form_fast(request: Request) -> dict[str, str]:
             if field:
                 name, _, value = field.partition("=")
                 pairs.append((name, value))
-    form: dict[str, str] = {}
-    seen: set[str] = set()
-    resources: list[str] = []
-    for name, value in pairs:
-        check_text(name, name)
-        check_text(name, value)
-        if name == "resource":
-            if value != "":
-                resources.append(value)
-        elif name in seen:
-            raise InvalidRequest(f"parameter {name!r} is repeated")
-        seen.add(name)
-        if value != "" and name not in form:
-            form[name] = value
-    request.state.resources = resources
-    return form
+    return form_from_pairs(request, pairs)
 
 
 #: What a hot path does with a request: the response (raise a ``TokenwardError`` for an error).
