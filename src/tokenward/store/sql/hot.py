@@ -29,7 +29,14 @@ from ..base import (
     User,
     decide_rotation,
 )
-from .schema import REVOCATION_COUNTER, client_from_row, family_from_row, user_from_row
+from .schema import (
+    REVOCATION_COUNTER,
+    client_from_row,
+    family_from_row,
+    opt_bytes,
+    token_from_row,
+    user_from_row,
+)
 
 __all__ = ["get_client", "get_refresh_token", "get_user", "rotate"]
 
@@ -84,16 +91,7 @@ def get_refresh_token(
     row = _one(conn, _JOINED, (token_hash,))
     if row is None:
         return None
-    m = row._mapping
-    record = RefreshTokenRecord(
-        token_hash=token_hash,
-        sid=m["sid"],
-        created_at=m["t_created_at"],
-        parent_hash=_opt(m["t_parent_hash"]),
-        consumed_at=m["t_consumed_at"],
-        successor_hash=_opt(m["t_successor_hash"]),
-    )
-    return record, family_from_row(row)
+    return token_from_row(token_hash, row), family_from_row(row)
 
 
 def get_user(conn: sqlite3.Connection, username: str) -> User | None:
@@ -104,10 +102,6 @@ def get_user(conn: sqlite3.Connection, username: str) -> User | None:
 def get_client(conn: sqlite3.Connection, client_id: str) -> Client | None:
     row = _one(conn, "SELECT * FROM clients WHERE client_id = ?", (client_id,))
     return None if row is None else client_from_row(row)
-
-
-def _opt(value: Any) -> bytes | None:
-    return bytes(value) if value is not None else None
 
 
 def rotate(
@@ -170,7 +164,7 @@ def _rotate_once(
         current_hash=family.current_hash,
         parent_hash=parent_hash,
         consumed_at=m["t_consumed_at"],
-        successor_hash=_opt(m["t_successor_hash"]),
+        successor_hash=opt_bytes(m["t_successor_hash"]),
         child_hash=child.token_hash,
         now=now,
         grace=grace,

@@ -70,6 +70,7 @@ __all__ = [
     "role_to_row",
     "roles",
     "secrets",
+    "token_from_row",
     "user_from_row",
     "user_to_row",
     "users",
@@ -236,6 +237,19 @@ roles = Table(
 # -- row mapping ---------------------------------------------------------------------------
 def opt_bytes(value: Any) -> bytes | None:
     return bytes(value) if value is not None else None
+
+
+def token_from_row(token_hash: bytes, row: Row[Any]) -> RefreshTokenRecord:
+    """The token half of a family-and-token row (its columns labelled ``t_...``)."""
+    m = row._mapping
+    return RefreshTokenRecord(
+        token_hash=token_hash,
+        sid=m["sid"],
+        created_at=m["t_created_at"],
+        parent_hash=opt_bytes(m["t_parent_hash"]),
+        consumed_at=m["t_consumed_at"],
+        successor_hash=opt_bytes(m["t_successor_hash"]),
+    )
 
 
 def family_from_row(row: Row[Any]) -> Family:

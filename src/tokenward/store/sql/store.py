@@ -75,6 +75,7 @@ from .schema import (
     record_from_row,
     refresh_tokens,
     revocations,
+    token_from_row,
 )
 
 __all__ = ["MIGRATIONS_DIR", "SQLStore", "alembic_config", "head_revision"]
@@ -402,16 +403,7 @@ class SQLStore(SQLGrantRecordsMixin, SQLRecordsMixin, Store):
         if not rows:
             return None
         row = rows[0]
-        m = row._mapping
-        record = RefreshTokenRecord(
-            token_hash=bytes(token_hash),
-            sid=m["sid"],
-            created_at=m["t_created_at"],
-            parent_hash=opt_bytes(m["t_parent_hash"]),
-            consumed_at=m["t_consumed_at"],
-            successor_hash=opt_bytes(m["t_successor_hash"]),
-        )
-        return record, family_from_row(row)
+        return token_from_row(bytes(token_hash), row), family_from_row(row)
 
     async def _get_refresh_token_two_reads(
         self, token_hash: bytes
