@@ -316,6 +316,11 @@ export class TokenwardClient {
     return { seq: s.seq, access_token: s.token, expiresAt: s.expiresAt, refreshAt: s.refreshAt, lifetime: s.lifetime, refresh_token: s.refreshToken };
   }
 
+  /** Worth handing to a tab that asks: a live access token, or in code mode the current refresh token. */
+  _handsOver() {
+    return Date.now() < this._state.expiresAt || (this.mode === 'code' && Boolean(this._state.refreshToken));
+  }
+
   _post(msg) { if (this._channel) { try { this._channel.postMessage(msg); } catch { /* closed */ } } }
 
   _onMessage(msg) {
@@ -331,7 +336,7 @@ export class TokenwardClient {
         refreshToken: this.mode === 'code' ? (msg.refresh_token || null) : null,
       });
       if (!this.clientId && this._state.claims) this.clientId = this._state.claims.client_id || null;
-    } else if (msg.type === 'want' && this._state.token && Date.now() < this._state.expiresAt) {
+    } else if (msg.type === 'want' && this._state.token && this._handsOver()) {
       this._post({ type: 'token', ...this._handoff() });
     } else if (msg.type === 'logout' && this.signedIn) {
       this._forget(false);
@@ -558,8 +563,10 @@ export class TokenwardClient {
       this._forget(false);
       throw new LoginRequired('not signed in');
     }
-    if (Number(stash.seq) > this._state.seq && !isDue(stash.refreshAt)) {
-      // another tab refreshed while this one waited or slept: take its token
+    // Another tab refreshed while this one waited or slept: take its token. In code mode take
+    // it even when it is due already: the refresh token this tab holds was spent by that
+    // rotation, and presenting it again is a reuse, which ends the session in every tab.
+    if (Number(stash.seq) > this._state.seq && (this.mode === 'code' || !isDue(stash.refreshAt))) {
       const wait = this._state.seq > 0 ? PEER_WAIT_MS : NEW_TAB_WAIT_MS;
       if (await this._awaitPeer(Number(stash.seq), wait) && this._usable(rejected)) return this._state.token;
     }
