@@ -25,17 +25,20 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-_state: dict[int, dict[str, Any]] = {}
+_state: dict[str, Any] = {}
 
 
 def _legit(server: Server) -> dict[str, Any]:
-    """A session (made once per server) whose tokens the fuzzer mutates."""
-    key = id(server)
-    if key not in _state:
-        _state.clear()
+    """A session (made once per server) whose tokens the fuzzer mutates. The server itself is
+    kept and compared by identity: a new server can get the id() of a freed one, and would
+    then be handed the old server's tokens (signed with keys it does not know)."""
+    if _state.get("server") is not server:
         pair = server.login()
-        _state[key] = {"pair": pair, "issued": {pair["access_token"], pair["refresh_token"]}}
-    return _state[key]
+        _state.clear()
+        _state.update(
+            server=server, pair=pair, issued={pair["access_token"], pair["refresh_token"]}
+        )
+    return _state
 
 
 def _raw_header(value: str) -> bytes:
