@@ -80,6 +80,23 @@ export interface ClientOptions {
   dpop?: boolean;
   /** Where the DPoP key pair is kept (default: IndexedDB, shared by the origin's tabs). */
   dpopKeyStore?: DPoPKeyStore;
+  /**
+   * Where the tabs' rotation record is committed before the refresh lock is released (default:
+   * IndexedDB; null: localStorage only).
+   */
+  recordStore?: RecordStore | null;
+}
+
+export interface RotationRecord {
+  seq: number;
+  /** ms since the epoch */
+  refreshAt: number;
+}
+
+export interface RecordStore {
+  get(): Promise<RotationRecord | undefined>;
+  set(record: RotationRecord): Promise<unknown>;
+  delete(): Promise<unknown>;
 }
 
 export interface DPoPKeyStore {
@@ -92,6 +109,7 @@ export declare function jwkThumbprint(jwk: JsonWebKey): Promise<string>;
 export declare function accessTokenHash(token: string): Promise<string>;
 export declare function generateDPoPKey(): Promise<CryptoKeyPair>;
 export declare function indexedDBKeyStore(name?: string, dbName?: string): DPoPKeyStore;
+export declare function indexedDBRecordStore(name?: string, dbName?: string): RecordStore;
 export declare function dpopProof(
   keyPair: CryptoKeyPair,
   htm: string,

@@ -145,11 +145,11 @@ export function generateDPoPKey() {
   return crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']);
 }
 
-/** An IndexedDB store for one key pair (`get`, `set`, `delete`). */
-export function indexedDBKeyStore(name = 'tokenward', dbName = 'tokenward-dpop') {
+/** One value under `key` in an IndexedDB object store (`get`, `set`, `delete`). */
+function indexedDBValue(dbName, storeName, key) {
   const open = () => new Promise((resolve, reject) => {
     const req = indexedDB.open(dbName, 1);
-    req.onupgradeneeded = () => req.result.createObjectStore('keys');
+    req.onupgradeneeded = () => req.result.createObjectStore(storeName);
     req.onsuccess = () => resolve(req.result);
     req.onerror = () => reject(req.error);
   });
@@ -157,18 +157,35 @@ export function indexedDBKeyStore(name = 'tokenward', dbName = 'tokenward-dpop')
     const db = await open();
     try {
       return await new Promise((resolve, reject) => {
-        const tx = db.transaction('keys', mode);
-        const req = fn(tx.objectStore('keys'));
+        const tx = db.transaction(storeName, mode);
+        const req = fn(tx.objectStore(storeName));
         tx.oncomplete = () => resolve(req.result);
         tx.onerror = () => reject(tx.error);
+        tx.onabort = () => reject(tx.error);
       });
     } finally { db.close(); }
   };
   return {
-    get: () => run('readonly', (s) => s.get(name)),
-    set: (keyPair) => run('readwrite', (s) => s.put(keyPair, name)),
-    delete: () => run('readwrite', (s) => s.delete(name)),
+    get: () => run('readonly', (s) => s.get(key)),
+    set: (value) => run('readwrite', (s) => s.put(value, key)),
+    delete: () => run('readwrite', (s) => s.delete(key)),
   };
+}
+
+/** An IndexedDB store for one key pair (`get`, `set`, `delete`). */
+export function indexedDBKeyStore(name = 'tokenward', dbName = 'tokenward-dpop') {
+  return indexedDBValue(dbName, 'keys', name);
+}
+
+/**
+ * An IndexedDB store for the tabs' rotation record (`{ seq, refreshAt }`). localStorage alone
+ * is not enough: each renderer process keeps its own copy and hears of another tab's write
+ * later, so the tab that takes the refresh lock next could read the sequence number from before
+ * the previous holder's rotation and refresh again. A committed IndexedDB transaction is seen by
+ * every transaction started after it, and the holder commits before it releases the lock.
+ */
+export function indexedDBRecordStore(name = 'tokenward', dbName = 'tokenward-sessions') {
+  return indexedDBValue(dbName, 'records', name);
 }
 
 /** A DPoP proof JWT for one request (RFC 9449 §4.2); `htu` is sent without query and fragment. */
@@ -225,6 +242,8 @@ export class TokenwardClient {
     this.dpop = Boolean(options.dpop);
     this._dpopStore = options.dpopKeyStore || (this.dpop ? indexedDBKeyStore(this.name) : null);
     this._dpopKey = null;
+    const idb = typeof indexedDB !== 'undefined' && indexedDB !== null;
+    this._records = options.recordStore !== undefined ? options.recordStore : (idb ? indexedDBRecordStore(this.name) : null);
     this._nonces = new Map(); // origin -> the last DPoP-Nonce it sent
     this._endpoints = {
       token: options.tokenEndpoint || `${this.issuer}/token`,
@@ -275,6 +294,22 @@ export class TokenwardClient {
     return s;
   }
 
+  /**
+   * The session record with the newest rotation any tab committed: localStorage's copy, with the
+   * sequence number and refresh time of the IndexedDB record when that one is ahead. Null when
+   * signed out (localStorage's record is removed on logout in every tab).
+   */
+  async _shared() {
+    const stash = this._stash();
+    if (!stash || !this._records) return stash;
+    let rec = null;
+    try { rec = await this._records.get(); } catch { rec = null; /* private mode: localStorage only */ }
+    if (rec && typeof rec === 'object' && Number(rec.seq) > (Number(stash.seq) || 0)) {
+      return { ...stash, seq: Number(rec.seq), refreshAt: Number(rec.refreshAt) };
+    }
+    return stash;
+  }
+
   _notify() { for (const fn of this._listeners) { try { fn(this); } catch { /* a listener's bug */ } } }
 
   _schedule() {
@@ -291,14 +326,20 @@ export class TokenwardClient {
     this._notify();
   }
 
-  /** A token response of our own request: keep it, record it for the tabs, hand it over. */
-  _accept(body, receivedAt) {
+  /**
+   * A token response of our own request: keep it, record it for the tabs (committed before the
+   * refresh lock is released), hand it over.
+   */
+  async _accept(body, receivedAt) {
     if (!body || typeof body.access_token !== 'string') throw new TokenwardError('the server sent no access token');
     const t = tokenTiming(body, receivedAt, this.margin);
     const claims = decodeJwt(body.access_token);
     if (!this.clientId && claims && typeof claims.client_id === 'string') this.clientId = claims.client_id;
-    const prev = this._stash() || {};
+    const prev = (await this._shared()) || {};
     const seq = Math.max(Number(prev.seq) || 0, this._state.seq) + 1;
+    if (this._records) {
+      try { await this._records.set({ seq, refreshAt: t.refreshAt }); } catch { /* localStorage only */ }
+    }
     const refreshToken = this.mode === 'code' ? (body.refresh_token || this._state.refreshToken) : null;
     this._writeStash({
       seq,
@@ -376,6 +417,7 @@ export class TokenwardClient {
     this._state = { token: null, claims: null, expiresAt: 0, refreshAt: 0, lifetime: 0, seq: 0, refreshToken: null };
     if (broadcast) {
       localStorage.removeItem(this._stashKey);
+      if (this._records) this._records.delete().catch(() => {});
       this._post({ type: 'logout' });
     }
     for (const w of [...this._waiters]) w();
@@ -458,7 +500,7 @@ export class TokenwardClient {
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify(req),
     });
-    this._accept(body, receivedAt);
+    await this._accept(body, receivedAt);
     return this.claims;
   }
 
@@ -528,7 +570,7 @@ export class TokenwardClient {
       credentials: 'omit',
       body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: pending.redirect, code_verifier: pending.verifier, client_id: this.clientId }),
     });
-    this._accept(body, receivedAt);
+    await this._accept(body, receivedAt);
     if (typeof history !== 'undefined') history.replaceState(null, '', pending.redirect);
     return true;
   }
@@ -558,7 +600,7 @@ export class TokenwardClient {
 
   async _refreshLocked(rejected) {
     if (this._usable(rejected)) return this._state.token; // another tab's result arrived
-    const stash = this._stash();
+    const stash = await this._shared();
     if (!stash) {
       this._forget(false);
       throw new LoginRequired('not signed in');
@@ -600,7 +642,7 @@ export class TokenwardClient {
       this._forget(true);
       throw new LoginRequired(`the session ended; sign in again (${err.message})`, { status: err.status, code: err.code });
     }
-    this._accept(result.body, result.receivedAt);
+    await this._accept(result.body, result.receivedAt);
     return this._state.token;
   }
 

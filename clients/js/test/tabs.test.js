@@ -9,9 +9,14 @@ const enc = (obj) => Buffer.from(JSON.stringify(obj)).toString('base64url');
 
 // -- the browser pieces the SDK looks for, installed before the module is loaded --
 
+// localStorage can be made stale: reads then return the values of the moment it froze, as in
+// a renderer process that has not yet heard of another tab's write.
 const storage = new Map();
+let frozen = null;
+const freezeReads = () => { frozen = new Map(storage); };
+const thawReads = () => { frozen = null; };
 globalThis.localStorage = {
-  getItem: (k) => (storage.has(k) ? storage.get(k) : null),
+  getItem: (k) => { const m = frozen || storage; return m.has(k) ? m.get(k) : null; },
   setItem: (k, v) => { storage.set(k, String(v)); },
   removeItem: (k) => { storage.delete(k); },
 };
@@ -31,7 +36,8 @@ class FakeChannel {
     const data = structuredClone(msg);
     for (const peer of channels.get(this.name)) {
       if (peer === this || peer.deaf) continue;
-      setTimeout(() => { if (peer.onmessage) peer.onmessage({ data }); }, 1);
+      const open = channels.get(this.name); // a closed channel hears nothing more
+      setTimeout(() => { if (open.has(peer) && peer.onmessage) peer.onmessage({ data }); }, 1);
     }
   }
 
@@ -82,16 +88,26 @@ function stubServer() {
 
 const sleep = (ms) => new Promise((r) => { setTimeout(r, ms); });
 
-function twoTabs(name) {
+/** The IndexedDB record store's contract, in memory: one committed value shared by the tabs. */
+function memoryRecordStore() {
+  let value;
+  return {
+    get: async () => (value === undefined ? undefined : structuredClone(value)),
+    set: async (v) => { value = structuredClone(v); },
+    delete: async () => { value = undefined; },
+  };
+}
+
+function twoTabs(name, recordStore = null) {
   const as = stubServer();
-  const options = { issuer: 'https://as.example', clientId: 'spa', mode: 'code', name, fetch: as.fetch };
+  const options = { issuer: 'https://as.example', clientId: 'spa', mode: 'code', name, fetch: as.fetch, recordStore };
   return { as, a: createClient(options), b: createClient(options) };
 }
 
 test('a tab that missed the other tab\'s rotation takes its refresh token even when the token is due', async () => {
   const { as, a, b } = twoTabs('missed');
   try {
-    a._accept(as.issue(), Date.now()); // tab A signs in; tab B is handed the session
+    await a._accept(as.issue(), Date.now()); // tab A signs in; tab B is handed the session
     await sleep(20);
     assert.equal(b.claims.jti, 'j1');
 
@@ -118,7 +134,7 @@ test('a tab that missed the other tab\'s rotation takes its refresh token even w
 test('with no tab answering, a tab holding a spent refresh token still tries it once', async () => {
   const { as, a, b } = twoTabs('gone');
   try {
-    a._accept(as.issue(), Date.now());
+    await a._accept(as.issue(), Date.now());
     await sleep(60);
     b._channel.deaf = true;
     await a.refresh();
@@ -130,6 +146,48 @@ test('with no tab answering, a tab holding a spent refresh token still tries it 
     assert.equal(as.reused, 1);
     assert.equal(localStorage.getItem('gone:session'), null); // every tab signs out
   } finally {
+    b.close();
+  }
+});
+
+test('a tab whose localStorage has not caught up reads the rotation from the record store', async () => {
+  const { as, a, b } = twoTabs('stale', memoryRecordStore());
+  try {
+    await a._accept(as.issue(), Date.now());
+    await sleep(60);
+    b._channel.deaf = true; // B hears nothing of the rotation...
+    freezeReads(); // ...and its localStorage still shows the record from before it
+    await a.refresh();
+    assert.equal(as.current, 'rt-2');
+    b._channel.deaf = false;
+    await sleep(100);
+    await b.accessToken();
+    assert.deepEqual(as.presented, ['rt-1', 'rt-2']);
+    assert.equal(as.reused, 0);
+    assert.equal(b.claims.jti, 'j3');
+  } finally {
+    thawReads();
+    a.close();
+    b.close();
+  }
+});
+
+test('without a record store the stale localStorage misleads the tab (why the store exists)', async () => {
+  const { as, a, b } = twoTabs('stale-no-store', null);
+  try {
+    await a._accept(as.issue(), Date.now());
+    await sleep(60);
+    b._channel.deaf = true;
+    freezeReads();
+    await a.refresh();
+    b._channel.deaf = false;
+    await sleep(100);
+    await assert.rejects(b.accessToken(), LoginRequired);
+    assert.deepEqual(as.presented, ['rt-1', 'rt-1']);
+    assert.equal(as.reused, 1);
+  } finally {
+    thawReads();
+    a.close();
     b.close();
   }
 });
