@@ -53,6 +53,7 @@ class StubAS:
         self.pending: dict[str, dict[str, str]] = {}
         self.current_rt: str | None = None
         self.refreshes = 0
+        self.refreshed_by: list[Any] = []  # the page that sent each refresh
         self.reused = 0
         self.exchanges = 0
         self.n = 0
@@ -106,6 +107,7 @@ class StubAS:
                     route.fulfill(status=400, headers=cors, json={"error": "invalid_grant"})
                     return
                 self.refreshes += 1
+                self.refreshed_by.append(req.frame.page)
                 route.fulfill(status=200, headers=cors, json=self._tokens())
                 return
         route.fulfill(status=404, headers=cors, body="")
@@ -158,8 +160,10 @@ def test_spa_signs_in_with_pkce_and_two_tabs_refresh_once_per_expiry(
     second.set_default_timeout(15_000)
     second.goto(f"{SPA}/app.html")
     _ready(second)
-    assert second.evaluate("window.auth.signedIn") is True  # handed over, not refreshed
-    assert stub.refreshes == 0
+    assert second.evaluate("window.auth.signedIn") is True
+    # handed over, not refreshed (the first tab's own timer may have refreshed meanwhile: the
+    # tokens live 2 s, and a page load on a busy machine can take longer)
+    assert second not in stub.refreshed_by
     deadline = time.monotonic() + 60
     while stub.refreshes < 3 and time.monotonic() < deadline:
         for p in (first, second):
