@@ -170,21 +170,12 @@ async def backend_store(
 def simplejwt_setup(tmp: Path) -> Any:
     """Configure a minimal Django with simplejwt's blacklist app on SQLite (ES256)."""
     import django
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
     from django.conf import settings
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
+    sys.path.insert(0, str(Path(__file__).parent / "peers"))
+    from _es256 import key_pair_pem  # the key set-up the HTTP peers use
+
+    private, public = key_pair_pem()
     settings.configure(
         DEBUG=False,
         SECRET_KEY=secrets.token_hex(32),
