@@ -328,14 +328,15 @@ export class TokenwardClient {
 
   /**
    * A token response of our own request: keep it, record it for the tabs (committed before the
-   * refresh lock is released), hand it over.
+   * refresh lock is released), hand it over. `shared`: the record as read under the lock (read
+   * here when not given).
    */
-  async _accept(body, receivedAt) {
+  async _accept(body, receivedAt, shared = undefined) {
     if (!body || typeof body.access_token !== 'string') throw new TokenwardError('the server sent no access token');
     const t = tokenTiming(body, receivedAt, this.margin);
     const claims = decodeJwt(body.access_token);
     if (!this.clientId && claims && typeof claims.client_id === 'string') this.clientId = claims.client_id;
-    const prev = (await this._shared()) || {};
+    const prev = (shared === undefined ? await this._shared() : shared) || {};
     const seq = Math.max(Number(prev.seq) || 0, this._state.seq) + 1;
     if (this._records) {
       try { await this._records.set({ seq, refreshAt: t.refreshAt }); } catch { /* localStorage only */ }
@@ -642,7 +643,7 @@ export class TokenwardClient {
       this._forget(true);
       throw new LoginRequired(`the session ended; sign in again (${err.message})`, { status: err.status, code: err.code });
     }
-    await this._accept(result.body, result.receivedAt);
+    await this._accept(result.body, result.receivedAt, stash); // no rotation can come between: the lock is held
     return this._state.token;
   }
 
